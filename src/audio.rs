@@ -1,0 +1,1 @@
+//! Audio I/O (placeholder: being written).

@@ -1,0 +1,13 @@
+//! jukebox-rs: OpenAI Jukebox rebuilt in Rust.
+//!
+//! Data flow: [`audio`] → [`vqvae`] → [`prior`] → [`sample`] → [`study`], with [`checkpoint`],
+//! [`ops`] and [`train`] beside them. Levels use the official numbering: 0 = bottom (hop 8),
+//! 1 = middle (hop 32), 2 = top (hop 128).
+
+pub mod audio;
+pub mod config;
+pub mod ops;
+pub mod parity;
+pub mod util;
+
+pub use candle_core as candle;

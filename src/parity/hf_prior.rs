@@ -1,0 +1,10 @@
+//! Parity checks: hf_prior (not written yet).
+
+use super::Report;
+use anyhow::Result;
+use std::path::Path;
+
+pub fn run(_dir: &Path, report: &mut Report) -> Result<()> {
+    report.skip("hf_prior", "component not implemented yet");
+    Ok(())
+}
