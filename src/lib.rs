@@ -5,9 +5,19 @@
 //! 1 = middle (hop 32), 2 = top (hop 128).
 
 pub mod audio;
+pub mod checkpoint;
 pub mod config;
+pub mod dataset;
+pub mod drums;
+pub mod dsp;
+pub mod labels;
 pub mod ops;
 pub mod parity;
+pub mod prior;
+pub mod sample;
+pub mod study;
+pub mod train;
 pub mod util;
+pub mod vqvae;
 
 pub use candle_core as candle;

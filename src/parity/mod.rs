@@ -15,6 +15,7 @@ pub mod hf_prior;
 pub mod hf_vqvae;
 pub mod keys;
 pub mod lyrics;
+pub mod lyrics_models;
 pub mod timing;
 
 use anyhow::{bail, Context, Result};
@@ -230,7 +231,10 @@ pub fn run(dir: &Path, report: &mut Report) -> Result<FolderKind> {
             hf_vqvae::run(dir, report)?;
             hf_prior::run(dir, report)?;
         }
-        FolderKind::LyricsFixtures => lyrics::run(dir, report)?,
+        FolderKind::LyricsFixtures => {
+            lyrics::run(dir, report)?;
+            lyrics_models::run(dir, report)?;
+        }
         FolderKind::Timing => timing::run(dir, report)?,
         FolderKind::Checkpoints => checkpoints::run(dir, report)?,
         FolderKind::OfficialKeys => keys::run(dir, report)?,

@@ -1,0 +1,1 @@
+//! drums (being written).

@@ -1,0 +1,1 @@
+//! dsp (being written).

@@ -1,0 +1,1 @@
+//! prior (being written).

@@ -1,0 +1,1 @@
+//! vqvae (being written).
