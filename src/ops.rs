@@ -46,3 +46,139 @@ pub fn dense(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     out[last] = w.dim(1)?;
     y.reshape(out)
 }
+
+/// Embedding lookup `table[ids]`: `ids` any shape of integer ids, result `ids.shape ++ [dim]`.
+/// `index_select` has a correct backward (scatter-add into the table).
+pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
+    let mut shape = ids.dims().to_vec();
+    shape.push(table.dim(1)?);
+    table.index_select(&ids.flatten_all()?, 0)?.reshape(shape)
+}
+
+/// 1-D convolution (cross-correlation) as in PyTorch `Conv1d`: `x` (N, C_in, L), `w`
+/// (C_out, C_in, K), optional bias (C_out). Written as K shifted matmuls, which is several
+/// times faster than candle's CPU conv1d and has a correct gradient for any batch size.
+pub fn conv1d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+) -> Result<Tensor> {
+    let (_, c_in, l) = x.dims3()?;
+    let (c_out, wc_in, k) = w.dims3()?;
+    if wc_in != c_in {
+        candle_core::bail!("conv1d: input has {c_in} channels, weight expects {wc_in}");
+    }
+    if stride == 0 || dilation == 0 || k == 0 {
+        candle_core::bail!("conv1d: stride, dilation and kernel size must be positive");
+    }
+    let span = dilation * (k - 1) + 1;
+    let lp = l + 2 * padding;
+    if lp < span {
+        candle_core::bail!("conv1d: input length {l} (padding {padding}) is shorter than the kernel span {span}");
+    }
+    let l_out = (lp - span) / stride + 1;
+    // Pad once: `padding` each side plus zeros on the right so that every tap's strided
+    // window fits and the length is a multiple of the stride. The extra zeros are never read.
+    let max_q = (k - 1) * dilation / stride;
+    let need = ((max_q + l_out) * stride).max(lp);
+    let extra = need.div_ceil(stride) * stride - lp;
+    let xp = if padding + extra > 0 {
+        x.pad_with_zeros(2, padding, padding + extra)?
+    } else {
+        x.clone()
+    };
+    let (n, _, lpp) = xp.dims3()?;
+    // Polyphase view (N, C, L/s, s): tap start j·d = q·s + r reads phase r from offset q.
+    let xr = xp.reshape((n, c_in, lpp / stride, stride))?;
+    let mut y: Option<Tensor> = None;
+    for j in 0..k {
+        let (q, r) = ((j * dilation) / stride, (j * dilation) % stride);
+        let xs = if stride == 1 {
+            xp.narrow(2, q, l_out)?
+        } else {
+            xr.narrow(3, r, 1)?.squeeze(3)?.narrow(2, q, l_out)?
+        };
+        // (C_out, C_in) view of tap j; broadcast over the batch (stride 0, no copy).
+        let wj = w.narrow(2, j, 1)?.squeeze(2)?;
+        let t = wj.broadcast_left(n)?.matmul(&xs)?;
+        y = Some(match y {
+            None => t,
+            Some(acc) => (acc + t)?,
+        });
+    }
+    let y = match y {
+        Some(y) => y,
+        None => candle_core::bail!("conv1d: empty kernel"),
+    };
+    match b {
+        Some(b) => y.broadcast_add(&b.reshape((1, c_out, 1))?),
+        None => Ok(y),
+    }
+}
+
+/// Transposed 1-D convolution as in PyTorch `ConvTranspose1d` (no output padding, dilation 1):
+/// `x` (N, C_in, L), `w` (C_in, C_out, K), output length `(L-1)·stride − 2·padding + K`.
+/// Polyphase: output phase r (t ≡ r mod stride) is a sum of shifted matmuls with the taps
+/// k ≡ r; phases are then interleaved and cropped. Differentiable (candle's has no backward).
+pub fn conv_transpose1d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    let (n, c_in, l) = x.dims3()?;
+    let (wc_in, c_out, k) = w.dims3()?;
+    if wc_in != c_in {
+        candle_core::bail!("conv_transpose1d: input has {c_in} channels, weight expects {wc_in}");
+    }
+    if stride == 0 || k == 0 || l == 0 {
+        candle_core::bail!("conv_transpose1d: stride, kernel size and length must be positive");
+    }
+    let full = (l - 1) * stride + k;
+    if full < 2 * padding + 1 {
+        candle_core::bail!("conv_transpose1d: padding {padding} leaves no output for length {l}");
+    }
+    let l_out = full - 2 * padding;
+    let m = k.div_ceil(stride); // taps per phase (at most)
+    let q = l + m - 1; // outputs per phase; q·stride ≥ full
+    let xp = if m > 1 {
+        x.pad_with_zeros(2, m - 1, m - 1)?
+    } else {
+        x.clone()
+    };
+    let mut phases = Vec::with_capacity(stride);
+    for r in 0..stride {
+        let mut acc: Option<Tensor> = None;
+        let mut mi = 0;
+        while r + mi * stride < k {
+            let kk = r + mi * stride;
+            // y_r[q] += W_k^T · x[q − mi]  →  x_pad offset (m − 1 − mi).
+            let wk = w.narrow(2, kk, 1)?.squeeze(2)?.t()?; // (C_out, C_in)
+            let xs = xp.narrow(2, m - 1 - mi, q)?;
+            let t = wk.broadcast_left(n)?.matmul(&xs)?;
+            acc = Some(match acc {
+                None => t,
+                Some(a) => (a + t)?,
+            });
+            mi += 1;
+        }
+        phases.push(match acc {
+            Some(a) => a,
+            None => Tensor::zeros((n, c_out, q), x.dtype(), x.device())?,
+        });
+    }
+    let y = if stride == 1 {
+        phases.remove(0)
+    } else {
+        Tensor::stack(&phases, 3)?.reshape((n, c_out, q * stride))?
+    };
+    let y = y.narrow(2, padding, l_out)?;
+    match b {
+        Some(b) => y.broadcast_add(&b.reshape((1, c_out, 1))?),
+        None => Ok(y),
+    }
+}

@@ -1,14 +1,314 @@
-//! `jukebox study` (not yet available).
+//! `jukebox study` and `jukebox study merge`.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use jukebox::config::JukeboxConfig;
+use jukebox::labels::{Field, IdSet};
+use jukebox::study::emit::{self, EmitOptions};
+use jukebox::study::plan::{LabelKind, LabelResolver, ModelFacts, Plan, PlanSpec, Vocab};
+use jukebox::study::{self as st, CellRunner, FakeRunner, RunOptions};
+use jukebox::util::{atomic_write, resolve_default};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
-    /// Arguments (this command is not yet available).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
+    #[command(subcommand)]
+    pub command: Option<Sub>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
-pub fn run(_args: Args) -> Result<()> {
-    bail!("`jukebox study` is not yet available in this build")
+#[derive(clap::Subcommand, Debug)]
+pub enum Sub {
+    /// Join shard folders, check every cell is done, and write metrics, claims and the report.
+    Merge {
+        /// The study directory (holds plan.toml and shards/).
+        dir: PathBuf,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emit {
+    Slurm,
+    K8s,
+}
+
+#[derive(clap::Args, Debug, Default)]
+pub struct RunArgs {
+    /// Model directory [default: models/default].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Prompt audio [default: data/prompts/amen.wav].
+    #[arg(long)]
+    pub prompt: Option<PathBuf>,
+    /// Seconds taken from the prompt (cut to a multiple of the top hop) [default: 2].
+    #[arg(long)]
+    pub prompt_seconds: Option<f64>,
+    /// Total seconds of each sample, prompt included [default: prompt + 3].
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// Genre axis, comma-separated; `a+b` gives one cell a bag of genres [default: the model's first 4].
+    #[arg(long, value_delimiter = ',')]
+    pub genres: Option<Vec<String>>,
+    /// Artist axis, comma-separated [default: the model's first 4].
+    #[arg(long, value_delimiter = ',')]
+    pub artists: Option<Vec<String>>,
+    /// Number of seeds per cell [default: 2].
+    #[arg(long)]
+    pub seeds: Option<u64>,
+    /// First seed [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Study directory [default: studies/default].
+    #[arg(short = 'o', long = "out")]
+    pub out: Option<PathBuf>,
+    /// Levels to sample: top, top,middle or all [default: top].
+    #[arg(long)]
+    pub levels: Option<String>,
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    /// Leave out the control cells (no-label cell and ancestral column).
+    #[arg(long)]
+    pub no_controls: bool,
+    /// Most cells in one batch group [default: 8].
+    #[arg(long)]
+    pub max_batch: Option<usize>,
+    /// A plan file (TOML) with explicit cells or settings; its values override the flags.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// Continue a study from its plan.toml (the other plan flags are ignored).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Run only batch groups g with g % n == i, into STUDY/shards/i-of-n/.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Print the plan, tokens per level and a time estimate; sample nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// List the model's genres (with --search TEXT to filter).
+    #[arg(long)]
+    pub list_genres: bool,
+    /// List the model's artists (with --search TEXT to filter).
+    #[arg(long)]
+    pub list_artists: bool,
+    #[arg(long)]
+    pub search: Option<String>,
+    /// Write cluster job files into STUDY/slurm or STUDY/k8s instead of running.
+    #[arg(long, value_enum)]
+    pub emit: Option<Emit>,
+    /// Shards for --emit [default: 4, at most the number of batch groups].
+    #[arg(long, default_value_t = 4)]
+    pub shards: usize,
+    /// CPUs per shard for --emit.
+    #[arg(long, default_value_t = 2)]
+    pub cpus: usize,
+    /// Memory per shard in GiB for --emit.
+    #[arg(long, default_value_t = 8)]
+    pub mem_gb: usize,
+    /// GPUs per shard for --emit.
+    #[arg(long, default_value_t = 0)]
+    pub gpus: usize,
+    /// Time limit per shard in minutes for --emit [default: from the plan's estimate].
+    #[arg(long)]
+    pub minutes: Option<u64>,
+    /// Container image for --emit k8s.
+    #[arg(long, default_value = "jukebox-rs:latest")]
+    pub image: String,
+    /// PersistentVolumeClaim holding the study for --emit k8s.
+    #[arg(long, default_value = "jukebox-study")]
+    pub pvc: String,
+    /// Use the deterministic fake model (tests and demos of the report; no model needed).
+    #[arg(long, hide = true)]
+    pub fake_runner: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    match args.command {
+        Some(Sub::Merge { dir }) => {
+            st::merge(&dir)?;
+            println!("merged; report at {}", dir.join("index.html").display());
+            Ok(())
+        }
+        None => run_study(args.run),
+    }
+}
+
+/// The model's facts and label lists; without a config (fake runner only) the official hops.
+fn model_info(model: &Path, fake: bool) -> Result<(ModelFacts, Box<dyn LabelResolver>, Option<Arc<IdSet>>)> {
+    let cfg_path = model.join("config.json");
+    if !cfg_path.exists() {
+        if fake {
+            let vocab = Vocab::from_model_dir(model, 0, 0)?;
+            return Ok((ModelFacts { sample_rate: 44100, hops: vec![8, 32, 128] }, Box::new(vocab), None));
+        }
+        bail!(
+            "model directory {} has no config.json (see `jukebox convert` for official checkpoints)",
+            model.display()
+        );
+    }
+    let text = std::fs::read_to_string(&cfg_path).with_context(|| format!("cannot read {}", cfg_path.display()))?;
+    let cfg = JukeboxConfig::from_hf_json(&text).with_context(|| format!("cannot parse {}", cfg_path.display()))?;
+    let top = cfg.top_level();
+    let prior = cfg
+        .priors
+        .iter()
+        .find(|p| p.level == top)
+        .with_context(|| format!("{} has no top-level prior", cfg_path.display()))?;
+    let ids = IdSet::for_model(model, prior)?;
+    let facts = ModelFacts { sample_rate: cfg.vqvae.sample_rate, hops: cfg.vqvae.hop_lengths() };
+    Ok((facts, Box::new(ids.as_ref().clone()), Some(ids)))
+}
+
+/// The sampling pipeline's runner. The study only needs [`CellRunner`]; the real one comes from
+/// `jukebox::sample` once it exposes a study runner.
+fn make_runner(_model: &Path, _plan: &Plan, fake: bool) -> Result<Box<dyn CellRunner>> {
+    if fake {
+        return Ok(Box::new(FakeRunner::new()));
+    }
+    bail!("`jukebox study` needs the sampling pipeline, which is not available in this build yet")
+}
+
+fn list(ids: Option<&IdSet>, vocab: &dyn LabelResolver, kind: LabelKind, search: Option<&str>) {
+    match ids {
+        Some(ids) => {
+            let field = if kind == LabelKind::Genre { Field::Genre } else { Field::Artist };
+            let rows = match search {
+                Some(q) => ids.search(field, q),
+                None => ids.table(field).entries.clone(),
+            };
+            for (name, id) in rows {
+                println!("{id:>6}  {name}");
+            }
+        }
+        None => {
+            for name in vocab.first_names(kind, usize::MAX) {
+                if search.is_none_or(|q| name.to_lowercase().contains(&q.to_lowercase())) {
+                    println!("{name}");
+                }
+            }
+        }
+    }
+}
+
+fn run_study(a: RunArgs) -> Result<()> {
+    let shard = a.shard.as_deref().map(st::parse_shard).transpose()?;
+    let (plan, root) = if let Some(dir) = &a.resume {
+        (st::read_plan(dir)?, dir.clone())
+    } else {
+        let mut spec = PlanSpec {
+            model: a.model.as_ref().map(|p| p.display().to_string()),
+            prompt: a.prompt.as_ref().map(|p| p.display().to_string()),
+            prompt_seconds: a.prompt_seconds,
+            seconds: a.seconds,
+            genres: a.genres.clone(),
+            artists: a.artists.clone(),
+            seeds: a.seeds,
+            seed: a.seed,
+            levels: a.levels.clone(),
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            controls: a.no_controls.then_some(false),
+            max_batch: a.max_batch,
+            cells: None,
+        };
+        if let Some(p) = &a.plan {
+            spec = spec.overlay(PlanSpec::from_file(p)?);
+        }
+        let model = spec.model.clone().map(PathBuf::from).unwrap_or_else(|| resolve_default("models/default"));
+        let (facts, vocab, ids) = model_info(&model, a.fake_runner)?;
+        if a.list_genres || a.list_artists {
+            if a.list_genres {
+                list(ids.as_deref(), vocab.as_ref(), LabelKind::Genre, a.search.as_deref());
+            }
+            if a.list_artists {
+                list(ids.as_deref(), vocab.as_ref(), LabelKind::Artist, a.search.as_deref());
+            }
+            return Ok(());
+        }
+        spec.model = Some(model.display().to_string());
+        let prompt = spec.prompt.clone().map(PathBuf::from).unwrap_or_else(|| resolve_default("data/prompts/amen.wav"));
+        spec.prompt = Some(prompt.display().to_string());
+        let plan = Plan::build(&spec, vocab.as_ref(), &facts)?;
+        let root = a.out.clone().unwrap_or_else(|| resolve_default("studies").join("default"));
+        (plan, root)
+    };
+    let model = PathBuf::from(&plan.model);
+    if a.dry_run {
+        let probe = FakeRunner::new();
+        let rate = |l: usize| if a.fake_runner { probe.tokens_per_second(l) } else { default_rate(l) };
+        print!("{}", plan.describe(&rate));
+        println!("output: {}", root.display());
+        return Ok(());
+    }
+    if let Some(kind) = a.emit {
+        return emit_jobs(&a, &plan, &root, kind);
+    }
+    let prompt = st::load_prompt(Path::new(&plan.prompt), &plan)?;
+    let mut runner = make_runner(&model, &plan, a.fake_runner)?;
+    let summary = st::run_study(&plan, &root, &prompt, runner.as_mut(), &RunOptions { shard, verbose: true })?;
+    eprintln!(
+        "study: {} groups run, {} already done",
+        summary.groups_run, summary.groups_skipped
+    );
+    if summary.reported {
+        println!("report: {}", root.join("index.html").display());
+    } else if let Some((i, n)) = shard {
+        println!(
+            "shard {i}/{n} done in {}; run `jukebox study merge {}` when every shard has finished",
+            root.join("shards").join(format!("{i}-of-{n}")).display(),
+            root.display()
+        );
+    }
+    Ok(())
+}
+
+/// Rough batched tokens per second per level on this kind of CPU, for estimates only.
+fn default_rate(level: usize) -> f64 {
+    match level {
+        0 => 1500.0,
+        1 => 800.0,
+        _ => 250.0,
+    }
+}
+
+fn emit_jobs(a: &RunArgs, plan: &Plan, root: &Path, kind: Emit) -> Result<()> {
+    // The plan must exist before any shard starts, so that every shard runs the same plan.
+    st::write_or_check_plan(root, plan)?;
+    let abs = std::fs::canonicalize(root).with_context(|| format!("cannot resolve {}", root.display()))?;
+    let jukebox = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "jukebox".into());
+    let shards = a.shards.min(plan.groups.len()).max(1);
+    let o = EmitOptions {
+        shards,
+        cpus: a.cpus,
+        mem_gb: a.mem_gb,
+        gpus: a.gpus,
+        minutes: a.minutes,
+        jukebox,
+        image: a.image.clone(),
+        pvc: a.pvc.clone(),
+        ..Default::default()
+    };
+    let minutes = o.minutes.unwrap_or_else(|| emit::default_minutes(plan, shards, &default_rate));
+    let (dir, files) = match kind {
+        Emit::Slurm => (abs.join("slurm"), emit::slurm(plan, &abs, &o, minutes)?),
+        Emit::K8s => (abs.join("k8s"), emit::k8s(plan, "/study", &EmitOptions { jukebox: "jukebox".into(), ..o }, minutes)?),
+    };
+    for (name, text) in files {
+        let p = dir.join(&name);
+        atomic_write(&p, text.as_bytes())?;
+        if name.ends_with(".sh") || name.ends_with(".sbatch") {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755));
+        }
+        println!("wrote {}", p.display());
+    }
+    Ok(())
 }

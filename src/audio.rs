@@ -1,1 +1,0 @@
-//! Audio I/O (placeholder: being written).

@@ -1,0 +1,351 @@
+//! symphonia decoding to mono at the source rate, with every failure turned into an error that
+//! names the file.
+
+use super::{MAX_CHANNELS, MAX_SECONDS, MAX_SOURCE_RATE, MIN_SOURCE_RATE};
+use anyhow::{anyhow, bail, Result};
+use std::fs::File;
+use std::io::Read;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use symphonia::core::codecs::audio::AudioDecoderOptions;
+use symphonia::core::errors::Error as SymError;
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::{FormatOptions, TrackType};
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+
+/// Mono samples at the source rate plus what the caller needs to judge them.
+pub(crate) struct Decoded {
+    pub mono: Vec<f32>,
+    pub rate: u32,
+    pub channels: usize,
+    /// Largest |sample| seen in any channel before mixing.
+    pub peak: f32,
+    pub warnings: Vec<String>,
+}
+
+const SUPPORTED: &str = "supported: WAV/AIFF (8/16/24/32-bit PCM, 32/64-bit float, A-law, \
+                         mu-law, ADPCM), FLAC, MP3, OGG Vorbis";
+
+/// Decode `path` to mono. At most `limit_s` seconds are decoded: when `prefix` is set that is the
+/// wanted length (plus a margin for the resampler), otherwise longer audio is an error.
+pub(crate) fn decode_file(path: &Path, limit_s: f64, prefix: bool) -> Result<Decoded> {
+    let name = path.display().to_string();
+    let meta =
+        std::fs::metadata(path).map_err(|e| anyhow!("cannot open audio file {name}: {e}"))?;
+    if meta.is_dir() {
+        bail!("{name} is a directory, not an audio file");
+    }
+    if meta.len() == 0 {
+        bail!("audio file {name} is empty (0 bytes)");
+    }
+    let mut head = [0u8; 16];
+    let head_len = File::open(path)
+        .and_then(|mut f| read_up_to(&mut f, &mut head))
+        .map_err(|e| anyhow!("cannot read audio file {name}: {e}"))?;
+    let head = &head[..head_len];
+
+    // symphonia can panic on hostile input; a panic must never escape as a crash.
+    match catch_unwind(AssertUnwindSafe(|| {
+        decode_inner(path, &name, head, limit_s, prefix)
+    })) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".into());
+            bail!("{name}: the decoder failed on malformed data (internal panic: {msg}); the file is corrupt or not supported")
+        }
+    }
+}
+
+fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// The container a file's first bytes announce, if any.
+fn sniff(head: &[u8]) -> Option<&'static str> {
+    let starts = |m: &[u8]| head.len() >= m.len() && &head[..m.len()] == m;
+    if starts(b"RIFF") || starts(b"RIFX") || starts(b"RF64") {
+        Some("WAV")
+    } else if starts(b"fLaC") {
+        Some("FLAC")
+    } else if starts(b"OggS") {
+        Some("OGG")
+    } else if starts(b"ID3") || (head.len() >= 2 && head[0] == 0xFF && head[1] & 0xE0 == 0xE0) {
+        Some("MP3")
+    } else if starts(b"FORM") {
+        Some("AIFF")
+    } else if starts(&[0x1A, 0x45, 0xDF, 0xA3]) {
+        Some("Matroska/WebM")
+    } else if head.len() >= 8 && &head[4..8] == b"ftyp" {
+        Some("MP4/M4A")
+    } else {
+        None
+    }
+}
+
+fn describe_unknown(head: &[u8]) -> String {
+    let texty = !head.is_empty()
+        && head.iter().all(|&b| {
+            b == b'\n' || b == b'\r' || b == b'\t' || (0x20..0x7F).contains(&b) || b >= 0x80
+        });
+    if texty {
+        "it looks like a text file".to_string()
+    } else {
+        let hex: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!("it starts with bytes {}", hex.join(" "))
+    }
+}
+
+fn decode_inner(
+    path: &Path,
+    name: &str,
+    head: &[u8],
+    limit_s: f64,
+    prefix: bool,
+) -> Result<Decoded> {
+    let file = File::open(path).map_err(|e| anyhow!("cannot open audio file {name}: {e}"))?;
+    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+    let kind = sniff(head);
+    let mut format = match symphonia::default::get_probe().probe(
+        &hint,
+        mss,
+        FormatOptions::default(),
+        MetadataOptions::default(),
+    ) {
+        Ok(f) => f,
+        Err(e) => {
+            return Err(match kind {
+                None => anyhow!(
+                    "{name} is not an audio file ({}); {SUPPORTED}",
+                    describe_unknown(head)
+                ),
+                // A recognised signature that no reader accepts: the header is cut short or broken.
+                Some(k) => match e {
+                    SymError::Unsupported(w) if w.contains("no suitable format reader") => anyhow!(
+                        "{name} starts like a {k} file but its header cannot be read: the file is truncated or malformed"
+                    ),
+                    e => classify(name, &format!("while reading the {k} header"), e),
+                },
+            });
+        }
+    };
+    let track = format
+        .default_track(TrackType::Audio)
+        .ok_or_else(|| anyhow!("{name} contains no audio track"))?;
+    let track_id = track.id;
+    let declared = track.num_frames;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .ok_or_else(|| anyhow!("{name}: the audio track has no codec parameters; {SUPPORTED}"))?
+        .clone();
+    let mut decoder = symphonia::default::get_codecs()
+        .make_audio_decoder(&params, &AudioDecoderOptions::default())
+        .map_err(|e| {
+            anyhow!(
+                "{name}: unsupported codec {:?} ({e}); {SUPPORTED}",
+                params.codec
+            )
+        })?;
+
+    let mut rate = params.sample_rate.unwrap_or(0);
+    let mut channels = params.channels.as_ref().map_or(0, |c| c.count());
+    if rate != 0 {
+        check_rate(name, rate)?;
+    }
+    if channels != 0 {
+        check_channels(name, channels)?;
+    }
+
+    let mut mono: Vec<f32> = Vec::new();
+    let mut scratch: Vec<f32> = Vec::new();
+    let mut peak = 0f32;
+    let mut warnings = Vec::new();
+    let mut skipped = 0usize;
+    let mut decoded_packets = 0usize;
+    let mut nonfinite: Option<(u64, usize)> = None;
+    let mut complete = true;
+    loop {
+        let packet = match format.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
+            Err(SymError::ResetRequired) => {
+                warnings.push(format!(
+                    "{name}: the stream changes format part-way (chained stream); only the first part was decoded"
+                ));
+                break;
+            }
+            // The data stops before the header says it should: reported below with both sizes.
+            Err(SymError::IoError(io))
+                if io.kind() == std::io::ErrorKind::UnexpectedEof && declared.is_some() =>
+            {
+                break
+            }
+            Err(e) => {
+                let at = secs(mono.len(), rate);
+                return Err(classify(name, &format!("after {at:.3} s of audio"), e));
+            }
+        };
+        if packet.track_id != track_id {
+            continue;
+        }
+        let buf = match decoder.decode(&packet) {
+            Ok(b) => b,
+            Err(SymError::DecodeError(msg)) => {
+                skipped += 1;
+                if skipped == 1 {
+                    warnings.push(format!(
+                        "{name}: a packet at {:.3} s could not be decoded ({msg}) and was skipped",
+                        secs(mono.len(), rate)
+                    ));
+                }
+                continue;
+            }
+            Err(e) => {
+                let at = secs(mono.len(), rate);
+                return Err(classify(name, &format!("after {at:.3} s of audio"), e));
+            }
+        };
+        decoded_packets += 1;
+        let spec = buf.spec();
+        let (r, c) = (spec.rate(), spec.channels().count());
+        if rate == 0 {
+            check_rate(name, r)?;
+            rate = r;
+        } else if r != rate {
+            bail!("{name}: the sample rate changes from {rate} Hz to {r} Hz part-way through; such files are not supported");
+        }
+        if channels == 0 {
+            check_channels(name, c)?;
+            channels = c;
+        } else if c != channels {
+            bail!("{name}: the channel count changes from {channels} to {c} part-way through; such files are not supported");
+        }
+        if buf.frames() == 0 {
+            continue;
+        }
+        buf.copy_to_vec_interleaved(&mut scratch);
+        for frame in scratch.chunks_exact(channels) {
+            let mut sum = 0f64;
+            let mut finite = true;
+            for &x in frame {
+                finite &= x.is_finite();
+                peak = peak.max(x.abs());
+                sum += x as f64;
+            }
+            if !finite {
+                let n = nonfinite.get_or_insert((mono.len() as u64, 0));
+                n.1 += 1;
+            }
+            mono.push((sum / channels as f64) as f32);
+        }
+        let limit = (limit_s * rate as f64).ceil() as usize;
+        if mono.len() > limit + rate as usize / 10 {
+            if prefix {
+                // Keep a margin past the wanted length so the resampler's edge stays outside it.
+                complete = false;
+                break;
+            }
+            bail!(
+                "{name} is longer than the {MAX_SECONDS} s limit for a whole-file load; read a prefix instead"
+            );
+        }
+    }
+
+    if let Some((first, count)) = nonfinite {
+        bail!(
+            "{name} contains {count} non-finite (NaN or infinite) sample frame(s), the first at {:.6} s (frame {first}); the file is corrupt",
+            secs(first as usize, rate)
+        );
+    }
+    if mono.is_empty() {
+        if skipped > 0 && decoded_packets == 0 {
+            bail!(
+                "{name}: none of its {skipped} audio packets could be decoded; the file is corrupt"
+            );
+        }
+        bail!("{name} contains no audio samples (zero-length audio)");
+    }
+    if skipped > 1 {
+        warnings.push(format!(
+            "{name}: {skipped} packets in total could not be decoded and were skipped"
+        ));
+    }
+    if complete {
+        if let Some(n) = declared {
+            if (mono.len() as u64) < n {
+                bail!(
+                    "{name} is truncated or its header lies about its size: the header declares {n} frames ({:.3} s) but only {} ({:.3} s) are in the file",
+                    secs(n as usize, rate),
+                    mono.len(),
+                    secs(mono.len(), rate)
+                );
+            }
+        }
+    }
+    Ok(Decoded {
+        mono,
+        rate,
+        channels,
+        peak,
+        warnings,
+    })
+}
+
+fn secs(frames: usize, rate: u32) -> f64 {
+    if rate == 0 {
+        0.0
+    } else {
+        frames as f64 / rate as f64
+    }
+}
+
+fn check_rate(name: &str, rate: u32) -> Result<()> {
+    if !(MIN_SOURCE_RATE..=MAX_SOURCE_RATE).contains(&rate) {
+        bail!(
+            "{name}: sample rate {rate} Hz is outside the supported range {MIN_SOURCE_RATE}..={MAX_SOURCE_RATE} Hz"
+        );
+    }
+    Ok(())
+}
+
+fn check_channels(name: &str, channels: usize) -> Result<()> {
+    if channels == 0 || channels > MAX_CHANNELS {
+        bail!("{name}: {channels} channels is outside the supported range 1..={MAX_CHANNELS}");
+    }
+    Ok(())
+}
+
+/// Turn a symphonia error into a message that says what is wrong with the file.
+fn classify(name: &str, when: &str, e: SymError) -> anyhow::Error {
+    match e {
+        SymError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            anyhow!("{name} is truncated: the data ends early ({when})")
+        }
+        SymError::IoError(io) => anyhow!("{name}: read error {when}: {io}"),
+        SymError::Unsupported(what) => {
+            anyhow!("{name}: unsupported audio format or codec ({what}); {SUPPORTED}")
+        }
+        SymError::DecodeError(msg) => {
+            anyhow!("{name} is malformed or truncated ({when}): {msg}")
+        }
+        SymError::LimitError(what) => anyhow!("{name}: a safety limit was reached {when}: {what}"),
+        other => anyhow!("{name}: cannot decode ({when}): {other}"),
+    }
+}

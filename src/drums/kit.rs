@@ -1,0 +1,370 @@
+//! Hydrogen drum kits: `drumkit.xml` → instruments and velocity layers, and which instrument
+//! plays each [`Role`].
+//!
+//! Hydrogen's sampler picks the layer whose velocity range holds the note's velocity and plays it
+//! at gain velocity × layer gain × instrument gain × instrument volume; we do the same (mono, no
+//! pan, no pitch).
+
+use super::pattern::Role;
+use anyhow::{bail, Context, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerInfo {
+    pub file: PathBuf,
+    pub min: f32,
+    pub max: f32,
+    pub gain: f32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstrumentInfo {
+    pub name: String,
+    pub volume: f32,
+    pub gain: f32,
+    pub layers: Vec<LayerInfo>,
+}
+
+/// A parsed `drumkit.xml`; no audio loaded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KitInfo {
+    pub dir: PathBuf,
+    pub name: String,
+    pub author: String,
+    pub license: String,
+    pub instruments: Vec<InstrumentInfo>,
+}
+
+/// Known kits where the name-based guess is not the best voice (see `data/prompts/amen.md`).
+const OVERRIDES: &[(&str, Role, &str)] = &[
+    // "Snare1" uses rimshots from 0.66 up; "Snare Rock" gives normal shots for ghosts.
+    ("ColomboAcousticDrumkit", Role::Snare, "Snare Rock"),
+    // The 20" crash (the 16" one is a thin crash/ride).
+    ("ColomboAcousticDrumkit", Role::Crash, "crash20inch--2"),
+    ("ColomboAcousticDrumkit", Role::Ride, "ride-crash20inch"),
+];
+
+impl KitInfo {
+    /// Parse `dir/drumkit.xml`.
+    pub fn parse_dir(dir: &Path) -> Result<KitInfo> {
+        let xml_path = dir.join("drumkit.xml");
+        let xml = std::fs::read_to_string(&xml_path)
+            .with_context(|| format!("cannot read {} (is {} a Hydrogen kit folder?)", xml_path.display(), dir.display()))?;
+        Self::parse_xml(&xml, dir).with_context(|| format!("in {}", xml_path.display()))
+    }
+
+    pub fn parse_xml(xml: &str, dir: &Path) -> Result<KitInfo> {
+        let head = xml.split("<instrumentList").next().unwrap_or(xml);
+        let name = text(head, "name").context("no <name> for the kit")?;
+        let author = text(head, "author").unwrap_or_default();
+        let license = text(head, "license").unwrap_or_default();
+        let mut instruments = Vec::new();
+        for block in blocks(xml, "instrument") {
+            // The instrument's own fields come before its first layer/component.
+            let own = block.split("<layer>").next().unwrap_or(block);
+            let own = own.split("<instrumentComponent>").next().unwrap_or(own);
+            let Some(iname) = text(own, "name") else { continue };
+            let volume = num(own, "volume")?.unwrap_or(1.0);
+            let gain = num(own, "gain")?.unwrap_or(1.0);
+            let mut layers = Vec::new();
+            for l in blocks(block, "layer") {
+                let Some(f) = text(l, "filename") else { continue };
+                layers.push(LayerInfo {
+                    file: dir.join(f),
+                    min: num(l, "min")?.unwrap_or(0.0),
+                    max: num(l, "max")?.unwrap_or(1.0),
+                    gain: num(l, "gain")?.unwrap_or(1.0),
+                });
+            }
+            // Old kits (format 0.9.3 and before): one `<filename>` directly on the instrument.
+            if layers.is_empty() {
+                if let Some(f) = text(own, "filename") {
+                    layers.push(LayerInfo { file: dir.join(f), min: 0.0, max: 1.0, gain: 1.0 });
+                }
+            }
+            if !layers.is_empty() {
+                instruments.push(InstrumentInfo { name: iname, volume, gain, layers });
+            }
+        }
+        if instruments.is_empty() {
+            bail!("the kit has no instruments with samples");
+        }
+        Ok(KitInfo { dir: dir.to_path_buf(), name, author, license, instruments })
+    }
+
+    /// Which instrument plays each role: a per-kit override, else the best name match, else a
+    /// related role (pedal hat → closed hat, bell → ride, clap → snare, ...).
+    pub fn role_map(&self) -> BTreeMap<Role, usize> {
+        let mut direct = BTreeMap::new();
+        for role in Role::ALL {
+            let over = OVERRIDES
+                .iter()
+                .find(|(k, r, _)| *k == self.name && *r == role)
+                .and_then(|(_, _, n)| self.instruments.iter().position(|i| i.name == *n));
+            let best = over.or_else(|| {
+                let mut best: Option<(i32, usize)> = None;
+                for (i, inst) in self.instruments.iter().enumerate() {
+                    if let Some(s) = role_score(role, &inst.name.to_lowercase()) {
+                        if best.is_none_or(|(bs, _)| s > bs) {
+                            best = Some((s, i));
+                        }
+                    }
+                }
+                best.map(|(_, i)| i)
+            });
+            if let Some(i) = best {
+                direct.insert(role, i);
+            }
+        }
+        let mut map = direct.clone();
+        for role in Role::ALL {
+            if map.contains_key(&role) {
+                continue;
+            }
+            let fallbacks: &[Role] = match role {
+                Role::PedalHat => &[Role::ClosedHat],
+                Role::OpenHat => &[Role::ClosedHat],
+                Role::ClosedHat => &[Role::PedalHat],
+                Role::RideBell => &[Role::Ride],
+                Role::Ride => &[Role::ClosedHat],
+                Role::Crash => &[Role::Ride],
+                Role::Clap => &[Role::Snare],
+                Role::SideStick => &[Role::Snare],
+                Role::TomHigh => &[Role::TomMid, Role::TomLow],
+                Role::TomMid => &[Role::TomHigh, Role::TomLow],
+                Role::TomLow => &[Role::TomMid, Role::TomHigh],
+                Role::Kick | Role::Snare => &[],
+            };
+            if let Some(i) = fallbacks.iter().find_map(|r| direct.get(r)) {
+                map.insert(role, *i);
+            }
+        }
+        map
+    }
+}
+
+/// How well an instrument name fits a role (higher is better; None = not this role).
+fn role_score(role: Role, n: &str) -> Option<i32> {
+    let has = |w: &str| n.contains(w);
+    let hat = has("hat") || has("hh");
+    let s = match role {
+        Role::Kick if has("kick") || has("bassdrum") || has("bass drum") => 10,
+        Role::Snare if has("snare") && !has("rim") && !has("roll") => {
+            if has("jazz") || has("2") {
+                5
+            } else {
+                10
+            }
+        }
+        Role::SideStick if has("stick") => 10,
+        Role::Clap if has("clap") => 10,
+        Role::ClosedHat if hat && has("closed") => 10,
+        Role::PedalHat if hat && has("pedal") => 10,
+        Role::OpenHat if hat && has("open") && !has("semi") => 10,
+        Role::Ride if has("ride") && !has("bell") && !has("cup") => {
+            if has("flink") || has("crash") || has("2") || has("jazz") {
+                5
+            } else {
+                10
+            }
+        }
+        Role::RideBell if (has("bell") && !has("cowbell")) || has("cup") => 10,
+        Role::Crash if has("crash") => {
+            if has("ride") || has("flink") || has("jazz") {
+                5
+            } else {
+                10
+            }
+        }
+        Role::TomHigh if has("tom") && (has("hi") || has("1")) => 10,
+        Role::TomMid if has("tom") && (has("mid") || has("2")) => 10,
+        Role::TomLow if (has("tom") && (has("low") || has("floor"))) || has("floor") => 10,
+        _ => return None,
+    };
+    Some(s)
+}
+
+/// One velocity layer with its decoded audio (44.1 kHz mono).
+#[derive(Clone, Debug)]
+pub struct Layer {
+    pub samples: Arc<Vec<f32>>,
+    pub min: f32,
+    pub max: f32,
+    pub gain: f32,
+    pub file: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct Voice {
+    pub instrument: String,
+    /// Instrument volume × instrument gain.
+    pub gain: f32,
+    pub layers: Vec<Layer>,
+}
+
+impl Voice {
+    /// The layer Hydrogen would play at `velocity`: the first whose [min, max] holds it, else the
+    /// nearest range.
+    pub fn layer_for(&self, velocity: f32) -> &Layer {
+        if let Some(l) = self.layers.iter().find(|l| velocity >= l.min && velocity <= l.max) {
+            return l;
+        }
+        let dist = |l: &Layer| if velocity < l.min { l.min - velocity } else { velocity - l.max };
+        let mut best = &self.layers[0];
+        for l in &self.layers {
+            if dist(l) < dist(best) {
+                best = l;
+            }
+        }
+        best
+    }
+}
+
+/// A kit ready to render: a voice for every role it can play.
+#[derive(Clone, Debug)]
+pub struct Kit {
+    pub info: KitInfo,
+    pub voices: BTreeMap<Role, Voice>,
+}
+
+impl Kit {
+    /// Parse the kit folder and decode the samples of the instruments that play some role.
+    pub fn load(dir: &Path) -> Result<Kit> {
+        let info = KitInfo::parse_dir(dir)?;
+        Self::from_info(info, &|p: &Path| Ok(crate::audio::load(p)?.samples))
+    }
+
+    /// Like [`Kit::load`] with a custom decoder (any path → 44.1 kHz mono samples).
+    pub fn from_info(info: KitInfo, decode: &dyn Fn(&Path) -> Result<Vec<f32>>) -> Result<Kit> {
+        let map = info.role_map();
+        if !map.contains_key(&Role::Kick) || !map.contains_key(&Role::Snare) {
+            let names: Vec<&str> = info.instruments.iter().map(|i| i.name.as_str()).collect();
+            bail!(
+                "kit `{}` in {} has no recognisable kick and snare (instruments: {})",
+                info.name,
+                info.dir.display(),
+                names.join(", ")
+            );
+        }
+        let mut cache: HashMap<PathBuf, Arc<Vec<f32>>> = HashMap::new();
+        let mut voices = BTreeMap::new();
+        for (role, idx) in map {
+            let inst = &info.instruments[idx];
+            let mut layers = Vec::new();
+            for l in &inst.layers {
+                let samples = match cache.get(&l.file) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = Arc::new(
+                            decode(&l.file)
+                                .with_context(|| format!("kit `{}`: cannot load sample {}", info.name, l.file.display()))?,
+                        );
+                        cache.insert(l.file.clone(), s.clone());
+                        s
+                    }
+                };
+                layers.push(Layer { samples, min: l.min, max: l.max, gain: l.gain, file: l.file.clone() });
+            }
+            voices.insert(role, Voice { instrument: inst.name.clone(), gain: inst.volume * inst.gain, layers });
+        }
+        Ok(Kit { info, voices })
+    }
+}
+
+/// Inner text of each non-nested `<tag>…</tag>` (exact tag, no attributes) in order.
+fn blocks<'a>(s: &'a str, tag: &str) -> Vec<&'a str> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(a) = rest.find(&open) {
+        let after = &rest[a + open.len()..];
+        let Some(b) = after.find(&close) else { break };
+        out.push(&after[..b]);
+        rest = &after[b + close.len()..];
+    }
+    out
+}
+
+/// The unescaped text of the first `<tag>…</tag>`, trimmed.
+fn text(s: &str, tag: &str) -> Option<String> {
+    blocks(s, tag).first().map(|t| unescape(t.trim()))
+}
+
+fn num(s: &str, tag: &str) -> Result<Option<f32>> {
+    match text(s, tag) {
+        None => Ok(None),
+        Some(t) => t
+            .parse::<f32>()
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("<{tag}> is `{t}`, not a number")),
+    }
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&#x0A;", "\n")
+        .replace("&amp;", "&")
+}
+
+/// What Debian says about the kits we use (the xml often omits the license).
+pub struct KnownKit {
+    /// `<name>` in drumkit.xml.
+    pub name: &'static str,
+    /// The artist label for renders.
+    pub display: &'static str,
+    pub package: &'static str,
+    pub license: &'static str,
+    pub author: &'static str,
+}
+
+pub const KNOWN_KITS: &[KnownKit] = &[
+    KnownKit {
+        name: "ColomboAcousticDrumkit",
+        display: "Colombo Acoustic Drumkit",
+        package: "hydrogen-drumkits",
+        license: "GPL-2+ with composition exception",
+        author: "Marcos Guglielmetti",
+    },
+    KnownKit {
+        name: "The Black Pearl 1.0",
+        display: "The Black Pearl",
+        package: "hydrogen-drumkits",
+        license: "GPL-2",
+        author: "Glen MacArthur",
+    },
+    KnownKit {
+        name: "GMRockKit",
+        display: "GM Rock Kit",
+        package: "hydrogen-data",
+        license: "GPL-2+",
+        author: "Glen MacArthur / Sebastian Moors",
+    },
+    KnownKit {
+        name: "ForzeeStereo",
+        display: "Forzee Stereo",
+        package: "hydrogen-drumkits",
+        license: "GPL-2",
+        author: "Vladimir Sadovnikov, Alexander Belokurov",
+    },
+];
+
+impl KitInfo {
+    /// (artist label, source, license, author) for metadata rows.
+    pub fn credits(&self) -> (String, String, String, String) {
+        match KNOWN_KITS.iter().find(|k| k.name == self.name) {
+            Some(k) => (k.display.into(), k.package.into(), k.license.into(), k.author.into()),
+            None => (
+                self.name.clone(),
+                self.dir.display().to_string(),
+                if self.license.is_empty() { "see the kit's drumkit.xml".into() } else { self.license.clone() },
+                self.author.clone(),
+            ),
+        }
+    }
+}

@@ -1,1 +1,0 @@
-//! dsp (being written).

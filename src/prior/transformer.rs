@@ -1,0 +1,287 @@
+//! The official `Transformer` of `ResAttnBlock`s (pre-LayerNorm, quick-GELU MLP, no final LN),
+//! with a teacher-forced whole-sequence path and a KV-cached chunk/step path.
+//!
+//! Keys: `_attn_mods.{d}.attn.c_attn.{w,b}`, `.attn.c_proj`, `.attn.c_enc_kv` (cross layers),
+//! `.ln_0`, `.mlp.c_fc`, `.mlp.c_proj`, `.ln_1`.
+
+use super::attention::{self, attn_kind, AttnGeom, AttnKind};
+use super::cache::{LayerCache, PriorCache};
+use crate::ops;
+use candle_core::{bail, DType, Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+/// Official `Conv1D`: `y = x·w + b`, `w` (n_in, n_out). Weights may be stored f16/bf16; the
+/// product is computed in the activation dtype.
+#[derive(Debug, Clone)]
+pub struct Conv1D {
+    pub w: Tensor,
+    pub b: Tensor,
+}
+
+impl Conv1D {
+    pub fn new(n_in: usize, n_out: usize, init_std: f64, vb: VarBuilder) -> Result<Self> {
+        let w = vb.get_with_hints(
+            (n_in, n_out),
+            "w",
+            Init::Randn {
+                mean: 0.0,
+                stdev: init_std,
+            },
+        )?;
+        let b = vb.get_with_hints(n_out, "b", Init::Const(0.0))?;
+        Ok(Self { w, b })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dt = x.dtype();
+        let w = if self.w.dtype() == dt { self.w.clone() } else { self.w.to_dtype(dt)? };
+        let b = if self.b.dtype() == dt { self.b.clone() } else { self.b.to_dtype(dt)? };
+        ops::dense(x, &w, &b)
+    }
+}
+
+/// Affine LayerNorm (eps 1e-5), computed in f32.
+#[derive(Debug, Clone)]
+pub struct Ln {
+    pub w: Tensor,
+    pub b: Tensor,
+}
+
+impl Ln {
+    pub fn new(n: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            w: vb.get_with_hints(n, "weight", Init::Const(1.0))?,
+            b: vb.get_with_hints(n, "bias", Init::Const(0.0))?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::layer_norm(x, &self.w, &self.b, 1e-5)
+    }
+}
+
+/// Transformer hyperparameters (shared by the music prior and the 5b lyric encoder).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransformerConfig {
+    pub width: usize,
+    pub depth: usize,
+    pub heads: usize,
+    pub n_state: usize,
+    pub mlp_width: usize,
+    /// Sequence length (music + merged lyrics).
+    pub n_ctx: usize,
+    pub blocks: Option<usize>,
+    pub attn_order: usize,
+    /// Merged-lyrics prefix length (prime attention boundary), if any.
+    pub prime_len: Option<usize>,
+    /// Std of the Conv1D weight init (training only).
+    pub init_std: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub kind: AttnKind,
+    c_attn: Conv1D,
+    c_enc_kv: Option<Conv1D>,
+    c_proj: Conv1D,
+    ln_0: Ln,
+    ln_1: Ln,
+    mlp_fc: Conv1D,
+    mlp_proj: Conv1D,
+}
+
+#[derive(Debug, Clone)]
+pub struct Transformer {
+    pub cfg: TransformerConfig,
+    pub geom: AttnGeom,
+    pub layers: Vec<Layer>,
+}
+
+/// What a teacher-forced pass records besides its output.
+#[derive(Debug, Default)]
+pub struct Record {
+    /// Every layer's output (residual stream after the layer).
+    pub layer_outputs: Vec<Tensor>,
+    /// (layer, softmax weights (B, H, Lq, Lk)) for the layers asked for.
+    pub attn_weights: Vec<(usize, Tensor)>,
+}
+
+impl Transformer {
+    /// `vb` points at the transformer (e.g. `prior.transformer`).
+    pub fn new(cfg: &TransformerConfig, vb: VarBuilder) -> Result<Self> {
+        if cfg.n_state % cfg.heads != 0 {
+            bail!("n_state {} is not divisible by heads {}", cfg.n_state, cfg.heads);
+        }
+        let geom = AttnGeom::new(cfg.n_ctx, cfg.blocks, cfg.prime_len)?;
+        let (w, s) = (cfg.width, cfg.n_state);
+        let mut layers = Vec::with_capacity(cfg.depth);
+        for d in 0..cfg.depth {
+            let kind = attn_kind(cfg.attn_order, d)?;
+            if kind == AttnKind::Prime && cfg.prime_len.is_none() {
+                bail!("layer {d} uses prime attention but the model has no lyric prefix");
+            }
+            let lv = vb.pp(format!("_attn_mods.{d}"));
+            let av = lv.pp("attn");
+            let cross = kind == AttnKind::Cross;
+            let c_attn = Conv1D::new(w, if cross { s } else { 3 * s }, cfg.init_std, av.pp("c_attn"))?;
+            let c_enc_kv = if cross {
+                Some(Conv1D::new(w, 2 * s, cfg.init_std, av.pp("c_enc_kv"))?)
+            } else {
+                None
+            };
+            layers.push(Layer {
+                kind,
+                c_attn,
+                c_enc_kv,
+                c_proj: Conv1D::new(s, w, cfg.init_std, av.pp("c_proj"))?,
+                ln_0: Ln::new(w, lv.pp("ln_0"))?,
+                ln_1: Ln::new(w, lv.pp("ln_1"))?,
+                mlp_fc: Conv1D::new(w, cfg.mlp_width, cfg.init_std, lv.pp("mlp").pp("c_fc"))?,
+                mlp_proj: Conv1D::new(cfg.mlp_width, w, cfg.init_std, lv.pp("mlp").pp("c_proj"))?,
+            });
+        }
+        Ok(Self {
+            cfg: cfg.clone(),
+            geom,
+            layers,
+        })
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.cfg.n_state / self.cfg.heads
+    }
+
+    /// Teacher-forced pass over positions 0..L of `x` (B, L, W) (f32).
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        encoder_kv: Option<&Tensor>,
+        mut record: Option<&mut Record>,
+        record_attn: &[usize],
+    ) -> Result<Tensor> {
+        if x.dim(1)? > self.cfg.n_ctx {
+            bail!("sequence of {} positions exceeds n_ctx {}", x.dim(1)?, self.cfg.n_ctx);
+        }
+        let mut h = x.clone();
+        for (d, layer) in self.layers.iter().enumerate() {
+            let want = record_attn.contains(&d);
+            let (a, w) = layer.attn_full(&layer.ln_0.forward(&h)?, encoder_kv, &self.geom, self.cfg.heads)?;
+            let ha = (&h + &a)?;
+            let m = layer.mlp(&layer.ln_1.forward(&ha)?)?;
+            h = (ha + m)?;
+            if let Some(r) = record.as_deref_mut() {
+                r.layer_outputs.push(h.clone());
+                if want {
+                    match w {
+                        Some(w) => r.attn_weights.push((d, w)),
+                        None => bail!("layer {d} ({:?}) does not record attention weights", layer.kind),
+                    }
+                }
+            }
+        }
+        Ok(h)
+    }
+
+    /// Run positions `t0..t0+c` (t0 = `cache.pos`) of `x` (B, c, W) against the KV cache and
+    /// store their keys and values. Equal to the teacher-forced pass on those rows.
+    pub fn forward_cached(&self, x: &Tensor, cache: &mut PriorCache, encoder_kv: Option<&Tensor>) -> Result<Tensor> {
+        let (_, c, _) = x.dims3()?;
+        let t0 = cache.pos;
+        if t0 + c > self.cfg.n_ctx {
+            bail!("KV cache is full: {t0} + {c} positions exceed the window of {}", self.cfg.n_ctx);
+        }
+        if cache.layers.len() != self.layers.len() {
+            bail!("cache has {} layers, model {}", cache.layers.len(), self.layers.len());
+        }
+        let mut h = x.clone();
+        for (layer, lc) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let a = layer.attn_cached(&layer.ln_0.forward(&h)?, t0, lc, encoder_kv, &self.geom, self.cfg.heads)?;
+            let ha = (&h + &a)?;
+            let m = layer.mlp(&layer.ln_1.forward(&ha)?)?;
+            h = (ha + m)?;
+        }
+        cache.pos = t0 + c;
+        Ok(h)
+    }
+}
+
+fn split_qkv(c: &Tensor, s: usize) -> Result<(Tensor, Tensor, Tensor)> {
+    Ok((c.narrow(2, 0, s)?, c.narrow(2, s, s)?, c.narrow(2, 2 * s, s)?))
+}
+
+impl Layer {
+    fn mlp(&self, x: &Tensor) -> Result<Tensor> {
+        self.mlp_proj.forward(&ops::quick_gelu(&self.mlp_fc.forward(x)?)?)
+    }
+
+    fn enc_kv(&self, encoder_kv: Option<&Tensor>, s: usize) -> Result<(Tensor, Tensor)> {
+        let (Some(p), Some(e)) = (&self.c_enc_kv, encoder_kv) else {
+            bail!("cross-attention layer needs the lyric encoder output (encoder_kv)");
+        };
+        let kv = p.forward(&e.to_dtype(DType::F32)?)?;
+        Ok((kv.narrow(2, 0, s)?, kv.narrow(2, s, s)?))
+    }
+
+    fn attn_full(
+        &self,
+        h: &Tensor,
+        encoder_kv: Option<&Tensor>,
+        g: &AttnGeom,
+        heads: usize,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let c = self.c_attn.forward(h)?;
+        let (o, w) = if self.kind == AttnKind::Cross {
+            let s = c.dim(2)?;
+            let (k, v) = self.enc_kv(encoder_kv, s)?;
+            let (o, w) = attention::cross_attention(&c, &k, &v, heads)?;
+            (o, Some(w))
+        } else {
+            let s = c.dim(2)? / 3;
+            let (q, k, v) = split_qkv(&c, s)?;
+            attention::self_attention_full(self.kind, g, &q, &k, &v, heads)?
+        };
+        Ok((self.c_proj.forward(&o)?, w))
+    }
+
+    fn attn_cached(
+        &self,
+        h: &Tensor,
+        t0: usize,
+        lc: &mut LayerCache,
+        encoder_kv: Option<&Tensor>,
+        g: &AttnGeom,
+        heads: usize,
+    ) -> Result<Tensor> {
+        let c = self.c_attn.forward(h)?;
+        let (b, n, _) = c.dims3()?;
+        let o = if self.kind == AttnKind::Cross {
+            let s = c.dim(2)?;
+            if lc.enc.is_none() {
+                let (k, v) = self.enc_kv(encoder_kv, s)?;
+                lc.enc = Some((attention::split_heads(&k, heads)?, attention::split_heads(&v, heads)?));
+            }
+            let Some((kh, vh)) = &lc.enc else { bail!("cross-attention cache missing") };
+            let qh = attention::split_heads(&c, heads)?;
+            attention::merge_heads(&attention::attend_split(&qh, kh, vh, None)?.0)?
+        } else {
+            let s = c.dim(2)? / 3;
+            let (q, k, v) = split_qkv(&c, s)?;
+            let (qh, kh, vh) = (
+                attention::split_heads(&q, heads)?,
+                attention::split_heads(&k, heads)?,
+                attention::split_heads(&v, heads)?,
+            );
+            let o = if n == 1 {
+                lc.step_attend(self.kind, g, t0, &qh, &kh, &vh)?
+            } else {
+                let o = lc.chunk_attend(self.kind, g, t0, &qh, &kh, &vh)?;
+                lc.write(self.kind, g, t0, &kh, &vh)?;
+                o
+            };
+            let o = attention::merge_heads(&o)?;
+            debug_assert_eq!(o.dims3()?, (b, n, s));
+            o
+        };
+        self.c_proj.forward(&o)
+    }
+}

@@ -1,0 +1,288 @@
+//! Adam(W) over named variables, with the official Jukebox learning-rate schedule and global
+//! gradient-norm clipping. candle ships AdamW without schedules or clipping, so this is our own.
+
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Result, Tensor, Var};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Optimiser hyperparameters, named as in the official `hparams.py` where it has them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Decoupled (AdamW) weight decay; 0 in every official run.
+    pub weight_decay: f64,
+    /// Linear warmup over this many steps (`lr_warmup`).
+    pub lr_warmup: u64,
+    /// Step decay: lr · gamma^(step / lr_decay) (`lr_gamma`, `lr_decay`).
+    pub lr_gamma: f64,
+    pub lr_decay: u64,
+    /// Linear decay to 0 over `lr_decay` steps, starting at `lr_start_linear_decay`
+    /// (`lr_use_linear_decay`), instead of the step decay.
+    pub lr_use_linear_decay: bool,
+    pub lr_start_linear_decay: u64,
+    /// Global gradient-norm clip (`clip`); 0 disables it.
+    pub clip: f64,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
+            lr: 3e-4,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            lr_warmup: 100,
+            lr_gamma: 1.0,
+            lr_decay: 10_000_000_000,
+            lr_use_linear_decay: false,
+            lr_start_linear_decay: 0,
+            clip: 1.0,
+        }
+    }
+}
+
+impl OptimConfig {
+    /// Learning rate for 0-based `step`. The official LambdaLR gives lr 0 at step 0 (a wasted
+    /// step); we count warmup from step 1 so the first update already moves.
+    pub fn lr_at(&self, step: u64) -> f64 {
+        let s = step + 1;
+        let warm = if self.lr_warmup == 0 { 1.0 } else { (s as f64 / self.lr_warmup as f64).min(1.0) };
+        let decay_span = self.lr_decay.max(1);
+        let decay = if self.lr_use_linear_decay {
+            let past = s.saturating_sub(self.lr_start_linear_decay) as f64;
+            (1.0 - past / decay_span as f64).max(0.0)
+        } else {
+            self.lr_gamma.powf((s / decay_span) as f64)
+        };
+        self.lr * warm * decay
+    }
+}
+
+/// What one optimiser step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepInfo {
+    pub lr: f64,
+    /// Global L2 norm of the gradients before clipping.
+    pub grad_norm: f64,
+    /// false when the gradient was not finite and the update was skipped (as the official loop does).
+    pub applied: bool,
+}
+
+struct Slot {
+    name: String,
+    var: Var,
+    m: Tensor,
+    v: Tensor,
+}
+
+/// Adam(W) state for a fixed list of named variables.
+pub struct Adam {
+    pub cfg: OptimConfig,
+    slots: Vec<Slot>,
+    /// Number of updates applied so far (Adam's bias-correction t).
+    pub t: u64,
+}
+
+impl Adam {
+    /// `vars` in a fixed order (sorted by name, so that state files and norms are deterministic).
+    pub fn new(mut vars: Vec<(String, Var)>, cfg: OptimConfig) -> Result<Self> {
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let slots = vars
+            .into_iter()
+            .map(|(name, var)| {
+                let z = var.as_tensor().zeros_like()?.to_dtype(DType::F32)?;
+                Ok(Slot { name, var, m: z.clone(), v: z })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { cfg, slots, t: 0 })
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.slots.iter().map(|s| s.name.as_str())
+    }
+
+    pub fn vars(&self) -> impl Iterator<Item = (&str, &Var)> {
+        self.slots.iter().map(|s| (s.name.as_str(), &s.var))
+    }
+
+    /// Global L2 norm of the gradients of our variables (missing gradients count as zero).
+    pub fn grad_norm(&self, grads: &GradStore) -> Result<f64> {
+        let mut sq = 0f64;
+        for s in &self.slots {
+            if let Some(g) = grads.get(s.var.as_tensor()) {
+                sq += g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+            }
+        }
+        Ok(sq.sqrt())
+    }
+
+    /// One update at schedule position `step` (0-based). Clips the global norm to `cfg.clip`.
+    pub fn step(&mut self, grads: &GradStore, step: u64) -> Result<StepInfo> {
+        let lr = self.cfg.lr_at(step);
+        let grad_norm = self.grad_norm(grads)?;
+        if !grad_norm.is_finite() {
+            return Ok(StepInfo { lr, grad_norm, applied: false });
+        }
+        let scale = if self.cfg.clip > 0.0 && grad_norm > self.cfg.clip { self.cfg.clip / grad_norm } else { 1.0 };
+        self.t += 1;
+        let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
+        let bc1 = 1.0 - b1.powi(self.t as i32);
+        let bc2 = 1.0 - b2.powi(self.t as i32);
+        for s in self.slots.iter_mut() {
+            let Some(g) = grads.get(s.var.as_tensor()) else { continue };
+            let g = (g.to_dtype(DType::F32)? * scale)?;
+            s.m = ((&s.m * b1)? + (&g * (1.0 - b1))?)?;
+            s.v = ((&s.v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+            let mhat = (&s.m / bc1)?;
+            let denom = ((&s.v / bc2)?.sqrt()? + self.cfg.eps)?;
+            let mut upd = (mhat / denom)?;
+            let theta = s.var.as_tensor().to_dtype(DType::F32)?;
+            if self.cfg.weight_decay > 0.0 {
+                upd = (upd + (&theta * self.cfg.weight_decay)?)?;
+            }
+            let new = (theta - (upd * lr)?)?.to_dtype(s.var.dtype())?;
+            s.var.set(&new)?;
+        }
+        Ok(StepInfo { lr, grad_norm, applied: true })
+    }
+
+    /// The moment tensors as `m.<name>` / `v.<name>`, for a checkpoint.
+    pub fn state_tensors(&self) -> HashMap<String, Tensor> {
+        let mut out = HashMap::new();
+        for s in &self.slots {
+            out.insert(format!("m.{}", s.name), s.m.clone());
+            out.insert(format!("v.{}", s.name), s.v.clone());
+        }
+        out
+    }
+
+    /// Restore moments written by [`Self::state_tensors`]. Every variable must be present with
+    /// the same shape; the error names the first one that is not.
+    pub fn load_state(&mut self, t: u64, state: &HashMap<String, Tensor>) -> Result<()> {
+        for s in self.slots.iter_mut() {
+            for (kind, slot) in [("m", &mut s.m), ("v", &mut s.v)] {
+                let key = format!("{kind}.{}", s.name);
+                let x = state
+                    .get(&key)
+                    .ok_or_else(|| candle_core::Error::Msg(format!("optimizer state has no `{key}`")))?;
+                if x.dims() != slot.dims() {
+                    return Err(candle_core::Error::Msg(format!(
+                        "optimizer state `{key}` has shape {:?}, the model needs {:?}",
+                        x.dims(),
+                        slot.dims()
+                    )));
+                }
+                *slot = x.to_dtype(DType::F32)?.to_device(slot.device())?;
+            }
+        }
+        self.t = t;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn schedule_warmup_and_decay() {
+        let c = OptimConfig { lr: 1.0, lr_warmup: 10, ..Default::default() };
+        assert!((c.lr_at(0) - 0.1).abs() < 1e-12);
+        assert!((c.lr_at(9) - 1.0).abs() < 1e-12);
+        assert!((c.lr_at(1000) - 1.0).abs() < 1e-12);
+        let lin = OptimConfig {
+            lr: 1.0,
+            lr_warmup: 0,
+            lr_use_linear_decay: true,
+            lr_start_linear_decay: 100,
+            lr_decay: 100,
+            ..Default::default()
+        };
+        assert!((lin.lr_at(99) - 1.0).abs() < 1e-12);
+        assert!((lin.lr_at(149) - 0.5).abs() < 1e-12);
+        assert_eq!(lin.lr_at(500), 0.0);
+        let g = OptimConfig { lr: 1.0, lr_warmup: 0, lr_gamma: 0.5, lr_decay: 10, ..Default::default() };
+        assert!((g.lr_at(8) - 1.0).abs() < 1e-12);
+        assert!((g.lr_at(9) - 0.5).abs() < 1e-12);
+        assert!((g.lr_at(29) - 0.125).abs() < 1e-12);
+    }
+
+    #[test]
+    fn adam_matches_hand_computation_and_clips() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Var::from_vec(vec![1.0f32, -2.0], 2, &dev)?;
+        let cfg = OptimConfig { lr: 0.1, lr_warmup: 0, clip: 0.0, ..Default::default() };
+        let mut opt = Adam::new(vec![("w".into(), w.clone())], cfg)?;
+        // loss = sum(w^2) → grad 2w; first Adam step moves each weight by lr·sign(g).
+        let loss = w.as_tensor().sqr()?.sum_all()?;
+        let info = opt.step(&loss.backward()?, 0)?;
+        assert!((info.grad_norm - (4.0f64 + 16.0).sqrt()).abs() < 1e-6);
+        let v = w.as_tensor().to_vec1::<f32>()?;
+        assert!((v[0] - 0.9).abs() < 1e-6 && (v[1] + 1.9).abs() < 1e-6, "{v:?}");
+
+        // Clipping: a huge gradient with clip 1 gives the same first step (Adam is scale-free),
+        // but the stored moment is the clipped gradient.
+        let w2 = Var::from_vec(vec![1000.0f32], 1, &dev)?;
+        let cfg = OptimConfig { lr: 0.1, lr_warmup: 0, clip: 1.0, ..Default::default() };
+        let mut opt = Adam::new(vec![("w".into(), w2.clone())], cfg)?;
+        let loss = w2.as_tensor().sqr()?.sum_all()?;
+        let info = opt.step(&loss.backward()?, 0)?;
+        assert!((info.grad_norm - 2000.0).abs() < 1e-3);
+        let m = opt.state_tensors()["m.w"].to_vec1::<f32>()?;
+        assert!((m[0] - 0.1).abs() < 1e-6, "clipped first moment {m:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn non_finite_gradient_skips_update() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Var::from_vec(vec![0.0f32], 1, &dev)?;
+        let mut opt = Adam::new(vec![("w".into(), w.clone())], OptimConfig::default())?;
+        let loss = w.as_tensor().sqrt()?.sum_all()?; // d/dw sqrt(w) at 0 = inf
+        let info = opt.step(&loss.backward()?, 0)?;
+        assert!(!info.applied);
+        assert_eq!(w.as_tensor().to_vec1::<f32>()?, vec![0.0]);
+        assert_eq!(opt.t, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn state_roundtrip_continues_identically() -> Result<()> {
+        let dev = Device::Cpu;
+        let run = |split: bool| -> Result<Vec<f32>> {
+            let w = Var::from_vec(vec![0.5f32, -1.5, 3.0], 3, &dev)?;
+            let cfg = OptimConfig { lr: 0.05, lr_warmup: 3, ..Default::default() };
+            let mut opt = Adam::new(vec![("w".into(), w.clone())], cfg.clone())?;
+            for step in 0..6u64 {
+                if split && step == 3 {
+                    let st = opt.state_tensors();
+                    let t = opt.t;
+                    let w_saved = w.as_tensor().copy()?;
+                    let w_new = Var::from_tensor(&w_saved)?;
+                    opt = Adam::new(vec![("w".into(), w_new.clone())], cfg.clone())?;
+                    opt.load_state(t, &st)?;
+                    return continue_from(opt, w_new, step);
+                }
+                let loss = (w.as_tensor().sqr()? * 0.5)?.sum_all()?;
+                opt.step(&loss.backward()?, step)?;
+            }
+            w.as_tensor().to_vec1::<f32>()
+        };
+        fn continue_from(mut opt: Adam, w: Var, from: u64) -> Result<Vec<f32>> {
+            for step in from..6 {
+                let loss = (w.as_tensor().sqr()? * 0.5)?.sum_all()?;
+                opt.step(&loss.backward()?, step)?;
+            }
+            w.as_tensor().to_vec1::<f32>()
+        }
+        assert_eq!(run(false)?, run(true)?);
+        Ok(())
+    }
+}

@@ -1,0 +1,289 @@
+//! Prior training on cached VQ-VAE codes: teacher-forced cross-entropy in bits per token,
+//! label windows with dropout to id 0, upsamplers conditioned on the level above.
+
+use super::ckpt::{Checkpoint, LoopState};
+use super::data::{Pool, Track, WindowPos};
+use super::init::init_varmap;
+use super::optim::{Adam, OptimConfig, StepInfo};
+use super::rng::{CounterRng, Stream};
+use crate::config::PriorConfig;
+use crate::prior::Prior;
+use candle_core::{DType, Device, Result, Tensor, Var, D};
+use candle_nn::{VarBuilder, VarMap};
+use std::collections::{BTreeMap, HashMap};
+
+/// Codes of one track at every level (official order), with its labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CodeTrack {
+    pub codes: Vec<Vec<u32>>,
+    pub artist: u32,
+    pub genres: Vec<u32>,
+    pub total_samples: usize,
+    pub name: String,
+}
+
+/// Windows of one level (and the level above, for upsamplers).
+pub struct PriorData {
+    pub level: usize,
+    /// Tokens of `level`, with labels.
+    pub pool: Pool<u32>,
+    /// Tokens of `level + 1` per track (upsamplers only).
+    pub upper: Vec<Vec<u32>>,
+    /// Level-above tokens per token of this level (hop ratio), 1 for the top prior.
+    pub ratio: usize,
+    /// Audio samples per token at `level`.
+    pub hop: usize,
+}
+
+impl PriorData {
+    pub fn new(tracks: &[CodeTrack], level: usize, hops: &[usize], upsampler: bool) -> candle_core::Result<Self> {
+        let mut pool = Vec::with_capacity(tracks.len());
+        let mut upper = Vec::new();
+        for t in tracks {
+            let c = t.codes.get(level).ok_or_else(|| candle_core::Error::Msg(format!("track {} has no level {level} codes", t.name)))?;
+            pool.push(Track { data: c.clone(), artist: t.artist, genres: t.genres.clone(), total_samples: t.total_samples, name: t.name.clone() });
+            if upsampler {
+                let u = t.codes.get(level + 1).ok_or_else(|| {
+                    candle_core::Error::Msg(format!("track {} has no level {} codes for the upsampler", t.name, level + 1))
+                })?;
+                upper.push(u.clone());
+            }
+        }
+        let ratio = if upsampler { hops[level + 1] / hops[level] } else { 1 };
+        Ok(Self { level, pool: Pool::new(pool), upper, ratio, hop: hops[level] })
+    }
+}
+
+/// One batch of prior windows.
+pub struct PriorBatch {
+    pub tokens: Tensor,
+    pub y: Option<Tensor>,
+    pub z_cond: Option<Tensor>,
+    /// 1 for real tokens, 0 for padding past the end of a short track (B, T) f32.
+    pub mask: Tensor,
+}
+
+/// Mean masked cross-entropy in bits per token; logits (B, T, V), targets (B, T), mask (B, T).
+pub fn masked_bits(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<(Tensor, f64)> {
+    let v = logits.dim(D::Minus1)?;
+    let n = logits.elem_count() / v;
+    let lp = super::loss::log_softmax(&logits.to_dtype(DType::F32)?.reshape((n, v))?)?;
+    let t = targets.to_dtype(DType::U32)?.reshape((n, 1))?;
+    let nll = lp.gather(&t, 1)?.neg()?.reshape(n)?;
+    let m = mask.to_dtype(DType::F32)?.reshape(n)?;
+    let count = m.sum_all()?.to_scalar::<f32>()? as f64;
+    let bits = ((nll * &m)?.sum_all()? / (count.max(1.0) * std::f64::consts::LN_2))?;
+    Ok((bits, count))
+}
+
+/// The prior with its optimiser.
+pub struct PriorTrainer {
+    pub cfg: PriorConfig,
+    pub varmap: VarMap,
+    pub model: Prior,
+    pub opt: Adam,
+    pub seed: u64,
+    pub init_scale: f64,
+    /// Share of training windows whose artist and genres are replaced by id 0 ("unknown").
+    pub label_dropout: f64,
+    pub device: Device,
+}
+
+/// Per-step numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriorStep {
+    pub bits: f64,
+    pub dropped: usize,
+    pub opt: StepInfo,
+}
+
+impl PriorStep {
+    pub fn values(&self) -> BTreeMap<String, f64> {
+        BTreeMap::from([
+            ("loss".to_string(), self.bits),
+            ("bits_per_token".to_string(), self.bits),
+            ("label_dropped".to_string(), self.dropped as f64),
+            ("lr".to_string(), self.opt.lr),
+            ("grad_norm".to_string(), self.opt.grad_norm),
+        ])
+    }
+}
+
+/// Column names of the prior log.
+pub fn log_columns() -> Vec<String> {
+    ["loss", "bits_per_token", "label_dropped", "lr", "grad_norm", "step_s", "valid_bits_per_token", "valid_tokens"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn lock(vm: &VarMap) -> Result<std::sync::MutexGuard<'_, HashMap<String, Var>>> {
+    vm.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))
+}
+
+impl PriorTrainer {
+    pub fn new(cfg: &PriorConfig, optim: &OptimConfig, seed: u64, init_scale: f64, label_dropout: f64, device: &Device) -> Result<Self> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let model = Prior::new(cfg, vb)?;
+        init_varmap(&varmap, seed ^ 0x5052_494F_5200 ^ cfg.level as u64, init_scale)?;
+        let vars: Vec<(String, Var)> = lock(&varmap)?.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let opt = Adam::new(vars, optim.clone())?;
+        Ok(Self { cfg: cfg.clone(), varmap, model, opt, seed, init_scale, label_dropout, device: device.clone() })
+    }
+
+    /// Label columns of the window `w`, with dropout when `drop`.
+    fn y_row(&self, data: &PriorData, w: WindowPos, drop: bool) -> Vec<i64> {
+        let Some(lab) = &self.cfg.labels else { return vec![] };
+        let tr = &data.pool.tracks[w.track];
+        let mut row = vec![
+            tr.total_samples.max(1) as i64,
+            (w.start * data.hop) as i64,
+            (self.cfg.n_ctx * data.hop) as i64,
+            if drop { 0 } else { (tr.artist as usize).min(lab.n_artists.saturating_sub(1)) as i64 },
+        ];
+        for g in 0..lab.max_genres {
+            let id = if drop {
+                if g == 0 { 0 } else { -1 }
+            } else {
+                match tr.genres.get(g) {
+                    Some(&x) => (x as usize).min(lab.n_genres.saturating_sub(1)) as i64,
+                    None if g == 0 => 0,
+                    None => -1,
+                }
+            };
+            row.push(id);
+        }
+        row
+    }
+
+    /// Assemble a batch from window positions; `drop[i]` applies label dropout to item i.
+    pub fn batch(&self, data: &PriorData, windows: &[WindowPos], drop: &[bool]) -> Result<PriorBatch> {
+        let (b, n) = (windows.len(), self.cfg.n_ctx);
+        let mut toks = Vec::with_capacity(b * n);
+        let mut mask = Vec::with_capacity(b * n);
+        let mut ys = Vec::new();
+        let mut zc = Vec::new();
+        for (i, &w) in windows.iter().enumerate() {
+            let len = data.pool.tracks[w.track].data.len();
+            toks.extend(data.pool.slice(w, n).into_iter().map(|x| x as i64));
+            mask.extend((0..n).map(|j| if w.start + j < len { 1f32 } else { 0.0 }));
+            ys.extend(self.y_row(data, w, drop.get(i).copied().unwrap_or(false)));
+            if self.cfg.cond.is_some() {
+                let up = &data.upper[w.track];
+                let (s, m) = (w.start / data.ratio, n / data.ratio);
+                zc.extend((0..m).map(|j| up.get(s + j).copied().unwrap_or(0) as i64));
+            }
+        }
+        let dev = &self.device;
+        let y = if ys.is_empty() { None } else { Some(Tensor::from_vec(ys.clone(), (b, ys.len() / b), dev)?) };
+        let z_cond = if zc.is_empty() { None } else { Some(Tensor::from_vec(zc.clone(), (b, zc.len() / b), dev)?) };
+        Ok(PriorBatch { tokens: Tensor::from_vec(toks, (b, n), dev)?, y, z_cond, mask: Tensor::from_vec(mask, (b, n), dev)? })
+    }
+
+    /// The training batch of `step`: random windows, label dropout by the counter RNG.
+    pub fn train_batch(&self, data: &PriorData, batch_size: usize, step: u64) -> Result<(PriorBatch, usize)> {
+        let lvl = self.cfg.level as u64;
+        let windows: Vec<WindowPos> =
+            (0..batch_size as u64).map(|s| data.pool.draw(self.seed ^ lvl, step, s, self.cfg.n_ctx, data.ratio)).collect();
+        let drop: Vec<bool> = (0..batch_size as u64)
+            .map(|s| CounterRng::new(self.seed, Stream::LabelDrop, lvl * 1_000_003 + s, step).uniform() < self.label_dropout)
+            .collect();
+        let n_drop = drop.iter().filter(|d| **d).count();
+        Ok((self.batch(data, &windows, &drop)?, n_drop))
+    }
+
+    /// Mean bits per real token of a batch, differentiable; also the token count.
+    pub fn loss(&self, b: &PriorBatch) -> Result<(Tensor, f64)> {
+        let logits = self.model.forward(&b.tokens, b.y.as_ref(), b.z_cond.as_ref())?;
+        let shift = self.model.music_shift() as f64;
+        let targets = if shift > 0.0 { (b.tokens.to_dtype(DType::F32)? + shift)? } else { b.tokens.clone() };
+        masked_bits(&logits, &targets, &b.mask)
+    }
+
+    pub fn train_step(&mut self, b: &PriorBatch, dropped: usize, step: u64) -> Result<PriorStep> {
+        let (loss, _) = self.loss(b)?;
+        let bits = loss.to_scalar::<f32>()? as f64;
+        let grads = loss.backward()?;
+        let opt = self.opt.step(&grads, step)?;
+        Ok(PriorStep { bits, dropped, opt })
+    }
+
+    /// Token-weighted bits per token over validation batches (no label dropout).
+    pub fn evaluate(&self, batches: &[PriorBatch]) -> Result<(f64, f64)> {
+        let (mut sum, mut count) = (0f64, 0f64);
+        for b in batches {
+            let (l, c) = self.loss(b)?;
+            sum += l.detach().to_scalar::<f32>()? as f64 * c;
+            count += c;
+        }
+        Ok((sum / count.max(1.0), count))
+    }
+
+    /// Fixed validation batches spread over `data`.
+    pub fn valid_batches(&self, data: &PriorData, windows: usize, batch_size: usize) -> Result<Vec<PriorBatch>> {
+        let pos = data.pool.fixed(windows, self.cfg.n_ctx, data.ratio);
+        pos.chunks(batch_size.max(1)).map(|c| self.batch(data, c, &vec![false; c.len()])).collect()
+    }
+
+    pub fn weights(&self) -> Result<HashMap<String, Tensor>> {
+        lock(&self.varmap)?.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?))).collect()
+    }
+
+    /// Start from existing weights (fine-tuning). Label tables may grow: rows beyond the
+    /// source's keep their fresh initialisation, so new artists and genres can be added.
+    /// Returns the keys that were initialised fresh because the source lacks them.
+    pub fn load_init(&mut self, weights: &HashMap<String, Tensor>) -> Result<Vec<String>> {
+        let data = lock(&self.varmap)?;
+        let mut fresh = Vec::new();
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for k in names {
+            let var = &data[k];
+            let Some(src) = weights.get(k) else {
+                fresh.push(k.clone());
+                continue;
+            };
+            let src = src.to_dtype(DType::F32)?.to_device(&self.device)?;
+            if src.dims() == var.dims() {
+                var.set(&src)?;
+            } else if k.starts_with("y_emb.") && src.rank() == 2 && src.dim(1)? == var.dim(1)? && src.dim(0)? <= var.dim(0)? {
+                let rows = src.dim(0)?;
+                let rest = var.as_tensor().narrow(0, rows, var.dim(0)? - rows)?;
+                var.set(&Tensor::cat(&[&src, &rest], 0)?)?;
+            } else {
+                return Err(candle_core::Error::Msg(format!(
+                    "`{k}`: the initial weights have shape {:?}, this prior needs {:?}",
+                    src.dims(),
+                    var.dims()
+                )));
+            }
+        }
+        Ok(fresh)
+    }
+
+    pub fn checkpoint(&self, step: u64) -> Result<Checkpoint> {
+        Ok(Checkpoint {
+            model: self.weights()?,
+            optimizer: self.opt.state_tensors(),
+            buffers: HashMap::new(),
+            state: LoopState { step, adam_t: self.opt.t, seed: self.seed, rng: "counter".into(), extra: HashMap::new() },
+        })
+    }
+
+    pub fn restore(&mut self, ck: &Checkpoint) -> Result<u64> {
+        {
+            let data = lock(&self.varmap)?;
+            for (k, var) in data.iter() {
+                let t = ck.model.get(k).ok_or_else(|| candle_core::Error::Msg(format!("checkpoint has no `{k}`")))?;
+                if t.dims() != var.dims() {
+                    return Err(candle_core::Error::Msg(format!("checkpoint `{k}` has shape {:?}, the model needs {:?}", t.dims(), var.dims())));
+                }
+                var.set(&t.to_dtype(var.dtype())?.to_device(&self.device)?)?;
+            }
+        }
+        self.opt.load_state(ck.state.adam_t, &ck.optimizer)?;
+        self.seed = ck.state.seed;
+        Ok(ck.state.step)
+    }
+}

@@ -1,0 +1,352 @@
+//! One VQ-VAE training step, validation and checkpoint state (spec §2.4, §2.5).
+
+use super::ckpt::{Checkpoint, LoopState};
+use super::ema::{CodebookStats, EmaCodebook};
+use super::init::init_varmap;
+use super::loss::{commit_loss, lmix, straight_through, MultiSpec, StftConfig, MULTISPEC};
+use super::optim::{Adam, OptimConfig, StepInfo};
+use super::stats::Bandwidth;
+use crate::config::VqvaeConfig;
+use crate::vqvae::VqVae;
+use candle_core::{DType, Device, Module, Result, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// Loss weights (official names and defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VqLossConfig {
+    pub lmix_l2: f64,
+    pub lmix_linf: f64,
+    pub linf_k: usize,
+    pub multispectral: f64,
+    /// (n_fft, hop, window) triples; the official three by default.
+    pub multispec: Vec<(usize, usize, usize)>,
+}
+
+impl Default for VqLossConfig {
+    fn default() -> Self {
+        Self {
+            lmix_l2: 1.0,
+            lmix_linf: 0.02,
+            linf_k: 2048,
+            multispectral: 1.0,
+            multispec: MULTISPEC.iter().map(|c| (c.n_fft, c.hop, c.window)).collect(),
+        }
+    }
+}
+
+/// The parts of one batch's loss, per level.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VqParts {
+    pub recons: Vec<f64>,
+    pub spectral: Vec<f64>,
+    pub commit: Vec<f64>,
+    pub codebook: Vec<CodebookStats>,
+}
+
+/// Per-step numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VqStep {
+    pub loss: f64,
+    pub recons: Vec<f64>,
+    pub spectral: Vec<f64>,
+    pub commit: Vec<f64>,
+    pub codebook: Vec<CodebookStats>,
+    pub opt: StepInfo,
+}
+
+impl VqStep {
+    pub fn values(&self) -> BTreeMap<String, f64> {
+        let mut v = BTreeMap::from([
+            ("loss".to_string(), self.loss),
+            ("lr".to_string(), self.opt.lr),
+            ("grad_norm".to_string(), self.opt.grad_norm),
+        ]);
+        for l in 0..self.recons.len() {
+            v.insert(format!("recons_l{l}"), self.recons[l]);
+            v.insert(format!("spectral_l{l}"), self.spectral[l]);
+            v.insert(format!("commit_l{l}"), self.commit[l]);
+            v.insert(format!("usage_l{l}"), self.codebook[l].usage as f64);
+            v.insert(format!("perplexity_l{l}"), self.codebook[l].perplexity());
+        }
+        v
+    }
+}
+
+/// Validation numbers per level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VqEval {
+    /// Reconstruction SNR in dB: 10·log10(Σx² / Σ(x − x̂)²).
+    pub snr_db: Vec<f64>,
+    /// Multi-resolution STFT distance (mean per-window Frobenius norm, not normalised).
+    pub spec_dist: Vec<f64>,
+    /// Distinct codes used on the validation windows.
+    pub codes_used: Vec<usize>,
+    /// exp(entropy) of the validation code histogram.
+    pub perplexity: Vec<f64>,
+}
+
+impl VqEval {
+    pub fn values(&self) -> BTreeMap<String, f64> {
+        let mut v = BTreeMap::new();
+        for l in 0..self.snr_db.len() {
+            v.insert(format!("snr_db_l{l}"), self.snr_db[l]);
+            v.insert(format!("spec_dist_l{l}"), self.spec_dist[l]);
+            v.insert(format!("usage_l{l}"), self.codes_used[l] as f64);
+            v.insert(format!("perplexity_l{l}"), self.perplexity[l]);
+        }
+        v
+    }
+}
+
+/// Column names of the VQ-VAE log for `levels` levels.
+pub fn log_columns(levels: usize) -> Vec<String> {
+    let mut c: Vec<String> = ["loss", "lr", "grad_norm", "step_s"].iter().map(|s| s.to_string()).collect();
+    for l in 0..levels {
+        for m in ["recons", "spectral", "commit", "usage", "perplexity", "snr_db", "spec_dist"] {
+            c.push(format!("{m}_l{l}"));
+        }
+    }
+    c
+}
+
+/// The VQ-VAE with its optimiser and codebooks.
+pub struct VqTrainer {
+    pub cfg: VqvaeConfig,
+    pub loss_cfg: VqLossConfig,
+    pub varmap: VarMap,
+    pub model: VqVae,
+    pub codebooks: Vec<EmaCodebook>,
+    pub opt: Adam,
+    pub bw: Bandwidth,
+    ms: MultiSpec,
+    pub seed: u64,
+    pub device: Device,
+}
+
+fn codebook_key(l: usize) -> String {
+    format!("bottleneck.level_blocks.{l}.k")
+}
+
+impl VqTrainer {
+    /// A freshly initialised model (weights from `seed`, codebooks filled on the first batch).
+    pub fn new(
+        cfg: &VqvaeConfig,
+        loss_cfg: &VqLossConfig,
+        optim: &OptimConfig,
+        bw: Bandwidth,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let model = VqVae::new(cfg, vb)?;
+        init_varmap(&varmap, seed, 1.0)?;
+        let vars: Vec<(String, Var)> = {
+            let data = varmap.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+            data.iter().filter(|(k, _)| !k.starts_with("bottleneck.")).map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let opt = Adam::new(vars, optim.clone())?;
+        let codebooks = (0..cfg.levels).map(|_| EmaCodebook::new(cfg.l_bins, cfg.emb_width, cfg.l_mu)).collect();
+        let stfts: Vec<StftConfig> =
+            loss_cfg.multispec.iter().map(|&(n_fft, hop, window)| StftConfig { n_fft, hop, window }).collect();
+        let ms = MultiSpec::new(&stfts, DType::F32, device)?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            loss_cfg: loss_cfg.clone(),
+            varmap,
+            model,
+            codebooks,
+            opt,
+            bw,
+            ms,
+            seed,
+            device: device.clone(),
+        })
+    }
+
+    fn set_codebook_var(&self, l: usize) -> Result<()> {
+        let data = self.varmap.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+        let key = codebook_key(l);
+        let var = data.get(&key).ok_or_else(|| candle_core::Error::Msg(format!("model has no `{key}`")))?;
+        var.set(&self.codebooks[l].k_tensor(&self.device)?)
+    }
+
+    /// Start from trained weights (fine-tuning): every model key must be present.
+    pub fn load_weights(&mut self, weights: &HashMap<String, Tensor>, tokens_per_batch: &[usize]) -> Result<()> {
+        let data = self.varmap.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+        for (k, var) in data.iter() {
+            let t = weights.get(k).ok_or_else(|| candle_core::Error::Msg(format!("weights have no `{k}`")))?;
+            if t.dims() != var.dims() {
+                return Err(candle_core::Error::Msg(format!("`{k}` has shape {:?}, the model needs {:?}", t.dims(), var.dims())));
+            }
+            var.set(&t.to_dtype(DType::F32)?.to_device(&self.device)?)?;
+        }
+        drop(data);
+        for l in 0..self.cfg.levels {
+            let k = weights[&codebook_key(l)].to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            self.codebooks[l] = EmaCodebook::restore(k, self.cfg.l_bins, self.cfg.emb_width, self.cfg.l_mu, tokens_per_batch[l]);
+        }
+        Ok(())
+    }
+
+    /// Encode, quantise (updating the codebooks when `train`), decode: per level
+    /// (latent, dequantised latent, codes, stats).
+    fn forward_level(&mut self, x: &Tensor, l: usize, step: u64, train: bool) -> Result<(Tensor, Tensor, Tensor, Option<CodebookStats>)> {
+        let (b, t) = x.dims2()?;
+        let z = self.model.encoder(l)?.forward(&x.reshape((b, 1, t))?)?; // (B, W, T_l)
+        let (_, w, tl) = z.dims3()?;
+        let zf = z.transpose(1, 2)?.reshape((b * tl, w))?.detach();
+        let cb = &mut self.codebooks[l];
+        let mut stats = None;
+        if train {
+            if !cb.init {
+                cb.init_from(&zf, self.seed, l as u64, step)?;
+            }
+            let codes = cb.quantise(&zf)?;
+            stats = Some(cb.update(&zf, &codes, self.seed, l as u64, step)?);
+            self.set_codebook_var(l)?;
+        }
+        let cb = &self.codebooks[l];
+        // The official code dequantises with the freshly updated codebook.
+        let codes = cb.quantise(&zf)?;
+        let k = cb.k_tensor(&self.device)?;
+        let zd = k.index_select(&codes, 0)?.reshape((b, tl, w))?.transpose(1, 2)?.contiguous()?;
+        Ok((z, zd, codes, stats))
+    }
+
+    /// The total training loss of a batch (B, T) at 0-based `step`, with its parts. Updates
+    /// the codebooks (EMA) as a side effect, as the official forward pass does.
+    pub fn loss(&mut self, x: &Tensor, step: u64) -> Result<(Tensor, VqParts)> {
+        let levels = self.cfg.levels;
+        let target = self.ms.target(x)?;
+        let mut total: Option<Tensor> = None;
+        let mut parts = VqParts::default();
+        for l in 0..levels {
+            let (z, zd, _codes, stats) = self.forward_level(x, l, step, true)?;
+            let c = commit_loss(&z, &zd)?;
+            let x_hat = self.model.decoder(l)?.forward(&straight_through(&z, &zd)?)?;
+            let r = lmix(x, &x_hat, self.bw.l2, self.loss_cfg.lmix_l2, self.loss_cfg.lmix_linf, self.loss_cfg.linf_k)?;
+            let s = self.ms.loss(&target, &x_hat, self.bw.spec)?;
+            let lv = ((&r + (&s * self.loss_cfg.multispectral)?)? + (&c * self.cfg.commit)?)?;
+            parts.recons.push(r.to_scalar::<f32>()? as f64);
+            parts.spectral.push(s.to_scalar::<f32>()? as f64);
+            parts.commit.push(c.to_scalar::<f32>()? as f64);
+            parts.codebook.push(stats.ok_or_else(|| candle_core::Error::Msg("no codebook stats".into()))?);
+            total = Some(match total {
+                None => lv,
+                Some(t) => (t + lv)?,
+            });
+        }
+        let total = total.ok_or_else(|| candle_core::Error::Msg("VQ-VAE has no levels".into()))?;
+        Ok((total, parts))
+    }
+
+    /// One optimisation step on a batch of windows (B, T) at 0-based `step`.
+    pub fn train_step(&mut self, x: &Tensor, step: u64) -> Result<VqStep> {
+        let (total, p) = self.loss(x, step)?;
+        let loss = total.to_scalar::<f32>()? as f64;
+        let grads = total.backward()?;
+        let opt = self.opt.step(&grads, step)?;
+        Ok(VqStep { loss, recons: p.recons, spectral: p.spectral, commit: p.commit, codebook: p.codebook, opt })
+    }
+
+    /// Validation over batches of fixed windows; nothing is updated.
+    pub fn evaluate(&mut self, batches: &[Tensor]) -> Result<VqEval> {
+        let levels = self.cfg.levels;
+        let mut sig = vec![0f64; levels];
+        let mut err = vec![0f64; levels];
+        let mut spec = vec![0f64; levels];
+        let mut n_win = 0usize;
+        let mut codes_all: Vec<Vec<u32>> = vec![vec![]; levels];
+        for x in batches {
+            let target = self.ms.target(x)?;
+            let b = x.dim(0)?;
+            n_win += b;
+            for l in 0..levels {
+                if !self.codebooks[l].init {
+                    return Err(candle_core::Error::Msg("validation before the first training step".into()));
+                }
+                let (_z, zd, codes, _) = self.forward_level(x, l, 0, false)?;
+                let x_hat = self.model.decoder(l)?.forward(&zd)?.reshape(x.dims())?.detach();
+                sig[l] += x.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+                err[l] += (&x_hat - x)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+                spec[l] += self.ms.loss(&target, &x_hat, 1.0)?.to_scalar::<f32>()? as f64 * b as f64;
+                codes_all[l].extend(codes.to_vec1::<u32>()?);
+            }
+        }
+        let mut out = VqEval { snr_db: vec![], spec_dist: vec![], codes_used: vec![], perplexity: vec![] };
+        for l in 0..levels {
+            out.snr_db.push(10.0 * (sig[l].max(1e-12) / err[l].max(1e-12)).log10());
+            out.spec_dist.push(spec[l] / n_win.max(1) as f64);
+            let (ppl, used) = self.codebooks[l].code_stats(&codes_all[l]);
+            out.codes_used.push(used);
+            out.perplexity.push(ppl);
+        }
+        Ok(out)
+    }
+
+    /// All model tensors under official keys (codebooks included), as f32.
+    pub fn weights(&self) -> Result<HashMap<String, Tensor>> {
+        let data = self.varmap.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+        data.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?))).collect()
+    }
+
+    /// The full training state after `step` completed steps.
+    pub fn checkpoint(&self, step: u64) -> Result<Checkpoint> {
+        let mut buffers = HashMap::new();
+        let mut extra = HashMap::from([
+            ("bw_l2".to_string(), self.bw.l2),
+            ("bw_l1".to_string(), self.bw.l1),
+            ("bw_spec".to_string(), self.bw.spec),
+        ]);
+        for (l, cb) in self.codebooks.iter().enumerate() {
+            let (k, w) = (cb.bins, cb.width);
+            buffers.insert(format!("bottleneck.level_blocks.{l}.k_sum"), Tensor::from_vec(cb.k_sum.clone(), (k, w), &Device::Cpu)?);
+            buffers.insert(format!("bottleneck.level_blocks.{l}.k_elem"), Tensor::from_vec(cb.k_elem.clone(), k, &Device::Cpu)?);
+            buffers.insert(format!("bottleneck.level_blocks.{l}.k"), Tensor::from_vec(cb.k.clone(), (k, w), &Device::Cpu)?);
+            extra.insert(format!("codebook_init_l{l}"), if cb.init { 1.0 } else { 0.0 });
+        }
+        Ok(Checkpoint {
+            model: self.weights()?,
+            optimizer: self.opt.state_tensors(),
+            buffers,
+            state: LoopState { step, adam_t: self.opt.t, seed: self.seed, rng: "counter".into(), extra },
+        })
+    }
+
+    /// Restore everything written by [`Self::checkpoint`]; returns the step to continue from.
+    pub fn restore(&mut self, ck: &Checkpoint) -> Result<u64> {
+        {
+            let data = self.varmap.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+            for (k, var) in data.iter() {
+                let t = ck.model.get(k).ok_or_else(|| candle_core::Error::Msg(format!("checkpoint has no `{k}`")))?;
+                var.set(&t.to_dtype(var.dtype())?.to_device(&self.device)?)?;
+            }
+        }
+        self.opt.load_state(ck.state.adam_t, &ck.optimizer)?;
+        let get = |k: &str| -> Result<Vec<f32>> {
+            ck.buffers
+                .get(k)
+                .ok_or_else(|| candle_core::Error::Msg(format!("checkpoint buffers have no `{k}`")))?
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()
+        };
+        for l in 0..self.cfg.levels {
+            let cb = &mut self.codebooks[l];
+            cb.k = get(&format!("bottleneck.level_blocks.{l}.k"))?;
+            cb.k_sum = get(&format!("bottleneck.level_blocks.{l}.k_sum"))?;
+            cb.k_elem = get(&format!("bottleneck.level_blocks.{l}.k_elem"))?;
+            cb.init = ck.state.extra.get(&format!("codebook_init_l{l}")).copied().unwrap_or(1.0) > 0.5;
+        }
+        let bw = |k: &str| ck.state.extra.get(k).copied();
+        if let (Some(l2), Some(l1), Some(spec)) = (bw("bw_l2"), bw("bw_l1"), bw("bw_spec")) {
+            self.bw = Bandwidth { l2, l1, spec };
+        }
+        self.seed = ck.state.seed;
+        Ok(ck.state.step)
+    }
+}

@@ -1,0 +1,263 @@
+//! VQ-VAE building blocks with the official state-dict names (openai/jukebox `vqvae/encdec.py`,
+//! `vqvae/resnet.py`). Every constructor takes the VarBuilder already positioned at the
+//! module's own prefix, so the keys read are exactly the official ones.
+
+use crate::ops;
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+/// A PyTorch `Conv1d` (weight (out, in, k) + bias), run through [`ops::conv1d`].
+#[derive(Debug, Clone)]
+pub struct Conv1d {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+}
+
+impl Conv1d {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        dilation: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        // PyTorch's default init (kaiming-uniform bound 1/sqrt(fan_in)) when built from a VarMap.
+        let bound = 1.0 / ((c_in * k) as f64).sqrt();
+        let init = candle_nn::Init::Uniform { lo: -bound, up: bound };
+        let weight = vb.get_with_hints((c_out, c_in, k), "weight", init)?;
+        let bias = vb.get_with_hints(c_out, "bias", init)?;
+        Ok(Self {
+            weight,
+            bias,
+            stride,
+            padding,
+            dilation,
+        })
+    }
+}
+
+impl Module for Conv1d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::conv1d(x, &self.weight, Some(&self.bias), self.stride, self.padding, self.dilation)
+    }
+}
+
+/// A PyTorch `ConvTranspose1d` (weight (in, out, k) + bias), run through [`ops::conv_transpose1d`].
+#[derive(Debug, Clone)]
+pub struct ConvTranspose1d {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl ConvTranspose1d {
+    pub fn new(c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Self> {
+        let bound = 1.0 / ((c_out * k) as f64).sqrt();
+        let init = candle_nn::Init::Uniform { lo: -bound, up: bound };
+        let weight = vb.get_with_hints((c_in, c_out, k), "weight", init)?;
+        let bias = vb.get_with_hints(c_out, "bias", init)?;
+        Ok(Self {
+            weight,
+            bias,
+            stride,
+            padding,
+        })
+    }
+}
+
+impl Module for ConvTranspose1d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::conv_transpose1d(x, &self.weight, Some(&self.bias), self.stride, self.padding)
+    }
+}
+
+/// `ResConv1DBlock`: `x + r · conv1x1(relu(conv3_dil(relu(x))))`; keys `model.1`, `model.3`.
+#[derive(Debug, Clone)]
+pub struct ResConv1dBlock {
+    pub conv1: Conv1d,
+    pub conv2: Conv1d,
+    pub dilation: usize,
+    pub res_scale: f64,
+}
+
+impl ResConv1dBlock {
+    pub fn new(width: usize, hidden: usize, dilation: usize, res_scale: f64, vb: VarBuilder) -> Result<Self> {
+        let vb = vb.pp("model");
+        Ok(Self {
+            conv1: Conv1d::new(width, hidden, 3, 1, dilation, dilation, vb.pp("1"))?,
+            conv2: Conv1d::new(hidden, width, 1, 1, 0, 1, vb.pp("3"))?,
+            dilation,
+            res_scale,
+        })
+    }
+}
+
+impl Module for ResConv1dBlock {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.conv1.forward(&x.relu()?)?;
+        let h = self.conv2.forward(&h.relu()?)?;
+        if self.res_scale == 1.0 {
+            x + h
+        } else {
+            x + (h * self.res_scale)?
+        }
+    }
+}
+
+/// How a `Resnet1D` is built (official arguments).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResnetSpec {
+    pub width: usize,
+    pub depth: usize,
+    pub m_conv: f64,
+    pub dilation_growth_rate: usize,
+    pub dilation_cycle: Option<usize>,
+    /// Official `res_scale` flag: residual scale 1/sqrt(depth) when true.
+    pub res_scale: bool,
+    /// Blocks listed largest dilation first (decoder resnets).
+    pub reverse_dilation: bool,
+}
+
+impl ResnetSpec {
+    /// Dilation of the block at state-dict index `j`.
+    pub fn dilation(&self, j: usize) -> usize {
+        let d = if self.reverse_dilation { self.depth - 1 - j } else { j };
+        let e = match self.dilation_cycle {
+            Some(c) if c > 0 => d % c,
+            _ => d,
+        };
+        self.dilation_growth_rate.pow(e as u32)
+    }
+
+    /// Receptive radius in input positions (sum of the dilations; each 3-tap block reaches ±d).
+    pub fn radius(&self) -> usize {
+        (0..self.depth).map(|j| self.dilation(j)).sum()
+    }
+}
+
+/// `Resnet1D`: `depth` residual blocks. `vb` points at the block list (`…model` for the
+/// VQ-VAE, `…blocks` for the prior conditioner, which was built with `checkpoint_res`).
+#[derive(Debug, Clone)]
+pub struct Resnet1d {
+    pub blocks: Vec<ResConv1dBlock>,
+}
+
+impl Resnet1d {
+    pub fn new(spec: &ResnetSpec, vb: VarBuilder) -> Result<Self> {
+        let hidden = (spec.m_conv * spec.width as f64) as usize;
+        let scale = if spec.res_scale {
+            1.0 / (spec.depth as f64).sqrt()
+        } else {
+            1.0
+        };
+        let blocks = (0..spec.depth)
+            .map(|j| ResConv1dBlock::new(spec.width, hidden, spec.dilation(j), scale, vb.pp(j.to_string())))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { blocks })
+    }
+}
+
+impl Module for Resnet1d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.clone();
+        for b in &self.blocks {
+            x = b.forward(&x)?;
+        }
+        Ok(x)
+    }
+}
+
+/// `EncoderConvBlock`: `down_t` × [strided conv k=2s → resnet], then conv k3 to `emb_width`.
+/// Keys: `model.{i}.0` (conv), `model.{i}.1.model.{j}` (resnet), `model.{down_t}` (out conv).
+#[derive(Debug, Clone)]
+pub struct EncoderConvBlock {
+    pub downs: Vec<(Conv1d, Resnet1d)>,
+    pub proj_out: Conv1d,
+}
+
+impl EncoderConvBlock {
+    pub fn new(
+        c_in: usize,
+        emb_width: usize,
+        down_t: usize,
+        stride_t: usize,
+        spec: &ResnetSpec,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let vb = vb.pp("model");
+        let (filter, pad) = (stride_t * 2, stride_t / 2);
+        let mut downs = Vec::with_capacity(down_t);
+        for i in 0..down_t {
+            let vbi = vb.pp(i.to_string());
+            let cin = if i == 0 { c_in } else { spec.width };
+            let conv = Conv1d::new(cin, spec.width, filter, stride_t, pad, 1, vbi.pp("0"))?;
+            let res = Resnet1d::new(spec, vbi.pp("1").pp("model"))?;
+            downs.push((conv, res));
+        }
+        let proj_out = Conv1d::new(spec.width, emb_width, 3, 1, 1, 1, vb.pp(down_t.to_string()))?;
+        Ok(Self { downs, proj_out })
+    }
+}
+
+impl Module for EncoderConvBlock {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.clone();
+        for (conv, res) in &self.downs {
+            x = res.forward(&conv.forward(&x)?)?;
+        }
+        self.proj_out.forward(&x)
+    }
+}
+
+/// `DecoderConvBock` (sic): conv k3 `emb_width` → width, then `down_t` × [resnet (reversed
+/// dilations) → transposed conv k=2s, stride s]; the last one outputs `c_out` channels.
+/// Keys: `model.0`, `model.{i+1}.0.model.{j}` (resnet), `model.{i+1}.1` (transposed conv).
+/// The prior conditioner reuses this with `res_key = "blocks"`.
+#[derive(Debug, Clone)]
+pub struct DecoderConvBlock {
+    pub proj_in: Conv1d,
+    pub ups: Vec<(Resnet1d, ConvTranspose1d)>,
+}
+
+impl DecoderConvBlock {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        emb_width: usize,
+        c_out: usize,
+        down_t: usize,
+        stride_t: usize,
+        spec: &ResnetSpec,
+        res_key: &str,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let vb = vb.pp("model");
+        let (filter, pad) = (stride_t * 2, stride_t / 2);
+        let proj_in = Conv1d::new(emb_width, spec.width, 3, 1, 1, 1, vb.pp("0"))?;
+        let mut ups = Vec::with_capacity(down_t);
+        for i in 0..down_t {
+            let vbi = vb.pp((i + 1).to_string());
+            let res = Resnet1d::new(spec, vbi.pp("0").pp(res_key))?;
+            let out = if i + 1 == down_t { c_out } else { spec.width };
+            let up = ConvTranspose1d::new(spec.width, out, filter, stride_t, pad, vbi.pp("1"))?;
+            ups.push((res, up));
+        }
+        Ok(Self { proj_in, ups })
+    }
+}
+
+impl Module for DecoderConvBlock {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = self.proj_in.forward(x)?;
+        for (res, up) in &self.ups {
+            x = up.forward(&res.forward(&x)?)?;
+        }
+        Ok(x)
+    }
+}

@@ -1,0 +1,691 @@
+//! Audio decode / resample / write tests: every supported format and bit depth, unusual shapes,
+//! and each bad input with the content of its error message.
+
+use jukebox::audio::{self, load, load_prefix, resample, write_wav_f32, write_wav_i16};
+use realfft::RealFftPlanner;
+use std::f32::consts::PI;
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/audio")
+        .join(name)
+}
+
+fn sine(freq: f32, rate: u32, n: usize, amp: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| amp * (2.0 * PI * freq * i as f32 / rate as f32).sin())
+        .collect()
+}
+
+/// Frequency of the strongest spectral peak (Hann window, parabolic interpolation).
+fn peak_freq(x: &[f32], rate: u32) -> f32 {
+    let n = x.len().min(32768);
+    let x = &x[(x.len() - n) / 2..][..n];
+    let mut buf: Vec<f32> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| v * (0.5 - 0.5 * (2.0 * PI * i as f32 / n as f32).cos()))
+        .collect();
+    let fft = RealFftPlanner::<f32>::new().plan_fft_forward(n);
+    let mut spec = fft.make_output_vec();
+    fft.process(&mut buf, &mut spec).unwrap();
+    let mag: Vec<f32> = spec.iter().map(|c| c.norm()).collect();
+    let k = (1..mag.len() - 1)
+        .max_by(|&a, &b| mag[a].total_cmp(&mag[b]))
+        .unwrap();
+    let (a, b, c) = (mag[k - 1].ln(), mag[k].ln(), mag[k + 1].ln());
+    let delta = 0.5 * (a - c) / (a - 2.0 * b + c);
+    (k as f32 + delta) * rate as f32 / n as f32
+}
+
+/// Energy in [lo, hi] Hz relative to total (Hann window over the middle, away from the edges).
+fn band_share(x: &[f32], rate: u32, lo: f32, hi: f32) -> f32 {
+    let x = &x[x.len() / 8..x.len() * 7 / 8];
+    let n = x.len();
+    let mut buf: Vec<f32> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| v * (0.5 - 0.5 * (2.0 * PI * i as f32 / n as f32).cos()))
+        .collect();
+    let fft = RealFftPlanner::<f32>::new().plan_fft_forward(n);
+    let mut spec = fft.make_output_vec();
+    fft.process(&mut buf, &mut spec).unwrap();
+    let mut tot = 0f32;
+    let mut band = 0f32;
+    for (k, c) in spec.iter().enumerate() {
+        let f = k as f32 * rate as f32 / n as f32;
+        tot += c.norm_sqr();
+        if f >= lo && f <= hi {
+            band += c.norm_sqr();
+        }
+    }
+    band / tot
+}
+
+fn rms(x: &[f32]) -> f32 {
+    (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt()
+}
+
+/// Write interleaved frames with hound at any int/float depth.
+fn write_hound(path: &Path, chans: &[Vec<f32>], rate: u32, bits: u16, float: bool) {
+    let spec = hound::WavSpec {
+        channels: chans.len() as u16,
+        sample_rate: rate,
+        bits_per_sample: bits,
+        sample_format: if float {
+            hound::SampleFormat::Float
+        } else {
+            hound::SampleFormat::Int
+        },
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..chans[0].len() {
+        for ch in chans {
+            let x = ch[i];
+            if float {
+                w.write_sample(x).unwrap();
+            } else {
+                let scale = (1i64 << (bits - 1)) as f32 - 1.0;
+                let v = (x * scale).round() as i32;
+                if bits == 8 {
+                    w.write_sample(v as i8).unwrap();
+                } else {
+                    w.write_sample(v).unwrap();
+                }
+            }
+        }
+    }
+    w.finalize().unwrap();
+}
+
+/// A hand-made WAV: a 16-byte fmt chunk and a data chunk whose declared size may lie.
+fn raw_wav(tag: u16, channels: u16, rate: u32, bits: u16, declared: u32, data: &[u8]) -> Vec<u8> {
+    let block = channels * bits.div_ceil(8);
+    let mut v = Vec::new();
+    v.extend_from_slice(b"RIFF");
+    v.extend_from_slice(&(36u32.wrapping_add(declared)).to_le_bytes());
+    v.extend_from_slice(b"WAVEfmt ");
+    v.extend_from_slice(&16u32.to_le_bytes());
+    v.extend_from_slice(&tag.to_le_bytes());
+    v.extend_from_slice(&channels.to_le_bytes());
+    v.extend_from_slice(&rate.to_le_bytes());
+    v.extend_from_slice(&(rate * block as u32).to_le_bytes());
+    v.extend_from_slice(&block.to_le_bytes());
+    v.extend_from_slice(&bits.to_le_bytes());
+    v.extend_from_slice(b"data");
+    v.extend_from_slice(&declared.to_le_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+fn pcm16(x: &[f32]) -> Vec<u8> {
+    x.iter()
+        .flat_map(|v| ((v * 32767.0).round() as i16).to_le_bytes())
+        .collect()
+}
+
+fn err_of(path: &Path) -> String {
+    match load(path) {
+        Ok(a) => panic!(
+            "{} loaded ({} samples) but should fail",
+            path.display(),
+            a.samples.len()
+        ),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+fn assert_err(path: &Path, needles: &[&str]) -> String {
+    let msg = err_of(path);
+    assert!(
+        msg.contains(&path.display().to_string()),
+        "message does not name the file: {msg}"
+    );
+    for n in needles {
+        assert!(
+            msg.to_lowercase().contains(&n.to_lowercase()),
+            "expected {n:?} in: {msg}"
+        );
+    }
+    msg
+}
+
+// ---------------------------------------------------------------- round trips
+
+#[test]
+fn wav_int_and_float_depths_round_trip() {
+    let d = tempfile::tempdir().unwrap();
+    let x = sine(440.0, 44100, 4410, 0.5);
+    for (bits, float, tol) in [
+        (8, false, 1.0 / 100.0),
+        (16, false, 1e-4),
+        (24, false, 1e-6),
+        (32, false, 1e-6),
+        (32, true, 0.0),
+    ] {
+        let p = d.path().join(format!("x{bits}{float}.wav"));
+        write_hound(&p, &[x.clone()], 44100, bits, float);
+        let a = load(&p).unwrap();
+        assert_eq!(a.samples.len(), x.len(), "{bits}-bit length");
+        assert_eq!(
+            (a.sample_rate, a.source_rate, a.source_channels),
+            (44100, 44100, 1)
+        );
+        let err = a
+            .samples
+            .iter()
+            .zip(&x)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            err <= tol,
+            "{bits}-bit float={float}: max error {err} > {tol}"
+        );
+        assert!(a.warnings.is_empty(), "{:?}", a.warnings);
+    }
+}
+
+#[test]
+fn writers_round_trip_and_clamp() {
+    let d = tempfile::tempdir().unwrap();
+    let mut x = sine(1000.0, 44100, 2000, 0.9);
+    x[10] = 1.7; // out of range: i16 clamps, f32 keeps it
+    let p16 = d.path().join("o16.wav");
+    let p32 = d.path().join("o32.wav");
+    write_wav_i16(&p16, &x, 44100).unwrap();
+    write_wav_f32(&p32, &x, 44100).unwrap();
+    let r16 = hound::WavReader::open(&p16).unwrap();
+    assert_eq!(r16.spec().bits_per_sample, 16);
+    let s16: Vec<i16> = r16.into_samples::<i16>().map(|s| s.unwrap()).collect();
+    assert_eq!(s16[10], 32767);
+    assert_eq!(s16[11], (x[11] * 32767.0).round() as i16);
+    let r32 = hound::WavReader::open(&p32).unwrap();
+    assert_eq!(r32.spec().sample_format, hound::SampleFormat::Float);
+    let s32: Vec<f32> = r32.into_samples::<f32>().map(|s| s.unwrap()).collect();
+    assert_eq!(s32, x);
+    // No temp files left behind.
+    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
+    // Loading the f32 file clips to [-1, 1] with a warning.
+    let a = load(&p32).unwrap();
+    assert_eq!(a.samples[10], 1.0);
+    assert!(
+        a.warnings.iter().any(|w| w.contains("clipped")),
+        "{:?}",
+        a.warnings
+    );
+}
+
+#[test]
+fn writers_refuse_non_finite() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("nan.wav");
+    let mut x = vec![0.1f32; 100];
+    x[42] = f32::NAN;
+    let e = format!("{:#}", write_wav_i16(&p, &x, 44100).unwrap_err());
+    assert!(e.contains("index 42") && e.contains("nan.wav"), "{e}");
+    x[42] = f32::INFINITY;
+    assert!(write_wav_f32(&p, &x, 44100).is_err());
+    assert!(!p.exists());
+}
+
+#[test]
+fn flac_fixture() {
+    let a = load(&fixture("tone440_48k_stereo.flac")).unwrap();
+    assert_eq!((a.source_rate, a.source_channels), (48000, 2));
+    assert_eq!(a.samples.len(), 35280); // 0.8 s at 44.1 kHz
+    let f = peak_freq(&a.samples, 44100);
+    assert!((f - 440.0).abs() < 1.0, "peak {f}");
+    let peak = a.samples.iter().fold(0f32, |m, x| m.max(x.abs()));
+    assert!((peak - 0.5).abs() < 0.02, "peak amplitude {peak}");
+}
+
+#[test]
+fn mp3_fixture() {
+    let a = load(&fixture("tone1000_44k_mono.mp3")).unwrap();
+    assert_eq!((a.source_rate, a.source_channels), (44100, 1));
+    // Gapless decoding trims the encoder delay and padding.
+    assert!(
+        (a.samples.len() as i64 - 44100).abs() <= 1152,
+        "len {}",
+        a.samples.len()
+    );
+    let f = peak_freq(&a.samples, 44100);
+    assert!((f - 1000.0).abs() < 1.5, "peak {f}");
+    assert!((rms(&a.samples[4410..39690]) - 0.5 / 2f32.sqrt()).abs() < 0.02);
+}
+
+#[test]
+fn ogg_fixture() {
+    let a = load(&fixture("tone660_22k_stereo.ogg")).unwrap();
+    assert_eq!((a.source_rate, a.source_channels), (22050, 2));
+    assert_eq!(a.samples.len(), 44100);
+    let f = peak_freq(&a.samples, 44100);
+    assert!((f - 660.0).abs() < 1.0, "peak {f}");
+    // Nothing above the source Nyquist appears after upsampling.
+    assert!(band_share(&a.samples, 44100, 11500.0, 22050.0) < 1e-7);
+}
+
+// ---------------------------------------------------------------- shapes
+
+#[test]
+fn stereo_is_averaged() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("st.wav");
+    let l = sine(300.0, 44100, 4410, 0.4);
+    let r = sine(500.0, 44100, 4410, 0.2);
+    write_hound(&p, &[l.clone(), r.clone()], 44100, 32, true);
+    let a = load(&p).unwrap();
+    assert_eq!(a.source_channels, 2);
+    for i in 0..a.samples.len() {
+        assert!(
+            (a.samples[i] - 0.5 * (l[i] + r[i])).abs() < 1e-6,
+            "sample {i}"
+        );
+    }
+    assert!(
+        a.warnings.is_empty(),
+        "stereo is not unusual: {:?}",
+        a.warnings
+    );
+}
+
+#[test]
+fn eight_channels_averaged_with_warning() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("8ch.wav");
+    let chans: Vec<Vec<f32>> = (0..8).map(|c| vec![c as f32 / 10.0; 1000]).collect();
+    write_hound(&p, &chans, 44100, 32, true);
+    let a = load(&p).unwrap();
+    assert_eq!(a.source_channels, 8);
+    assert!(a.samples.iter().all(|&x| (x - 0.35).abs() < 1e-6));
+    assert!(
+        a.warnings.iter().any(|w| w.contains("8 channels")),
+        "{:?}",
+        a.warnings
+    );
+}
+
+#[test]
+fn rate_192k_is_band_limited() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("hi.wav");
+    let n = 192_000;
+    // 1 kHz plus a 30 kHz tone that must be filtered out, not aliased to 14.1 kHz.
+    let x: Vec<f32> = sine(1000.0, 192_000, n, 0.4)
+        .iter()
+        .zip(sine(30_000.0, 192_000, n, 0.4))
+        .map(|(a, b)| a + b)
+        .collect();
+    write_hound(&p, &[x], 192_000, 24, false);
+    let a = load(&p).unwrap();
+    assert_eq!(a.source_rate, 192_000);
+    assert_eq!(a.samples.len(), 44100);
+    let f = peak_freq(&a.samples, 44100);
+    assert!((f - 1000.0).abs() < 0.5, "peak {f}");
+    let alias = band_share(&a.samples, 44100, 13_000.0, 22_050.0);
+    assert!(alias < 1e-9, "aliased energy share {alias}");
+    assert!((rms(&a.samples) - 0.4 / 2f32.sqrt()).abs() < 0.005);
+    assert!(
+        a.warnings.iter().any(|w| w.contains("high sample rate")),
+        "{:?}",
+        a.warnings
+    );
+}
+
+#[test]
+fn rate_8k_and_odd_rates() {
+    let d = tempfile::tempdir().unwrap();
+    for (rate, freq) in [
+        (8000u32, 1000.0f32),
+        (48000, 5000.0),
+        (44101, 3000.0),
+        (11025, 2500.0),
+        (384_000, 440.0),
+    ] {
+        let p = d.path().join(format!("r{rate}.wav"));
+        let n = rate as usize; // 1 s
+        write_hound(&p, &[sine(freq, rate, n, 0.5)], rate, 16, false);
+        let a = load(&p).unwrap();
+        assert_eq!(a.source_rate, rate);
+        let want = (n as u64 * 44100).div_ceil(rate as u64) as usize;
+        assert_eq!(a.samples.len(), want, "rate {rate}");
+        let f = peak_freq(&a.samples, 44100);
+        assert!((f - freq).abs() < 0.5, "rate {rate}: peak {f} want {freq}");
+        let r = rms(&a.samples[2000..a.samples.len() - 2000]);
+        assert!(
+            (r - 0.5 / 2f32.sqrt()).abs() < 0.005,
+            "rate {rate}: rms {r}"
+        );
+    }
+    let a = load(&d.path().join("r8000.wav")).unwrap();
+    assert!(
+        a.warnings.iter().any(|w| w.contains("low sample rate")),
+        "{:?}",
+        a.warnings
+    );
+}
+
+#[test]
+fn resample_function() {
+    let x = sine(440.0, 48000, 48000, 0.5);
+    let y = resample(&x, 48000, 44100).unwrap();
+    assert_eq!(y.len(), 44100);
+    // Aligned: no delay between input and output.
+    let want = sine(440.0, 44100, 44100, 0.5);
+    let err = y[1000..43000]
+        .iter()
+        .zip(&want[1000..43000])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(err < 2e-3, "max error vs ideal {err}");
+    assert_eq!(resample(&x, 48000, 48000).unwrap(), x);
+    assert!(resample(&[], 48000, 44100).unwrap().is_empty());
+    assert!(resample(&x, 0, 44100).is_err());
+    assert_eq!(resample(&[0.5], 8000, 44100).unwrap().len(), 6);
+}
+
+#[test]
+fn prefix_reads_only_the_start() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("long.wav");
+    write_hound(&p, &[sine(700.0, 48000, 48000 * 3, 0.5)], 48000, 16, false);
+    let full = load(&p).unwrap();
+    let pre = load_prefix(&p, 1.0).unwrap();
+    assert_eq!(pre.samples.len(), 44100);
+    assert_eq!(full.samples.len(), 132300);
+    let err = pre.samples[..42000]
+        .iter()
+        .zip(&full.samples)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(err < 1e-4, "prefix differs from the full decode by {err}");
+    // Longer than the file: the whole file.
+    assert_eq!(load_prefix(&p, 10.0).unwrap().samples.len(), 132300);
+    assert!(load_prefix(&p, 0.0).is_err());
+    assert!(load_prefix(&p, f64::NAN).is_err());
+}
+
+#[test]
+fn silence_and_one_sample_are_allowed_with_warnings() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("silent.wav");
+    write_hound(&p, &[vec![0.0; 4410]], 44100, 16, false);
+    let a = load(&p).unwrap();
+    assert_eq!(a.samples.len(), 4410);
+    assert!(
+        a.warnings.iter().any(|w| w.contains("silent")),
+        "{:?}",
+        a.warnings
+    );
+
+    let p = d.path().join("one.wav");
+    write_hound(&p, &[vec![0.25]], 44100, 16, false);
+    let a = load(&p).unwrap();
+    assert_eq!(a.samples.len(), 1);
+    assert!((a.samples[0] - 0.25).abs() < 1e-4);
+    assert!(
+        a.warnings.iter().any(|w| w.contains("very short")),
+        "{:?}",
+        a.warnings
+    );
+}
+
+// ---------------------------------------------------------------- bad input
+
+#[test]
+fn empty_file() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("empty.wav");
+    std::fs::write(&p, b"").unwrap();
+    assert_err(&p, &["empty"]);
+}
+
+#[test]
+fn missing_file_and_directory() {
+    let d = tempfile::tempdir().unwrap();
+    assert_err(&d.path().join("nope.wav"), &["cannot open"]);
+    assert_err(d.path(), &["directory"]);
+}
+
+#[test]
+fn text_renamed_to_wav() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("notes.wav");
+    std::fs::write(
+        &p,
+        "These are my lyrics, not audio.\nSecond line.\n".repeat(20),
+    )
+    .unwrap();
+    assert_err(&p, &["not an audio file", "text"]);
+    let p = d.path().join("blob.mp3");
+    std::fs::write(
+        &p,
+        (0..4000u32).map(|i| (i * 7 % 13) as u8).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert_err(&p, &["not an audio file"]);
+}
+
+#[test]
+fn truncated_header() {
+    let d = tempfile::tempdir().unwrap();
+    let full = raw_wav(1, 1, 44100, 16, 200, &[0u8; 200]);
+    for cut in [4usize, 12, 20, 30, 43] {
+        let p = d.path().join(format!("cut{cut}.wav"));
+        std::fs::write(&p, &full[..cut]).unwrap();
+        let msg = err_of(&p);
+        assert!(msg.contains("cut"), "{msg}");
+        assert!(
+            msg.contains("truncated") || msg.contains("malformed"),
+            "cut at {cut}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn truncated_data_and_lying_header() {
+    let d = tempfile::tempdir().unwrap();
+    let x = pcm16(&sine(440.0, 44100, 4410, 0.5));
+    // A valid file cut in the middle of its data.
+    let p = d.path().join("half.wav");
+    std::fs::write(
+        &p,
+        &raw_wav(1, 1, 44100, 16, x.len() as u32, &x)[..44 + x.len() / 2],
+    )
+    .unwrap();
+    assert_err(&p, &["truncated", "declares 4410 frames", "only 2205"]);
+    // A header that claims ten times the data that is there.
+    let p = d.path().join("lies.wav");
+    std::fs::write(&p, raw_wav(1, 1, 44100, 16, 10 * x.len() as u32, &x)).unwrap();
+    assert_err(&p, &["header lies", "44100 frames"]);
+}
+
+#[test]
+fn huge_declared_length_does_not_allocate() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("huge.wav");
+    let x = pcm16(&sine(440.0, 44100, 441, 0.5));
+    std::fs::write(&p, raw_wav(1, 2, 44100, 16, 0xFFFF_FFF0, &x)).unwrap();
+    let t = std::time::Instant::now();
+    assert_err(&p, &["header"]);
+    assert!(t.elapsed().as_secs_f64() < 5.0);
+    // A 4 GiB allocation would show in the peak RSS of this test process.
+    if let Ok(s) = std::fs::read_to_string("/proc/self/status") {
+        let hwm: u64 = s
+            .lines()
+            .find(|l| l.starts_with("VmHWM"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0);
+        assert!(hwm < 1_500_000, "peak RSS {hwm} kB");
+    }
+}
+
+#[test]
+fn unsupported_codec() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("wma.wav");
+    // Format tag 0x0161 (Windows Media Audio) inside a WAV container.
+    std::fs::write(&p, raw_wav(0x0161, 2, 44100, 16, 400, &[0u8; 400])).unwrap();
+    assert_err(&p, &["unsupported"]);
+}
+
+#[test]
+fn nan_and_inf_samples() {
+    let d = tempfile::tempdir().unwrap();
+    for (name, bad) in [("nan.wav", f32::NAN), ("inf.wav", f32::NEG_INFINITY)] {
+        let p = d.path().join(name);
+        let mut x = sine(440.0, 44100, 1000, 0.5);
+        x[441] = bad;
+        x[500] = bad;
+        write_hound(&p, &[x], 44100, 32, true);
+        assert_err(
+            &p,
+            &["non-finite", "2 non-finite", "frame 441", "0.010000 s"],
+        );
+    }
+}
+
+#[test]
+fn zero_length_audio() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("zero.wav");
+    std::fs::write(&p, raw_wav(1, 1, 44100, 16, 0, &[])).unwrap();
+    assert_err(&p, &["no audio samples", "zero-length"]);
+}
+
+#[test]
+fn rate_and_channels_out_of_range() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("slow.wav");
+    std::fs::write(&p, raw_wav(1, 1, 4000, 16, 200, &[0u8; 200])).unwrap();
+    assert_err(&p, &["4000 Hz", "8000..=384000"]);
+}
+
+#[test]
+fn corrupted_fixtures_never_panic() {
+    // Deterministic mutations of every fixture: truncations and byte flips. Each load must return
+    // (Ok or a named error), never panic or hang.
+    let d = tempfile::tempdir().unwrap();
+    let mut wav = Vec::new();
+    {
+        let p = d.path().join("base.wav");
+        write_hound(&p, &[sine(440.0, 44100, 2000, 0.5)], 44100, 16, false);
+        wav.push(("base.wav", std::fs::read(&p).unwrap()));
+    }
+    for f in [
+        "tone440_48k_stereo.flac",
+        "tone1000_44k_mono.mp3",
+        "tone660_22k_stereo.ogg",
+    ] {
+        wav.push((f, std::fs::read(fixture(f)).unwrap()));
+    }
+    let mut state = 0x1234_5678u64;
+    let mut next = || {
+        state = jukebox::util::splitmix64(state);
+        state
+    };
+    let mut errors = 0;
+    for (name, bytes) in &wav {
+        let ext = Path::new(name).extension().unwrap().to_str().unwrap();
+        for k in 0..40 {
+            let mut b = bytes.clone();
+            if k % 2 == 0 {
+                b.truncate((next() as usize) % b.len());
+            } else {
+                for _ in 0..1 + next() % 16 {
+                    let i = (next() as usize) % b.len().min(400 + (next() as usize) % b.len());
+                    b[i] = next() as u8;
+                }
+            }
+            let p = d.path().join(format!("m{k}.{ext}"));
+            std::fs::write(&p, &b).unwrap();
+            match load(&p) {
+                Ok(a) => assert!(a.samples.iter().all(|x| x.is_finite() && x.abs() <= 1.0)),
+                Err(e) => {
+                    errors += 1;
+                    assert!(format!("{e:#}").contains(&p.display().to_string()), "{e:#}");
+                }
+            }
+        }
+    }
+    assert!(errors > 20, "only {errors} of 160 mutations were rejected");
+}
+
+#[test]
+fn constants_are_consistent() {
+    assert_eq!(audio::SAMPLE_RATE, 44100);
+    assert!(audio::MIN_SOURCE_RATE <= 8000 && audio::MAX_SOURCE_RATE >= 384_000);
+}
+
+#[test]
+fn resampler_output_is_aligned() {
+    // The phase of a resampled 440 Hz tone: any delay left untrimmed shifts the prompt.
+    for (from, to) in [
+        (48000u32, 44100u32),
+        (8000, 44100),
+        (192_000, 44100),
+        (22050, 44100),
+        (44101, 44100),
+        (96000, 44100),
+        (44100, 48000),
+    ] {
+        let f = 440.0f64;
+        let tau = 2.0 * std::f64::consts::PI;
+        let x: Vec<f32> = (0..from as usize)
+            .map(|i| 0.5 * (tau * f * i as f64 / from as f64).sin() as f32)
+            .collect();
+        let y = resample(&x, from, to).unwrap();
+        let (mut s, mut c) = (0f64, 0f64);
+        for (i, &v) in y.iter().enumerate().skip(2000).take(to as usize - 4000) {
+            let t = tau * f * i as f64 / to as f64;
+            s += v as f64 * t.sin();
+            c += v as f64 * t.cos();
+        }
+        let delay = -c.atan2(s) / (tau * f) * to as f64;
+        assert!(
+            delay.abs() < 0.02,
+            "{from}->{to}: output lags by {delay} samples"
+        );
+    }
+}
+#[test]
+fn dbg_alias() {
+    let n = 192_000;
+    let x: Vec<f32> = sine(1000.0, 192_000, n, 0.4).iter().zip(sine(30_000.0, 192_000, n, 0.4)).map(|(a, b)| a + b).collect();
+    let y = resample(&x, 192_000, 44100).unwrap();
+    for (lo, hi) in [(13000.0, 14000.0), (14000.0, 14200.0), (14200.0, 20000.0), (20000.0, 22050.0), (1100.0, 13000.0)] {
+        eprintln!("MSG {lo}-{hi}: {:e}", band_share(&y, 44100, lo, hi));
+    }
+    let z = resample(&sine(1000.0, 192_000, n, 0.4), 192_000, 44100).unwrap();
+    eprintln!("MSG pure 1k: 1100-22050 {:e}", band_share(&z, 44100, 1100.0, 22050.0));
+    let z = resample(&sine(30000.0, 192_000, n, 0.4), 192_000, 44100).unwrap();
+    eprintln!("MSG pure 30k: rms {:e}", rms(&z[10000..30000]));
+}
+#[test]
+fn dbg_rubato() {
+    use rubato::audioadapter_buffers::direct::InterleavedSlice;
+    use rubato::{Fft, FixedSync, Resampler, WindowFunction, Async, FixedAsync, SincInterpolationParameters, SincInterpolationType};
+    let n = 192_000;
+    let x = sine(30_000.0, 192_000, n, 0.4);
+    let x2 = sine(21_000.0, 192_000, n, 0.4);
+    let x3 = sine(20_000.0, 192_000, n, 0.4);
+    for target in [1024usize, 2048, 4096, 8192] {
+        for (name, xx) in [("30k", &x), ("21k", &x2), ("20k", &x3)] {
+        let k = target.div_ceil(640); let k = k + k % 2;
+        let mut r = Fft::<f32>::new_custom(192000, 44100, k*640*8, 8, 1, WindowFunction::BlackmanHarris2, FixedSync::Input).unwrap();
+        let inp = InterleavedSlice::new(&xx[..], 1, n).unwrap();
+        let t = std::time::Instant::now();
+        let y = r.process_all(&inp, n, None).unwrap().take_data();
+        eprintln!("MSG target {target} {name}: rms {:e} time {:?}", rms(&y[10000..30000]), t.elapsed());
+        }
+    }
+    let params = SincInterpolationParameters::new(256, WindowFunction::BlackmanHarris2).oversampling_factor(256).interpolation(SincInterpolationType::Cubic);
+    for (name, xx) in [("30k", &x), ("21k", &x2), ("20k", &x3)] {
+    let mut r = Async::<f32>::new_sinc(44100.0/192000.0, 1.0, &params, 4096, 1, FixedAsync::Input).unwrap();
+    let inp = InterleavedSlice::new(&xx[..], 1, n).unwrap();
+    let t = std::time::Instant::now();
+    let y = r.process_all(&inp, n, None).unwrap().take_data();
+    eprintln!("MSG sinc {name}: rms {:e} time {:?}", rms(&y[10000..30000]), t.elapsed());
+    }
+}
