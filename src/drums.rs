@@ -12,7 +12,7 @@ pub mod render;
 
 pub use kit::{Kit, KitInfo};
 pub use pattern::{builtin, builtin_patterns, Hit, Pattern, Role};
-pub use render::{bars_for_seconds, render, Onset, RenderOptions, Rendered};
+pub use render::{bars_for_seconds, render, Onset, RenderOptions, Rendered, MINUS_1_DBFS};
 
 /// Where Debian's `hydrogen-drumkits` installs its kits.
 pub const SYSTEM_KITS: &str = "/usr/share/hydrogen/data/drumkits";

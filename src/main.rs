@@ -7,7 +7,21 @@ use clap::Parser;
 fn main() {
     let args = cli::Cli::parse();
     if let Err(e) = cli::run(args) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", clean_message(&format!("{e:#}")));
         std::process::exit(1);
     }
+}
+
+/// candle errors carry a backtrace when RUST_BACKTRACE is set; users get the message only.
+fn clean_message(msg: &str) -> String {
+    msg.lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            let frame = t.split_once(": ").is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty());
+            !(frame && l.starts_with(' ')) && !(t.starts_with("at ") && l.starts_with("    "))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_end()
+        .to_string()
 }

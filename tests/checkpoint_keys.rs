@@ -24,10 +24,22 @@ fn fixture_hf_keys_map_bijectively_onto_official_grammar() {
     let mut seen = HashSet::new();
     let mut per_comp: HashMap<Component, usize> = HashMap::new();
     for hf in weights.keys() {
-        let (c, off) = km.hf_to_official(hf).unwrap_or_else(|e| panic!("{hf}: {e:#}"));
-        assert!(official_pattern(c, &off).is_some(), "{hf} -> {off} breaks the official grammar");
-        assert_eq!(&km.official_to_hf(c, &off).unwrap(), hf, "round trip of {off}");
-        assert!(seen.insert((c, off.clone())), "two HF keys map to {c} {off}");
+        let (c, off) = km
+            .hf_to_official(hf)
+            .unwrap_or_else(|e| panic!("{hf}: {e:#}"));
+        assert!(
+            official_pattern(c, &off).is_some(),
+            "{hf} -> {off} breaks the official grammar"
+        );
+        assert_eq!(
+            &km.official_to_hf(c, &off).unwrap(),
+            hf,
+            "round trip of {off}"
+        );
+        assert!(
+            seen.insert((c, off.clone())),
+            "two HF keys map to {c} {off}"
+        );
         *per_comp.entry(c).or_default() += 1;
     }
     // HF priors.0 is the top: official level 2 holds the timing tables and no conditioner.
@@ -35,16 +47,24 @@ fn fixture_hf_keys_map_bijectively_onto_official_grammar() {
     assert!(top.map.contains_key("y_emb.total_length_emb.emb.weight"));
     assert!(!top.map.keys().any(|k| k.starts_with("conditioner_blocks")));
     let bottom = md.component(Component::Prior(0)).unwrap();
-    assert_eq!(bottom.map["conditioner_blocks.0.x_emb.weight"], "priors.2.conditioner_blocks.embed_tokens.weight");
-    let total: usize = [Component::Vqvae, Component::Prior(0), Component::Prior(1), Component::Prior(2)]
-        .iter()
-        .map(|&c| {
-            let t = md.component(c).unwrap();
-            assert!(t.unmapped.is_empty(), "{c}: {:?}", t.unmapped);
-            assert_eq!(t.map.len(), per_comp[&c]);
-            t.map.len()
-        })
-        .sum();
+    assert_eq!(
+        bottom.map["conditioner_blocks.0.x_emb.weight"],
+        "priors.2.conditioner_blocks.embed_tokens.weight"
+    );
+    let total: usize = [
+        Component::Vqvae,
+        Component::Prior(0),
+        Component::Prior(1),
+        Component::Prior(2),
+    ]
+    .iter()
+    .map(|&c| {
+        let t = md.component(c).unwrap();
+        assert!(t.unmapped.is_empty(), "{c}: {:?}", t.unmapped);
+        assert_eq!(t.map.len(), per_comp[&c]);
+        t.map.len()
+    })
+    .sum();
     assert_eq!(total, 585);
 }
 
@@ -59,7 +79,11 @@ fn official_tables() -> Vec<(String, Component, serde_json::Value)> {
             } else {
                 Component::Prior(name.rsplit('_').next().unwrap().parse().unwrap())
             };
-            (name.clone(), c, json(&refdir().join(format!("official-keys/{name}.json"))))
+            (
+                name.clone(),
+                c,
+                json(&refdir().join(format!("official-keys/{name}.json"))),
+            )
         })
         .collect()
 }
@@ -75,14 +99,25 @@ fn official_tables_follow_the_grammar_and_round_trip() {
     assert_eq!(tables.len(), 6);
     for (name, c, t) in tables {
         let tensors = t["tensors"].as_array().unwrap();
-        assert_eq!(tensors.len() as u64, t["entries"].as_u64().unwrap(), "{name}");
+        assert_eq!(
+            tensors.len() as u64,
+            t["entries"].as_u64().unwrap(),
+            "{name}"
+        );
         let mut hf_seen = HashSet::new();
         for e in tensors {
             let k = e["key"].as_str().unwrap();
-            let p = official_pattern(c, k).unwrap_or_else(|| panic!("{name}: {k} matches no grammar rule"));
+            let p = official_pattern(c, k)
+                .unwrap_or_else(|| panic!("{name}: {k} matches no grammar rule"));
             used.insert(p);
-            let hf = km.official_to_hf(c, k).unwrap_or_else(|e| panic!("{name}: {k}: {e:#}"));
-            assert_eq!(km.hf_to_official(&hf).unwrap(), (c, k.to_string()), "{name}: {k} -> {hf}");
+            let hf = km
+                .official_to_hf(c, k)
+                .unwrap_or_else(|e| panic!("{name}: {k}: {e:#}"));
+            assert_eq!(
+                km.hf_to_official(&hf).unwrap(),
+                (c, k.to_string()),
+                "{name}: {k} -> {hf}"
+            );
             assert!(hf_seen.insert(hf.clone()), "{name}: two keys map to {hf}");
         }
     }
@@ -117,10 +152,16 @@ fn model_dir_var_builders_use_official_keys() {
     let dev = Device::Cpu;
     let vb = md.prior_vb(2, DType::F32, &dev).unwrap();
     let a = vb.get((64, 64), "prior.x_emb.weight").unwrap();
-    let b = raw.load("priors.0.prior.embed_tokens.weight", DType::F32, &dev).unwrap();
+    let b = raw
+        .load("priors.0.prior.embed_tokens.weight", DType::F32, &dev)
+        .unwrap();
     assert_eq!(a.to_vec2::<f32>().unwrap(), b.to_vec2::<f32>().unwrap());
     // Conversion on load.
-    let h = md.prior_vb(2, DType::F16, &dev).unwrap().get((64, 64), "prior.x_emb.weight").unwrap();
+    let h = md
+        .prior_vb(2, DType::F16, &dev)
+        .unwrap()
+        .get((64, 64), "prior.x_emb.weight")
+        .unwrap();
     assert_eq!(h.dtype(), DType::F16);
     let w = md.prior_vb(0, DType::F32, &dev).unwrap();
     assert!(w.contains_tensor("conditioner_blocks.0.cond.model.1.0.blocks.0.model.1.weight"));
@@ -128,8 +169,14 @@ fn model_dir_var_builders_use_official_keys() {
     assert!(vq.contains_tensor("encoders.0.level_blocks.0.model.0.0.weight"));
     assert!(vq.contains_tensor("encoders.0.level_blocks.0.model.3.weight"));
     // A shape mismatch names the key, both shapes and the file.
-    let e = vb.get((64, 63), "prior.x_emb.weight").unwrap_err().to_string();
-    assert!(e.contains("prior.x_emb.weight") && e.contains("[64, 64]") && e.contains("[64, 63]"), "{e}");
+    let e = vb
+        .get((64, 63), "prior.x_emb.weight")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("prior.x_emb.weight") && e.contains("[64, 64]") && e.contains("[64, 63]"),
+        "{e}"
+    );
     assert!(e.contains("model.safetensors"), "{e}");
     let e = vb.get(3, "prior.nope").unwrap_err().to_string();
     assert!(e.contains("prior.nope"), "{e}");

@@ -36,11 +36,11 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
     let input = InterleavedSlice::new(samples, 1, samples.len())
         .map_err(|e| anyhow!("resampler input buffer: {e:?}"))?;
     let mut r: Box<dyn Resampler<f32>> = if fi / g <= MAX_FFT_BLOCK && ti / g <= MAX_FFT_BLOCK {
-        // FFT blocks of ~1024 input frames keep the anti-aliasing filter long (sharp cut-off).
+        // FFT blocks of ~2048 input frames keep the anti-aliasing filter long (sharp cut-off).
         // The block multiple is even so both FFT sizes are even: with an odd output size the
         // delay rubato trims (size / 2, rounded down) is half a sample short and the output lags.
         let min_in = fi / g;
-        let mut k = 1024usize.div_ceil(min_in);
+        let mut k = 2048usize.div_ceil(min_in);
         k += k % 2;
         let sub_chunks = 8;
         Box::new(
@@ -56,7 +56,7 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
             .map_err(|e| anyhow!("cannot build the {from}->{to} Hz resampler: {e}"))?,
         )
     } else {
-        let params = SincInterpolationParameters::new(256, WindowFunction::BlackmanHarris2)
+        let params = SincInterpolationParameters::new(512, WindowFunction::BlackmanHarris2)
             .oversampling_factor(256)
             .interpolation(SincInterpolationType::Cubic);
         Box::new(

@@ -44,8 +44,13 @@ impl KeyMap {
     pub fn hf_prefix(&self, c: Component) -> Result<String> {
         match c {
             Component::Vqvae => Ok("vqvae.".into()),
-            Component::Prior(l) if l < self.n_priors => Ok(format!("priors.{}.", self.n_priors - 1 - l)),
-            Component::Prior(l) => bail!("prior level {l} does not exist (the model has {} priors)", self.n_priors),
+            Component::Prior(l) if l < self.n_priors => {
+                Ok(format!("priors.{}.", self.n_priors - 1 - l))
+            }
+            Component::Prior(l) => bail!(
+                "prior level {l} does not exist (the model has {} priors)",
+                self.n_priors
+            ),
         }
     }
 
@@ -64,9 +69,13 @@ impl KeyMap {
                 .parse()
                 .with_context(|| format!("HF key `{hf}`: prior index `{n}` is not a number"))?;
             if n >= self.n_priors {
-                bail!("HF key `{hf}`: prior index {n} is out of range (the config has {} priors)", self.n_priors);
+                bail!(
+                    "HF key `{hf}`: prior index {n} is out of range (the config has {} priors)",
+                    self.n_priors
+                );
             }
-            let k = prior_hf_to_official(rest).with_context(|| format!("HF key `{hf}` is not a known prior key"))?;
+            let k = prior_hf_to_official(rest)
+                .with_context(|| format!("HF key `{hf}` is not a known prior key"))?;
             return Ok((Component::Prior(self.n_priors - 1 - n), k));
         }
         bail!("HF key `{hf}` starts with neither `vqvae.` nor `priors.`")
@@ -78,16 +87,20 @@ impl KeyMap {
             Component::Vqvae => vqvae_official_to_hf(key, &self.downs_t),
             Component::Prior(_) => prior_official_to_hf(key),
         }
-        .with_context(|| format!("official {c} key `{key}` does not follow the official grammar"))?;
+        .with_context(|| {
+            format!("official {c} key `{key}` does not follow the official grammar")
+        })?;
         Ok(format!("{}{body}", self.hf_prefix(c)?))
     }
 }
 
 fn num(s: &str) -> Result<usize> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0')) {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
+    {
         bail!("`{s}` is not an index");
     }
-    s.parse().with_context(|| format!("index `{s}` is too large"))
+    s.parse()
+        .with_context(|| format!("index `{s}` is too large"))
 }
 
 fn wb(s: &str) -> Result<&str> {
@@ -139,7 +152,12 @@ fn vqvae_hf_to_official(k: &str, downs_t: &[usize]) -> Result<String> {
             format!("encoders.{}.level_blocks.{b}.model.{d}.{}", num(l)?, wb(w)?)
         }
         ["decoders", l, "level_blocks", b, "proj_in", w] => {
-            format!("decoders.{}.level_blocks.{}.model.0.{}", num(l)?, num(b)?, wb(w)?)
+            format!(
+                "decoders.{}.level_blocks.{}.model.0.{}",
+                num(l)?,
+                num(b)?,
+                wb(w)?
+            )
         }
         ["decoders", l, "level_blocks", b, "upsample_block", n, rest @ ..] => {
             let (l, b, n) = (num(l)?, num(b)?, num(n)?);
@@ -156,7 +174,9 @@ fn vqvae_hf_to_official(k: &str, downs_t: &[usize]) -> Result<String> {
             }
         }
         ["decoders", l, "out", w] => format!("decoders.{}.out.{}", num(l)?, wb(w)?),
-        ["bottleneck", "level_blocks", l, "codebook"] => format!("bottleneck.level_blocks.{}.k", num(l)?),
+        ["bottleneck", "level_blocks", l, "codebook"] => {
+            format!("bottleneck.level_blocks.{}.k", num(l)?)
+        }
         _ => bail!("no rule matches"),
     })
 }
@@ -183,19 +203,33 @@ fn vqvae_official_to_hf(k: &str, downs_t: &[usize]) -> Result<String> {
         ["encoders", l, "level_blocks", b, "model", i, w] => {
             let (b, i) = (num(b)?, num(i)?);
             if downs_t.get(b) != Some(&i) {
-                bail!("encoder output conv of level block {b} must be model.{:?}, found model.{i}", downs_t.get(b));
+                bail!(
+                    "encoder output conv of level block {b} must be model.{:?}, found model.{i}",
+                    downs_t.get(b)
+                );
             }
             format!("encoders.{}.level_blocks.{b}.proj_out.{}", num(l)?, wb(w)?)
         }
         ["decoders", l, "level_blocks", b, "model", "0", w] => {
-            format!("decoders.{}.level_blocks.{}.proj_in.{}", num(l)?, num(b)?, wb(w)?)
+            format!(
+                "decoders.{}.level_blocks.{}.proj_in.{}",
+                num(l)?,
+                num(b)?,
+                wb(w)?
+            )
         }
         ["decoders", l, "level_blocks", b, "model", i, "1", w] => {
             let i = num(i)?;
             if i == 0 {
                 bail!("decoder step index must be >= 1");
             }
-            format!("decoders.{}.level_blocks.{}.upsample_block.{}.{}", num(l)?, num(b)?, 2 * i - 1, wb(w)?)
+            format!(
+                "decoders.{}.level_blocks.{}.upsample_block.{}.{}",
+                num(l)?,
+                num(b)?,
+                2 * i - 1,
+                wb(w)?
+            )
         }
         ["decoders", l, "level_blocks", b, "model", i, "0", "model", j, "model", c, w] => {
             let i = num(i)?;
@@ -213,7 +247,9 @@ fn vqvae_official_to_hf(k: &str, downs_t: &[usize]) -> Result<String> {
             )
         }
         ["decoders", l, "out", w] => format!("decoders.{}.out.{}", num(l)?, wb(w)?),
-        ["bottleneck", "level_blocks", l, "k"] => format!("bottleneck.level_blocks.{}.codebook", num(l)?),
+        ["bottleneck", "level_blocks", l, "k"] => {
+            format!("bottleneck.level_blocks.{}.codebook", num(l)?)
+        }
         _ => bail!("no rule matches"),
     })
 }
@@ -245,13 +281,26 @@ fn transformer_hf_to_official(rest: &[&str]) -> Result<String> {
         ["pos_emb", "pos_emb"] => "pos_emb.pos_emb".into(),
         ["start_token"] => "start_token".into(),
         ["transformer", "_attn_mods", n, "attn", conv @ ("c_attn" | "c_proj" | "c_enc_kv"), w] => {
-            format!("transformer._attn_mods.{}.attn.{conv}.{}", num(n)?, conv1d_from_hf(w)?)
+            format!(
+                "transformer._attn_mods.{}.attn.{conv}.{}",
+                num(n)?,
+                conv1d_from_hf(w)?
+            )
         }
         ["transformer", "_attn_mods", n, "mlp", conv @ ("c_fc" | "c_proj"), w] => {
-            format!("transformer._attn_mods.{}.mlp.{conv}.{}", num(n)?, conv1d_from_hf(w)?)
+            format!(
+                "transformer._attn_mods.{}.mlp.{conv}.{}",
+                num(n)?,
+                conv1d_from_hf(w)?
+            )
         }
         ["transformer", "_attn_mods", n, ln @ ("layer_norm_0" | "layer_norm_1"), w] => {
-            format!("transformer._attn_mods.{}.ln_{}.{}", num(n)?, &ln[11..], wb(w)?)
+            format!(
+                "transformer._attn_mods.{}.ln_{}.{}",
+                num(n)?,
+                &ln[11..],
+                wb(w)?
+            )
         }
         _ => bail!("no transformer rule matches"),
     })
@@ -263,13 +312,26 @@ fn transformer_official_to_hf(rest: &[&str]) -> Result<String> {
         ["pos_emb", "pos_emb"] => "pos_emb.pos_emb".into(),
         ["start_token"] => "start_token".into(),
         ["transformer", "_attn_mods", n, "attn", conv @ ("c_attn" | "c_proj" | "c_enc_kv"), w] => {
-            format!("transformer._attn_mods.{}.attn.{conv}.{}", num(n)?, conv1d_to_hf(w)?)
+            format!(
+                "transformer._attn_mods.{}.attn.{conv}.{}",
+                num(n)?,
+                conv1d_to_hf(w)?
+            )
         }
         ["transformer", "_attn_mods", n, "mlp", conv @ ("c_fc" | "c_proj"), w] => {
-            format!("transformer._attn_mods.{}.mlp.{conv}.{}", num(n)?, conv1d_to_hf(w)?)
+            format!(
+                "transformer._attn_mods.{}.mlp.{conv}.{}",
+                num(n)?,
+                conv1d_to_hf(w)?
+            )
         }
         ["transformer", "_attn_mods", n, ln @ ("ln_0" | "ln_1"), w] => {
-            format!("transformer._attn_mods.{}.layer_norm_{}.{}", num(n)?, &ln[3..], wb(w)?)
+            format!(
+                "transformer._attn_mods.{}.layer_norm_{}.{}",
+                num(n)?,
+                &ln[3..],
+                wb(w)?
+            )
         }
         _ => bail!("no transformer rule matches"),
     })
@@ -278,9 +340,13 @@ fn transformer_official_to_hf(rest: &[&str]) -> Result<String> {
 fn prior_hf_to_official(k: &str) -> Result<String> {
     let s: Vec<&str> = k.split('.').collect();
     Ok(match s.as_slice() {
-        ["conditioner_blocks", "embed_tokens", "weight"] => "conditioner_blocks.0.x_emb.weight".into(),
+        ["conditioner_blocks", "embed_tokens", "weight"] => {
+            "conditioner_blocks.0.x_emb.weight".into()
+        }
         ["conditioner_blocks", "layer_norm", w] => format!("conditioner_blocks.0.ln.{}", wb(w)?),
-        ["conditioner_blocks", "upsampler", "proj_in", w] => format!("conditioner_blocks.0.cond.model.0.{}", wb(w)?),
+        ["conditioner_blocks", "upsampler", "proj_in", w] => {
+            format!("conditioner_blocks.0.cond.model.0.{}", wb(w)?)
+        }
         ["conditioner_blocks", "upsampler", "upsample_block", n, rest @ ..] => {
             let n = num(n)?;
             let (i, c) = (n / 2 + 1, n % 2);
@@ -295,8 +361,12 @@ fn prior_hf_to_official(k: &str) -> Result<String> {
                 _ => bail!("unexpected upsample_block entry"),
             }
         }
-        ["metadata_embedding", t, "weight"] if LABEL_TABLES.contains(t) => format!("y_emb.{t}.emb.weight"),
-        ["metadata_embedding", t, "emb", "weight"] if TIMING_TABLES.contains(t) => format!("y_emb.{t}.emb.weight"),
+        ["metadata_embedding", t, "weight"] if LABEL_TABLES.contains(t) => {
+            format!("y_emb.{t}.emb.weight")
+        }
+        ["metadata_embedding", t, "emb", "weight"] if TIMING_TABLES.contains(t) => {
+            format!("y_emb.{t}.emb.weight")
+        }
         ["prior", "fc_proj_out", "weight"] => "prior.x_out.weight".into(),
         ["prior", rest @ ..] => format!("prior.{}", transformer_hf_to_official(rest)?),
         ["encoder", "proj_in", w] => format!("prime_state_proj.{}", conv1d_from_hf(w)?),
@@ -310,7 +380,9 @@ fn prior_hf_to_official(k: &str) -> Result<String> {
 fn prior_official_to_hf(k: &str) -> Result<String> {
     let s: Vec<&str> = k.split('.').collect();
     Ok(match s.as_slice() {
-        ["conditioner_blocks", "0", "x_emb", "weight"] => "conditioner_blocks.embed_tokens.weight".into(),
+        ["conditioner_blocks", "0", "x_emb", "weight"] => {
+            "conditioner_blocks.embed_tokens.weight".into()
+        }
         ["conditioner_blocks", "0", "ln", w] => format!("conditioner_blocks.layer_norm.{}", wb(w)?),
         ["conditioner_blocks", "0", "cond", "model", "0", w] => {
             format!("conditioner_blocks.upsampler.proj_in.{}", wb(w)?)
@@ -320,7 +392,11 @@ fn prior_official_to_hf(k: &str) -> Result<String> {
             if i == 0 {
                 bail!("conditioner step index must be >= 1");
             }
-            format!("conditioner_blocks.upsampler.upsample_block.{}.{}", 2 * i - 1, wb(w)?)
+            format!(
+                "conditioner_blocks.upsampler.upsample_block.{}.{}",
+                2 * i - 1,
+                wb(w)?
+            )
         }
         ["conditioner_blocks", "0", "cond", "model", i, "0", "blocks", j, "model", c, w] => {
             let i = num(i)?;
@@ -335,8 +411,12 @@ fn prior_official_to_hf(k: &str) -> Result<String> {
                 wb(w)?
             )
         }
-        ["y_emb", t, "emb", "weight"] if LABEL_TABLES.contains(t) => format!("metadata_embedding.{t}.weight"),
-        ["y_emb", t, "emb", "weight"] if TIMING_TABLES.contains(t) => format!("metadata_embedding.{t}.emb.weight"),
+        ["y_emb", t, "emb", "weight"] if LABEL_TABLES.contains(t) => {
+            format!("metadata_embedding.{t}.weight")
+        }
+        ["y_emb", t, "emb", "weight"] if TIMING_TABLES.contains(t) => {
+            format!("metadata_embedding.{t}.emb.weight")
+        }
         ["prior", "x_out", "weight"] => "prior.fc_proj_out.weight".into(),
         ["prior", rest @ ..] => format!("prior.{}", transformer_official_to_hf(rest)?),
         ["prime_state_proj", w] => format!("encoder.proj_in.{}", conv1d_to_hf(w)?),
@@ -454,8 +534,14 @@ mod tests {
             assert!(m.hf_to_official(hf).is_err(), "{hf}");
         }
         // The encoder output conv must sit at model.{down_t}.
-        assert!(m.official_to_hf(Component::Vqvae, "encoders.0.level_blocks.0.model.2.weight").is_err());
-        assert!(m.official_to_hf(Component::Prior(3), "prior.x_emb.weight").is_err());
-        assert!(m.official_to_hf(Component::Prior(0), "prior.x_out.w").is_err());
+        assert!(m
+            .official_to_hf(Component::Vqvae, "encoders.0.level_blocks.0.model.2.weight")
+            .is_err());
+        assert!(m
+            .official_to_hf(Component::Prior(3), "prior.x_emb.weight")
+            .is_err());
+        assert!(m
+            .official_to_hf(Component::Prior(0), "prior.x_out.w")
+            .is_err());
     }
 }

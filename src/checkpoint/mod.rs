@@ -5,6 +5,8 @@
 //! Pickles are never executed: see [`pickle`] for the allow-list. Every size in a file is checked
 //! against the file length before anything is allocated from it.
 
+pub mod convert;
+pub mod inspect;
 pub mod keys;
 pub mod model_dir;
 pub mod pickle;
@@ -13,8 +15,10 @@ pub mod shards;
 pub mod store;
 pub mod torch;
 pub mod validate;
+pub mod writer;
 
 pub use keys::{Component, KeyMap};
 pub use model_dir::{ComponentTensors, Layout, ModelDir};
+pub use safetensors_io::WriteItem;
 pub use store::{Entry, Format, Store};
 pub use validate::{check_tensors, ShapeRecorder};

@@ -15,6 +15,8 @@
 //!    `prior_level_1.pth.tar`) are looked up in the directory first, then in its sibling `../5b/`,
 //!    so pointing at `~/.cache/jukebox/models/5b_lyrics` finds the official cache as downloaded.
 //!    Official files are opened lazily: a VQ-VAE-only job never touches the 10 GB top prior.
+//!    Each file may also be a safetensors file with the same official keys
+//!    (`vqvae.safetensors`, `prior_level_N.safetensors`), as `jukebox convert FILE.pth.tar` writes.
 
 use super::keys::{Component, KeyMap};
 use super::store::{Entry, Store};
@@ -39,12 +41,38 @@ pub enum Layout {
     },
 }
 
-/// Official file names: the VQ-VAE, then the prior of each level.
-pub fn official_file_name(c: Component) -> String {
+/// Official file stem of a component: `vqvae` or `prior_level_{L}`.
+pub fn official_stem(c: Component) -> String {
     match c {
-        Component::Vqvae => "vqvae.pth.tar".into(),
-        Component::Prior(l) => format!("prior_level_{l}.pth.tar"),
+        Component::Vqvae => "vqvae".into(),
+        Component::Prior(l) => format!("prior_level_{l}"),
     }
+}
+
+/// Official file name of a component (`vqvae.pth.tar`, `prior_level_{L}.pth.tar`).
+pub fn official_file_name(c: Component) -> String {
+    format!("{}.pth.tar", official_stem(c))
+}
+
+/// The component an official file name stands for (`prior_level_2.pth.tar` → level 2).
+pub fn component_from_file_name(name: &str) -> Option<Component> {
+    let stem = name.split('.').next()?;
+    if stem == "vqvae" {
+        return Some(Component::Vqvae);
+    }
+    stem.strip_prefix("prior_level_")?
+        .parse()
+        .ok()
+        .map(Component::Prior)
+}
+
+/// The file for component `c` in `dir`: `.pth.tar` first, then `.safetensors`.
+fn find_official(dir: &Path, c: Component) -> Option<PathBuf> {
+    let stem = official_stem(c);
+    [format!("{stem}.pth.tar"), format!("{stem}.safetensors")]
+        .into_iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
 }
 
 /// The tensors of one component, keyed by official name.
@@ -78,7 +106,14 @@ impl ComponentTensors {
 }
 
 impl SimpleBackend for ComponentTensors {
-    fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         let e = self.entry(name).ok_or_else(|| {
             candle_core::Error::Msg(format!(
                 "{}: the {} has no tensor `{name}`",
@@ -130,7 +165,8 @@ pub struct ModelDir {
 fn read_preset(dir: &Path) -> Result<Option<String>> {
     let f = dir.join("preset");
     if f.is_file() {
-        let t = std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
+        let t =
+            std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
         let name = t.lines().next().unwrap_or("").trim().to_string();
         if !PRESETS.contains(&name.as_str()) {
             bail!(
@@ -152,12 +188,19 @@ impl ModelDir {
     /// Open a model directory in any supported layout (see the module docs).
     pub fn open(path: &Path) -> Result<ModelDir> {
         if !path.is_dir() {
-            bail!("model directory {} does not exist or is not a directory", path.display());
+            bail!(
+                "model directory {} does not exist or is not a directory",
+                path.display()
+            );
         }
         let cfg_path = path.join("config.json");
         let config = if cfg_path.is_file() {
-            let t = std::fs::read_to_string(&cfg_path).with_context(|| format!("cannot read {}", cfg_path.display()))?;
-            Some(JukeboxConfig::from_hf_json(&t).with_context(|| format!("invalid {}", cfg_path.display()))?)
+            let t = std::fs::read_to_string(&cfg_path)
+                .with_context(|| format!("cannot read {}", cfg_path.display()))?;
+            Some(
+                JukeboxConfig::from_hf_json(&t)
+                    .with_context(|| format!("invalid {}", cfg_path.display()))?,
+            )
         } else {
             None
         };
@@ -188,16 +231,14 @@ impl ModelDir {
         let shared = path.join("..").join("5b");
         let files: Vec<Option<PathBuf>> = comps
             .map(|c| {
-                let name = official_file_name(c);
-                let here = path.join(&name);
                 let is_shared = !matches!(c, Component::Prior(l) if l + 1 == n);
-                if here.is_file() {
-                    Some(here)
-                } else if is_shared && shared.join(&name).is_file() {
-                    Some(shared.join(&name))
-                } else {
-                    None
-                }
+                find_official(path, c).or_else(|| {
+                    if is_shared {
+                        find_official(&shared, c)
+                    } else {
+                        None
+                    }
+                })
             })
             .collect();
         if files.iter().all(Option::is_none) {
@@ -274,7 +315,11 @@ impl ModelDir {
                         cell.get_or_init(|| s).clone()
                     }
                 };
-                let map = store.entries.keys().map(|k| (k.clone(), k.clone())).collect();
+                let map = store
+                    .entries
+                    .keys()
+                    .map(|k| (k.clone(), k.clone()))
+                    .collect();
                 Ok(ComponentTensors {
                     component: c,
                     store,
@@ -293,13 +338,24 @@ impl ModelDir {
 
     /// VarBuilder with the official prior keys of official level `level` (0 bottom .. 2 top):
     /// `prior.x_emb.weight`, `y_emb.artist_emb.emb.weight`, `conditioner_blocks.0.ln.weight`, ...
-    pub fn prior_vb(&self, level: usize, dtype: DType, dev: &Device) -> Result<VarBuilder<'static>> {
-        Ok(self.component(Component::Prior(level))?.var_builder(dtype, dev))
+    pub fn prior_vb(
+        &self,
+        level: usize,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<VarBuilder<'static>> {
+        Ok(self
+            .component(Component::Prior(level))?
+            .var_builder(dtype, dev))
     }
 
     /// Check one component's tensors against the key/shape table a model expects: one error
     /// listing every missing, unexpected and mis-shaped key.
-    pub fn check_component_against(&self, c: Component, expected: &[(String, Vec<usize>)]) -> Result<()> {
+    pub fn check_component_against(
+        &self,
+        c: Component,
+        expected: &[(String, Vec<usize>)],
+    ) -> Result<()> {
         let t = self.component(c)?;
         let mut found = t.shapes();
         for k in &t.unmapped {

@@ -41,10 +41,11 @@ pub enum Value {
     Bool(bool),
     Int(i64),
     /// An integer too wide for i64, little-endian two's complement (e.g. torch's magic number).
-    BigInt(Vec<u8>),
+    BigInt(Rc<[u8]>),
     Float(f64),
-    Str(String),
-    Bytes(Vec<u8>),
+    /// Strings and bytes are shared, so a memo GET repeated many times stays cheap.
+    Str(Rc<str>),
+    Bytes(Rc<[u8]>),
     Tuple(Rc<Vec<Value>>),
     List(Rc<RefCell<Vec<Value>>>),
     /// Dicts keep insertion order (state dicts are ordered).
@@ -86,7 +87,13 @@ impl Value {
     /// Look up a string key in a dict.
     pub fn get(&self, key: &str) -> Option<Value> {
         match self {
-            Value::Dict(d) => d.borrow().iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v.clone()),
+            // Python keeps the last value of a repeated key.
+            Value::Dict(d) => d
+                .borrow()
+                .iter()
+                .rev()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v.clone()),
             _ => None,
         }
     }
@@ -141,7 +148,8 @@ pub const ALLOWED_GLOBALS: &[&str] = &[
 ];
 
 pub fn is_allowed(global: &str) -> bool {
-    ALLOWED_GLOBALS.contains(&global) || (global.starts_with("torch.") && global.ends_with("Storage"))
+    ALLOWED_GLOBALS.contains(&global)
+        || (global.starts_with("torch.") && global.ends_with("Storage"))
 }
 
 struct Vm<'a> {
@@ -156,13 +164,17 @@ struct Vm<'a> {
 
 impl<'a> Vm<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len()).with_context(|| {
-            format!(
-                "pickle truncated: needs {n} bytes at offset {}, {} left",
-                self.pos,
-                self.data.len() - self.pos
-            )
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.data.len())
+            .with_context(|| {
+                format!(
+                    "pickle truncated: needs {n} bytes at offset {}, {} left",
+                    self.pos,
+                    self.data.len() - self.pos
+                )
+            })?;
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -181,7 +193,10 @@ impl<'a> Vm<'a> {
     }
     fn line(&mut self) -> Result<&'a str> {
         let rest = &self.data[self.pos..];
-        let n = rest.iter().position(|&b| b == b'\n').context("pickle truncated: unterminated line")?;
+        let n = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .context("pickle truncated: unterminated line")?;
         let s = std::str::from_utf8(&rest[..n]).context("pickle text argument is not UTF-8")?;
         self.pos += n + 1;
         Ok(s)
@@ -217,7 +232,10 @@ impl<'a> Vm<'a> {
         String::from_utf8(b.to_vec()).context("pickle string is not UTF-8")
     }
     fn memo_get(&self, i: u32) -> Result<Value> {
-        self.memo.get(&i).cloned().with_context(|| format!("pickle memo has no entry {i}"))
+        self.memo
+            .get(&i)
+            .cloned()
+            .with_context(|| format!("pickle memo has no entry {i}"))
     }
 
     fn run(&mut self) -> Result<Value> {
@@ -265,14 +283,22 @@ impl<'a> Vm<'a> {
                     self.push(Value::Int(v as i64))?
                 }
                 0x8a | 0x8b => {
-                    let n = if op == 0x8a { self.u8()? as usize } else { self.u32()? as usize };
+                    let n = if op == 0x8a {
+                        self.u8()? as usize
+                    } else {
+                        self.u32()? as usize
+                    };
                     let b = self.take(n)?;
                     let v = if n <= 8 {
-                        let mut buf = if b.last().is_some_and(|&x| x & 0x80 != 0) { [0xffu8; 8] } else { [0u8; 8] };
+                        let mut buf = if b.last().is_some_and(|&x| x & 0x80 != 0) {
+                            [0xffu8; 8]
+                        } else {
+                            [0u8; 8]
+                        };
                         buf[..n].copy_from_slice(b);
                         Value::Int(i64::from_le_bytes(buf))
                     } else {
-                        Value::BigInt(b.to_vec())
+                        Value::BigInt(b.into())
                     };
                     self.push(v)?
                 }
@@ -281,7 +307,10 @@ impl<'a> Vm<'a> {
                     let v = match s {
                         "00" => Value::Bool(false),
                         "01" => Value::Bool(true),
-                        _ => Value::Int(s.parse().with_context(|| format!("bad pickle integer `{s}`"))?),
+                        _ => Value::Int(
+                            s.parse()
+                                .with_context(|| format!("bad pickle integer `{s}`"))?,
+                        ),
                     };
                     self.push(v)?
                 }
@@ -291,7 +320,10 @@ impl<'a> Vm<'a> {
                 }
                 b'F' => {
                     let s = self.line()?;
-                    self.push(Value::Float(s.parse().with_context(|| format!("bad pickle float `{s}`"))?))?
+                    self.push(Value::Float(
+                        s.parse()
+                            .with_context(|| format!("bad pickle float `{s}`"))?,
+                    ))?
                 }
                 b'X' | 0x8c | 0x8d => {
                     let n = match op {
@@ -300,11 +332,11 @@ impl<'a> Vm<'a> {
                         _ => self.len_u64()?,
                     };
                     let s = Self::utf8(self.take(n)?)?;
-                    self.push(Value::Str(s))?
+                    self.push(Value::Str(s.into()))?
                 }
                 b'V' => {
                     let s = self.line()?.to_string();
-                    self.push(Value::Str(s))?
+                    self.push(Value::Str(s.into()))?
                 }
                 b'T' | b'U' | b'B' | b'C' | 0x8e | 0x96 => {
                     let n = match op {
@@ -315,15 +347,17 @@ impl<'a> Vm<'a> {
                     let b = self.take(n)?.to_vec();
                     // Python-2 strings (T/U) are bytes; keep text when it is UTF-8.
                     let v = match op {
-                        b'T' | b'U' => String::from_utf8(b).map(Value::Str).unwrap_or_else(|e| Value::Bytes(e.into_bytes())),
-                        _ => Value::Bytes(b),
+                        b'T' | b'U' => String::from_utf8(b)
+                            .map(|s| Value::Str(s.into()))
+                            .unwrap_or_else(|e| Value::Bytes(e.into_bytes().into())),
+                        _ => Value::Bytes(b.into()),
                     };
                     self.push(v)?
                 }
                 b'S' => {
                     let s = self.line()?;
                     let s = s.trim_matches(|c| c == '\'' || c == '"').to_string();
-                    self.push(Value::Str(s))?
+                    self.push(Value::Str(s.into()))?
                 }
                 b')' => self.push(Value::Tuple(Rc::new(vec![])))?,
                 b']' => self.push(Value::List(Rc::new(RefCell::new(vec![]))))?,
@@ -335,7 +369,9 @@ impl<'a> Vm<'a> {
                 }
                 0x85..=0x87 => {
                     let n = (op - 0x84) as usize;
-                    if self.stack.len() < n || self.marks.last().is_some_and(|&m| m > self.stack.len() - n) {
+                    if self.stack.len() < n
+                        || self.marks.last().is_some_and(|&m| m > self.stack.len() - n)
+                    {
                         bail!("pickle TUPLE{n} needs {n} items");
                     }
                     let items = self.stack.split_off(self.stack.len() - n);
@@ -385,7 +421,9 @@ impl<'a> Vm<'a> {
                     let name = self.pop()?;
                     let module = self.pop()?;
                     match (module.as_str(), name.as_str()) {
-                        (Some(m), Some(n)) => self.push(Value::Global(format!("{m}.{n}").into()))?,
+                        (Some(m), Some(n)) => {
+                            self.push(Value::Global(format!("{m}.{n}").into()))?
+                        }
                         _ => bail!("STACK_GLOBAL needs two strings"),
                     }
                 }
@@ -477,8 +515,12 @@ impl<'a> Vm<'a> {
                     let v = self.memo_get(i)?;
                     self.push(v)?
                 }
-                0x82..=0x84 => bail!("pickle uses the extension registry (EXT opcodes), which is not supported"),
-                0x97 => bail!("pickle uses out-of-band buffers (NEXT_BUFFER), which is not supported"),
+                0x82..=0x84 => bail!(
+                    "pickle uses the extension registry (EXT opcodes), which is not supported"
+                ),
+                0x97 => {
+                    bail!("pickle uses out-of-band buffers (NEXT_BUFFER), which is not supported")
+                }
                 0x98 => {}
                 _ => bail!("unknown pickle opcode 0x{op:02x} at offset {at}"),
             }
@@ -499,15 +541,9 @@ impl<'a> Vm<'a> {
     fn set_items(&mut self, kv: Vec<(Value, Value)>) -> Result<()> {
         match self.top()? {
             Value::Dict(d) => {
-                let mut d = d.borrow_mut();
-                for (k, v) in kv {
-                    // Later keys replace earlier ones, as in Python.
-                    if let Some(slot) = d.iter_mut().find(|(x, _)| matches!((x, &k), (Value::Str(a), Value::Str(b)) if a == b)) {
-                        slot.1 = v;
-                    } else {
-                        d.push((k, v));
-                    }
-                }
+                // Duplicate keys are kept (no O(n^2) scan on hostile input); a state dict with a
+                // repeated key is refused later.
+                d.borrow_mut().extend(kv);
                 Ok(())
             }
             Value::Opaque(_) | Value::Inert(_) => Ok(()),
@@ -529,14 +565,19 @@ fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>> {
 }
 
 fn arg(args: &[Value], i: usize, f: &str) -> Result<Value> {
-    args.get(i).cloned().with_context(|| format!("{f} called with {} arguments", args.len()))
+    args.get(i)
+        .cloned()
+        .with_context(|| format!("{f} called with {} arguments", args.len()))
 }
 
 fn usize_list(v: &Value, what: &str) -> Result<Vec<usize>> {
     v.items()
         .with_context(|| format!("{what} is not a tuple"))?
         .iter()
-        .map(|x| x.as_usize().with_context(|| format!("{what} holds a non-index {}", x.type_name())))
+        .map(|x| {
+            x.as_usize()
+                .with_context(|| format!("{what} holds a non-index {}", x.type_name()))
+        })
         .collect()
 }
 
@@ -556,8 +597,14 @@ fn call(f: &Value, args: &Value) -> Result<Value> {
         "collections.OrderedDict" => {
             let mut d = vec![];
             if let Some(init) = a.first() {
-                for p in init.items().context("OrderedDict initialiser is not a sequence")? {
-                    let kv = p.items().filter(|kv| kv.len() == 2).context("OrderedDict item is not a pair")?;
+                for p in init
+                    .items()
+                    .context("OrderedDict initialiser is not a sequence")?
+                {
+                    let kv = p
+                        .items()
+                        .filter(|kv| kv.len() == 2)
+                        .context("OrderedDict item is not a pair")?;
                     d.push((kv[0].clone(), kv[1].clone()));
                 }
             }
@@ -567,9 +614,14 @@ fn call(f: &Value, args: &Value) -> Result<Value> {
             let f = "_rebuild_tensor_v2";
             let storage = match arg(&a, 0, f)? {
                 Value::Storage(s) => s,
-                other => bail!("{f}: first argument is a {}, not a storage", other.type_name()),
+                other => bail!(
+                    "{f}: first argument is a {}, not a storage",
+                    other.type_name()
+                ),
             };
-            let offset = arg(&a, 1, f)?.as_usize().with_context(|| format!("{f}: bad storage offset"))?;
+            let offset = arg(&a, 1, f)?
+                .as_usize()
+                .with_context(|| format!("{f}: bad storage offset"))?;
             let shape = usize_list(&arg(&a, 2, f)?, "tensor size")?;
             let stride = usize_list(&arg(&a, 3, f)?, "tensor stride")?;
             if shape.len() != stride.len() {
@@ -583,15 +635,26 @@ fn call(f: &Value, args: &Value) -> Result<Value> {
             }))
         }
         "torch._utils._rebuild_parameter" => arg(&a, 0, "_rebuild_parameter")?,
-        "torch.Size" => Value::Tuple(Rc::new(arg(&a, 0, "torch.Size")?.items().context("torch.Size of a non-tuple")?)),
+        "torch.Size" => Value::Tuple(Rc::new(
+            arg(&a, 0, "torch.Size")?
+                .items()
+                .context("torch.Size of a non-tuple")?,
+        )),
         "_codecs.encode" => {
             let s = arg(&a, 0, "_codecs.encode")?;
             let s = s.as_str().context("_codecs.encode of a non-string")?;
             // torch/numpy use it for latin-1 bytes: each char is one byte.
-            Value::Bytes(s.chars().map(|c| c as u32 as u8).collect())
+            Value::Bytes(
+                s.chars()
+                    .map(|c| c as u32 as u8)
+                    .collect::<Vec<u8>>()
+                    .into(),
+            )
         }
         "numpy.dtype" => Value::Inert("numpy dtype"),
-        "numpy.core.multiarray.scalar" | "numpy._core.multiarray.scalar" => Value::Inert("numpy scalar"),
+        "numpy.core.multiarray.scalar" | "numpy._core.multiarray.scalar" => {
+            Value::Inert("numpy scalar")
+        }
         _ => Value::Inert("torch storage class"),
     })
 }
@@ -607,7 +670,7 @@ fn persistent_load(pid: &Value) -> Result<Value> {
     };
     let dtype = storage_dtype(&cls).with_context(|| format!("unsupported storage type {cls}"))?;
     let key = match &t[2] {
-        Value::Str(s) => s.clone(),
+        Value::Str(s) => s.to_string(),
         Value::Int(i) => i.to_string(),
         other => bail!("storage key is a {}", other.type_name()),
     };
@@ -615,14 +678,22 @@ fn persistent_load(pid: &Value) -> Result<Value> {
     let view = match t.get(5) {
         None | Some(Value::None) => None,
         Some(v) => {
-            let vm = v.items().filter(|x| x.len() == 3).context("bad storage view metadata")?;
+            let vm = v
+                .items()
+                .filter(|x| x.len() == 3)
+                .context("bad storage view metadata")?;
             let vk = vm[0].as_str().context("bad view key")?.to_string();
             let off = vm[1].as_usize().context("bad view offset")?;
             let n = vm[2].as_usize().context("bad view size")?;
             Some((vk, off, n))
         }
     };
-    Ok(Value::Storage(Rc::new(StorageRef { key, dtype, numel, view })))
+    Ok(Value::Storage(Rc::new(StorageRef {
+        key,
+        dtype,
+        numel,
+        view,
+    })))
 }
 
 /// The result of [`parse`].
@@ -657,7 +728,9 @@ pub fn parse(data: &[u8]) -> Result<Parsed> {
 pub fn state_dict_entries(v: &Value) -> Result<Vec<(String, Rc<TensorRef>)>> {
     let d = match v {
         Value::Dict(d) => d.borrow().clone(),
-        Value::Opaque(g) => bail!("the state dict is built by `{g}`, which is not on the allow-list; refusing to load it"),
+        Value::Opaque(g) => bail!(
+            "the state dict is built by `{g}`, which is not on the allow-list; refusing to load it"
+        ),
         other => bail!("the state dict is a {}, not a dict", other.type_name()),
     };
     let mut out = Vec::with_capacity(d.len());
@@ -667,7 +740,7 @@ pub fn state_dict_entries(v: &Value) -> Result<Vec<(String, Rc<TensorRef>)>> {
             other => bail!("state dict key is a {}", other.type_name()),
         };
         match v {
-            Value::Tensor(t) => out.push((k, t)),
+            Value::Tensor(t) => out.push((k.to_string(), t)),
             Value::Opaque(g) => bail!(
                 "state dict entry `{k}` uses the global `{g}`, which is not on the allow-list; refusing to load it"
             ),
@@ -679,14 +752,23 @@ pub fn state_dict_entries(v: &Value) -> Result<Vec<(String, Rc<TensorRef>)>> {
 
 /// Flatten scalar entries of a dict (e.g. `hps`) to strings, for display; nested containers and
 /// opaque objects are skipped. Never fails.
-pub fn scalar_items(v: &Value, prefix: &str, out: &mut std::collections::BTreeMap<String, String>, depth: usize) {
+pub fn scalar_items(
+    v: &Value,
+    prefix: &str,
+    out: &mut std::collections::BTreeMap<String, String>,
+    depth: usize,
+) {
     if depth > 4 || out.len() > 10_000 {
         return;
     }
     if let Value::Dict(d) = v {
         for (k, v) in d.borrow().iter() {
             let Some(k) = k.as_str() else { continue };
-            let name = if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+            let name = if prefix.is_empty() {
+                k.to_string()
+            } else {
+                format!("{prefix}.{k}")
+            };
             match v {
                 Value::Int(i) => {
                     out.insert(name, i.to_string());
@@ -698,7 +780,7 @@ pub fn scalar_items(v: &Value, prefix: &str, out: &mut std::collections::BTreeMa
                     out.insert(name, b.to_string());
                 }
                 Value::Str(s) => {
-                    out.insert(name, s.clone());
+                    out.insert(name, s.to_string());
                 }
                 Value::Dict(_) => scalar_items(v, &name, out, depth + 1),
                 _ => {}

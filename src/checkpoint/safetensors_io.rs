@@ -50,11 +50,20 @@ pub fn open(path: &Path, buf: Arc<Buf>) -> Result<Store> {
     let file = Arc::new(path.to_path_buf());
     let mut entries = BTreeMap::new();
     for (name, info) in meta.tensors() {
-        let dtype = dtype_from_st(info.dtype).with_context(|| format!("{}: tensor `{name}`", path.display()))?;
+        let dtype = dtype_from_st(info.dtype)
+            .with_context(|| format!("{}: tensor `{name}`", path.display()))?;
         let (s, e) = info.data_offsets;
         let range = (base + s, base + e);
-        let entry = Entry::new(dtype, info.shape.clone(), None, buf.clone(), range, 0, file.clone())
-            .with_context(|| format!("{}: tensor `{name}`", path.display()))?;
+        let entry = Entry::new(
+            dtype,
+            info.shape.clone(),
+            None,
+            buf.clone(),
+            range,
+            0,
+            file.clone(),
+        )
+        .with_context(|| format!("{}: tensor `{name}`", path.display()))?;
         entries.insert(name, entry);
     }
     let metadata = meta
@@ -113,7 +122,11 @@ pub fn tensor_bytes(t: &Tensor) -> Result<Vec<u8>> {
 
 /// Write a safetensors file atomically, streaming tensor by tensor. Items are written in the
 /// given order; names must be unique.
-pub fn write(path: &Path, items: Vec<WriteItem<'_>>, metadata: &BTreeMap<String, String>) -> Result<()> {
+pub fn write(
+    path: &Path,
+    items: Vec<WriteItem<'_>>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
     let mut header = serde_json::Map::new();
     if !metadata.is_empty() {
         header.insert("__metadata__".into(), serde_json::to_value(metadata)?);
@@ -123,7 +136,11 @@ pub fn write(path: &Path, items: Vec<WriteItem<'_>>, metadata: &BTreeMap<String,
     for it in &items {
         let n = it.shape.iter().product::<usize>() * it.dtype.size_in_bytes();
         if header.contains_key(&it.name) {
-            bail!("duplicate tensor name `{}` while writing {}", it.name, path.display());
+            bail!(
+                "duplicate tensor name `{}` while writing {}",
+                it.name,
+                path.display()
+            );
         }
         header.insert(
             it.name.clone(),

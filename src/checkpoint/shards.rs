@@ -16,7 +16,10 @@ pub const HF_WEIGHT_FILES: &[&str] = &[
 
 /// The weights of an HF model directory.
 pub fn find_weights(dir: &Path) -> Option<PathBuf> {
-    HF_WEIGHT_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file())
+    HF_WEIGHT_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
 }
 
 pub fn open_dir(dir: &Path) -> Result<Store> {
@@ -32,9 +35,10 @@ pub fn open_dir(dir: &Path) -> Result<Store> {
 
 /// Open every shard named by an index JSON and merge them into one store.
 pub fn open_index(index: &Path) -> Result<Store> {
-    let text = std::fs::read_to_string(index).with_context(|| format!("cannot read {}", index.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", index.display()))?;
+    let text = std::fs::read_to_string(index)
+        .with_context(|| format!("cannot read {}", index.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", index.display()))?;
     let map = v
         .get("weight_map")
         .and_then(|m| m.as_object())
@@ -42,12 +46,15 @@ pub fn open_index(index: &Path) -> Result<Store> {
     let dir = index.parent().unwrap_or(Path::new("."));
     let mut by_file: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, f) in map {
-        let f = f
-            .as_str()
-            .with_context(|| format!("{}: weight_map[`{k}`] is not a file name", index.display()))?;
+        let f = f.as_str().with_context(|| {
+            format!("{}: weight_map[`{k}`] is not a file name", index.display())
+        })?;
         // Shards live beside the index: refuse paths that would leave the directory.
         if f.is_empty() || f.contains('/') || f.contains('\\') || f == "." || f == ".." {
-            bail!("{}: weight_map[`{k}`] = `{f}` is not a plain file name", index.display());
+            bail!(
+                "{}: weight_map[`{k}`] = `{f}` is not a plain file name",
+                index.display()
+            );
         }
         by_file.entry(f.to_string()).or_default().push(k.clone());
     }
@@ -57,8 +64,12 @@ pub fn open_index(index: &Path) -> Result<Store> {
     let mut merged: Option<Store> = None;
     for (f, keys) in by_file {
         let p = dir.join(&f);
-        let s = Store::open(&p).with_context(|| format!("shard {f} named by {}", index.display()))?;
-        let missing: Vec<&String> = keys.iter().filter(|k| !s.entries.contains_key(*k)).collect();
+        let s =
+            Store::open(&p).with_context(|| format!("shard {f} named by {}", index.display()))?;
+        let missing: Vec<&String> = keys
+            .iter()
+            .filter(|k| !s.entries.contains_key(*k))
+            .collect();
         if !missing.is_empty() {
             bail!(
                 "{}: shard {f} lacks {} tensors that the index places there, e.g. {:?}",
@@ -76,11 +87,19 @@ pub fn open_index(index: &Path) -> Result<Store> {
             }
             Some(m) => {
                 if m.format != s.format {
-                    bail!("{}: shards mix {} and {}", index.display(), m.format, s.format);
+                    bail!(
+                        "{}: shards mix {} and {}",
+                        index.display(),
+                        m.format,
+                        s.format
+                    );
                 }
                 for (k, e) in s.entries {
                     if m.entries.insert(k.clone(), e).is_some() {
-                        bail!("{}: tensor `{k}` appears in more than one shard", index.display());
+                        bail!(
+                            "{}: tensor `{k}` appears in more than one shard",
+                            index.display()
+                        );
                     }
                 }
             }

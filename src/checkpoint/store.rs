@@ -27,10 +27,12 @@ impl Buf {
 
     /// Map a file read-only.
     pub fn map(path: &Path) -> Result<Arc<Buf>> {
-        let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let f =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         // SAFETY: read-only map; a checkpoint modified while it is loaded is outside our contract
         // (the same assumption candle's mmaped safetensors make).
-        let m = unsafe { memmap2::Mmap::map(&f) }.with_context(|| format!("cannot map {}", path.display()))?;
+        let m = unsafe { memmap2::Mmap::map(&f) }
+            .with_context(|| format!("cannot map {}", path.display()))?;
         Ok(Arc::new(Buf::Mmap(m)))
     }
 }
@@ -85,9 +87,15 @@ impl Entry {
         let es = dtype.size_in_bytes();
         let (start, end) = range;
         if start > end || end > buf.bytes().len() {
-            bail!("data range {start}..{end} lies outside the file ({} bytes)", buf.bytes().len());
+            bail!(
+                "data range {start}..{end} lies outside the file ({} bytes)",
+                buf.bytes().len()
+            );
         }
-        let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).context("shape overflows")?;
+        let numel = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .context("shape overflows")?;
         // Extent in elements: the last addressed element + 1 (0 for empty tensors).
         let extent = if numel == 0 {
             0
@@ -101,7 +109,9 @@ impl Entry {
                     shape
                         .iter()
                         .zip(st)
-                        .try_fold(1usize, |a, (&d, &s)| (d - 1).checked_mul(s).and_then(|x| a.checked_add(x)))
+                        .try_fold(1usize, |a, (&d, &s)| {
+                            (d - 1).checked_mul(s).and_then(|x| a.checked_add(x))
+                        })
                         .context("strides overflow")?
                 }
             }
@@ -174,7 +184,11 @@ impl Entry {
     /// Load and convert to `dtype`.
     pub fn load(&self, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         let t = self.load_raw(&Device::Cpu)?;
-        let t = if t.dtype() == dtype { t } else { t.to_dtype(dtype)? };
+        let t = if t.dtype() == dtype {
+            t
+        } else {
+            t.to_dtype(dtype)?
+        };
         t.to_device(dev)
     }
 }
@@ -203,7 +217,10 @@ impl Store {
         if path.is_dir() {
             return super::shards::open_dir(path);
         }
-        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         if name.ends_with(".index.json") {
             return super::shards::open_index(path);
         }
@@ -251,7 +268,10 @@ impl Store {
 
     /// Every (key, shape) pair.
     pub fn shapes(&self) -> std::collections::HashMap<String, Vec<usize>> {
-        self.entries.iter().map(|(k, e)| (k.clone(), e.shape.clone())).collect()
+        self.entries
+            .iter()
+            .map(|(k, e)| (k.clone(), e.shape.clone()))
+            .collect()
     }
 
     /// Parameter count, each key counted (tied tensors stored twice count twice).
@@ -273,7 +293,8 @@ impl Store {
     pub fn dtype_counts(&self) -> BTreeMap<String, usize> {
         let mut m = BTreeMap::new();
         for e in self.entries.values() {
-            *m.entry(format!("{:?}", e.dtype).to_lowercase()).or_insert(0) += 1;
+            *m.entry(format!("{:?}", e.dtype).to_lowercase())
+                .or_insert(0) += 1;
         }
         m
     }

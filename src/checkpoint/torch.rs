@@ -55,9 +55,12 @@ fn build_entries(
             Some((_, off, _)) => (&st.key, *off),
             None => (&st.key, 0),
         };
-        let (buf, range) = located
-            .get(root)
-            .with_context(|| format!("{}: tensor `{k}` uses storage `{root}`, which has no data", path.display()))?;
+        let (buf, range) = located.get(root).with_context(|| {
+            format!(
+                "{}: tensor `{k}` uses storage `{root}`, which has no data",
+                path.display()
+            )
+        })?;
         let offset = t
             .offset
             .checked_add(view_off)
@@ -74,7 +77,10 @@ fn build_entries(
         .with_context(|| format!("{}: tensor `{k}`", path.display()))?;
         let k = strip_module(k);
         if out.insert(k.clone(), e).is_some() {
-            bail!("{}: key `{k}` appears twice (once with a `module.` prefix?)", path.display());
+            bail!(
+                "{}: key `{k}` appears twice (once with a `module.` prefix?)",
+                path.display()
+            );
         }
     }
     Ok(out)
@@ -82,7 +88,10 @@ fn build_entries(
 
 /// Root storages (not views) named anywhere in the pickle, with dtype and element count; a
 /// storage named twice with different types or sizes is an error.
-fn root_storages(storages: &[Rc<StorageRef>], path: &Path) -> Result<HashMap<String, (candle_core::DType, usize)>> {
+fn root_storages(
+    storages: &[Rc<StorageRef>],
+    path: &Path,
+) -> Result<HashMap<String, (candle_core::DType, usize)>> {
     let mut m: HashMap<String, (candle_core::DType, usize)> = HashMap::new();
     for s in storages {
         let v = (s.dtype, s.numel);
@@ -101,25 +110,41 @@ fn root_storages(storages: &[Rc<StorageRef>], path: &Path) -> Result<HashMap<Str
 
 pub fn open_legacy(path: &Path, buf: Arc<Buf>) -> Result<Store> {
     let data = buf.bytes();
-    let ctx = || format!("{} is not a readable legacy torch checkpoint", path.display());
+    let ctx = || {
+        format!(
+            "{} is not a readable legacy torch checkpoint",
+            path.display()
+        )
+    };
     let mut pos = 0usize;
     let mut next = |what: &str| -> Result<pickle::Parsed> {
-        let p = pickle::parse(&data[pos..]).with_context(|| format!("reading the {what} pickle at offset {pos}"))?;
+        let p = pickle::parse(&data[pos..])
+            .with_context(|| format!("reading the {what} pickle at offset {pos}"))?;
         pos += p.len;
         Ok(p)
     };
     let magic = next("magic number").with_context(ctx)?;
     match magic.value {
-        Value::BigInt(b) if b == LEGACY_MAGIC => {}
-        _ => bail!("{}: wrong magic number (not a torch.save legacy file)", path.display()),
+        Value::BigInt(b) if *b == LEGACY_MAGIC[..] => {}
+        _ => bail!(
+            "{}: wrong magic number (not a torch.save legacy file)",
+            path.display()
+        ),
     }
     let proto = next("protocol").with_context(ctx)?;
     if !matches!(proto.value, Value::Int(1001)) {
-        bail!("{}: unsupported legacy protocol {:?}", path.display(), proto.value);
+        bail!(
+            "{}: unsupported legacy protocol {:?}",
+            path.display(),
+            proto.value
+        );
     }
     let sys = next("sys_info").with_context(ctx)?;
     if let Some(Value::Bool(false)) = sys.value.get("little_endian") {
-        bail!("{}: big-endian checkpoints are not supported", path.display());
+        bail!(
+            "{}: big-endian checkpoints are not supported",
+            path.display()
+        );
     }
     let main = next("main").with_context(ctx)?;
     let keys = next("storage keys").with_context(ctx)?;
@@ -129,7 +154,7 @@ pub fn open_legacy(path: &Path, buf: Arc<Buf>) -> Result<Store> {
         .with_context(|| format!("{}: the storage key list is not a list", path.display()))?
         .into_iter()
         .map(|k| match k {
-            Value::Str(s) => Ok(s),
+            Value::Str(s) => Ok(s.to_string()),
             Value::Int(i) => Ok(i.to_string()),
             other => bail!("{}: storage key is a {}", path.display(), other.type_name()),
         })
@@ -137,13 +162,19 @@ pub fn open_legacy(path: &Path, buf: Arc<Buf>) -> Result<Store> {
     let roots = root_storages(&main.storages, path)?;
     let mut located: Located = HashMap::new();
     for k in &keys {
-        let (dtype, numel) = *roots
-            .get(k)
-            .with_context(|| format!("{}: storage `{k}` is listed but never described", path.display()))?;
+        let (dtype, numel) = *roots.get(k).with_context(|| {
+            format!(
+                "{}: storage `{k}` is listed but never described",
+                path.display()
+            )
+        })?;
         let es = dtype.size_in_bytes();
-        let hdr = data
-            .get(pos..pos + 8)
-            .with_context(|| format!("{}: truncated before storage `{k}` at offset {pos}", path.display()))?;
+        let hdr = data.get(pos..pos + 8).with_context(|| {
+            format!(
+                "{}: truncated before storage `{k}` at offset {pos}",
+                path.display()
+            )
+        })?;
         let n = u64::from_le_bytes(hdr.try_into()?);
         pos += 8;
         if n != numel as u64 {
@@ -164,7 +195,8 @@ pub fn open_legacy(path: &Path, buf: Arc<Buf>) -> Result<Store> {
         pos += bytes;
     }
     let (sd, metadata) = state_dict(&main.value)?;
-    let entries = pickle::state_dict_entries(&sd).with_context(|| format!("{}: `model`", path.display()))?;
+    let entries =
+        pickle::state_dict_entries(&sd).with_context(|| format!("{}: `model`", path.display()))?;
     let entries = build_entries(path, entries, &located)?;
     Ok(Store {
         path: path.to_path_buf(),
@@ -185,20 +217,37 @@ pub fn open_zip(path: &Path, buf: Arc<Buf>) -> Result<Store> {
         .collect();
     let pkl = match pkls.as_slice() {
         [one] => one.clone(),
-        [] => bail!("{}: zip archive has no `<folder>/data.pkl`; not a torch checkpoint", path.display()),
-        _ => bail!("{}: zip archive has several data.pkl files: {pkls:?}", path.display()),
+        [] => bail!(
+            "{}: zip archive has no `<folder>/data.pkl`; not a torch checkpoint",
+            path.display()
+        ),
+        _ => bail!(
+            "{}: zip archive has several data.pkl files: {pkls:?}",
+            path.display()
+        ),
     };
     let prefix = pkl.trim_end_matches("data.pkl").to_string();
-    let pbytes = read_member(&mut z, &pkl, None).with_context(|| format!("{}: {pkl}", path.display()))?;
-    let parsed = pickle::parse(&pbytes).with_context(|| format!("{}: {pkl} is not a valid pickle", path.display()))?;
+    let pbytes =
+        read_member(&mut z, &pkl, None).with_context(|| format!("{}: {pkl}", path.display()))?;
+    let parsed = pickle::parse(&pbytes)
+        .with_context(|| format!("{}: {pkl} is not a valid pickle", path.display()))?;
     let roots = root_storages(&parsed.storages, path)?;
     let mut located: Located = HashMap::new();
     for (k, (dtype, numel)) in &roots {
         let name = format!("{prefix}data/{k}");
-        let want = numel.checked_mul(dtype.size_in_bytes()).context("storage size overflows")?;
+        let want = numel
+            .checked_mul(dtype.size_in_bytes())
+            .context("storage size overflows")?;
         let (stored, start, size) = match z.by_name(&name) {
-            Ok(f) => (f.compression() == zip::CompressionMethod::Stored, f.data_start(), f.size()),
-            Err(e) => bail!("{}: storage `{k}` has no data file `{name}` ({e})", path.display()),
+            Ok(f) => (
+                f.compression() == zip::CompressionMethod::Stored,
+                f.data_start(),
+                f.size(),
+            ),
+            Err(e) => bail!(
+                "{}: storage `{k}` has no data file `{name}` ({e})",
+                path.display()
+            ),
         };
         if size != want as u64 {
             bail!(
@@ -210,13 +259,15 @@ pub fn open_zip(path: &Path, buf: Arc<Buf>) -> Result<Store> {
         if stored && start.checked_add(want).is_some_and(|e| e <= data.len()) {
             located.insert(k.clone(), (buf.clone(), (start, start + want)));
         } else {
-            let v = read_member(&mut z, &name, Some(want)).with_context(|| format!("{}: {name}", path.display()))?;
+            let v = read_member(&mut z, &name, Some(want))
+                .with_context(|| format!("{}: {name}", path.display()))?;
             let b = Arc::new(Buf::Owned(v));
             located.insert(k.clone(), (b, (0, want)));
         }
     }
     let (sd, metadata) = state_dict(&parsed.value)?;
-    let entries = pickle::state_dict_entries(&sd).with_context(|| format!("{}: state dict", path.display()))?;
+    let entries = pickle::state_dict_entries(&sd)
+        .with_context(|| format!("{}: state dict", path.display()))?;
     let entries = build_entries(path, entries, &located)?;
     Ok(Store {
         path: path.to_path_buf(),
@@ -228,8 +279,14 @@ pub fn open_zip(path: &Path, buf: Arc<Buf>) -> Result<Store> {
 
 /// Read one zip member, never more than `limit` bytes (or its compressed size x 1100, the
 /// deflate ratio bound, when no limit is known), so a lying header cannot make us allocate.
-fn read_member(z: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>, name: &str, limit: Option<usize>) -> Result<Vec<u8>> {
-    let f = z.by_name(name).with_context(|| format!("missing `{name}`"))?;
+fn read_member(
+    z: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>,
+    name: &str,
+    limit: Option<usize>,
+) -> Result<Vec<u8>> {
+    let f = z
+        .by_name(name)
+        .with_context(|| format!("missing `{name}`"))?;
     let cap = match f.compression() {
         zip::CompressionMethod::Stored => f.compressed_size(),
         _ => f.compressed_size().saturating_mul(1100),
@@ -238,7 +295,11 @@ fn read_member(z: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>, name: &str, limi
     let mut v = Vec::new();
     f.take(cap.saturating_add(1)).read_to_end(&mut v)?;
     if limit.is_some_and(|l| v.len() != l) {
-        bail!("`{name}` decompresses to {} bytes, expected {}", v.len(), limit.unwrap_or(0));
+        bail!(
+            "`{name}` decompresses to {} bytes, expected {}",
+            v.len(),
+            limit.unwrap_or(0)
+        );
     }
     Ok(v)
 }

@@ -35,12 +35,21 @@ impl ShapeRecorder {
             Err(p) => p.into_inner().clone(),
         };
         let mut seen = BTreeSet::new();
-        r.into_iter().filter(|(k, s)| seen.insert((k.clone(), s.clone()))).collect()
+        r.into_iter()
+            .filter(|(k, s)| seen.insert((k.clone(), s.clone())))
+            .collect()
     }
 }
 
 impl SimpleBackend for ShapeRecorder {
-    fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         match self.records.lock() {
             Ok(mut g) => g.push((name.to_string(), s.dims().to_vec())),
             Err(p) => p.into_inner().push((name.to_string(), s.dims().to_vec())),
@@ -48,7 +57,12 @@ impl SimpleBackend for ShapeRecorder {
         Tensor::zeros((), dtype, dev)?.broadcast_as(s)
     }
 
-    fn get_unchecked(&self, name: &str, _dtype: DType, _dev: &Device) -> candle_core::Result<Tensor> {
+    fn get_unchecked(
+        &self,
+        name: &str,
+        _dtype: DType,
+        _dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         candle_core::bail!("ShapeRecorder: `{name}` was requested without a shape")
     }
 
@@ -59,7 +73,10 @@ impl SimpleBackend for ShapeRecorder {
 
 /// Compare an expected key/shape table with what a checkpoint holds. Returns one error that
 /// lists every missing key, every unexpected key and every shape mismatch (expected vs found).
-pub fn check_tensors(expected: &[(String, Vec<usize>)], found: &HashMap<String, Vec<usize>>) -> Result<()> {
+pub fn check_tensors(
+    expected: &[(String, Vec<usize>)],
+    found: &HashMap<String, Vec<usize>>,
+) -> Result<()> {
     let mut want: HashMap<&str, &Vec<usize>> = HashMap::new();
     for (k, s) in expected {
         want.entry(k.as_str()).or_insert(s);
@@ -69,7 +86,9 @@ pub fn check_tensors(expected: &[(String, Vec<usize>)], found: &HashMap<String, 
     for (k, s) in &want {
         match found.get(*k) {
             None => missing.push(format!("  missing     {k}  expected {s:?}")),
-            Some(f) if f != *s => wrong.push(format!("  shape       {k}  expected {s:?}, found {f:?}")),
+            Some(f) if f != *s => {
+                wrong.push(format!("  shape       {k}  expected {s:?}, found {f:?}"))
+            }
             Some(_) => {}
         }
     }
@@ -109,22 +128,43 @@ mod tests {
         let _ = vb.pp("prior").get((8192, 4800), "x_emb.weight").unwrap();
         assert_eq!(
             r.records(),
-            vec![("prior.x_emb.weight".to_string(), vec![8192, 4800]), ("b".to_string(), vec![3])]
+            vec![
+                ("prior.x_emb.weight".to_string(), vec![8192, 4800]),
+                ("b".to_string(), vec![3])
+            ]
         );
     }
 
     #[test]
     fn check_lists_every_problem() {
-        let expected = vec![("a".to_string(), vec![2, 3]), ("b".to_string(), vec![4]), ("c".to_string(), vec![1])];
-        let found: HashMap<String, Vec<usize>> =
-            [("a".to_string(), vec![3, 2]), ("c".to_string(), vec![1]), ("z".to_string(), vec![5])].into();
+        let expected = vec![
+            ("a".to_string(), vec![2, 3]),
+            ("b".to_string(), vec![4]),
+            ("c".to_string(), vec![1]),
+        ];
+        let found: HashMap<String, Vec<usize>> = [
+            ("a".to_string(), vec![3, 2]),
+            ("c".to_string(), vec![1]),
+            ("z".to_string(), vec![5]),
+        ]
+        .into();
         let e = format!("{:#}", check_tensors(&expected, &found).unwrap_err());
-        assert!(e.contains("1 missing, 1 unexpected and 1 mis-shaped"), "{e}");
+        assert!(
+            e.contains("1 missing, 1 unexpected and 1 mis-shaped"),
+            "{e}"
+        );
         assert!(e.contains("missing     b  expected [4]"), "{e}");
         assert!(e.contains("unexpected  z  found [5]"), "{e}");
-        assert!(e.contains("shape       a  expected [2, 3], found [3, 2]"), "{e}");
-        let ok: HashMap<String, Vec<usize>> =
-            [("a".to_string(), vec![2, 3]), ("b".to_string(), vec![4]), ("c".to_string(), vec![1])].into();
+        assert!(
+            e.contains("shape       a  expected [2, 3], found [3, 2]"),
+            "{e}"
+        );
+        let ok: HashMap<String, Vec<usize>> = [
+            ("a".to_string(), vec![2, 3]),
+            ("b".to_string(), vec![4]),
+            ("c".to_string(), vec![1]),
+        ]
+        .into();
         check_tensors(&expected, &ok).unwrap();
     }
 }

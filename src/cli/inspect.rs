@@ -1,14 +1,20 @@
-//! `jukebox inspect` (not yet available).
+//! `jukebox inspect PATH`: format, tensors, dtypes, parameter count and model kind of a
+//! checkpoint file or model directory.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Arguments (this command is not yet available).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
+    /// A checkpoint file (.safetensors, .bin, .pth, .pth.tar) or a model directory.
+    pub path: PathBuf,
+    /// Also list every tensor: key, dtype and shape (official keys for model directories).
+    #[arg(long)]
+    pub keys: bool,
 }
 
-pub fn run(_args: Args) -> Result<()> {
-    bail!("`jukebox inspect` is not yet available in this build")
+pub fn run(args: Args) -> Result<()> {
+    let report = jukebox::checkpoint::inspect::inspect(&args.path)?;
+    print!("{}", report.render(args.keys));
+    Ok(())
 }

@@ -4,6 +4,9 @@ use super::kit::Kit;
 use super::pattern::{Pattern, Role};
 use anyhow::{bail, Result};
 
+/// 10^(−1/20): the default peak, −1 dBFS.
+pub const MINUS_1_DBFS: f32 = 0.891_250_9;
+
 #[derive(Clone, Debug)]
 pub struct RenderOptions {
     pub sample_rate: u32,
@@ -30,7 +33,7 @@ impl Default for RenderOptions {
             humanize_ms: 0.0,
             velocity_jitter: 0.0,
             seed: 0,
-            peak: Some(0.891),
+            peak: Some(MINUS_1_DBFS),
         }
     }
 }

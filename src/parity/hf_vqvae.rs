@@ -13,77 +13,11 @@ use std::path::Path;
 const TOL: f64 = 1e-4;
 /// Code mismatches are excused only where the reference's best/second-best gap is below this.
 const TIE_MARGIN: f32 = 1e-5;
+/// Chunk (samples) for the chunked-path checks: a multiple of every hop, several per input.
+const SEAM_CHUNK: usize = 8192;
 
 fn load_model(dir: &Path) -> Result<VqVae> {
-    // TODO(checkpoint): switch to `checkpoint::ModelDir` once it lands; until then read the
-    // HF layout directly and rename the VQ-VAE keys here.
-    let mdir = dir.join("model");
-    let cfg_path = mdir.join("config.json");
-    let text = std::fs::read_to_string(&cfg_path).with_context(|| format!("cannot read {}", cfg_path.display()))?;
-    let cfg = crate::config::JukeboxConfig::from_hf_json(&text)?;
-    let weights = mdir.join("model.safetensors");
-    let all = candle_core::safetensors::load(&weights, &Device::Cpu)
-        .with_context(|| format!("cannot read {}", weights.display()))?;
-    let mut map = HashMap::new();
-    for (k, t) in all {
-        if let Some(rest) = k.strip_prefix("vqvae.") {
-            map.insert(hf_vqvae_key_to_official(rest, &cfg.vqvae.downs_t), t.to_dtype(DType::F32)?);
-        }
-    }
-    let vb = candle_nn::VarBuilder::from_tensors(map, DType::F32, &Device::Cpu);
-    VqVae::new(&cfg.vqvae, vb).with_context(|| format!("building the VQ-VAE from {}", mdir.display()))
-}
-
-/// HF VQ-VAE key (without `vqvae.`) → official key (spec §5.4, inverted).
-fn hf_vqvae_key_to_official(k: &str, downs_t: &[usize]) -> String {
-    let parts: Vec<&str> = k.split('.').collect();
-    let mut out: Vec<String> = vec![];
-    let mut i = 0;
-    let enc = parts.first() == Some(&"encoders");
-    let block: usize = parts.get(3).and_then(|s| s.parse().ok()).unwrap_or(0);
-    while i < parts.len() {
-        match parts[i] {
-            "downsample_block" | "upsample_block" => {
-                let n: usize = parts[i + 1].parse().unwrap_or(0);
-                let (stage, sub) = if enc { (n / 2, n % 2) } else { (n / 2 + 1, n % 2) };
-                out.push("model".into());
-                out.push(stage.to_string());
-                // Encoder: .0 conv, .1 resnet; decoder: .0 resnet, .1 transposed conv.
-                out.push(sub.to_string());
-                i += 2;
-            }
-            "resnet_block" => {
-                out.push("model".into());
-                out.push(parts[i + 1].to_string());
-                i += 2;
-            }
-            "conv1d_1" => {
-                out.push("model.1".into());
-                i += 1;
-            }
-            "conv1d_2" => {
-                out.push("model.3".into());
-                i += 1;
-            }
-            "proj_out" => {
-                out.push(format!("model.{}", downs_t.get(block).copied().unwrap_or(0)));
-                i += 1;
-            }
-            "proj_in" => {
-                out.push("model.0".into());
-                i += 1;
-            }
-            "codebook" => {
-                out.push("k".into());
-                i += 1;
-            }
-            p => {
-                out.push(p.to_string());
-                i += 1;
-            }
-        }
-    }
-    out.join(".")
+    crate::vqvae::load_model_dir(&dir.join("model"))
 }
 
 fn get<'a>(io: &'a HashMap<String, Tensor>, name: &str, file: &Path) -> Result<&'a Tensor> {
@@ -159,8 +93,8 @@ fn check_level(
             format!("{} positions, {ties} near-tie mismatches excused", want.len()),
         );
     }
-    // The chunked encoder (tiny chunks, many seams) gives the same codes.
-    let chunked = model.encode_chunked(audio, level, 4 * model.hop_length(level))?;
+    // The chunked encoder (8192-sample chunks: several seams) gives the same codes.
+    let chunked = model.encode_chunked(audio, level, SEAM_CHUNK)?;
     let chunked: Vec<i64> = chunked.to_dtype(DType::I64)?.flatten_all()?.to_vec1()?;
     let diff = chunked.iter().zip(&got).filter(|(a, b)| a != b).count();
     r.exact(format!("vqvae.codes_level{level}_chunked"), diff, 0, "vs unchunked");
@@ -170,8 +104,7 @@ fn check_level(
     r.close(format!("vqvae.dequantised_level{level}"), &dq, want_dq, TOL);
     let decoded = model.decode(want_codes, level)?;
     r.close(format!("vqvae.decoded_level{level}"), &decoded, &want_audio, TOL);
-    let chunk = 16 * model.hop_length(level);
-    let decoded_c = model.decode_chunked(want_codes, level, chunk)?;
+    let decoded_c = model.decode_chunked(want_codes, level, SEAM_CHUNK)?;
     r.close(format!("vqvae.decoded_level{level}_chunked"), &decoded_c, &want_audio, TOL);
     Ok(())
 }

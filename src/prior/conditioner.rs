@@ -7,6 +7,7 @@
 
 use super::transformer::Ln;
 use crate::config::ConditionerConfig;
+use crate::ops;
 use candle_core::{DType, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
@@ -17,7 +18,8 @@ struct Conv {
 }
 
 impl Conv {
-    fn new(shape: (usize, usize, usize), vb: VarBuilder) -> Result<Self> {
+    /// Conv1d weight (out, in, k), or ConvTranspose1d weight (in, out, k) with `transposed`.
+    fn new(shape: (usize, usize, usize), transposed: bool, vb: VarBuilder) -> Result<Self> {
         let fan_in = (shape.1 * shape.2) as f64;
         let w = vb.get_with_hints(
             shape,
@@ -27,7 +29,7 @@ impl Conv {
                 stdev: 1.0 / fan_in.sqrt(),
             },
         )?;
-        let n_out = shape.0;
+        let n_out = if transposed { shape.1 } else { shape.0 };
         let b = vb.get_with_hints(n_out, "bias", Init::Const(0.0))?;
         Ok(Self { w, b })
     }
@@ -36,19 +38,16 @@ impl Conv {
         Ok((self.w.to_dtype(DType::F32)?, self.b.to_dtype(DType::F32)?))
     }
 
-    /// Conv1d on (N, C, T).
+    /// Conv1d on (N, C, T) (differentiable shifted matmuls from `ops`).
     fn conv(&self, x: &Tensor, pad: usize, dil: usize) -> Result<Tensor> {
         let (w, b) = self.f32()?;
-        let y = x.conv1d(&w, pad, 1, dil, 1)?;
-        y.broadcast_add(&b.reshape((1, (), 1))?)
+        ops::conv1d(x, &w, Some(&b), 1, pad, dil)
     }
 
     /// ConvTranspose1d on (N, C, T); weight (C_in, C_out, K).
     fn conv_t(&self, x: &Tensor, pad: usize, stride: usize) -> Result<Tensor> {
         let (w, b) = self.f32()?;
-        let y = x.conv_transpose1d(&w, pad, 0, stride, 1, 1)?;
-        let n_out = w.dim(1)?;
-        y.broadcast_add(&b.reshape((1, n_out, 1))?)
+        ops::conv_transpose1d(x, &w, Some(&b), stride, pad)
     }
 }
 
@@ -90,7 +89,7 @@ impl Conditioner {
         let cv = vb.pp("cond").pp("model");
         let w = cfg.width;
         let inner = (cfg.m_conv * w as f64) as usize;
-        let conv_in = Conv::new((w, out_width, 3), cv.pp("0"))?;
+        let conv_in = Conv::new((w, out_width, 3), false, cv.pp("0"))?;
         let scale = if cfg.res_scale { 1.0 / (cfg.depth as f64).sqrt() } else { 1.0 };
         let k = cfg.stride_t * 2;
         let mut stages = Vec::with_capacity(cfg.down_t);
@@ -112,14 +111,14 @@ impl Conditioner {
                 };
                 let bv = list.pp(j).pp("model");
                 res.push(ResBlock {
-                    c1: Conv::new((inner, w, 3), bv.pp("1"))?,
-                    c2: Conv::new((w, inner, 1), bv.pp("3"))?,
+                    c1: Conv::new((inner, w, 3), false, bv.pp("1"))?,
+                    c2: Conv::new((w, inner, 1), false, bv.pp("3"))?,
                     dilation: cfg.dilation_growth_rate.pow(d as u32),
                     scale,
                 });
             }
             let n_out = if i + 1 == cfg.down_t { out_width } else { w };
-            let up = Conv::new((w, n_out, k), sv.pp("1"))?;
+            let up = Conv::new((w, n_out, k), true, sv.pp("1"))?;
             stages.push(Stage { res, up });
         }
         Ok(Self {

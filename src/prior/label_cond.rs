@@ -7,18 +7,10 @@ use crate::config::LabelConfig;
 use candle_core::{bail, DType, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-/// Official timing bins of one window (`RangeEmbedding`), every step rounded to f32 as torch
-/// does: `i/n_time`, `start + (end − start)·interp`, the normalisation, `floor(bins·x)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimingBins {
-    pub total: i64,
-    pub absolute: Vec<i64>,
-    pub relative: Vec<i64>,
-}
+pub use crate::labels::timing::TimingBins;
 
-/// Timing bins for `y = [total_length, offset, sample_length, ..]` (samples). Errors where the
-/// official code asserts: `min·sr ≤ total < max·sr`, `0 ≤ offset < max·sr`,
-/// `offset + length ≤ max·sr`, and a window that starts inside the song.
+/// Official timing bins of one window (f32 arithmetic, see `labels::timing`); errors where the
+/// official code asserts (song shorter than the prior's minimum, window outside the song).
 #[allow(clippy::too_many_arguments)]
 pub fn timing_bins(
     total_length: i64,
@@ -30,55 +22,17 @@ pub fn timing_bins(
     min_duration: f64,
     max_duration: f64,
 ) -> Result<TimingBins> {
-    let (min_s, max_s) = (min_duration * sr, max_duration * sr);
-    let total_f = total_length as f32;
-    let start = offset;
-    let end = offset + sample_length;
-    if !((min_s as f32) <= total_f && total_f < max_s as f32) {
-        bail!(
-            "song length {total_length} samples ({:.2} s) is outside the prior's range [{min_duration} s, {max_duration} s)",
-            total_length as f64 / sr
-        );
-    }
-    if !(0.0 <= start as f32 && (start as f32) < max_s as f32) {
-        bail!("window offset {offset} samples is outside [0, {max_duration} s)");
-    }
-    if end as f32 > max_s as f32 {
-        bail!("window end {end} samples is past the prior's maximum duration {max_duration} s");
-    }
-    let bins_f = t_bins as f32;
-    // Total length: n_time = 1, range [min, max).
-    let norm = (total_f - min_s as f32) / ((max_s - min_s) as f32);
-    let total = (bins_f * norm).floor() as i64;
-    let interp: Vec<f32> = (0..n_time).map(|i| i as f32 / n_time as f32).collect();
-    // Absolute position in [0, max).
-    let (s, e) = (start as f32, end as f32);
-    let max_f = max_s as f32;
-    let absolute = interp
-        .iter()
-        .map(|&t| {
-            let p = s + (e - s) * t;
-            (bins_f * ((p - 0.0) / max_f)).floor() as i64
-        })
-        .collect();
-    // Relative position start/total .. min(end/total, 1).
-    let rs = s / total_f;
-    let re = (e / total_f).clamp(0.0, 1.0);
-    if !(0.0..1.0).contains(&rs) {
-        bail!("window offset {offset} is not inside the song of {total_length} samples");
-    }
-    let relative = interp
-        .iter()
-        .map(|&t| {
-            let p = rs + (re - rs) * t;
-            (bins_f * p).floor() as i64
-        })
-        .collect();
-    Ok(TimingBins {
-        total,
-        absolute,
-        relative,
-    })
+    crate::labels::timing::timing_bins(
+        total_length,
+        offset,
+        sample_length,
+        n_time,
+        t_bins,
+        min_duration,
+        max_duration,
+        sr,
+    )
+    .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
 }
 
 #[derive(Debug, Clone)]

@@ -14,12 +14,14 @@ pub mod cache;
 pub mod conditioner;
 pub mod label_cond;
 pub mod sampler;
+pub mod score;
 pub mod transformer;
 
 pub use attention::{attn_kind, AttnGeom, AttnKind};
 pub use cache::PriorCache;
 pub use label_cond::{timing_bins, TimingBins};
 pub use sampler::{sample_window, SampleOpts, StepEntropy, WindowOutput};
+pub use score::{score_sequence, ScoreOutput};
 pub use transformer::{Record, Transformer, TransformerConfig};
 
 use crate::config::{LyricsConfig, PriorConfig};

@@ -319,9 +319,12 @@ mod tests {
     fn entropy_values() {
         let e = entropy_bits(&[0.0, 0.0, 0.0, 0.0]);
         assert!((e - 2.0).abs() < 1e-6);
-        let (_, s) = sample_token(&[0.0, 0.0, 0.0, 0.0], &SampleOpts { top_k: 2, ..Default::default() }, 0.5);
-        assert!((s.raw_bits - 2.0).abs() < 1e-6);
+        let (_, s) = sample_token(&[1.0, 1.0, 0.0, 0.0], &SampleOpts { top_k: 2, ..Default::default() }, 0.5);
+        assert!(s.raw_bits > 1.5 && s.raw_bits < 2.0, "{}", s.raw_bits);
         assert!((s.filtered_bits - 1.0).abs() < 1e-6);
+        // Ties at the k-th value are kept, as officially (`logits < kth` is removed).
+        let (_, s) = sample_token(&[0.0; 4], &SampleOpts { top_k: 2, ..Default::default() }, 0.5);
+        assert!((s.filtered_bits - 2.0).abs() < 1e-6);
         assert!(SampleOpts { top_k: 2, top_p: 0.5, ..Default::default() }.validate().is_err());
     }
 }

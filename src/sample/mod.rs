@@ -1,4 +1,11 @@
 //! The sampling pipeline: ancestral, primed, continue and upsample across the three levels,
 //! windowed as the official `sample.py`, resumable after every window.
 
+pub mod pipeline;
+pub mod run;
+pub mod state;
 pub mod windows;
+
+pub use pipeline::{run, Outcome, RunOptions, Summary};
+pub use run::{model_identity, ItemSpec, LevelSettings, Mode, RunSpec};
+pub use state::RunState;

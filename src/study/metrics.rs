@@ -60,20 +60,27 @@ fn finite(x: f64) -> f64 {
     }
 }
 
-/// Features of a continuation against the prompt.
-pub fn compute_features(cont: &[f32], prompt: &PromptRef, sr: u32) -> Features {
+/// Features of a sample's continuation (`full[prompt_samples..]`) against the prompt. Onset
+/// patterns are compared bar by bar on the prompt's bar grid (from the first bar line after
+/// the prompt ends), so that a continuation that keeps the beat scores high even when the
+/// prompt was not cut on a bar line.
+pub fn compute_features(full: &[f32], prompt_samples: usize, prompt: &PromptRef, sr: u32) -> Features {
+    let cont = full.get(prompt_samples.min(full.len())..).unwrap_or(&[]);
     let tempo = features::tempo_bpm(cont, sr);
     let t = features::timbre(cont, sr);
+    let bar = features::bar_samples(prompt.tempo_bpm, sr);
+    let start = if bar > 0 { prompt_samples.div_ceil(bar) * bar } else { prompt_samples };
+    let aligned = full.get(start.min(full.len())..).unwrap_or(&[]);
     Features {
         tempo_bpm: finite(tempo),
         tempo_err_bpm: finite(features::tempo_error(tempo, prompt.tempo_bpm)),
-        onset_corr: finite(features::onset_corr_per_bar(cont, &prompt.audio, sr, prompt.tempo_bpm)),
-        spec_dist_db: finite(features::spectral_distance(cont, &prompt.audio)),
+        onset_corr: finite(features::onset_corr_per_bar(aligned, &prompt.audio, sr, prompt.tempo_bpm)),
+        spec_dist_db: finite(features::spectral_distance(cont, &prompt.audio, sr)),
         centroid_hz: finite(t.centroid_hz),
         bandwidth_hz: finite(t.bandwidth_hz),
         flatness: finite(t.flatness),
-        rms_db: finite(t.rms_db),
-        bands: t.bands.into_iter().map(finite).collect(),
+        rms_db: finite(t.rms_dbfs),
+        bands: t.band_energy.iter().copied().map(finite).collect(),
     }
 }
 
@@ -88,7 +95,6 @@ pub fn level_record(plan: &Plan, lo: &LevelOutcome, prompt: &PromptRef) -> Level
     }
     let counts: Vec<f64> = hist.values().map(|v| *v as f64).collect();
     let end = plan.total_samples.min(lo.audio.len());
-    let cont = lo.audio.get(plan.prompt_samples.min(end)..end).unwrap_or(&[]);
     LevelRecord {
         level: lo.level,
         tokens: lo.codes.len(),
@@ -100,7 +106,7 @@ pub fn level_record(plan: &Plan, lo: &LevelOutcome, prompt: &PromptRef) -> Level
         codes_used: hist.len(),
         code_entropy_bits: stats::entropy_bits(&counts),
         code_hist: hist.into_iter().collect(),
-        features: compute_features(cont, prompt, plan.sample_rate),
+        features: compute_features(&lo.audio[..end], plan.prompt_samples, prompt, plan.sample_rate),
     }
 }
 
@@ -121,7 +127,7 @@ pub fn metrics_csv(plan: &Plan, items: &[ItemRecord], prompt_tempo: f64) -> Stri
          tempo_bpm,prompt_tempo_bpm,tempo_err_bpm,onset_corr,spec_dist_db,centroid_hz,bandwidth_hz,\
          flatness,rms_db",
     );
-    for i in 0..features::BAND_EDGES.len() {
+    for i in 0..features::N_BANDS {
         let _ = write!(s, ",band_{i}");
     }
     s.push('\n');

@@ -124,10 +124,10 @@ fn group_done(root: &Path, shards: &[(usize, usize, std::path::PathBuf)], g: usi
 fn write_prompt(layout: &Layout, plan: &Plan, prompt: &[f32], recon: &[PromptRecon], tempo: f64) -> Result<()> {
     let dir = layout.prompt_dir();
     store::write_wav(&dir.join("prompt.wav"), prompt, plan.sample_rate)?;
-    features::spectrogram_png(&dir.join("prompt.png"), prompt)?;
+    features::spectrogram_png(&dir.join("prompt.png"), prompt, plan.sample_rate)?;
     for r in recon {
         store::write_wav(&dir.join(format!("level_{}.wav", r.level)), &r.audio, plan.sample_rate)?;
-        features::spectrogram_png(&dir.join(format!("level_{}.png", r.level)), &r.audio)?;
+        features::spectrogram_png(&dir.join(format!("level_{}.png", r.level)), &r.audio, plan.sample_rate)?;
     }
     let codes: Vec<(usize, &[i64])> = recon.iter().map(|r| (r.level, r.codes.as_slice())).collect();
     store::write_codes(&dir.join("codes.safetensors"), &codes, plan.sample_rate, &plan.hops)?;
@@ -153,7 +153,7 @@ fn write_item(layout: &Layout, plan: &Plan, out: &SampleOutcome, prompt: &Prompt
             );
         }
         store::write_wav(&layout.root.join(Layout::rel_wav(cell, sample, lo.level)), &lo.audio, plan.sample_rate)?;
-        features::spectrogram_png(&layout.root.join(Layout::rel_png(cell, sample, lo.level)), &lo.audio)?;
+        features::spectrogram_png(&layout.root.join(Layout::rel_png(cell, sample, lo.level)), &lo.audio, plan.sample_rate)?;
         levels.push(metrics::level_record(plan, lo, prompt));
     }
     let codes: Vec<(usize, &[i64])> = out.levels.iter().map(|l| (l.level, l.codes.as_slice())).collect();

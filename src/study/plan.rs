@@ -393,7 +393,8 @@ pub struct ModelFacts {
 }
 
 /// Defaults for the no-flag study (conventions "Budgets").
-pub const DEFAULT_PROMPT_SECONDS: f64 = 2.0;
+/// Two bars of the bundled Amen prompt at 137 BPM: users advise cutting a prime on a bar line.
+pub const DEFAULT_PROMPT_SECONDS: f64 = 3.504;
 pub const DEFAULT_CONTINUATION_SECONDS: f64 = 3.0;
 pub const DEFAULT_SWEEP: usize = 4;
 pub const DEFAULT_SEEDS: u64 = 2;
@@ -787,6 +788,6 @@ mod tests {
         // 3 genres × 2 artists + no-label, doubled by the ancestral column.
         assert_eq!(p.cells.len(), (3 * 2 + 1) * 2);
         assert_eq!(p.seeds, vec![0, 1]);
-        assert!((p.seconds - 5.0).abs() < 1e-12);
+        assert!((p.seconds - 6.504).abs() < 1e-12);
     }
 }

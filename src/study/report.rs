@@ -54,7 +54,7 @@ h1{font-size:1.5em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}\
 table{border-collapse:collapse;font-size:12px;margin:0.5em 0}\
 td,th{border:1px solid #ddd;padding:3px 6px;vertical-align:top}\
 th{background:#f3f3f3}table.sortable th{cursor:pointer}\
-.grid td{min-width:230px}.item{margin:2px 0 6px 0}.item img{display:block;width:220px;height:90px}\
+.grid td{min-width:230px}.item{margin:2px 0 6px 0}.item img{display:block;width:260px;height:110px}\
 audio{width:220px;height:28px}.ctl{color:#777}.yes{color:#176d2c;font-weight:bold}\
 .no{color:#a11;font-weight:bold}.inconclusive{color:#8a6d00}.small{font-size:11px;color:#555}\
 .prompt img{width:420px;height:120px}pre{background:#f7f7f7;padding:8px;font-size:11px;overflow:auto}";
@@ -100,8 +100,8 @@ pub fn render(d: &ReportData) -> String {
         p.seeds.len(),
         p.prompt_samples as f64 / p.sample_rate as f64,
         p.total_samples as f64 / p.sample_rate as f64,
-        super::features::DB_FLOOR,
-        super::features::DB_CEIL
+        super::features::spectrogram_opts().db_min,
+        super::features::spectrogram_opts().db_max
     );
     prompt_section(&mut s, d);
     ranking_section(&mut s, d);

@@ -5,12 +5,17 @@ use super::rng::{CounterRng, Stream};
 /// One training item: mono samples (or codes) plus its labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Track<T> {
+    /// The content; may be empty when windows are read elsewhere (then `len` counts).
     pub data: Vec<T>,
+    /// Length in units of `data` (what windows are drawn over).
+    pub len: usize,
     /// Corpus artist id (0 = unknown).
     pub artist: u32,
     /// Corpus genre ids (0 = unknown), at most the model's genre slots.
     pub genres: Vec<u32>,
-    /// Length of the whole song in audio samples (for the timing labels).
+    /// Where this file starts inside its song, in audio samples (timing labels).
+    pub offset_samples: usize,
+    /// Length of the whole song in audio samples (timing labels).
     pub total_samples: usize,
     /// A name for messages.
     pub name: String,
@@ -36,12 +41,12 @@ impl<T: Copy + Default> Pool<T> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tracks.iter().all(|t| t.data.is_empty())
+        self.tracks.iter().all(|t| t.len == 0)
     }
 
     /// Valid starts for a window of `len` with starts on multiples of `align`.
     fn starts(&self, track: usize, len: usize, align: usize) -> u64 {
-        let n = self.tracks[track].data.len();
+        let n = self.tracks[track].len;
         if n <= len {
             1
         } else {
@@ -100,7 +105,15 @@ mod tests {
     use super::*;
 
     fn pool() -> Pool<f32> {
-        let t = |n: usize, v: f32| Track { data: vec![v; n], artist: 1, genres: vec![2], total_samples: n, name: format!("{v}") };
+        let t = |n: usize, v: f32| Track {
+            data: vec![v; n],
+            len: n,
+            artist: 1,
+            genres: vec![2],
+            offset_samples: 0,
+            total_samples: n,
+            name: format!("{v}"),
+        };
         Pool::new(vec![t(100, 1.0), t(1000, 2.0), t(5, 3.0)])
     }
 

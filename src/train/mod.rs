@@ -12,3 +12,6 @@ pub mod data;
 pub mod log;
 pub mod vqvae;
 pub mod prior;
+pub mod config;
+pub mod component;
+pub mod driver;

@@ -18,6 +18,8 @@ pub struct CodeTrack {
     pub codes: Vec<Vec<u32>>,
     pub artist: u32,
     pub genres: Vec<u32>,
+    /// Where the file starts inside its song, and the song's length, in audio samples.
+    pub offset_samples: usize,
     pub total_samples: usize,
     pub name: String,
 }
@@ -41,7 +43,15 @@ impl PriorData {
         let mut upper = Vec::new();
         for t in tracks {
             let c = t.codes.get(level).ok_or_else(|| candle_core::Error::Msg(format!("track {} has no level {level} codes", t.name)))?;
-            pool.push(Track { data: c.clone(), artist: t.artist, genres: t.genres.clone(), total_samples: t.total_samples, name: t.name.clone() });
+            pool.push(Track {
+                data: c.clone(),
+                len: c.len(),
+                artist: t.artist,
+                genres: t.genres.clone(),
+                offset_samples: t.offset_samples,
+                total_samples: t.total_samples,
+                name: t.name.clone(),
+            });
             if upsampler {
                 let u = t.codes.get(level + 1).ok_or_else(|| {
                     candle_core::Error::Msg(format!("track {} has no level {} codes for the upsampler", t.name, level + 1))
@@ -136,10 +146,16 @@ impl PriorTrainer {
     fn y_row(&self, data: &PriorData, w: WindowPos, drop: bool) -> Vec<i64> {
         let Some(lab) = &self.cfg.labels else { return vec![] };
         let tr = &data.pool.tracks[w.track];
+        // The timing embedding asserts total < max_duration and a start inside the song.
+        let max = (lab.max_duration * crate::prior::SAMPLE_RATE) as i64 - 1;
+        let total = (tr.total_samples.max(1) as i64).clamp((lab.min_duration * crate::prior::SAMPLE_RATE).ceil() as i64, max.max(1));
+        let sample_length = (self.cfg.n_ctx * data.hop) as i64;
+        let last_start = (total - 1).min(max + 1 - sample_length);
+        let offset = ((tr.offset_samples + w.start * data.hop) as i64).min(last_start).max(0);
         let mut row = vec![
-            tr.total_samples.max(1) as i64,
-            (w.start * data.hop) as i64,
-            (self.cfg.n_ctx * data.hop) as i64,
+            total,
+            offset,
+            sample_length,
             if drop { 0 } else { (tr.artist as usize).min(lab.n_artists.saturating_sub(1)) as i64 },
         ];
         for g in 0..lab.max_genres {
@@ -165,7 +181,7 @@ impl PriorTrainer {
         let mut ys = Vec::new();
         let mut zc = Vec::new();
         for (i, &w) in windows.iter().enumerate() {
-            let len = data.pool.tracks[w.track].data.len();
+            let len = data.pool.tracks[w.track].len;
             toks.extend(data.pool.slice(w, n).into_iter().map(|x| x as i64));
             mask.extend((0..n).map(|j| if w.start + j < len { 1f32 } else { 0.0 }));
             ys.extend(self.y_row(data, w, drop.get(i).copied().unwrap_or(false)));
