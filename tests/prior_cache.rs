@@ -50,7 +50,10 @@ fn models() -> Vec<(&'static str, PriorConfig)> {
     let dense = base(0, 2, 16, None);
     let merged = PriorConfig {
         merged_decoder: false,
-        lyrics: Some(LyricsConfig::Merged { n_tokens: 10, n_vocab: 5 }),
+        lyrics: Some(LyricsConfig::Merged {
+            n_tokens: 10,
+            n_vocab: 5,
+        }),
         ..base(12, 48, 30, Some(4))
     };
     let encdec = PriorConfig {
@@ -106,7 +109,8 @@ fn build(cfg: &PriorConfig, seed: u64) -> Prior {
             .map(|j| (jukebox::util::uniform(seed, i as u64, 0, j as u64) * 2.0 - 1.0) as f32)
             .collect();
         let t = Tensor::from_vec(vals, var.shape(), &dev).unwrap();
-        let std = if name.ends_with(".weight") && (name.contains("ln") || name.contains("state_ln")) {
+        let std = if name.ends_with(".weight") && (name.contains("ln") || name.contains("state_ln"))
+        {
             t.affine(0.2, 1.0).unwrap()
         } else if name.ends_with(".w") {
             let fan_in = var.dims()[0] as f64;
@@ -124,7 +128,12 @@ fn y_rows(prior: &Prior, n: usize, seed: u64) -> Tensor {
     let g = prior.cfg.labels.as_ref().unwrap().max_genres;
     let mut rows = vec![];
     for i in 0..n as i64 {
-        let mut r = vec![3 * 44100, 44100 / 2, (prior.cfg.n_ctx * prior.cfg.raw_to_tokens) as i64, (i + seed as i64) % 5];
+        let mut r = vec![
+            3 * 44100,
+            44100 / 2,
+            (prior.cfg.n_ctx * prior.cfg.raw_to_tokens) as i64,
+            (i + seed as i64) % 5,
+        ];
         r.push((i * 3 + 1) % 7);
         r.extend(std::iter::repeat_n(-1, g - 1));
         for k in 0..prior.n_lyric_tokens() as i64 {
@@ -146,13 +155,22 @@ fn z_cond(prior: &Prior, n: usize) -> Option<Tensor> {
 }
 
 fn tokens(prior: &Prior, n: usize, t: usize) -> Tensor {
-    let v: Vec<i64> = (0..n * t).map(|i| ((i * 7 + i / 3) % prior.cfg.bins) as i64).collect();
+    let v: Vec<i64> = (0..n * t)
+        .map(|i| ((i * 7 + i / 3) % prior.cfg.bins) as i64)
+        .collect();
     Tensor::from_vec(v, (n, t), &Device::Cpu).unwrap()
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -163,11 +181,19 @@ fn step_logits_equal_teacher_forcing_for_every_attention_type() {
         covered.extend(prior.transformer.layers.iter().map(|l| l.kind.id()));
         let n = 2;
         let y = y_rows(&prior, n, 0);
-        let cond = prior.conditioning(Some(&y), z_cond(&prior, n).as_ref()).unwrap();
+        let cond = prior
+            .conditioning(Some(&y), z_cond(&prior, n).as_ref())
+            .unwrap();
         let music = tokens(&prior, n, cfg.n_ctx);
         let seq = prior.raw_sequence(&music, &cond).unwrap();
         let (tf, _) = prior.forward_seq(&seq, &cond, None, &[]).unwrap();
-        let scale = tf.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = tf
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(scale > 0.5, "{name}: logits too small to test ({scale})");
         let mut cache = prior.new_cache(n).unwrap();
         for t in 0..seq.dim(1).unwrap() {
@@ -175,10 +201,18 @@ fn step_logits_equal_teacher_forcing_for_every_attention_type() {
             let want = tf.narrow(1, t, 1).unwrap().squeeze(1).unwrap();
             let e = max_diff(&l, &want);
             // 1e-5 relative to the logit scale (48 random layers accumulate f32 rounding).
-            assert!(e <= 1e-5 * scale.max(1.0), "{name}: position {t}: step vs teacher forcing {e} (scale {scale})");
-            cache.accept(&seq.narrow(1, t, 1).unwrap().squeeze(1).unwrap()).unwrap();
+            assert!(
+                e <= 1e-5 * scale.max(1.0),
+                "{name}: position {t}: step vs teacher forcing {e} (scale {scale})"
+            );
+            cache
+                .accept(&seq.narrow(1, t, 1).unwrap().squeeze(1).unwrap())
+                .unwrap();
         }
-        assert!(prior.step(&mut cache, &cond).is_err(), "{name}: stepping past the window must fail");
+        assert!(
+            prior.step(&mut cache, &cond).is_err(),
+            "{name}: stepping past the window must fail"
+        );
     }
     let want: BTreeSet<usize> = [0, 1, 2, 3, 6, 7].into_iter().collect();
     assert_eq!(covered, want);
@@ -190,23 +224,41 @@ fn chunked_prefill_equals_one_pass() {
         let prior = build(&cfg, 2);
         let n = 2;
         let y = y_rows(&prior, n, 1);
-        let cond = prior.conditioning(Some(&y), z_cond(&prior, n).as_ref()).unwrap();
-        let seq = prior.raw_sequence(&tokens(&prior, n, cfg.n_ctx), &cond).unwrap();
+        let cond = prior
+            .conditioning(Some(&y), z_cond(&prior, n).as_ref())
+            .unwrap();
+        let seq = prior
+            .raw_sequence(&tokens(&prior, n, cfg.n_ctx), &cond)
+            .unwrap();
         let (tf, _) = prior.forward_seq(&seq, &cond, None, &[]).unwrap();
-        let tol = 1e-5 * tf.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1.0);
+        let tol = 1e-5
+            * tf.abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                .max(1.0);
         let l = seq.dim(1).unwrap();
         for chunk in [1, 3, 7, 8, 16, l] {
             let mut cache = prior.new_cache(n).unwrap();
             // Prefill part, then steps for the rest.
             let k = l - 5;
-            let got = prior.prefill_chunked(&mut cache, &cond, &seq.narrow(1, 0, k).unwrap(), chunk).unwrap();
+            let got = prior
+                .prefill_chunked(&mut cache, &cond, &seq.narrow(1, 0, k).unwrap(), chunk)
+                .unwrap();
             let e = max_diff(&got, &tf.narrow(1, 0, k).unwrap());
             assert!(e <= tol, "{name}: chunk {chunk}: prefill error {e}");
             for t in k..l {
                 let s = prior.step(&mut cache, &cond).unwrap();
                 let e = max_diff(&s, &tf.narrow(1, t, 1).unwrap().squeeze(1).unwrap());
-                assert!(e <= tol, "{name}: chunk {chunk}: step {t} after prefill {e}");
-                cache.accept(&seq.narrow(1, t, 1).unwrap().squeeze(1).unwrap()).unwrap();
+                assert!(
+                    e <= tol,
+                    "{name}: chunk {chunk}: step {t} after prefill {e}"
+                );
+                cache
+                    .accept(&seq.narrow(1, t, 1).unwrap().squeeze(1).unwrap())
+                    .unwrap();
             }
         }
     }
@@ -231,16 +283,27 @@ fn items_sample_the_same_alone_or_batched_with_other_labels() {
         };
         let seeds = [10, 11, 12];
         let n_new = (cfg.n_ctx - 5).min(12);
-        let all = prior::sample_window(&prior, &cond, &prime, n_new, &seeds, &opts, &mut |_, _| {}).unwrap();
+        let all = prior::sample_window(&prior, &cond, &prime, n_new, &seeds, &opts, &mut |_, _| {})
+            .unwrap();
         assert_eq!(all.tokens.dims(), &[3, 5 + n_new]);
         assert_eq!(all.entropy[0].len(), n_new);
-        assert!(all.entropy[0].iter().all(|e| e.filtered_bits <= e.raw_bits + 1e-4 || opts.temp > 1.0));
+        assert!(all.entropy[0]
+            .iter()
+            .all(|e| e.filtered_bits <= e.raw_bits + 1e-4 || opts.temp > 1.0));
         let i = 1;
         let y1 = y.narrow(0, i, 1).unwrap();
         let z1 = zc.as_ref().map(|z| z.narrow(0, i, 1).unwrap());
         let c1 = prior.conditioning(Some(&y1), z1.as_ref()).unwrap();
-        let one = prior::sample_window(&prior, &c1, &prime.narrow(0, i, 1).unwrap(), n_new, &seeds[i..=i], &opts, &mut |_, _| {})
-            .unwrap();
+        let one = prior::sample_window(
+            &prior,
+            &c1,
+            &prime.narrow(0, i, 1).unwrap(),
+            n_new,
+            &seeds[i..=i],
+            &opts,
+            &mut |_, _| {},
+        )
+        .unwrap();
         let a: Vec<i64> = all.tokens.get(i).unwrap().to_vec1().unwrap();
         let b: Vec<i64> = one.tokens.get(0).unwrap().to_vec1().unwrap();
         assert_eq!(a, b, "{name}: batched and alone differ");
@@ -249,7 +312,14 @@ fn items_sample_the_same_alone_or_batched_with_other_labels() {
         let l1 = all.logits.as_ref().unwrap().get(1).unwrap();
         assert!(max_diff(&l0, &l1) > 1e-3, "{name}: labels have no effect");
         // Prime is kept.
-        let p: Vec<i64> = all.tokens.get(0).unwrap().narrow(0, 0, 5).unwrap().to_vec1().unwrap();
+        let p: Vec<i64> = all
+            .tokens
+            .get(0)
+            .unwrap()
+            .narrow(0, 0, 5)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let want: Vec<i64> = prime.get(0).unwrap().to_vec1().unwrap();
         assert_eq!(p, want);
     }
@@ -265,11 +335,15 @@ fn bad_inputs_are_errors_not_panics() {
     let bad = Tensor::new(&[[0i64, 99]], &Device::Cpu).unwrap();
     assert!(prior.forward_cond(&bad, &cond).is_err());
     // Wrong label width.
-    assert!(prior.conditioning(Some(&y.narrow(1, 0, 3).unwrap()), None).is_err());
+    assert!(prior
+        .conditioning(Some(&y.narrow(1, 0, 3).unwrap()), None)
+        .is_err());
     // Artist id out of range.
     let mut rows: Vec<Vec<i64>> = y.to_vec2().unwrap();
     rows[0][3] = 1000;
-    assert!(prior.conditioning(Some(&Tensor::new(rows, &Device::Cpu).unwrap()), None).is_err());
+    assert!(prior
+        .conditioning(Some(&Tensor::new(rows, &Device::Cpu).unwrap()), None)
+        .is_err());
     // Too many tokens for the window.
     let opts = SampleOpts::default();
     let prime = tokens(&prior, 1, 20);

@@ -134,13 +134,16 @@ fn render(args: &Args, ids: &IdSet, desc: &str, max_genres: Option<usize>) -> St
             }
             continue;
         }
-        let rows: Vec<(String, i64)> = match &args.search {
-            Some(q) => ids.search(field, q),
-            None => ids.table(field).entries.clone(),
-        };
-        let what = match &args.search {
-            Some(q) => format!("{}s matching `{q}`", field.name()),
-            None => format!("{}s", field.name()),
+        let (rows, what) = match &args.search {
+            Some(q) => {
+                let hits = ids.search(field, q);
+                if hits.is_empty() {
+                    (ids.suggest(field, q, 10), format!("no {} contains `{q}`; nearest {}s", field.name(), field.name()))
+                } else {
+                    (hits, format!("{}s matching `{q}`", field.name()))
+                }
+            }
+            None => (ids.table(field).entries.clone(), format!("{}s", field.name())),
         };
         let _ = writeln!(out, "# {what}: {} (id\tname)", rows.len());
         for (name, id) in rows {

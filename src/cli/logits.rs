@@ -43,12 +43,22 @@ pub fn run(args: Args) -> Result<()> {
     let md = ModelDir::open(&model)?;
     let n_levels = md.config.priors.len();
     if args.level >= n_levels {
-        bail!("--level {} but the model has levels 0..{}", args.level, n_levels - 1);
+        bail!(
+            "--level {} but the model has levels 0..{}",
+            args.level,
+            n_levels - 1
+        );
     }
     let cfg = md.config.priors[args.level].clone();
     let dev = Device::Cpu;
-    let prior = Prior::new(&cfg, md.prior_vb(args.level, DType::F32, &dev)?)
-        .with_context(|| format!("building the level-{} prior of {}", args.level, model.display()))?;
+    let prior =
+        Prior::new(&cfg, md.prior_vb(args.level, DType::F32, &dev)?).with_context(|| {
+            format!(
+                "building the level-{} prior of {}",
+                args.level,
+                model.display()
+            )
+        })?;
     let codes = jukebox::vqvae::load_codes(&args.codes)?;
     let tokens = codes
         .level(args.level)
@@ -76,12 +86,22 @@ pub fn run(args: Args) -> Result<()> {
     let mut bases = vec![];
     if let Some(lab) = &labeller {
         let audio_s = t as f64 * hop / sr;
-        let min_s = cfg.labels.as_ref().map_or(0.0, |l| if l.include_time_signal { l.min_duration } else { 0.0 });
+        let min_s = cfg.labels.as_ref().map_or(0.0, |l| {
+            if l.include_time_signal {
+                l.min_duration
+            } else {
+                0.0
+            }
+        });
         let total_s = args.total_seconds.unwrap_or(audio_s.max(min_s));
         if !(total_s.is_finite() && total_s > 0.0) {
             bail!("--total-seconds must be a positive number, got {total_s}");
         }
-        let genres = if args.genre.is_empty() { vec!["unknown".to_string()] } else { args.genre.clone() };
+        let genres = if args.genre.is_empty() {
+            vec!["unknown".to_string()]
+        } else {
+            args.genre.clone()
+        };
         let meta = Meta {
             artist: args.artist.clone(),
             genres,
@@ -91,22 +111,38 @@ pub fn run(args: Args) -> Result<()> {
         bases = vec![base; n];
     }
     let mut y_at = |start: usize| -> candle_core::Result<Option<Tensor>> {
-        let Some(lab) = &labeller else { return Ok(None) };
+        let Some(lab) = &labeller else {
+            return Ok(None);
+        };
         let (flat, _) = lab
             .get_y_batch(&bases, start as i64)
             .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
-        Ok(Some(Tensor::from_vec(flat, (n, lab.y_len()), &Device::Cpu)?))
+        Ok(Some(Tensor::from_vec(
+            flat,
+            (n, lab.y_len()),
+            &Device::Cpu,
+        )?))
     };
-    let out = prior::score_sequence(&prior, &tokens, &mut y_at, upper.as_ref(), args.out.is_some(), &mut |d, k| {
-        eprint!("\rwindow {d}/{k}");
-    })?;
+    let out = prior::score_sequence(
+        &prior,
+        &tokens,
+        &mut y_at,
+        upper.as_ref(),
+        args.out.is_some(),
+        &mut |d, k| {
+            eprint!("\rwindow {d}/{k}");
+        },
+    )?;
     eprintln!();
     let mean = out.mean_bits()?;
     let per_item: Vec<f32> = out.nll_bits.mean(1)?.to_vec1()?;
     for (i, b) in per_item.iter().enumerate() {
         println!("sample {i}: {b:.4} bits/token");
     }
-    println!("mean NLL: {mean:.4} bits/token over {n} × {t} level-{} tokens", args.level);
+    println!(
+        "mean NLL: {mean:.4} bits/token over {n} × {t} level-{} tokens",
+        args.level
+    );
     if let Some(path) = &args.out {
         let logits = out.logits.as_ref().context("logits were not kept")?;
         let mut md_out = BTreeMap::new();

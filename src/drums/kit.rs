@@ -257,10 +257,10 @@ impl Kit {
                 let samples = match cache.get(&l.file) {
                     Some(s) => s.clone(),
                     None => {
-                        let s = Arc::new(
+                        let s = Arc::new(trim_lead(
                             decode(&l.file)
                                 .with_context(|| format!("kit `{}`: cannot load sample {}", info.name, l.file.display()))?,
-                        );
+                        ));
                         cache.insert(l.file.clone(), s.clone());
                         s
                     }
@@ -271,6 +271,22 @@ impl Kit {
         }
         Ok(Kit { info, voices })
     }
+}
+
+/// Samples before the attack that are kept, so the transient's first rise stays intact.
+pub const ATTACK_PREROLL: usize = 8;
+
+/// Drop a sample's silent lead-in (up to the first value at 5 % of its peak, less
+/// [`ATTACK_PREROLL`]), so that each hit's attack lands on its grid sample. Some kit samples start
+/// up to 6 ms late (Colombo's 4-mic kick: 246 samples).
+pub fn trim_lead(mut s: Vec<f32>) -> Vec<f32> {
+    let peak = s.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if peak > 0.0 {
+        if let Some(i) = s.iter().position(|x| x.abs() >= 0.05 * peak) {
+            s.drain(..i.saturating_sub(ATTACK_PREROLL));
+        }
+    }
+    s
 }
 
 /// Inner text of each non-nested `<tag>…</tag>` (exact tag, no attributes) in order.

@@ -456,34 +456,53 @@ impl IdSet {
         }
     }
 
-    /// Names containing `text` (case-insensitive, also matched on the normalised key), sorted by
-    /// id. With no match, the nearest names by edit distance.
+    /// Names containing `text`, sorted by id. Matching ignores case; the query is also matched
+    /// after transliteration to ASCII, with each `_` of a listed name standing for any one
+    /// character (v2 names have `_` where an accent was: `c_line_dion` matches "celine").
     pub fn search(&self, field: Field, text: &str) -> Vec<(String, i64)> {
-        let table = self.table(field);
-        let q = text.to_lowercase();
-        let qkey = match field {
-            Field::Artist => self.artist_key(text),
-            Field::Genre => self.genre_keys(text).join("_"),
-        };
-        let mut hits: Vec<(String, i64)> = table
+        let q = text.trim().to_lowercase();
+        if q.is_empty() {
+            return self.table(field).entries.clone();
+        }
+        let qa: Vec<char> = to_ascii(&q)
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let mut hits: Vec<(String, i64)> = self
+            .table(field)
             .entries
             .iter()
             .filter(|(n, _)| {
                 let nl = n.to_lowercase();
-                nl.contains(&q) || (!qkey.is_empty() && nl.contains(&qkey))
+                nl.contains(&q) || wild_contains(&nl.chars().collect::<Vec<_>>(), &qa)
             })
             .cloned()
             .collect();
-        if hits.is_empty() && !q.is_empty() {
-            let near = crate::util::nearest(&q, table.entries.iter().map(|(n, _)| n.as_str()), 10);
-            hits = near
-                .into_iter()
-                .filter_map(|n| table.entries.iter().find(|(m, _)| *m == n).cloned())
-                .collect();
-        }
         hits.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
         hits
     }
+
+    /// Up to `n` names nearest to `text` by edit distance (for "did you mean").
+    pub fn suggest(&self, field: Field, text: &str, n: usize) -> Vec<(String, i64)> {
+        let table = self.table(field);
+        let names = table.entries.iter().map(|(n, _)| n.as_str()).filter(|n| !n.is_empty());
+        crate::util::nearest(&text.to_lowercase(), names, n)
+            .into_iter()
+            .filter_map(|name| table.entries.iter().find(|(m, _)| *m == name).cloned())
+            .collect()
+    }
+}
+
+/// Whether `name` contains `q` as a run of characters, where a non-alphanumeric character of
+/// `name` matches any one character of `q` and `_` in `q` matches any non-alphanumeric one.
+fn wild_contains(name: &[char], q: &[char]) -> bool {
+    if q.is_empty() || q.len() > name.len() {
+        return false;
+    }
+    let eq = |a: char, b: char| {
+        a == b || (!a.is_ascii_alphanumeric() && (b == '_' || b.is_ascii_alphanumeric())) || (b == '_' && !a.is_alphanumeric())
+    };
+    name.windows(q.len()).any(|w| w.iter().zip(q).all(|(&a, &b)| eq(a, b)))
 }
 
 /// A name with invisible characters made visible (the v3 genre list hides a U+200E).
@@ -566,8 +585,13 @@ mod tests {
         let hits = v3.search(Field::Genre, "fusion");
         assert!(hits.iter().any(|(_, id)| *id == 295), "{hits:?}");
         let v2 = IdSet::v2();
-        let hits = v2.search(Field::Artist, "Céline");
-        assert!(hits.iter().any(|(_, id)| *id == 557), "{hits:?}");
+        for q in ["Céline", "celine dion", "C_LINE"] {
+            let hits = v2.search(Field::Artist, q);
+            assert!(hits.iter().any(|(_, id)| *id == 557), "{q}: {hits:?}");
+        }
+        assert!(v2.search(Field::Artist, "zzxqzzxq").is_empty());
+        let near = v2.suggest(Field::Genre, "rokc", 3);
+        assert!(near.iter().any(|(n, _)| n == "rock"), "{near:?}");
     }
 
     #[test]

@@ -17,7 +17,8 @@ const TOL: f64 = 1e-4;
 pub const PRIORS: &[(&str, usize)] = &[("prior_top", 2), ("prior_up1", 1), ("prior_up2", 0)];
 
 fn get<'a>(io: &'a HashMap<String, Tensor>, k: &str) -> Result<&'a Tensor> {
-    io.get(k).with_context(|| format!("io file has no tensor `{k}`"))
+    io.get(k)
+        .with_context(|| format!("io file has no tensor `{k}`"))
 }
 
 fn mismatches(a: &Tensor, b: &Tensor) -> Result<usize> {
@@ -53,7 +54,9 @@ pub fn run(dir: &Path, report: &mut Report) -> Result<()> {
     };
     for &(stem, level) in PRIORS {
         let tag = format!("hf_prior/{stem}");
-        report.guard(&tag.clone(), |r| check_prior(dir, &md, stem, level, &tag, r));
+        report.guard(&tag.clone(), |r| {
+            check_prior(dir, &md, stem, level, &tag, r)
+        });
     }
     Ok(())
 }
@@ -69,10 +72,18 @@ pub fn load_prior(md: &ModelDir, level: usize) -> Result<Prior> {
     Prior::new(cfg, vb).with_context(|| format!("building the level-{level} prior"))
 }
 
-fn check_prior(dir: &Path, md: &ModelDir, stem: &str, level: usize, tag: &str, r: &mut Report) -> Result<()> {
+fn check_prior(
+    dir: &Path,
+    md: &ModelDir,
+    stem: &str,
+    level: usize,
+    tag: &str,
+    r: &mut Report,
+) -> Result<()> {
     let prior = load_prior(md, level)?;
     let ip = dir.join(format!("{stem}_io.safetensors"));
-    let io = candle_core::safetensors::load(&ip, &Device::Cpu).with_context(|| format!("cannot read {}", ip.display()))?;
+    let io = candle_core::safetensors::load(&ip, &Device::Cpu)
+        .with_context(|| format!("cannot read {}", ip.display()))?;
     let y = get(&io, "tf_metadata")?;
     let zc = io.get("tf_cond_tokens");
     let tokens = get(&io, "tf_tokens")?;
@@ -80,24 +91,54 @@ fn check_prior(dir: &Path, md: &ModelDir, stem: &str, level: usize, tag: &str, r
     let (n, w) = (y.dim(0)?, prior.cfg.width);
 
     // Teacher forcing.
-    r.close(format!("{tag}/tf_start_emb"), &cond.start.reshape((n, w))?, get(&io, "tf_metadata_start_emb")?, TOL);
+    r.close(
+        format!("{tag}/tf_start_emb"),
+        &cond.start.reshape((n, w))?,
+        get(&io, "tf_metadata_start_emb")?,
+        TOL,
+    );
     match (&cond.x_cond, io.get("tf_audio_conditioning")) {
         (Some(x), Some(want)) => r.close(format!("{tag}/tf_conditioning"), x, want, TOL),
         (None, None) => {}
-        _ => r.fail(format!("{tag}/tf_conditioning"), "conditioning present on one side only"),
+        _ => r.fail(
+            format!("{tag}/tf_conditioning"),
+            "conditioning present on one side only",
+        ),
     }
     let mut rec = Record::default();
     let seq = prior.raw_sequence(tokens, &cond)?;
     let (logits, x_in) = prior.forward_seq(&seq, &cond, Some(&mut rec), &[])?;
-    r.close(format!("{tag}/tf_transformer_input"), &x_in, get(&io, "tf_transformer_input")?, TOL);
+    r.close(
+        format!("{tag}/tf_transformer_input"),
+        &x_in,
+        get(&io, "tf_transformer_input")?,
+        TOL,
+    );
     let mut worst = 0f64;
     for (i, lo) in rec.layer_outputs.iter().enumerate() {
-        worst = worst.max(super::max_abs_diff(lo, get(&io, &format!("tf_layer_{i}_output"))?)?);
+        worst = worst.max(super::max_abs_diff(
+            lo,
+            get(&io, &format!("tf_layer_{i}_output"))?,
+        )?);
     }
-    r.value(format!("{tag}/tf_layer_outputs({})", rec.layer_outputs.len()), worst, TOL);
-    r.close(format!("{tag}/tf_logits"), &logits, get(&io, "tf_logits")?, TOL);
+    r.value(
+        format!("{tag}/tf_layer_outputs({})", rec.layer_outputs.len()),
+        worst,
+        TOL,
+    );
+    r.close(
+        format!("{tag}/tf_logits"),
+        &logits,
+        get(&io, "tf_logits")?,
+        TOL,
+    );
     let loss = prior.loss_bits(&logits, tokens)?.reshape(1)?;
-    r.close(format!("{tag}/tf_loss_bits"), &loss, get(&io, "tf_loss_bits")?, TOL);
+    r.close(
+        format!("{tag}/tf_loss_bits"),
+        &loss,
+        get(&io, "tf_loss_bits")?,
+        TOL,
+    );
 
     // Greedy KV-cached sampling (top_k = 1, temp 1): ancestral and primed.
     let seeds: Vec<u64> = (0..n as u64).collect();
@@ -120,9 +161,22 @@ fn check_prior(dir: &Path, md: &ModelDir, stem: &str, level: usize, tag: &str, r
             keep_logits: true,
             ..Default::default()
         };
-        let out = prior::sample_window(&prior, &cond_s, &prime, n_ctx - prime.dim(1)?, &seeds, &opts, &mut |_, _| {})?;
+        let out = prior::sample_window(
+            &prior,
+            &cond_s,
+            &prime,
+            n_ctx - prime.dim(1)?,
+            &seeds,
+            &opts,
+            &mut |_, _| {},
+        )?;
         let lg = out.logits.context("no logits kept")?;
-        r.close(format!("{tag}/{mode}_step_logits"), &lg, get(&io, &format!("{mode}_step_logits"))?, TOL);
+        r.close(
+            format!("{tag}/{mode}_step_logits"),
+            &lg,
+            get(&io, &format!("{mode}_step_logits"))?,
+            TOL,
+        );
         r.exact(
             format!("{tag}/{mode}_tokens"),
             mismatches(&out.tokens, get(&io, &format!("{mode}_tokens"))?)?,
@@ -139,7 +193,12 @@ fn check_prior(dir: &Path, md: &ModelDir, stem: &str, level: usize, tag: &str, r
 
 /// HF `sample_level` over 160 tokens with hop 8: each window re-primes with the tokens it
 /// already has and samples the rest; only the new tokens are appended.
-fn check_windowed(prior: &Prior, io: &HashMap<String, Tensor>, tag: &str, r: &mut Report) -> Result<()> {
+fn check_windowed(
+    prior: &Prior,
+    io: &HashMap<String, Tensor>,
+    tag: &str,
+    r: &mut Report,
+) -> Result<()> {
     let labels = get(io, "windowed_labels")?;
     let want = get(io, "windowed_tokens")?;
     let (n, total) = want.dims2()?;
@@ -189,7 +248,12 @@ fn check_windowed(prior: &Prior, io: &HashMap<String, Tensor>, tag: &str, r: &mu
         zs = Tensor::cat(&[&zs, &fresh], 1)?;
     }
     r.exact(format!("{tag}/windowed_window_metadata"), md_bad, 0, "");
-    r.exact(format!("{tag}/windowed_tokens"), mismatches(&zs, want)?, 0, "");
+    r.exact(
+        format!("{tag}/windowed_tokens"),
+        mismatches(&zs, want)?,
+        0,
+        "",
+    );
     Ok(())
 }
 

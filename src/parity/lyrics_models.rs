@@ -22,7 +22,9 @@ fn u(v: &Value, k: &str) -> Result<usize> {
         .with_context(|| format!("hps: missing or non-integer `{k}`"))
 }
 fn f(v: &Value, k: &str) -> Result<f64> {
-    v.get(k).and_then(Value::as_f64).with_context(|| format!("hps: missing number `{k}`"))
+    v.get(k)
+        .and_then(Value::as_f64)
+        .with_context(|| format!("hps: missing number `{k}`"))
 }
 fn b(v: &Value, k: &str) -> bool {
     v.get(k).and_then(Value::as_bool).unwrap_or(false)
@@ -44,18 +46,28 @@ pub fn prior_config_from_hps(hps: &Value, vqvae: &Value) -> Result<PriorConfig> 
     };
     let downs = list("downs_t")?;
     let strides = list("strides_t")?;
-    let levels = vqvae.get("z_shapes").and_then(Value::as_array).map_or(downs.len(), Vec::len);
+    let levels = vqvae
+        .get("z_shapes")
+        .and_then(Value::as_array)
+        .map_or(downs.len(), Vec::len);
     if level >= levels {
         bail!("hps level {level} but the VQ-VAE has {levels} levels");
     }
     let top = level + 1 == levels;
-    let raw_to_tokens = (0..=level).map(|l| strides[l].pow(downs[l] as u32)).product();
+    let raw_to_tokens = (0..=level)
+        .map(|l| strides[l].pow(downs[l] as u32))
+        .product();
     let labels = if b(hps, "labels") {
         let yb = hps
             .get("y_bins")
             .and_then(Value::as_array)
             .context("hps: missing y_bins")?;
-        let get = |i: usize| yb.get(i).and_then(Value::as_u64).map(|x| x as usize).context("hps: bad y_bins");
+        let get = |i: usize| {
+            yb.get(i)
+                .and_then(Value::as_u64)
+                .map(|x| x as usize)
+                .context("hps: bad y_bins")
+        };
         Some(LabelConfig {
             n_genres: get(0)?,
             n_artists: get(1)?,
@@ -105,7 +117,10 @@ pub fn prior_config_from_hps(hps: &Value, vqvae: &Value) -> Result<PriorConfig> 
         (Some(l), Some(h)) if lyrics.is_some() => Some((l, h)),
         _ => None,
     };
-    let l_bins = vqvae.get("l_bins").and_then(Value::as_u64).context("vqvae: missing l_bins")? as usize;
+    let l_bins = vqvae
+        .get("l_bins")
+        .and_then(Value::as_u64)
+        .context("vqvae: missing l_bins")? as usize;
     let cfg = PriorConfig {
         level,
         n_ctx: u(hps, "n_ctx")?,
@@ -137,22 +152,31 @@ pub struct Loaded {
 
 pub fn load(dir: &Path, name: &str) -> Result<Loaded> {
     let cp = dir.join(format!("config_{name}.json"));
-    let text = std::fs::read_to_string(&cp).with_context(|| format!("cannot read {}", cp.display()))?;
-    let config: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", cp.display()))?;
-    let hps = config.get("hps").with_context(|| format!("{}: no `hps`", cp.display()))?;
-    let vq = config.get("vqvae").with_context(|| format!("{}: no `vqvae`", cp.display()))?;
+    let text =
+        std::fs::read_to_string(&cp).with_context(|| format!("cannot read {}", cp.display()))?;
+    let config: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", cp.display()))?;
+    let hps = config
+        .get("hps")
+        .with_context(|| format!("{}: no `hps`", cp.display()))?;
+    let vq = config
+        .get("vqvae")
+        .with_context(|| format!("{}: no `vqvae`", cp.display()))?;
     let cfg = prior_config_from_hps(hps, vq).with_context(|| format!("config {}", cp.display()))?;
     let wp = dir.join(format!("model_{name}.safetensors"));
     let bytes = std::fs::read(&wp).with_context(|| format!("cannot read {}", wp.display()))?;
     let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)?;
-    let prior = Prior::new(&cfg, vb).with_context(|| format!("building {name} from {}", wp.display()))?;
+    let prior =
+        Prior::new(&cfg, vb).with_context(|| format!("building {name} from {}", wp.display()))?;
     let ip = dir.join(format!("{name}_io.safetensors"));
-    let io = candle_core::safetensors::load(&ip, &Device::Cpu).with_context(|| format!("cannot read {}", ip.display()))?;
+    let io = candle_core::safetensors::load(&ip, &Device::Cpu)
+        .with_context(|| format!("cannot read {}", ip.display()))?;
     Ok(Loaded { config, prior, io })
 }
 
 fn get<'a>(io: &'a HashMap<String, Tensor>, k: &str) -> Result<&'a Tensor> {
-    io.get(k).with_context(|| format!("io file has no tensor `{k}`"))
+    io.get(k)
+        .with_context(|| format!("io file has no tensor `{k}`"))
 }
 
 fn mismatches(a: &Tensor, b: &Tensor) -> Result<usize> {
@@ -182,10 +206,18 @@ fn check_model(dir: &Path, name: &str, tag: &str, r: &mut Report) -> Result<()> 
     let y = get(&io, "y")?;
     let music = get(&io, "tf_music_tokens")?;
     let cond = prior.conditioning(Some(y), None)?;
-    let labels = prior.labels.as_ref().context("fixture prior without labels")?;
+    let labels = prior
+        .labels
+        .as_ref()
+        .context("fixture prior without labels")?;
 
     // Labels half that the model owns: y_cond, timing bins and embedding, x_cond.
-    r.close(format!("{tag}/y_cond"), &cond.start, get(&io, "y_cond")?, TOL);
+    r.close(
+        format!("{tag}/y_cond"),
+        &cond.start,
+        get(&io, "y_cond")?,
+        TOL,
+    );
     let rows = labels.rows(y)?;
     let mut bad = 0;
     for (i, row) in rows.iter().enumerate() {
@@ -200,7 +232,9 @@ fn check_model(dir: &Path, name: &str, tag: &str, r: &mut Report) -> Result<()> 
             lc.min_duration,
             lc.max_duration,
         )?;
-        let want = |k: &str| -> Result<Vec<i64>> { Ok(get(&io, k)?.get(i)?.flatten_all()?.to_vec1::<i64>()?) };
+        let want = |k: &str| -> Result<Vec<i64>> {
+            Ok(get(&io, k)?.get(i)?.flatten_all()?.to_vec1::<i64>()?)
+        };
         bad += usize::from(want("timing_bins_total")? != vec![bins.total]);
         bad += want("timing_bins_absolute")?
             .iter()
@@ -215,7 +249,12 @@ fn check_model(dir: &Path, name: &str, tag: &str, r: &mut Report) -> Result<()> 
     }
     r.exact(format!("{tag}/timing_bins"), bad, 0, "");
     if let Some(te) = labels.timing_emb(y)? {
-        r.close(format!("{tag}/timing_emb"), &te, get(&io, "timing_emb")?, TOL);
+        r.close(
+            format!("{tag}/timing_emb"),
+            &te,
+            get(&io, "timing_emb")?,
+            TOL,
+        );
     }
     match &cond.x_cond {
         Some(xc) => r.close(format!("{tag}/x_cond"), xc, get(&io, "x_cond")?, TOL),
@@ -223,7 +262,12 @@ fn check_model(dir: &Path, name: &str, tag: &str, r: &mut Report) -> Result<()> 
     }
     let seq = prior.raw_sequence(music, &cond)?;
     if let Ok(want) = get(&io, "prior_input_tokens") {
-        r.exact(format!("{tag}/prior_input_tokens"), mismatches(&seq, want)?, 0, "");
+        r.exact(
+            format!("{tag}/prior_input_tokens"),
+            mismatches(&seq, want)?,
+            0,
+            "",
+        );
     }
 
     // 5b lyric encoder.
@@ -233,16 +277,43 @@ fn check_model(dir: &Path, name: &str, tag: &str, r: &mut Report) -> Result<()> 
         let lyr = y.narrow(1, y.dim(1)? - k, k)?;
         let mut rec = Record::default();
         let out = enc.forward(&lyr, Some(&mut rec))?;
-        r.close(format!("{tag}/enc_transformer_input"), &out.transformer_input, get(&io, "enc_transformer_input")?, TOL);
+        r.close(
+            format!("{tag}/enc_transformer_input"),
+            &out.transformer_input,
+            get(&io, "enc_transformer_input")?,
+            TOL,
+        );
         let mut worst = 0f64;
         for (i, lo) in rec.layer_outputs.iter().enumerate() {
-            worst = worst.max(super::max_abs_diff(lo, get(&io, &format!("enc_layer_{i}_output"))?)?);
+            worst = worst.max(super::max_abs_diff(
+                lo,
+                get(&io, &format!("enc_layer_{i}_output"))?,
+            )?);
         }
-        r.value(format!("{tag}/enc_layer_outputs({})", rec.layer_outputs.len()), worst, TOL);
-        r.close(format!("{tag}/enc_acts"), &out.acts, get(&io, "enc_acts")?, TOL);
-        r.close(format!("{tag}/encoder_kv"), &out.encoder_kv, get(&io, "encoder_kv")?, TOL);
+        r.value(
+            format!("{tag}/enc_layer_outputs({})", rec.layer_outputs.len()),
+            worst,
+            TOL,
+        );
+        r.close(
+            format!("{tag}/enc_acts"),
+            &out.acts,
+            get(&io, "enc_acts")?,
+            TOL,
+        );
+        r.close(
+            format!("{tag}/encoder_kv"),
+            &out.encoder_kv,
+            get(&io, "encoder_kv")?,
+            TOL,
+        );
         let ll = enc.lyric_logits(&out.encoder_kv)?;
-        r.close(format!("{tag}/lyric_logits"), &ll, get(&io, "lyric_logits")?, TOL);
+        r.close(
+            format!("{tag}/lyric_logits"),
+            &ll,
+            get(&io, "lyric_logits")?,
+            TOL,
+        );
         lyric_loss = Some(row_bits(&ll, &lyr.to_dtype(DType::I64)?)?);
     }
 
@@ -257,13 +328,30 @@ fn check_model(dir: &Path, name: &str, tag: &str, r: &mut Report) -> Result<()> 
         .collect();
     let mut rec = Record::default();
     let (logits, x_in) = prior.forward_seq(&seq, &cond, Some(&mut rec), &attn_layers)?;
-    r.close(format!("{tag}/tf_transformer_input"), &x_in, get(&io, "tf_transformer_input")?, TOL);
+    r.close(
+        format!("{tag}/tf_transformer_input"),
+        &x_in,
+        get(&io, "tf_transformer_input")?,
+        TOL,
+    );
     let mut worst = 0f64;
     for (i, lo) in rec.layer_outputs.iter().enumerate() {
-        worst = worst.max(super::max_abs_diff(lo, get(&io, &format!("tf_layer_{i}_output"))?)?);
+        worst = worst.max(super::max_abs_diff(
+            lo,
+            get(&io, &format!("tf_layer_{i}_output"))?,
+        )?);
     }
-    r.value(format!("{tag}/tf_layer_outputs({})", rec.layer_outputs.len()), worst, TOL);
-    r.close(format!("{tag}/tf_logits"), &logits, get(&io, "tf_logits")?, TOL);
+    r.value(
+        format!("{tag}/tf_layer_outputs({})", rec.layer_outputs.len()),
+        worst,
+        TOL,
+    );
+    r.close(
+        format!("{tag}/tf_logits"),
+        &logits,
+        get(&io, "tf_logits")?,
+        TOL,
+    );
     let p = prior.lyric_prefix_len();
     for (layer, w) in &rec.attn_weights {
         let w = if p > 0 {
@@ -272,7 +360,12 @@ fn check_model(dir: &Path, name: &str, tag: &str, r: &mut Report) -> Result<()> 
         } else {
             w.clone()
         };
-        r.close(format!("{tag}/attn_layer{layer}"), &w, get(&io, &format!("attn_layer{layer}"))?, TOL);
+        r.close(
+            format!("{tag}/attn_layer{layer}"),
+            &w,
+            get(&io, &format!("attn_layer{layer}"))?,
+            TOL,
+        );
     }
 
     // Per-row losses (bits): prime, gen, and the official weighted total.
@@ -283,17 +376,30 @@ fn check_model(dir: &Path, name: &str, tag: &str, r: &mut Report) -> Result<()> 
     } else {
         lyric_loss
     };
-    r.close(format!("{tag}/tf_gen_loss"), &gen, get(&io, "tf_gen_loss")?, TOL);
+    r.close(
+        format!("{tag}/tf_gen_loss"),
+        &gen,
+        get(&io, "tf_gen_loss")?,
+        TOL,
+    );
     let n_rows = gen.dim(0)?;
     let prime = match prime {
         Some(pl) => pl,
         None => Tensor::zeros(n_rows, DType::F32, &Device::Cpu)?,
     };
-    r.close(format!("{tag}/tf_prime_loss"), &prime, get(&io, "tf_prime_loss")?, TOL);
+    r.close(
+        format!("{tag}/tf_prime_loss"),
+        &prime,
+        get(&io, "tf_prime_loss")?,
+        TOL,
+    );
     let hps = &config["hps"];
     let pdims = prior.n_lyric_tokens() as f64;
     let gdims = prior.cfg.n_ctx as f64;
-    let frac = hps.get("prime_loss_fraction").and_then(Value::as_f64).unwrap_or(0.0);
+    let frac = hps
+        .get("prime_loss_fraction")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
     let total = ((prime * (frac * pdims / (pdims + gdims)))? + (gen * (gdims / (pdims + gdims)))?)?;
     r.close(format!("{tag}/tf_loss"), &total, get(&io, "tf_loss")?, TOL);
 
@@ -318,9 +424,15 @@ fn check_model(dir: &Path, name: &str, tag: &str, r: &mut Report) -> Result<()> 
             get(&io, "primed_prime")?.clone()
         };
         let n_new = prior.cfg.n_ctx - prime.dim(1)?;
-        let out = prior::sample_window(&prior, &cond, &prime, n_new, &seeds, &opts, &mut |_, _| {})?;
+        let out =
+            prior::sample_window(&prior, &cond, &prime, n_new, &seeds, &opts, &mut |_, _| {})?;
         let logits = out.logits.context("no logits kept")?;
-        r.close(format!("{tag}/{mode}_step_logits"), &logits, get(&io, &format!("{mode}_step_logits"))?, TOL);
+        r.close(
+            format!("{tag}/{mode}_step_logits"),
+            &logits,
+            get(&io, &format!("{mode}_step_logits"))?,
+            TOL,
+        );
         r.exact(
             format!("{tag}/{mode}_tokens"),
             mismatches(&out.tokens, get(&io, &format!("{mode}_tokens"))?)?,
@@ -328,7 +440,12 @@ fn check_model(dir: &Path, name: &str, tag: &str, r: &mut Report) -> Result<()> 
             "",
         );
         if let Ok(want) = get(&io, &format!("{mode}_raw_tokens")) {
-            r.exact(format!("{tag}/{mode}_raw_tokens"), mismatches(&out.raw, want)?, 0, "");
+            r.exact(
+                format!("{tag}/{mode}_raw_tokens"),
+                mismatches(&out.raw, want)?,
+                0,
+                "",
+            );
         }
     }
     Ok(())

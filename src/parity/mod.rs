@@ -11,6 +11,7 @@
 //! not built yet is a skip; with `strict`, a skip is a failure.
 
 pub mod checkpoints;
+pub mod e2e;
 pub mod hf_prior;
 pub mod hf_vqvae;
 pub mod keys;
@@ -230,6 +231,7 @@ pub fn run(dir: &Path, report: &mut Report) -> Result<FolderKind> {
         FolderKind::HfFixtures => {
             hf_vqvae::run(dir, report)?;
             hf_prior::run(dir, report)?;
+            e2e::run(dir, report)?;
         }
         FolderKind::LyricsFixtures => {
             lyrics::run(dir, report)?;

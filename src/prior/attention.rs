@@ -46,7 +46,9 @@ impl AttnKind {
             3 => Self::PrevBlock,
             6 => Self::Cross,
             7 => Self::Prime,
-            4 | 5 => bail!("attention type {id} (summary) is not supported: no released model uses it"),
+            4 | 5 => {
+                bail!("attention type {id} (summary) is not supported: no released model uses it")
+            }
             _ => bail!("unknown attention type {id}"),
         })
     }
@@ -181,7 +183,9 @@ pub fn score_scale(head_dim: usize) -> f64 {
 /// (B, L, S) -> (B, H, L, S/H), head-major channel split.
 pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
     let (b, l, s) = x.dims3()?;
-    x.reshape((b, l, heads, s / heads))?.transpose(1, 2)?.contiguous()
+    x.reshape((b, l, heads, s / heads))?
+        .transpose(1, 2)?
+        .contiguous()
 }
 
 /// (B, H, L, d) -> (B, L, H·d).
@@ -192,7 +196,13 @@ pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
 
 /// Multi-head softmax attention. `q` (B, Lq, S), `k`/`v` (B, Lk, S); `mask` (Lq, Lk) of 0/1.
 /// Returns (output (B, Lq, S), weights (B, H, Lq, Lk)).
-pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, heads: usize) -> Result<(Tensor, Tensor)> {
+pub fn attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    heads: usize,
+) -> Result<(Tensor, Tensor)> {
     let (o, p) = attend_split(
         &split_heads(q, heads)?,
         &split_heads(k, heads)?,
@@ -205,7 +215,12 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, heads: 
 /// Attention on heads already split: `qh` (B, H, Lq, d), `kh`/`vh` (B, H, Lk, d). Masked scores
 /// become exactly −1e9 via the official `w·m − 1e9·(1 − m)`; softmax in f32. Returns
 /// (output (B, H, Lq, d), weights (B, H, Lq, Lk)).
-pub fn attend_split(qh: &Tensor, kh: &Tensor, vh: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+pub fn attend_split(
+    qh: &Tensor,
+    kh: &Tensor,
+    vh: &Tensor,
+    mask: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
     let d = qh.dim(D::Minus1)?;
     let w = (qh.matmul(&kh.t()?)? * score_scale(d))?;
     let w = match mask {
@@ -262,7 +277,11 @@ pub fn self_attention_full(
             Ok((o, Some(w)))
         }
         AttnKind::Block => {
-            let (q, k, v) = (pad_to_blocks(q, bc)?, pad_to_blocks(k, bc)?, pad_to_blocks(v, bc)?);
+            let (q, k, v) = (
+                pad_to_blocks(q, bc)?,
+                pad_to_blocks(k, bc)?,
+                pad_to_blocks(v, bc)?,
+            );
             let nb = q.dim(1)? / bc;
             let r = |x: &Tensor| x.reshape((b * nb, bc, s));
             let m = causal_mask(bc, bc, dev)?;
@@ -270,7 +289,11 @@ pub fn self_attention_full(
             Ok((o.reshape((b, nb * bc, s))?.narrow(1, 0, l)?, None))
         }
         AttnKind::Transpose => {
-            let (q, k, v) = (pad_to_blocks(q, bc)?, pad_to_blocks(k, bc)?, pad_to_blocks(v, bc)?);
+            let (q, k, v) = (
+                pad_to_blocks(q, bc)?,
+                pad_to_blocks(k, bc)?,
+                pad_to_blocks(v, bc)?,
+            );
             let nb = q.dim(1)? / bc;
             let r = |x: &Tensor| -> Result<Tensor> {
                 x.reshape((b, nb, bc, s))?
@@ -288,7 +311,11 @@ pub fn self_attention_full(
             Ok((o.narrow(1, 0, l)?, None))
         }
         AttnKind::PrevBlock => {
-            let (q, k, v) = (pad_to_blocks(q, bc)?, pad_to_blocks(k, bc)?, pad_to_blocks(v, bc)?);
+            let (q, k, v) = (
+                pad_to_blocks(q, bc)?,
+                pad_to_blocks(k, bc)?,
+                pad_to_blocks(v, bc)?,
+            );
             let nb = q.dim(1)? / bc;
             // Keys/values of block i are those of block i-1; block 0 sees zeros (output 0).
             let shift = |x: &Tensor| -> Result<Tensor> {
@@ -297,7 +324,13 @@ pub fn self_attention_full(
                 let x = Tensor::cat(&[&z, &x.narrow(1, 0, nb - 1)?], 1)?;
                 x.reshape((b * nb, bc, s))
             };
-            let (o, _) = attend(&q.reshape((b * nb, bc, s))?, &shift(&k)?, &shift(&v)?, None, heads)?;
+            let (o, _) = attend(
+                &q.reshape((b * nb, bc, s))?,
+                &shift(&k)?,
+                &shift(&v)?,
+                None,
+                heads,
+            )?;
             Ok((o.reshape((b, nb * bc, s))?.narrow(1, 0, l)?, None))
         }
         AttnKind::Cross => bail!("cross-attention needs encoder keys; use cross_attention"),
@@ -305,7 +338,12 @@ pub fn self_attention_full(
 }
 
 /// Cross-attention: all encoder positions, no mask.
-pub fn cross_attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<(Tensor, Tensor)> {
+pub fn cross_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+) -> Result<(Tensor, Tensor)> {
     attend(q, k, v, None, heads)
 }
 
@@ -314,7 +352,14 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    fn brute(kind: AttnKind, g: &AttnGeom, q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Tensor {
+    fn brute(
+        kind: AttnKind,
+        g: &AttnGeom,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        heads: usize,
+    ) -> Tensor {
         let l = q.dim(1).unwrap();
         let pos: Vec<usize> = (0..l).collect();
         let m = mask_tensor(kind, g, &pos, &pos, q.device()).unwrap();
@@ -322,7 +367,13 @@ mod tests {
         // Rows with no allowed key (prev-block, block 0) are exactly zero officially.
         let any: Vec<f32> = pos
             .iter()
-            .map(|&p| if pos.iter().any(|&j| allowed(kind, g, p, j)) { 1.0 } else { 0.0 })
+            .map(|&p| {
+                if pos.iter().any(|&j| allowed(kind, g, p, j)) {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
             .collect();
         let any = Tensor::from_vec(any, (1, l, 1), q.device()).unwrap();
         o.broadcast_mul(&any).unwrap()
@@ -342,33 +393,53 @@ mod tests {
         assert_eq!(g.block_ctx, 4);
         assert_eq!(g.prime_p, 6);
         // block: query 6 sees 4..=6
-        let keys: Vec<usize> = (0..12).filter(|&k| allowed(AttnKind::Block, &g, 6, k)).collect();
+        let keys: Vec<usize> = (0..12)
+            .filter(|&k| allowed(AttnKind::Block, &g, 6, k))
+            .collect();
         assert_eq!(keys, vec![4, 5, 6]);
-        let keys: Vec<usize> = (0..12).filter(|&k| allowed(AttnKind::Transpose, &g, 9, k)).collect();
+        let keys: Vec<usize> = (0..12)
+            .filter(|&k| allowed(AttnKind::Transpose, &g, 9, k))
+            .collect();
         assert_eq!(keys, vec![1, 5, 9]);
-        let keys: Vec<usize> = (0..12).filter(|&k| allowed(AttnKind::PrevBlock, &g, 9, k)).collect();
+        let keys: Vec<usize> = (0..12)
+            .filter(|&k| allowed(AttnKind::PrevBlock, &g, 9, k))
+            .collect();
         assert_eq!(keys, vec![4, 5, 6, 7]);
         assert!((0..12).all(|k| !allowed(AttnKind::PrevBlock, &g, 3, k)));
-        let keys: Vec<usize> = (0..12).filter(|&k| allowed(AttnKind::Prime, &g, 10, k)).collect();
+        let keys: Vec<usize> = (0..12)
+            .filter(|&k| allowed(AttnKind::Prime, &g, 10, k))
+            .collect();
         assert_eq!(keys, vec![0, 1, 2, 3, 4, 5]);
-        let keys: Vec<usize> = (0..12).filter(|&k| allowed(AttnKind::Prime, &g, 3, k)).collect();
+        let keys: Vec<usize> = (0..12)
+            .filter(|&k| allowed(AttnKind::Prime, &g, 3, k))
+            .collect();
         assert_eq!(keys, vec![0, 1, 2, 3]);
-        let keys: Vec<usize> = (0..12).filter(|&k| allowed(AttnKind::Dense, &g, 2, k)).collect();
+        let keys: Vec<usize> = (0..12)
+            .filter(|&k| allowed(AttnKind::Dense, &g, 2, k))
+            .collect();
         assert_eq!(keys, vec![0, 1, 2]);
         // 1b: prime_len 384, blocks 64 -> P = 448
-        assert_eq!(AttnGeom::new(6528, Some(64), Some(384)).unwrap().prime_p, 448);
-        assert_eq!(AttnGeom::new(6528, Some(64), Some(384)).unwrap().block_ctx, 102);
+        assert_eq!(
+            AttnGeom::new(6528, Some(64), Some(384)).unwrap().prime_p,
+            448
+        );
+        assert_eq!(
+            AttnGeom::new(6528, Some(64), Some(384)).unwrap().block_ctx,
+            102
+        );
     }
 
     #[test]
     fn layer_patterns() {
         let p: Vec<usize> = (0..48).map(|d| attn_kind(12, d).unwrap().id()).collect();
         let want = [
-            1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 7, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 7, 3, 1, 2,
-            3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 0,
+            1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 7, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2,
+            3, 1, 7, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 0,
         ];
         assert_eq!(p, want);
-        let cross: Vec<usize> = (0..79).filter(|&d| attn_kind(10, d).unwrap() == AttnKind::Cross).collect();
+        let cross: Vec<usize> = (0..79)
+            .filter(|&d| attn_kind(10, d).unwrap() == AttnKind::Cross)
+            .collect();
         assert_eq!(cross, vec![18, 28, 38, 48, 58, 68, 78]);
         assert_eq!(attn_kind(2, 5).unwrap(), AttnKind::PrevBlock);
         assert_eq!(attn_kind(0, 5).unwrap(), AttnKind::Dense);
@@ -379,7 +450,12 @@ mod tests {
     #[test]
     fn factorised_attention_equals_brute_force_masks() {
         // (n_ctx, blocks, L, heads); L below n_ctx and not a multiple of block_ctx too (padding path).
-        for &(n_ctx, blocks, l, heads) in &[(12usize, 3usize, 12usize, 2usize), (10, 5, 10, 1), (16, 4, 16, 2), (12, 3, 10, 2)] {
+        for &(n_ctx, blocks, l, heads) in &[
+            (12usize, 3usize, 12usize, 2usize),
+            (10, 5, 10, 1),
+            (16, 4, 16, 2),
+            (12, 3, 10, 2),
+        ] {
             let g = AttnGeom::new(n_ctx, Some(blocks), Some(5)).unwrap();
             let q = rand((2, l, 8), 1);
             let k = rand((2, l, 8), 2);
@@ -411,9 +487,21 @@ mod tests {
         let g = AttnGeom::new(8, Some(2), None).unwrap();
         let q = rand((1, 8, 4), 5);
         let (o, _) = self_attention_full(AttnKind::PrevBlock, &g, &q, &q, &q, 1).unwrap();
-        let first: Vec<f32> = o.narrow(1, 0, 4).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let first: Vec<f32> = o
+            .narrow(1, 0, 4)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         assert!(first.iter().all(|&x| x == 0.0));
-        let rest: Vec<f32> = o.narrow(1, 4, 4).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let rest: Vec<f32> = o
+            .narrow(1, 4, 4)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         assert!(rest.iter().any(|&x| x != 0.0));
     }
 }

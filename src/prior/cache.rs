@@ -30,11 +30,23 @@ pub fn layer_capacity(kind: AttnKind, g: &AttnGeom) -> usize {
 }
 
 impl LayerCache {
-    fn new(kind: AttnKind, g: &AttnGeom, batch: usize, heads: usize, d: usize, dev: &Device) -> Result<Self> {
+    fn new(
+        kind: AttnKind,
+        g: &AttnGeom,
+        batch: usize,
+        heads: usize,
+        d: usize,
+        dev: &Device,
+    ) -> Result<Self> {
         let cap = layer_capacity(kind, g);
         let k = Tensor::zeros((batch, heads, cap, d), DType::F32, dev)?;
         let v = Tensor::zeros((batch, heads, cap, d), DType::F32, dev)?;
-        Ok(Self { k, v, cap, enc: None })
+        Ok(Self {
+            k,
+            v,
+            cap,
+            enc: None,
+        })
     }
 
     fn bytes(&self) -> usize {
@@ -56,12 +68,21 @@ impl LayerCache {
             return Ok(Some((self.k.narrow(2, a, len)?, self.v.narrow(2, a, len)?)));
         }
         let n1 = self.cap - a;
-        let cat = |t: &Tensor| -> Result<Tensor> { Tensor::cat(&[&t.narrow(2, a, n1)?, &t.narrow(2, 0, len - n1)?], 2) };
+        let cat = |t: &Tensor| -> Result<Tensor> {
+            Tensor::cat(&[&t.narrow(2, a, n1)?, &t.narrow(2, 0, len - n1)?], 2)
+        };
         Ok(Some((cat(&self.k)?, cat(&self.v)?)))
     }
 
     /// Store keys/values (B, H, c, d) of positions t0..t0+c.
-    pub(crate) fn write(&mut self, kind: AttnKind, g: &AttnGeom, t0: usize, kh: &Tensor, vh: &Tensor) -> Result<()> {
+    pub(crate) fn write(
+        &mut self,
+        kind: AttnKind,
+        g: &AttnGeom,
+        t0: usize,
+        kh: &Tensor,
+        vh: &Tensor,
+    ) -> Result<()> {
         if kind == AttnKind::Cross || self.cap == 0 {
             return Ok(());
         }
@@ -79,8 +100,14 @@ impl LayerCache {
         while p < hi {
             let slot = p % self.cap;
             let run = (self.cap - slot).min(hi - p);
-            let src_k = kh.narrow(2, p - t0, run)?.contiguous()?.to_dtype(self.k.dtype())?;
-            let src_v = vh.narrow(2, p - t0, run)?.contiguous()?.to_dtype(self.v.dtype())?;
+            let src_k = kh
+                .narrow(2, p - t0, run)?
+                .contiguous()?
+                .to_dtype(self.k.dtype())?;
+            let src_v = vh
+                .narrow(2, p - t0, run)?
+                .contiguous()?
+                .to_dtype(self.v.dtype())?;
             self.k.slice_set(&src_k, 2, slot)?;
             self.v.slice_set(&src_v, 2, slot)?;
             p += run;
@@ -170,7 +197,10 @@ impl LayerCache {
         let (o, _) = attention::attend_split(qh, &k, &v, Some(&m))?;
         if kind == AttnKind::PrevBlock && t0 < bc {
             // Queries in block 0 have no keys: their output is exactly zero.
-            let keep: Vec<f32> = q_pos.iter().map(|&q| if q < bc { 0.0 } else { 1.0 }).collect();
+            let keep: Vec<f32> = q_pos
+                .iter()
+                .map(|&q| if q < bc { 0.0 } else { 1.0 })
+                .collect();
             let keep = Tensor::from_vec(keep, (1, 1, c, 1), qh.device())?.to_dtype(o.dtype())?;
             return o.broadcast_mul(&keep);
         }
@@ -248,7 +278,11 @@ impl PriorCache {
             bail!("accept called twice without a step in between");
         }
         if token.dims() != [self.batch] {
-            bail!("accept expects ({},) tokens, got {:?}", self.batch, token.dims());
+            bail!(
+                "accept expects ({},) tokens, got {:?}",
+                self.batch,
+                token.dims()
+            );
         }
         self.last = Some(token.to_dtype(DType::I64)?);
         Ok(())

@@ -77,7 +77,12 @@ pub struct Conditioner {
 impl Conditioner {
     /// `vb` points at `conditioner_blocks.0`; `bins` is the upper level's codebook size and
     /// `out_width` the prior's width.
-    pub fn new(cfg: &ConditionerConfig, bins: usize, out_width: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        cfg: &ConditionerConfig,
+        bins: usize,
+        out_width: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let x_emb = vb.pp("x_emb").get_with_hints(
             (bins, out_width),
             "weight",
@@ -90,14 +95,19 @@ impl Conditioner {
         let w = cfg.width;
         let inner = (cfg.m_conv * w as f64) as usize;
         let conv_in = Conv::new((w, out_width, 3), false, cv.pp("0"))?;
-        let scale = if cfg.res_scale { 1.0 / (cfg.depth as f64).sqrt() } else { 1.0 };
+        let scale = if cfg.res_scale {
+            1.0 / (cfg.depth as f64).sqrt()
+        } else {
+            1.0
+        };
         let k = cfg.stride_t * 2;
         let mut stages = Vec::with_capacity(cfg.down_t);
         for i in 0..cfg.down_t {
             let sv = cv.pp(i + 1);
             // `checkpoint_res = 1` names the resnet list `blocks`; fall back to `model`.
             let rv = sv.pp("0");
-            let list = if !rv.contains_tensor("blocks.0.model.1.weight") && rv.contains_tensor("model.0.model.1.weight")
+            let list = if !rv.contains_tensor("blocks.0.model.1.weight")
+                && rv.contains_tensor("model.0.model.1.weight")
             {
                 rv.pp("model")
             } else {
@@ -148,7 +158,11 @@ impl Conditioner {
             for r in &st.res {
                 let h = r.c1.conv(&x.relu()?, r.dilation, r.dilation)?;
                 let h = r.c2.conv(&h.relu()?, 0, 1)?;
-                x = if r.scale == 1.0 { (x + h)? } else { (x + (h * r.scale)?)? };
+                x = if r.scale == 1.0 {
+                    (x + h)?
+                } else {
+                    (x + (h * r.scale)?)?
+                };
             }
             x = st.up.conv_t(&x, pad, self.cfg.stride_t)?;
         }

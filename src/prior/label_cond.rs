@@ -59,16 +59,37 @@ pub struct LabelRow {
 
 impl LabelConditioner {
     /// `vb` points at `y_emb`.
-    pub fn new(cfg: &LabelConfig, width: usize, n_time: usize, sr: f64, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        cfg: &LabelConfig,
+        width: usize,
+        n_time: usize,
+        sr: f64,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let init = Init::Randn {
             mean: 0.0,
             stdev: 0.02,
         };
-        let artist_emb = vb.pp("artist_emb").pp("emb").get_with_hints((cfg.n_artists, width), "weight", init)?;
-        let genre_emb = vb.pp("bow_genre_emb").pp("emb").get_with_hints((cfg.n_genres, width), "weight", init)?;
+        let artist_emb =
+            vb.pp("artist_emb")
+                .pp("emb")
+                .get_with_hints((cfg.n_artists, width), "weight", init)?;
+        let genre_emb = vb.pp("bow_genre_emb").pp("emb").get_with_hints(
+            (cfg.n_genres, width),
+            "weight",
+            init,
+        )?;
         let timing = if cfg.include_time_signal {
-            let t = |n: &str| vb.pp(n).pp("emb").get_with_hints((cfg.t_bins, width), "weight", init);
-            Some((t("total_length_emb")?, t("absolute_pos_emb")?, t("relative_pos_emb")?))
+            let t = |n: &str| {
+                vb.pp(n)
+                    .pp("emb")
+                    .get_with_hints((cfg.t_bins, width), "weight", init)
+            };
+            Some((
+                t("total_length_emb")?,
+                t("absolute_pos_emb")?,
+                t("relative_pos_emb")?,
+            ))
         } else {
             None
         };
@@ -92,14 +113,21 @@ impl LabelConditioner {
         let (_, cols) = y.dims2()?;
         let g = self.cfg.max_genres;
         if cols < 4 + g {
-            bail!("label vector has {cols} columns, expected at least {}", 4 + g);
+            bail!(
+                "label vector has {cols} columns, expected at least {}",
+                4 + g
+            );
         }
         let v = y.to_dtype(DType::I64)?.to_vec2::<i64>()?;
         v.into_iter()
             .enumerate()
             .map(|(i, r)| {
                 if r[3] < 0 || r[3] as usize >= self.cfg.n_artists {
-                    bail!("item {i}: artist id {} outside 0..{}", r[3], self.cfg.n_artists);
+                    bail!(
+                        "item {i}: artist id {} outside 0..{}",
+                        r[3],
+                        self.cfg.n_artists
+                    );
                 }
                 for &gid in &r[4..4 + g] {
                     if gid < -1 || gid >= self.cfg.n_genres as i64 {
@@ -124,12 +152,18 @@ impl LabelConditioner {
         let n = rows.len();
         let g = self.cfg.max_genres;
         let artists: Vec<u32> = rows.iter().map(|r| r.artist as u32).collect();
-        let gids: Vec<u32> = rows.iter().flat_map(|r| r.genres.iter().map(|&x| x.max(0) as u32)).collect();
+        let gids: Vec<u32> = rows
+            .iter()
+            .flat_map(|r| r.genres.iter().map(|&x| x.max(0) as u32))
+            .collect();
         let mask: Vec<f32> = rows
             .iter()
             .flat_map(|r| r.genres.iter().map(|&x| if x >= 0 { 1.0 } else { 0.0 }))
             .collect();
-        let a = self.artist_emb.index_select(&Tensor::new(artists, dev)?, 0)?.to_dtype(DType::F32)?;
+        let a = self
+            .artist_emb
+            .index_select(&Tensor::new(artists, dev)?, 0)?
+            .to_dtype(DType::F32)?;
         let w = a.dim(1)?;
         let ge = self
             .genre_emb

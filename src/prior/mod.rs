@@ -89,7 +89,11 @@ impl LyricEncoder {
         let (n, l) = lyrics.dims2()?;
         check_ids(lyrics, self.n_vocab, "lyric token")?;
         let w = self.x_emb.dim(1)?;
-        let start = self.start_token.to_dtype(DType::F32)?.reshape((1, 1, w))?.repeat((n, 1, 1))?;
+        let start = self
+            .start_token
+            .to_dtype(DType::F32)?
+            .reshape((1, 1, w))?
+            .repeat((n, 1, 1))?;
         let x = shifted_embed(&self.x_emb, lyrics, &start)?;
         let x = x.broadcast_add(&self.pos_emb.narrow(0, 0, l)?.to_dtype(DType::F32)?)?;
         let acts = self.transformer.forward(&x, None, record, &[])?;
@@ -122,7 +126,10 @@ pub struct Prior {
 }
 
 fn randn(std: f64) -> Init {
-    Init::Randn { mean: 0.0, stdev: std }
+    Init::Randn {
+        mean: 0.0,
+        stdev: std,
+    }
 }
 
 /// Ids must lie in 0..n (checked on the host; an out-of-range id is a user error, not a panic).
@@ -144,8 +151,14 @@ fn shifted_embed(table: &Tensor, tokens: &Tensor, start: &Tensor) -> Result<Tens
     if l == 1 {
         return Ok(start.clone());
     }
-    let prev = tokens.narrow(1, 0, l - 1)?.to_dtype(DType::U32)?.flatten_all()?;
-    let e = table.index_select(&prev, 0)?.to_dtype(DType::F32)?.reshape((n, l - 1, w))?;
+    let prev = tokens
+        .narrow(1, 0, l - 1)?
+        .to_dtype(DType::U32)?
+        .flatten_all()?;
+    let e = table
+        .index_select(&prev, 0)?
+        .to_dtype(DType::F32)?
+        .reshape((n, l - 1, w))?;
     Tensor::cat(&[start, &e], 1)
 }
 
@@ -164,7 +177,8 @@ fn linear_no_bias(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 
 impl Prior {
     pub fn new(cfg: &PriorConfig, vb: VarBuilder) -> Result<Self> {
-        cfg.validate().map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
+        cfg.validate()
+            .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
         let w = cfg.width;
         let seq = cfg.seq_len();
         let vocab = cfg.vocab();
@@ -185,10 +199,17 @@ impl Prior {
             init_std: 0.02,
         };
         let pv = vb.pp("prior");
-        let x_emb = pv.pp("x_emb").get_with_hints((vocab, w), "weight", randn(0.02))?;
-        let pos_emb = pv.pp("pos_emb").get_with_hints((seq, w), "pos_emb", randn(0.01))?;
+        let x_emb = pv
+            .pp("x_emb")
+            .get_with_hints((vocab, w), "weight", randn(0.02))?;
+        let pos_emb = pv
+            .pp("pos_emb")
+            .get_with_hints((seq, w), "pos_emb", randn(0.01))?;
         let x_out = if cfg.merged_decoder {
-            Some(pv.pp("x_out").get_with_hints((vocab, w), "weight", randn(0.02))?)
+            Some(
+                pv.pp("x_out")
+                    .get_with_hints((vocab, w), "weight", randn(0.02))?,
+            )
         } else {
             // Tied to x_emb. Official checkpoints also list `x_out.weight`: touch it when the
             // source has it (key tables), but always compute with x_emb so training stays tied.
@@ -204,11 +225,22 @@ impl Prior {
         };
         let transformer = Transformer::new(&tcfg, pv.pp("transformer"))?;
         let labels = match &cfg.labels {
-            Some(l) => Some(LabelConditioner::new(l, w, cfg.n_ctx, SAMPLE_RATE, vb.pp("y_emb"))?),
+            Some(l) => Some(LabelConditioner::new(
+                l,
+                w,
+                cfg.n_ctx,
+                SAMPLE_RATE,
+                vb.pp("y_emb"),
+            )?),
             None => None,
         };
         let conditioner = match &cfg.cond {
-            Some(c) => Some(Conditioner::new(c, cfg.bins, w, vb.pp("conditioner_blocks").pp("0"))?),
+            Some(c) => Some(Conditioner::new(
+                c,
+                cfg.bins,
+                w,
+                vb.pp("conditioner_blocks").pp("0"),
+            )?),
             None => None,
         };
         let encoder = match &cfg.lyrics {
@@ -235,13 +267,25 @@ impl Prior {
                 };
                 let ev = vb.pp("prime_prior");
                 Some(LyricEncoder {
-                    x_emb: ev.pp("x_emb").get_with_hints((*n_vocab, *width), "weight", randn(0.02))?,
-                    pos_emb: ev.pp("pos_emb").get_with_hints((*n_tokens, *width), "pos_emb", randn(0.01))?,
+                    x_emb: ev.pp("x_emb").get_with_hints(
+                        (*n_vocab, *width),
+                        "weight",
+                        randn(0.02),
+                    )?,
+                    pos_emb: ev.pp("pos_emb").get_with_hints(
+                        (*n_tokens, *width),
+                        "pos_emb",
+                        randn(0.01),
+                    )?,
                     start_token: ev.get_with_hints((1, *width), "start_token", randn(0.01))?,
                     transformer: Transformer::new(&ecfg, ev.pp("transformer"))?,
                     proj: Conv1D::new(*width, w, 0.02, vb.pp("prime_state_proj"))?,
                     ln: Ln::new(w, vb.pp("prime_state_ln"))?,
-                    x_out: vb.pp("prime_x_out").get_with_hints((*n_vocab, w), "weight", randn(0.02))?,
+                    x_out: vb.pp("prime_x_out").get_with_hints(
+                        (*n_vocab, w),
+                        "weight",
+                        randn(0.02),
+                    )?,
                     n_vocab: *n_vocab,
                 })
             }
@@ -309,7 +353,11 @@ impl Prior {
 
     /// Build a window's conditioning from its label rows `y` (N, y_dim) and, for upsamplers,
     /// the level-above codes `z_cond` (N, n_ctx / 4).
-    pub fn conditioning(&self, y: Option<&Tensor>, z_cond: Option<&Tensor>) -> Result<Conditioning> {
+    pub fn conditioning(
+        &self,
+        y: Option<&Tensor>,
+        z_cond: Option<&Tensor>,
+    ) -> Result<Conditioning> {
         let w = self.cfg.width;
         let dev = self.device().clone();
         let n = match (y, z_cond) {
@@ -319,18 +367,26 @@ impl Prior {
         };
         if let Some(y) = y {
             if y.dims2()?.1 != self.y_dim() {
-                bail!("label vector has {} columns, this prior expects {}", y.dim(1)?, self.y_dim());
+                bail!(
+                    "label vector has {} columns, this prior expects {}",
+                    y.dim(1)?,
+                    self.y_dim()
+                );
             }
         }
         let (start, timing) = match (&self.labels, y) {
             (Some(l), Some(y)) => (l.start_emb(y)?, l.timing_emb(y)?),
             (Some(_), None) => bail!("this prior is conditioned on labels: `y` is required"),
             (None, _) => {
-                let st = self
-                    .start_token
-                    .as_ref()
-                    .ok_or_else(|| candle_core::Error::Msg("prior has neither labels nor a start token".into()))?;
-                (st.to_dtype(DType::F32)?.reshape((1, 1, w))?.repeat((n, 1, 1))?, None)
+                let st = self.start_token.as_ref().ok_or_else(|| {
+                    candle_core::Error::Msg("prior has neither labels nor a start token".into())
+                })?;
+                (
+                    st.to_dtype(DType::F32)?
+                        .reshape((1, 1, w))?
+                        .repeat((n, 1, 1))?,
+                    None,
+                )
             }
         };
         let lyric_cols = |y: &Tensor| -> Result<Tensor> {
@@ -342,7 +398,11 @@ impl Prior {
                 bail!("upsampler prior needs the level-above codes (z_cond)");
             };
             if z.dims2()? != (n, self.z_cond_len()) {
-                bail!("z_cond has shape {:?}, expected ({n}, {})", z.dims(), self.z_cond_len());
+                bail!(
+                    "z_cond has shape {:?}, expected ({n}, {})",
+                    z.dims(),
+                    self.z_cond_len()
+                );
             }
             check_ids(z, self.cfg.bins, "level-above code")?;
             Some(c.forward(z)?)
@@ -351,11 +411,16 @@ impl Prior {
         };
         let prefix = self.lyric_prefix_len();
         let (x_cond, lyric_prefix) = if prefix > 0 {
-            let Some(y) = y else { bail!("lyrics prior needs `y`") };
+            let Some(y) = y else {
+                bail!("lyrics prior needs `y`")
+            };
             let lyr = lyric_cols(y)?;
             check_ids(&lyr, self.music_shift(), "lyric token")?;
             let xc = match x_cond {
-                Some(xc) => Some(Tensor::cat(&[&Tensor::zeros((n, prefix, w), DType::F32, &dev)?, &xc], 1)?),
+                Some(xc) => Some(Tensor::cat(
+                    &[&Tensor::zeros((n, prefix, w), DType::F32, &dev)?, &xc],
+                    1,
+                )?),
                 None => None,
             };
             (xc, Some(lyr))
@@ -378,7 +443,10 @@ impl Prior {
     pub fn embed(&self, seq: &Tensor, cond: &Conditioning) -> Result<Tensor> {
         let (_, l) = seq.dims2()?;
         if l > self.seq_len() {
-            bail!("sequence of {l} tokens is longer than the window ({})", self.seq_len());
+            bail!(
+                "sequence of {l} tokens is longer than the window ({})",
+                self.seq_len()
+            );
         }
         check_ids(seq, self.vocab(), "token")?;
         let x = shifted_embed(&self.x_emb, seq, &cond.start)?;
@@ -438,7 +506,12 @@ impl Prior {
 
     /// Teacher-forced logits (N, T, vocab) of music tokens (N, T) with labels `y` and, for
     /// upsamplers, level-above codes.
-    pub fn forward(&self, tokens: &Tensor, y: Option<&Tensor>, z_cond: Option<&Tensor>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        tokens: &Tensor,
+        y: Option<&Tensor>,
+        z_cond: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let cond = self.conditioning(y, z_cond)?;
         self.forward_cond(tokens, &cond)
     }
@@ -454,14 +527,22 @@ impl Prior {
         PriorCache::new(&self.transformer, batch, self.device())
     }
 
-    fn chunk_input(&self, cache: &PriorCache, cond: &Conditioning, tokens: Option<&Tensor>) -> Result<Tensor> {
+    fn chunk_input(
+        &self,
+        cache: &PriorCache,
+        cond: &Conditioning,
+        tokens: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let t0 = cache.pos;
         let n = cond.batch()?;
         let first = if t0 == 0 {
             cond.start.clone()
         } else {
             let Some(last) = &cache.last else {
-                bail!("the token at position {} is not known yet: call accept after step", t0 - 1);
+                bail!(
+                    "the token at position {} is not known yet: call accept after step",
+                    t0 - 1
+                );
             };
             self.x_emb
                 .index_select(&last.to_dtype(DType::U32)?, 0)?
@@ -471,7 +552,10 @@ impl Prior {
         let x = match tokens {
             Some(tk) if tk.dim(1)? > 1 => {
                 let c = tk.dim(1)?;
-                let prev = tk.narrow(1, 0, c - 1)?.to_dtype(DType::U32)?.flatten_all()?;
+                let prev = tk
+                    .narrow(1, 0, c - 1)?
+                    .to_dtype(DType::U32)?
+                    .flatten_all()?;
                 let e = self
                     .x_emb
                     .index_select(&prev, 0)?
@@ -492,19 +576,39 @@ impl Prior {
     /// Feed known raw tokens `x[pos..pos+c)` (N, c) through the cache in one pass; returns the
     /// logits (N, c, vocab) that predicted each of them. Split long primes into chunks (see
     /// [`Prior::prefill_chunked`]) to bound memory.
-    pub fn prefill(&self, cache: &mut PriorCache, cond: &Conditioning, tokens: &Tensor) -> Result<Tensor> {
+    pub fn prefill(
+        &self,
+        cache: &mut PriorCache,
+        cond: &Conditioning,
+        tokens: &Tensor,
+    ) -> Result<Tensor> {
         let (n, c) = tokens.dims2()?;
         if n != cache.batch() || c == 0 {
-            bail!("prefill of shape {:?} for a cache of batch {}", tokens.dims(), cache.batch());
+            bail!(
+                "prefill of shape {:?} for a cache of batch {}",
+                tokens.dims(),
+                cache.batch()
+            );
         }
         check_ids(tokens, self.vocab(), "token")?;
         if cache.pos + c > self.seq_len() {
-            bail!("prefill of {c} tokens at position {} overflows the window ({})", cache.pos, self.seq_len());
+            bail!(
+                "prefill of {c} tokens at position {} overflows the window ({})",
+                cache.pos,
+                self.seq_len()
+            );
         }
         let t0 = cache.pos;
         let x = self.chunk_input(cache, cond, Some(tokens))?;
-        let h = self.transformer.forward_cached(&x, cache, cond.encoder_kv.as_ref())?;
-        cache.last = Some(tokens.narrow(1, c - 1, 1)?.squeeze(1)?.to_dtype(DType::I64)?);
+        let h = self
+            .transformer
+            .forward_cached(&x, cache, cond.encoder_kv.as_ref())?;
+        cache.last = Some(
+            tokens
+                .narrow(1, c - 1, 1)?
+                .squeeze(1)?
+                .to_dtype(DType::I64)?,
+        );
         self.head(&h, cond.x_cond_range(t0, c)?)
     }
 
@@ -536,7 +640,9 @@ impl Prior {
         }
         let t0 = cache.pos;
         let x = self.chunk_input(cache, cond, None)?;
-        let h = self.transformer.forward_cached(&x, cache, cond.encoder_kv.as_ref())?;
+        let h = self
+            .transformer
+            .forward_cached(&x, cache, cond.encoder_kv.as_ref())?;
         cache.last = None;
         self.head(&h, cond.x_cond_range(t0, 1)?)?.squeeze(1)
     }
@@ -548,10 +654,18 @@ pub fn nll_bits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let v = logits.dim(D::Minus1)?;
     check_ids(targets, v, "target")?;
     let max = logits.max_keepdim(D::Minus1)?.detach();
-    let lse = (logits.broadcast_sub(&max)?.exp()?.sum_keepdim(D::Minus1)?.log()? + &max)?;
+    let lse = (logits
+        .broadcast_sub(&max)?
+        .exp()?
+        .sum_keepdim(D::Minus1)?
+        .log()?
+        + &max)?;
     let lp = logits.broadcast_sub(&lse)?;
     let picked = lp
-        .gather(&targets.to_dtype(DType::U32)?.unsqueeze(D::Minus1)?, D::Minus1)?
+        .gather(
+            &targets.to_dtype(DType::U32)?.unsqueeze(D::Minus1)?,
+            D::Minus1,
+        )?
         .squeeze(D::Minus1)?;
     picked.neg()? / std::f64::consts::LN_2
 }

@@ -43,10 +43,17 @@ impl Default for SampleOpts {
 impl SampleOpts {
     pub fn validate(&self) -> Result<()> {
         if !(self.temp >= 0.0 && self.temp.is_finite()) {
-            bail!("temperature must be a finite number >= 0, got {}", self.temp);
+            bail!(
+                "temperature must be a finite number >= 0, got {}",
+                self.temp
+            );
         }
         if self.top_k > 0 && self.top_p > 0.0 {
-            bail!("top-k ({}) and top-p ({}) cannot both be set", self.top_k, self.top_p);
+            bail!(
+                "top-k ({}) and top-p ({}) cannot both be set",
+                self.top_k,
+                self.top_p
+            );
         }
         if !(0.0..=1.0).contains(&self.top_p) {
             bail!("top-p must be in [0, 1], got {}", self.top_p);
@@ -205,7 +212,10 @@ pub fn sample_window(
     let n = cond.batch()?;
     let (pn, n_prime) = prime.dims2()?;
     if pn != n || seeds.len() != n {
-        bail!("batch mismatch: conditioning {n}, prime {pn}, seeds {}", seeds.len());
+        bail!(
+            "batch mismatch: conditioning {n}, prime {pn}, seeds {}",
+            seeds.len()
+        );
     }
     let prefix = prior.lyric_prefix_len();
     let shift = prior.music_shift() as i64;
@@ -311,7 +321,9 @@ mod tests {
         assert_eq!(draw(&l, 0.99), 3);
         // Frequencies follow the softmax.
         let l = [0.0f32, (3.0f32).ln()];
-        let ones = (0..4000).filter(|&i| draw(&l, uniform(3, 0, 0, i)) == 1).count();
+        let ones = (0..4000)
+            .filter(|&i| draw(&l, uniform(3, 0, 0, i)) == 1)
+            .count();
         assert!((ones as f64 / 4000.0 - 0.75).abs() < 0.03, "{ones}");
     }
 
@@ -319,12 +331,32 @@ mod tests {
     fn entropy_values() {
         let e = entropy_bits(&[0.0, 0.0, 0.0, 0.0]);
         assert!((e - 2.0).abs() < 1e-6);
-        let (_, s) = sample_token(&[1.0, 1.0, 0.0, 0.0], &SampleOpts { top_k: 2, ..Default::default() }, 0.5);
+        let (_, s) = sample_token(
+            &[1.0, 1.0, 0.0, 0.0],
+            &SampleOpts {
+                top_k: 2,
+                ..Default::default()
+            },
+            0.5,
+        );
         assert!(s.raw_bits > 1.5 && s.raw_bits < 2.0, "{}", s.raw_bits);
         assert!((s.filtered_bits - 1.0).abs() < 1e-6);
         // Ties at the k-th value are kept, as officially (`logits < kth` is removed).
-        let (_, s) = sample_token(&[0.0; 4], &SampleOpts { top_k: 2, ..Default::default() }, 0.5);
+        let (_, s) = sample_token(
+            &[0.0; 4],
+            &SampleOpts {
+                top_k: 2,
+                ..Default::default()
+            },
+            0.5,
+        );
         assert!((s.filtered_bits - 2.0).abs() < 1e-6);
-        assert!(SampleOpts { top_k: 2, top_p: 0.5, ..Default::default() }.validate().is_err());
+        assert!(SampleOpts {
+            top_k: 2,
+            top_p: 0.5,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
     }
 }

@@ -11,7 +11,10 @@ pub fn score_starts(total: usize, n_ctx: usize) -> Vec<usize> {
     if total <= n_ctx {
         return vec![0];
     }
-    let mut s: Vec<usize> = (0..total).step_by(n_ctx).filter(|&s| s + n_ctx <= total).collect();
+    let mut s: Vec<usize> = (0..total)
+        .step_by(n_ctx)
+        .filter(|&s| s + n_ctx <= total)
+        .collect();
     if s.last().is_none_or(|&l| l + n_ctx < total) {
         s.push(total - n_ctx);
     }

@@ -34,8 +34,16 @@ impl Conv1D {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dt = x.dtype();
-        let w = if self.w.dtype() == dt { self.w.clone() } else { self.w.to_dtype(dt)? };
-        let b = if self.b.dtype() == dt { self.b.clone() } else { self.b.to_dtype(dt)? };
+        let w = if self.w.dtype() == dt {
+            self.w.clone()
+        } else {
+            self.w.to_dtype(dt)?
+        };
+        let b = if self.b.dtype() == dt {
+            self.b.clone()
+        } else {
+            self.b.to_dtype(dt)?
+        };
         ops::dense(x, &w, &b)
     }
 }
@@ -110,7 +118,11 @@ impl Transformer {
     /// `vb` points at the transformer (e.g. `prior.transformer`).
     pub fn new(cfg: &TransformerConfig, vb: VarBuilder) -> Result<Self> {
         if cfg.n_state % cfg.heads != 0 {
-            bail!("n_state {} is not divisible by heads {}", cfg.n_state, cfg.heads);
+            bail!(
+                "n_state {} is not divisible by heads {}",
+                cfg.n_state,
+                cfg.heads
+            );
         }
         let geom = AttnGeom::new(cfg.n_ctx, cfg.blocks, cfg.prime_len)?;
         let (w, s) = (cfg.width, cfg.n_state);
@@ -123,7 +135,12 @@ impl Transformer {
             let lv = vb.pp(format!("_attn_mods.{d}"));
             let av = lv.pp("attn");
             let cross = kind == AttnKind::Cross;
-            let c_attn = Conv1D::new(w, if cross { s } else { 3 * s }, cfg.init_std, av.pp("c_attn"))?;
+            let c_attn = Conv1D::new(
+                w,
+                if cross { s } else { 3 * s },
+                cfg.init_std,
+                av.pp("c_attn"),
+            )?;
             let c_enc_kv = if cross {
                 Some(Conv1D::new(w, 2 * s, cfg.init_std, av.pp("c_enc_kv"))?)
             } else {
@@ -160,12 +177,21 @@ impl Transformer {
         record_attn: &[usize],
     ) -> Result<Tensor> {
         if x.dim(1)? > self.cfg.n_ctx {
-            bail!("sequence of {} positions exceeds n_ctx {}", x.dim(1)?, self.cfg.n_ctx);
+            bail!(
+                "sequence of {} positions exceeds n_ctx {}",
+                x.dim(1)?,
+                self.cfg.n_ctx
+            );
         }
         let mut h = x.clone();
         for (d, layer) in self.layers.iter().enumerate() {
             let want = record_attn.contains(&d);
-            let (a, w) = layer.attn_full(&layer.ln_0.forward(&h)?, encoder_kv, &self.geom, self.cfg.heads)?;
+            let (a, w) = layer.attn_full(
+                &layer.ln_0.forward(&h)?,
+                encoder_kv,
+                &self.geom,
+                self.cfg.heads,
+            )?;
             let ha = (&h + &a)?;
             let m = layer.mlp(&layer.ln_1.forward(&ha)?)?;
             h = (ha + m)?;
@@ -174,7 +200,10 @@ impl Transformer {
                 if want {
                     match w {
                         Some(w) => r.attn_weights.push((d, w)),
-                        None => bail!("layer {d} ({:?}) does not record attention weights", layer.kind),
+                        None => bail!(
+                            "layer {d} ({:?}) does not record attention weights",
+                            layer.kind
+                        ),
                     }
                 }
             }
@@ -184,18 +213,37 @@ impl Transformer {
 
     /// Run positions `t0..t0+c` (t0 = `cache.pos`) of `x` (B, c, W) against the KV cache and
     /// store their keys and values. Equal to the teacher-forced pass on those rows.
-    pub fn forward_cached(&self, x: &Tensor, cache: &mut PriorCache, encoder_kv: Option<&Tensor>) -> Result<Tensor> {
+    pub fn forward_cached(
+        &self,
+        x: &Tensor,
+        cache: &mut PriorCache,
+        encoder_kv: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (_, c, _) = x.dims3()?;
         let t0 = cache.pos;
         if t0 + c > self.cfg.n_ctx {
-            bail!("KV cache is full: {t0} + {c} positions exceed the window of {}", self.cfg.n_ctx);
+            bail!(
+                "KV cache is full: {t0} + {c} positions exceed the window of {}",
+                self.cfg.n_ctx
+            );
         }
         if cache.layers.len() != self.layers.len() {
-            bail!("cache has {} layers, model {}", cache.layers.len(), self.layers.len());
+            bail!(
+                "cache has {} layers, model {}",
+                cache.layers.len(),
+                self.layers.len()
+            );
         }
         let mut h = x.clone();
         for (layer, lc) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            let a = layer.attn_cached(&layer.ln_0.forward(&h)?, t0, lc, encoder_kv, &self.geom, self.cfg.heads)?;
+            let a = layer.attn_cached(
+                &layer.ln_0.forward(&h)?,
+                t0,
+                lc,
+                encoder_kv,
+                &self.geom,
+                self.cfg.heads,
+            )?;
             let ha = (&h + &a)?;
             let m = layer.mlp(&layer.ln_1.forward(&ha)?)?;
             h = (ha + m)?;
@@ -206,12 +254,17 @@ impl Transformer {
 }
 
 fn split_qkv(c: &Tensor, s: usize) -> Result<(Tensor, Tensor, Tensor)> {
-    Ok((c.narrow(2, 0, s)?, c.narrow(2, s, s)?, c.narrow(2, 2 * s, s)?))
+    Ok((
+        c.narrow(2, 0, s)?,
+        c.narrow(2, s, s)?,
+        c.narrow(2, 2 * s, s)?,
+    ))
 }
 
 impl Layer {
     fn mlp(&self, x: &Tensor) -> Result<Tensor> {
-        self.mlp_proj.forward(&ops::quick_gelu(&self.mlp_fc.forward(x)?)?)
+        self.mlp_proj
+            .forward(&ops::quick_gelu(&self.mlp_fc.forward(x)?)?)
     }
 
     fn enc_kv(&self, encoder_kv: Option<&Tensor>, s: usize) -> Result<(Tensor, Tensor)> {
@@ -258,9 +311,14 @@ impl Layer {
             let s = c.dim(2)?;
             if lc.enc.is_none() {
                 let (k, v) = self.enc_kv(encoder_kv, s)?;
-                lc.enc = Some((attention::split_heads(&k, heads)?, attention::split_heads(&v, heads)?));
+                lc.enc = Some((
+                    attention::split_heads(&k, heads)?,
+                    attention::split_heads(&v, heads)?,
+                ));
             }
-            let Some((kh, vh)) = &lc.enc else { bail!("cross-attention cache missing") };
+            let Some((kh, vh)) = &lc.enc else {
+                bail!("cross-attention cache missing")
+            };
             let qh = attention::split_heads(&c, heads)?;
             attention::merge_heads(&attention::attend_split(&qh, kh, vh, None)?.0)?
         } else {

@@ -15,3 +15,4 @@ pub mod prior;
 pub mod config;
 pub mod component;
 pub mod driver;
+pub mod run_vqvae;

@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const SR: u32 = 44100;
-pub const BPM: f64 = 137.0;
+pub const BPM: f64 = 120.0;
 
 /// Seconds per bar at [`BPM`].
 pub fn bar_seconds() -> f64 {
     4.0 * 60.0 / BPM
 }
 
-/// A rock beat at 137 BPM: kicks on 1 and 3 (low thump), snares on 2 and 4 (noise bursts) and
+/// A rock beat at 120 BPM: kicks on 1 and 3 (low thump), snares on 2 and 4 (noise bursts) and
 /// eighth-note ride ticks. (A syncopated Amen-like grid makes `dsp::tempo_bpm` pick 4/5 of the
 /// tempo, so the tests use an unambiguous beat.)
 pub fn drum_loop(bars: usize) -> Vec<f32> {
