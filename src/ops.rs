@@ -10,7 +10,11 @@ use candle_core::{DType, Result, Tensor, D};
 /// as the official code does (it upcasts, normalises, casts back).
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
     let dt = x.dtype();
-    let xf = if dt == DType::F64 { x.clone() } else { x.to_dtype(DType::F32)? };
+    let xf = if dt == DType::F64 {
+        x.clone()
+    } else {
+        x.to_dtype(DType::F32)?
+    };
     let mean = xf.mean_keepdim(D::Minus1)?;
     let xc = xf.broadcast_sub(&mean)?;
     let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
@@ -77,7 +81,9 @@ pub fn conv1d(
     let span = dilation * (k - 1) + 1;
     let lp = l + 2 * padding;
     if lp < span {
-        candle_core::bail!("conv1d: input length {l} (padding {padding}) is shorter than the kernel span {span}");
+        candle_core::bail!(
+            "conv1d: input length {l} (padding {padding}) is shorter than the kernel span {span}"
+        );
     }
     let l_out = (lp - span) / stride + 1;
     // Pad once: `padding` each side plus zeros on the right so that every tap's strided

@@ -17,21 +17,49 @@ const AMEN_DOC: &[(Role, [&[usize]; 4])] = &[
         ],
     ),
     (Role::Crash, [&[], &[], &[], &[11]]),
-    (Role::Snare, [&[5, 8, 10, 13, 16], &[5, 8, 10, 13, 16], &[5, 8, 10, 15], &[2, 5, 8, 10, 15]]),
-    (Role::Kick, [&[1, 3, 11, 12], &[1, 3, 11, 12], &[1, 3, 11], &[3, 4, 11]]),
-    (Role::PedalHat, [&[1, 5, 9, 13], &[1, 5, 9, 13], &[1, 5, 9, 13], &[1, 5, 9, 13]]),
+    (
+        Role::Snare,
+        [
+            &[5, 8, 10, 13, 16],
+            &[5, 8, 10, 13, 16],
+            &[5, 8, 10, 15],
+            &[2, 5, 8, 10, 15],
+        ],
+    ),
+    (
+        Role::Kick,
+        [&[1, 3, 11, 12], &[1, 3, 11, 12], &[1, 3, 11], &[3, 4, 11]],
+    ),
+    (
+        Role::PedalHat,
+        [
+            &[1, 5, 9, 13],
+            &[1, 5, 9, 13],
+            &[1, 5, 9, 13],
+            &[1, 5, 9, 13],
+        ],
+    ),
 ];
 
 #[test]
 fn amen_grid_matches_documented_pattern() {
     let p = drums::builtin("amen").unwrap();
-    assert_eq!((p.bars, p.steps_per_bar, p.beats_per_bar, p.bpm), (4, 16, 4, 137.0));
+    assert_eq!(
+        (p.bars, p.steps_per_bar, p.beats_per_bar, p.bpm),
+        (4, 16, 4, 137.0)
+    );
     assert_eq!(p.swing, 0.0);
     assert_eq!(p.genre, "breakbeat");
     let mut n = 0;
     for (role, bars) in AMEN_DOC {
         for (b, steps) in bars.iter().enumerate() {
-            assert_eq!(p.steps_in_bar(*role, b), steps.to_vec(), "{} bar {}", role.name(), b + 1);
+            assert_eq!(
+                p.steps_in_bar(*role, b),
+                steps.to_vec(),
+                "{} bar {}",
+                role.name(),
+                b + 1
+            );
             n += steps.len();
         }
     }
@@ -39,7 +67,13 @@ fn amen_grid_matches_documented_pattern() {
     assert_eq!(p.hits.len(), n);
     // Documented velocity relations (MusicRadar): the first kick of the bar-1 double is softer,
     // the bar-end snare softer than the backbeat, the pedal hat very soft.
-    let vel = |role: Role, step: usize| p.hits.iter().find(|h| h.role == role && h.step == step).unwrap().velocity;
+    let vel = |role: Role, step: usize| {
+        p.hits
+            .iter()
+            .find(|h| h.role == role && h.step == step)
+            .unwrap()
+            .velocity
+    };
     assert!(vel(Role::Kick, 10) < vel(Role::Kick, 11));
     assert!(vel(Role::Snare, 15) < vel(Role::Snare, 4));
     assert!(vel(Role::PedalHat, 0) < 0.4);
@@ -56,7 +90,8 @@ fn amen_prompt_length_is_cut_on_the_bar_line() {
 
 fn test_kit(roles: &[(&str, f32)]) -> Kit {
     // Instrument names chosen so the name-based role mapping must find them.
-    let mut xml = String::from("<drumkit_info><name>Test Kit</name><author>t</author><instrumentList>");
+    let mut xml =
+        String::from("<drumkit_info><name>Test Kit</name><author>t</author><instrumentList>");
     for (name, _) in roles {
         xml.push_str(&format!(
             "<instrument><id>0</id><name>{name}</name><volume>1</volume><gain>1</gain>\
@@ -65,9 +100,16 @@ fn test_kit(roles: &[(&str, f32)]) -> Kit {
     }
     xml.push_str("</instrumentList></drumkit_info>");
     let info = KitInfo::parse_xml(&xml, Path::new("/kit")).unwrap();
-    let amps: Vec<(PathBuf, f32)> = roles.iter().map(|(n, a)| (PathBuf::from(format!("/kit/{n}.wav")), *a)).collect();
+    let amps: Vec<(PathBuf, f32)> = roles
+        .iter()
+        .map(|(n, a)| (PathBuf::from(format!("/kit/{n}.wav")), *a))
+        .collect();
     Kit::from_info(info, &|p: &Path| {
-        let a = amps.iter().find(|(q, _)| q == p).map(|(_, a)| *a).unwrap_or(0.0);
+        let a = amps
+            .iter()
+            .find(|(q, _)| q == p)
+            .map(|(_, a)| *a)
+            .unwrap_or(0.0);
         Ok(vec![a]) // a one-sample impulse: the output is exactly the sum of placed hits
     })
     .unwrap()
@@ -86,7 +128,11 @@ fn impulse_kit() -> Kit {
 }
 
 fn no_norm(bars: usize) -> RenderOptions {
-    RenderOptions { bars, peak: None, ..RenderOptions::default() }
+    RenderOptions {
+        bars,
+        peak: None,
+        ..RenderOptions::default()
+    }
 }
 
 #[test]
@@ -108,7 +154,13 @@ fn render_places_every_hit_on_its_grid_sample() {
     }
     expected.sort_unstable();
     expected.dedup();
-    let nonzero: Vec<usize> = r.samples.iter().enumerate().filter(|(_, x)| **x != 0.0).map(|(i, _)| i).collect();
+    let nonzero: Vec<usize> = r
+        .samples
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| **x != 0.0)
+        .map(|(i, _)| i)
+        .collect();
     assert_eq!(nonzero, expected);
     // Spot checks: the bar-4 crash on the "and" of 3 (6.35 s, as the research note measured).
     let crash = r.onsets.iter().find(|o| o.role == Role::Crash).unwrap();
@@ -116,14 +168,23 @@ fn render_places_every_hit_on_its_grid_sample() {
     assert!((crash.sample as f64 / 44100.0 - 6.3504).abs() < 1e-3);
     // Velocity is gain: the downbeat sample = kick 8/9 + ride 6/9 + pedal 3/9, each × 0.1.
     let want = 0.1 * (8.0 + 6.0 + 3.0) / 9.0;
-    assert!((r.samples[0] - want).abs() < 1e-6, "{} vs {want}", r.samples[0]);
+    assert!(
+        (r.samples[0] - want).abs() < 1e-6,
+        "{} vs {want}",
+        r.samples[0]
+    );
 }
 
 #[test]
 fn loops_repeat_the_pattern_and_keep_the_tail() {
     let p = drums::builtin("amen").unwrap();
     let kit = impulse_kit();
-    let opts = RenderOptions { bars: 6, tail_seconds: 0.5, peak: None, ..RenderOptions::default() };
+    let opts = RenderOptions {
+        bars: 6,
+        tail_seconds: 0.5,
+        peak: None,
+        ..RenderOptions::default()
+    };
     let r = drums::render(&p, &kit, 137.0, &opts).unwrap();
     assert_eq!(r.bar_length, p.length_samples(137.0, SR, 6));
     assert_eq!(r.samples.len(), r.bar_length + 22_050);
@@ -131,7 +192,10 @@ fn loops_repeat_the_pattern_and_keep_the_tail() {
     assert_eq!(r.onsets.iter().filter(|o| o.bar >= 4).count(), 2 * 21);
     assert!(r.onsets.iter().all(|o| o.bar < 6));
     let first_of_bar5 = r.onsets.iter().find(|o| o.bar == 4).unwrap();
-    assert_eq!(first_of_bar5.sample, (64.0f64 * 60.0 * 44100.0 / 548.0).round() as usize);
+    assert_eq!(
+        first_of_bar5.sample,
+        (64.0f64 * 60.0 * 44100.0 / 548.0).round() as usize
+    );
     // Nothing after the last bar line except ring-out (impulses have none).
     assert!(r.samples[r.bar_length..].iter().all(|x| *x == 0.0));
 }
@@ -144,7 +208,10 @@ fn swing_delays_only_the_off_sixteenths() {
     let r = drums::render(&p, &kit, 120.0, &no_norm(1)).unwrap();
     let step: f64 = 44_100.0 * 60.0 / (120.0 * 4.0); // 5512.5 samples
     let got: Vec<usize> = r.onsets.iter().map(|o| o.sample).collect();
-    let want: Vec<usize> = [0.0, 1.5, 2.0, 3.5].iter().map(|k| (k * step).round() as usize).collect();
+    let want: Vec<usize> = [0.0, 1.5, 2.0, 3.5]
+        .iter()
+        .map(|k| (k * step).round() as usize)
+        .collect();
     assert_eq!(got, want);
 }
 
@@ -165,15 +232,26 @@ fn velocity_picks_the_hydrogen_layer() {
     assert_eq!(info.name, "Layered & Co");
     assert_eq!(info.author, "A <a@b>");
     assert_eq!(info.instruments.len(), 2);
-    assert_eq!(info.instruments[1].layers[0].file, PathBuf::from("/k/old-style.flac"));
+    assert_eq!(
+        info.instruments[1].layers[0].file,
+        PathBuf::from("/k/old-style.flac")
+    );
     let kit = Kit::from_info(info, &|p: &Path| {
-        Ok(if p.ends_with("soft.wav") { vec![0.1] } else { vec![0.2] })
+        Ok(if p.ends_with("soft.wav") {
+            vec![0.1]
+        } else {
+            vec![0.2]
+        })
     })
     .unwrap();
     let voice = &kit.voices[&Role::Kick];
     assert!(voice.layer_for(0.3).file.ends_with("soft.wav"));
     assert!(voice.layer_for(0.9).file.ends_with("hard.wav"));
-    let p = Pattern::parse("name: k\nbpm: 120\nkick | 3... 9... .... .... |\n", "k.drum").unwrap();
+    let p = Pattern::parse(
+        "name: k\nbpm: 120\nkick | 3... 9... .... .... |\n",
+        "k.drum",
+    )
+    .unwrap();
     let r = drums::render(&p, &kit, 120.0, &no_norm(1)).unwrap();
     // gain = velocity × layer gain × volume × instrument gain.
     assert!((r.samples[0] - 0.1 * (3.0 / 9.0) * 1.0 * 0.5 * 2.0).abs() < 1e-7);
@@ -184,7 +262,11 @@ fn velocity_picks_the_hydrogen_layer() {
 fn peak_normalisation_hits_the_target() {
     let p = drums::builtin("rock").unwrap();
     let kit = impulse_kit();
-    let opts = RenderOptions { bars: 2, peak: Some(0.5), ..RenderOptions::default() };
+    let opts = RenderOptions {
+        bars: 2,
+        peak: Some(0.5),
+        ..RenderOptions::default()
+    };
     let r = drums::render(&p, &kit, 110.0, &opts).unwrap();
     let peak = r.samples.iter().fold(0f32, |m, x| m.max(x.abs()));
     assert!((peak - 0.5).abs() < 1e-6);
@@ -195,7 +277,14 @@ fn humanised_renders_are_seeded_and_bounded() {
     let p = drums::builtin("amen").unwrap();
     let kit = impulse_kit();
     let h = |seed| {
-        let o = RenderOptions { bars: 4, humanize_ms: 5.0, velocity_jitter: 0.1, seed, peak: None, ..Default::default() };
+        let o = RenderOptions {
+            bars: 4,
+            humanize_ms: 5.0,
+            velocity_jitter: 0.1,
+            seed,
+            peak: None,
+            ..Default::default()
+        };
         drums::render(&p, &kit, 137.0, &o).unwrap()
     };
     let (a, b, c) = (h(1), h(1), h(2));
@@ -213,15 +302,24 @@ fn humanised_renders_are_seeded_and_bounded() {
 fn pattern_errors_name_the_line_and_bar() {
     let err = |t: &str| format!("{:#}", Pattern::parse(t, "bad.drum").unwrap_err());
     let e = err("name: x\nbpm: 120\nkick | 9... .... .... ... |\n");
-    assert!(e.contains("bad.drum line 3") && e.contains("bar 1") && e.contains("15 steps, expected 16"), "{e}");
+    assert!(
+        e.contains("bad.drum line 3") && e.contains("bar 1") && e.contains("15 steps, expected 16"),
+        "{e}"
+    );
     let e = err("name: x\nbpm: 120\ncowbell | 9... .... .... .... |\n");
-    assert!(e.contains("line 3") && e.contains("unknown drum role `cowbell`") && e.contains("kick"), "{e}");
+    assert!(
+        e.contains("line 3") && e.contains("unknown drum role `cowbell`") && e.contains("kick"),
+        "{e}"
+    );
     let e = err("name: x\nbpm: 120\nkick | 9..x .... .... .... |\n");
     assert!(e.contains("step 4") && e.contains("`x`"), "{e}");
     let e = err("name: x\nkick | 9... .... .... .... |\n");
     assert!(e.contains("missing `bpm:`"), "{e}");
     let e = err("name: x\nbpm: 120\nkick | 9... .... .... .... |\nsnare | 9... .... .... .... | 9... .... .... .... |\n");
-    assert!(e.contains("line 4") && e.contains("2 bars but line 3 has 1"), "{e}");
+    assert!(
+        e.contains("line 4") && e.contains("2 bars but line 3 has 1"),
+        "{e}"
+    );
     let e = err("name: x\nbpm: 1200\nkick | 9... .... .... .... |\n");
     assert!(e.contains("outside 20–400"), "{e}");
     let e = format!("{:#}", drums::builtin("amenn").unwrap_err());
@@ -232,7 +330,18 @@ fn pattern_errors_name_the_line_and_bar() {
 fn builtin_patterns_parse_and_round_trip() {
     let all = drums::builtin_patterns().unwrap();
     let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["amen", "funky-drummer", "think", "rock", "four-on-the-floor", "half-time", "boom-bap"]);
+    assert_eq!(
+        names,
+        [
+            "amen",
+            "funky-drummer",
+            "think",
+            "rock",
+            "four-on-the-floor",
+            "half-time",
+            "boom-bap"
+        ]
+    );
     for p in &all {
         assert_eq!(p.tempos.len(), 3, "{}", p.name);
         assert!(p.hits.iter().any(|h| h.role == Role::Kick), "{}", p.name);
@@ -248,15 +357,23 @@ fn system_kit(name: &str) -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{} is missing; CI must install hydrogen-drumkits and hydrogen-data", dir.display());
+        panic!(
+            "{} is missing; CI must install hydrogen-drumkits and hydrogen-data",
+            dir.display()
+        );
     }
-    eprintln!("skipping: {} is not installed (apt-get install hydrogen-drumkits hydrogen-data)", dir.display());
+    eprintln!(
+        "skipping: {} is not installed (apt-get install hydrogen-drumkits hydrogen-data)",
+        dir.display()
+    );
     None
 }
 
 #[test]
 fn system_kits_map_the_expected_instruments() {
-    let Some(colombo) = system_kit("ColomboAcousticDrumkit") else { return };
+    let Some(colombo) = system_kit("ColomboAcousticDrumkit") else {
+        return;
+    };
     let info = KitInfo::parse_dir(&colombo).unwrap();
     let map = info.role_map();
     let name = |r: Role| info.instruments[map[&r]].name.as_str();
@@ -267,7 +384,9 @@ fn system_kits_map_the_expected_instruments() {
     assert_eq!(name(Role::PedalHat), "Pedal HH");
     assert_eq!(name(Role::ClosedHat), "Closed HH");
     assert_eq!(name(Role::RideBell), "ride-cup");
-    let Some(pearl) = system_kit("The Black Pearl 1.0") else { return };
+    let Some(pearl) = system_kit("The Black Pearl 1.0") else {
+        return;
+    };
     let info = KitInfo::parse_dir(&pearl).unwrap();
     let map = info.role_map();
     let name = |r: Role| info.instruments[map[&r]].name.as_str();
@@ -276,11 +395,16 @@ fn system_kits_map_the_expected_instruments() {
     assert_eq!(name(Role::Ride), "Paiste Ride");
     assert_eq!(name(Role::Crash), "Sabian Crash");
     assert_eq!(name(Role::PedalHat), "Sabian Hat Pedal");
-    let Some(gm) = system_kit("GMRockKit") else { return };
+    let Some(gm) = system_kit("GMRockKit") else {
+        return;
+    };
     let info = KitInfo::parse_dir(&gm).unwrap();
     let map = info.role_map();
     let name = |r: Role| info.instruments[map[&r]].name.as_str();
-    assert_eq!((name(Role::Kick), name(Role::Snare), name(Role::Ride)), ("Kick", "Snare", "Ride"));
+    assert_eq!(
+        (name(Role::Kick), name(Role::Snare), name(Role::Ride)),
+        ("Kick", "Snare", "Ride")
+    );
 }
 
 #[test]
@@ -290,17 +414,41 @@ fn shipped_amen_prompt_is_the_colombo_render() {
     assert_eq!(shipped.samples.len(), 309_022);
     assert_eq!(shipped.source_rate, 44_100);
     assert_eq!(shipped.source_channels, 1);
-    let Some(colombo) = system_kit("ColomboAcousticDrumkit") else { return };
+    let Some(colombo) = system_kit("ColomboAcousticDrumkit") else {
+        return;
+    };
     let kit = Kit::load(&colombo).unwrap();
     let p = drums::builtin("amen").unwrap();
     let r = drums::render(&p, &kit, 137.0, &RenderOptions::default()).unwrap();
     assert_eq!(r.samples.len(), shipped.samples.len());
-    let max_err = r.samples.iter().zip(&shipped.samples).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(max_err <= 1.5 / 32768.0, "regenerated prompt differs by {max_err}");
+    let max_err = r
+        .samples
+        .iter()
+        .zip(&shipped.samples)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        max_err <= 1.5 / 32768.0,
+        "regenerated prompt differs by {max_err}"
+    );
     // Every onset is audible: energy rises right after each kick/snare hit.
-    for o in r.onsets.iter().filter(|o| matches!(o.role, Role::Kick | Role::Snare)) {
-        let before: f32 = r.samples[o.sample.saturating_sub(200)..o.sample].iter().map(|x| x * x).sum();
-        let after: f32 = r.samples[o.sample..(o.sample + 200).min(r.samples.len())].iter().map(|x| x * x).sum();
-        assert!(after > before, "{:?} at {} is not an onset", o.role, o.sample);
+    for o in r
+        .onsets
+        .iter()
+        .filter(|o| matches!(o.role, Role::Kick | Role::Snare))
+    {
+        let before: f32 = r.samples[o.sample.saturating_sub(200)..o.sample]
+            .iter()
+            .map(|x| x * x)
+            .sum();
+        let after: f32 = r.samples[o.sample..(o.sample + 200).min(r.samples.len())]
+            .iter()
+            .map(|x| x * x)
+            .sum();
+        assert!(
+            after > before,
+            "{:?} at {} is not an onset",
+            o.role,
+            o.sample
+        );
     }
 }

@@ -47,8 +47,15 @@ fn grad_check(shapes: &[&[usize]], f: impl Fn(&[Tensor]) -> Res<Tensor>) -> f64 
         let g = grads
             .get(v.as_tensor())
             .unwrap_or_else(|| panic!("input {i} received no gradient (silently detached?)"));
-        let g = g.flatten_all().and_then(|t| t.to_vec1::<f64>()).expect("grad");
-        let base = v.as_tensor().flatten_all().and_then(|t| t.to_vec1::<f64>()).expect("base");
+        let g = g
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f64>())
+            .expect("grad");
+        let base = v
+            .as_tensor()
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f64>())
+            .expect("base");
         assert_eq!(g.len(), base.len());
         for e in 0..base.len() {
             let mut probe = |delta: f64| {
@@ -81,23 +88,36 @@ fn conv1d_grad_stride_dilation_padding_combos() {
         let err = grad_check(&[&[2, ci, l], &[co, ci, k], &[co]], |t| {
             ops::conv1d(&t[0], &t[1], Some(&t[2]), s, p, d)
         });
-        assert!(err < TOL, "conv1d ci{ci} co{co} k{k} s{s} p{p} d{d}: grad err {err:e}");
+        assert!(
+            err < TOL,
+            "conv1d ci{ci} co{co} k{k} s{s} p{p} d{d}: grad err {err:e}"
+        );
     }
 }
 
 #[test]
 fn conv_transpose1d_grad() {
-    for &(ci, co, k, l, s, p) in &[(3, 4, 4, 7, 2, 1), (2, 3, 3, 6, 1, 1), (3, 2, 5, 5, 3, 2), (2, 2, 4, 4, 2, 0)] {
+    for &(ci, co, k, l, s, p) in &[
+        (3, 4, 4, 7, 2, 1),
+        (2, 3, 3, 6, 1, 1),
+        (3, 2, 5, 5, 3, 2),
+        (2, 2, 4, 4, 2, 0),
+    ] {
         let err = grad_check(&[&[2, ci, l], &[ci, co, k], &[co]], |t| {
             ops::conv_transpose1d(&t[0], &t[1], Some(&t[2]), s, p)
         });
-        assert!(err < TOL, "conv_transpose1d ci{ci} co{co} k{k} s{s} p{p}: grad err {err:e}");
+        assert!(
+            err < TOL,
+            "conv_transpose1d ci{ci} co{co} k{k} s{s} p{p}: grad err {err:e}"
+        );
     }
 }
 
 #[test]
 fn layer_norm_grad() {
-    let err = grad_check(&[&[2, 3, 6], &[6], &[6]], |t| ops::layer_norm(&t[0], &t[1], &t[2], 1e-5));
+    let err = grad_check(&[&[2, 3, 6], &[6], &[6]], |t| {
+        ops::layer_norm(&t[0], &t[1], &t[2], 1e-5)
+    });
     assert!(err < TOL, "layer_norm grad err {err:e}");
 }
 
@@ -131,7 +151,9 @@ fn quick_gelu_grad() {
 
 #[test]
 fn dense_grad() {
-    let err = grad_check(&[&[2, 3, 5], &[5, 4], &[4]], |t| ops::dense(&t[0], &t[1], &t[2]));
+    let err = grad_check(&[&[2, 3, 5], &[5, 4], &[4]], |t| {
+        ops::dense(&t[0], &t[1], &t[2])
+    });
     assert!(err < TOL, "dense grad err {err:e}");
 }
 
@@ -186,7 +208,8 @@ fn naive_conv_transpose1d(x: &Tensor, w: &Tensor, b: &Tensor, s: usize, p: usize
                     for kk in 0..k {
                         let t = (li * s + kk) as isize - p as isize;
                         if t >= 0 && (t as usize) < lo {
-                            y[(bi * co + o) * lo + t as usize] += xv[(bi * ci + i) * l + li] * wv[(i * co + o) * k + kk];
+                            y[(bi * co + o) * lo + t as usize] +=
+                                xv[(bi * ci + i) * l + li] * wv[(i * co + o) * k + kk];
                         }
                     }
                 }
@@ -204,13 +227,21 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 
 #[test]
 fn conv_transpose1d_matches_direct_loop() {
-    for &(n, ci, co, k, l, s, p) in &[(2, 3, 5, 4, 20, 2, 1), (2, 4, 4, 3, 17, 1, 1), (3, 2, 6, 5, 9, 3, 2), (2, 3, 2, 4, 8, 2, 0)] {
+    for &(n, ci, co, k, l, s, p) in &[
+        (2, 3, 5, 4, 20, 2, 1),
+        (2, 4, 4, 3, 17, 1, 1),
+        (3, 2, 6, 5, 9, 3, 2),
+        (2, 3, 2, 4, 8, 2, 0),
+    ] {
         let x = rand_t(4, &[n, ci, l], DType::F32);
         let w = rand_t(5, &[ci, co, k], DType::F32);
         let b = rand_t(6, &[co], DType::F32);
         let ours = ops::conv_transpose1d(&x, &w, Some(&b), s, p).expect("ours");
         let err = max_diff(&ours, &naive_conv_transpose1d(&x, &w, &b, s, p));
-        assert!(err <= 1e-5, "conv_transpose1d vs direct loop k{k} s{s} p{p}: {err:e}");
+        assert!(
+            err <= 1e-5,
+            "conv_transpose1d vs direct loop k{k} s{s} p{p}: {err:e}"
+        );
     }
 }
 
@@ -219,7 +250,12 @@ fn conv_transpose1d_matches_direct_loop() {
 /// never use it as the fast inference path; the direct-loop test above covers padding 0.
 #[test]
 fn conv_transpose1d_matches_candle_native() {
-    for &(n, ci, co, k, l, s, p) in &[(2, 3, 5, 4, 20, 2, 1), (2, 4, 4, 3, 17, 1, 1), (3, 2, 6, 5, 9, 3, 2), (1, 3, 2, 4, 8, 2, 0)] {
+    for &(n, ci, co, k, l, s, p) in &[
+        (2, 3, 5, 4, 20, 2, 1),
+        (2, 4, 4, 3, 17, 1, 1),
+        (3, 2, 6, 5, 9, 3, 2),
+        (1, 3, 2, 4, 8, 2, 0),
+    ] {
         let x = rand_t(4, &[n, ci, l], DType::F32);
         let w = rand_t(5, &[ci, co, k], DType::F32);
         let b = rand_t(6, &[co], DType::F32);
@@ -233,7 +269,10 @@ fn conv_transpose1d_matches_candle_native() {
         let err = (ours - native)
             .and_then(|t| t.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
             .expect("diff");
-        assert!(err <= 1e-5, "conv_transpose1d vs native k{k} s{s} p{p}: {err:e}");
+        assert!(
+            err <= 1e-5,
+            "conv_transpose1d vs native k{k} s{s} p{p}: {err:e}"
+        );
     }
 }
 
@@ -241,8 +280,14 @@ fn conv_transpose1d_matches_candle_native() {
 fn conv1d_rejects_bad_shapes() {
     let x = rand_t(1, &[2, 3, 10], DType::F32);
     let w = rand_t(2, &[4, 2, 3], DType::F32);
-    assert!(ops::conv1d(&x, &w, None, 1, 1, 1).is_err(), "channel mismatch must be an error");
+    assert!(
+        ops::conv1d(&x, &w, None, 1, 1, 1).is_err(),
+        "channel mismatch must be an error"
+    );
     let w = rand_t(2, &[4, 3, 3], DType::F32);
-    assert!(ops::conv1d(&x, &w, None, 1, 0, 9).is_err(), "kernel span longer than input");
+    assert!(
+        ops::conv1d(&x, &w, None, 1, 0, 9).is_err(),
+        "kernel span longer than input"
+    );
     assert!(ops::conv1d(&x, &w, None, 0, 0, 1).is_err(), "stride 0");
 }

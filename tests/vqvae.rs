@@ -33,9 +33,13 @@ fn random_model(cfg: &VqvaeConfig, dt: DType) -> (VarMap, VqVae) {
         for (i, name) in names.into_iter().enumerate() {
             let v = &data[name];
             let scale = if name.ends_with(".k") { 1.0 } else { 0.5 };
-            let t = Tensor::from_vec(rand_vec(1000 + i as u64, v.elem_count()), v.dims(), &Device::Cpu)
-                .and_then(|t| (t * scale)?.to_dtype(dt))
-                .expect("init");
+            let t = Tensor::from_vec(
+                rand_vec(1000 + i as u64, v.elem_count()),
+                v.dims(),
+                &Device::Cpu,
+            )
+            .and_then(|t| (t * scale)?.to_dtype(dt))
+            .expect("init");
             v.set(&t).expect("set");
         }
     }
@@ -50,28 +54,46 @@ fn audio(n: usize, t: usize, seed: u64) -> Tensor {
 fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
     (a - b)
-        .and_then(|t| t.abs()?.flatten_all()?.max(0)?.to_dtype(DType::F32)?.to_scalar::<f32>())
+        .and_then(|t| {
+            t.abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_dtype(DType::F32)?
+                .to_scalar::<f32>()
+        })
         .expect("diff")
 }
 
 #[test]
 fn official_config_builds_exactly_the_official_keys() {
-    let text = std::fs::read_to_string("tests/fixtures/reference/official-keys/vqvae.json").expect("keys file");
+    let text = std::fs::read_to_string("tests/fixtures/reference/official-keys/vqvae.json")
+        .expect("keys file");
     let v: serde_json::Value = serde_json::from_str(&text).expect("json");
     let want: Vec<(String, Vec<usize>)> = v["tensors"]
         .as_array()
         .expect("tensors")
         .iter()
         .map(|e| {
-            let shape = e["shape"].as_array().expect("shape").iter().map(|d| d.as_u64().expect("dim") as usize);
+            let shape = e["shape"]
+                .as_array()
+                .expect("shape")
+                .iter()
+                .map(|d| d.as_u64().expect("dim") as usize);
             (e["key"].as_str().expect("key").to_string(), shape.collect())
         })
         .collect();
     assert_eq!(want.len(), 669);
     let vm = VarMap::new();
-    let _m = VqVae::new(&VqvaeConfig::official(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).expect("build");
+    let _m = VqVae::new(
+        &VqvaeConfig::official(),
+        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+    )
+    .expect("build");
     let data = vm.data().lock().expect("lock");
-    let mut got: Vec<(String, Vec<usize>)> = data.iter().map(|(k, v)| (k.clone(), v.dims().to_vec())).collect();
+    let mut got: Vec<(String, Vec<usize>)> = data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.dims().to_vec()))
+        .collect();
     got.sort();
     let mut want = want;
     want.sort();
@@ -83,16 +105,38 @@ fn official_config_builds_exactly_the_official_keys() {
 #[test]
 fn decoder_dilations_are_reversed_and_receptive_fields_cover_official_sizes() {
     let vm = VarMap::new();
-    let m = VqVae::new(&VqvaeConfig::official(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).expect("build");
+    let m = VqVae::new(
+        &VqvaeConfig::official(),
+        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+    )
+    .expect("build");
     let enc = m.encoder(0).expect("enc");
-    let dil: Vec<usize> = enc.level_blocks[0].downs[0].1.blocks.iter().map(|b| b.dilation).collect();
+    let dil: Vec<usize> = enc.level_blocks[0].downs[0]
+        .1
+        .blocks
+        .iter()
+        .map(|b| b.dilation)
+        .collect();
     assert_eq!(dil, vec![1, 3, 9, 27, 81, 243, 729, 2187]);
     let dec = m.decoder(0).expect("dec");
-    let dil: Vec<usize> = dec.level_blocks[0].ups[0].0.blocks.iter().map(|b| b.dilation).collect();
+    let dil: Vec<usize> = dec.level_blocks[0].ups[0]
+        .0
+        .blocks
+        .iter()
+        .map(|b| b.dilation)
+        .collect();
     assert_eq!(dil, vec![2187, 729, 243, 81, 27, 9, 3, 1]);
     // Level 0 encoder reaches 3280 positions per resnet at strides 2, 4, 8 (+ the convs).
-    assert!(enc.radius >= 3280 * (2 + 4 + 8), "encoder radius {}", enc.radius);
-    assert!(enc.radius < 50_000, "encoder radius {} is needlessly large", enc.radius);
+    assert!(
+        enc.radius >= 3280 * (2 + 4 + 8),
+        "encoder radius {}",
+        enc.radius
+    );
+    assert!(
+        enc.radius < 50_000,
+        "encoder radius {} is needlessly large",
+        enc.radius
+    );
     assert!(dec.radius_tokens * 8 >= 3280 * (8 + 4 + 2));
     assert_eq!(m.decoder(2).expect("dec").level_blocks.len(), 3);
     assert!(m.encoder(3).is_err());
@@ -132,19 +176,26 @@ fn chunked_encode_and_decode_equal_unchunked() {
         // Unchunked reference: the encoder on the whole input at once.
         let full = enc.forward(&x.unsqueeze(1).expect("unsq")).expect("full");
         let chunk = 4 * hop; // far below the radius: many chunks, each with margins
-        let z = m.encode_latent_chunked(&x, l, chunk).expect("chunked latent");
+        let z = m
+            .encode_latent_chunked(&x, l, chunk)
+            .expect("chunked latent");
         let err = max_abs(&z, &full);
         assert!(err < 1e-5, "level {l}: chunked latent differs by {err:e}");
         let c_full = bottleneck::quantise(&full, m.codebook(l).expect("k")).expect("q");
         let c = m.encode_chunked(&x, l, chunk).expect("chunked codes");
-        assert_eq!(c.to_vec2::<u32>().expect("c"), c_full.to_vec2::<u32>().expect("c"));
+        assert_eq!(
+            c.to_vec2::<u32>().expect("c"),
+            c_full.to_vec2::<u32>().expect("c")
+        );
         // Decode: whole vs chunked with a tiny chunk.
         let dec = m.decoder(l).expect("dec");
         let y_full = dec
             .forward(&m.dequantise(&c_full, l).expect("dq"))
             .and_then(|y| y.squeeze(1))
             .expect("full decode");
-        let y = m.decode_chunked(&c_full, l, 2 * hop).expect("chunked decode");
+        let y = m
+            .decode_chunked(&c_full, l, 2 * hop)
+            .expect("chunked decode");
         let err = max_abs(&y, &y_full);
         assert!(err < 1e-4, "level {l}: chunked decode differs by {err:e}");
     }
@@ -169,7 +220,9 @@ fn quantiser_uses_expanded_distance_and_first_index_on_ties() {
     for r in 0..rows {
         let mut best = (f64::INFINITY, 0);
         for j in 0..bins {
-            let d: f64 = (0..w).map(|c| (xv[r * w + c] as f64 - kv[j * w + c] as f64).powi(2)).sum();
+            let d: f64 = (0..w)
+                .map(|c| (xv[r * w + c] as f64 - kv[j * w + c] as f64).powi(2))
+                .sum();
             if d < best.0 {
                 best = (d, j);
             }
@@ -197,18 +250,33 @@ fn codes_file_round_trip() {
     let p = dir.path().join("codes.safetensors");
     let c0 = Tensor::new(&[[1u32, 2, 3, 4], [5, 6, 7, 2047]], &Device::Cpu).expect("c0");
     let c2 = Tensor::new(&[[9u32], [10]], &Device::Cpu).expect("c2");
-    vqvae::save_codes(&p, &[Some(c0.clone()), None, Some(c2.clone())], 44100, &[8, 32, 128]).expect("save");
+    vqvae::save_codes(
+        &p,
+        &[Some(c0.clone()), None, Some(c2.clone())],
+        44100,
+        &[8, 32, 128],
+    )
+    .expect("save");
     let codes = vqvae::load_codes(&p).expect("load");
     assert_eq!(codes.sample_rate, 44100);
     assert_eq!(codes.hop_lengths, vec![8, 32, 128]);
-    assert_eq!(codes.level(0).expect("l0").to_vec2::<u32>().expect("v"), c0.to_vec2::<u32>().expect("v"));
-    assert_eq!(codes.level(2).expect("l2").to_vec2::<u32>().expect("v"), c2.to_vec2::<u32>().expect("v"));
+    assert_eq!(
+        codes.level(0).expect("l0").to_vec2::<u32>().expect("v"),
+        c0.to_vec2::<u32>().expect("v")
+    );
+    assert_eq!(
+        codes.level(2).expect("l2").to_vec2::<u32>().expect("v"),
+        c2.to_vec2::<u32>().expect("v")
+    );
     let e = codes.level(1).expect_err("no level 1");
     assert!(format!("{e}").contains("[0, 2]"), "{e}");
     // Stored as int64, as conventions require.
     let bytes = std::fs::read(&p).expect("read");
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("st");
-    assert_eq!(st.tensor("level_0").expect("t").dtype(), safetensors::Dtype::I64);
+    assert_eq!(
+        st.tensor("level_0").expect("t").dtype(),
+        safetensors::Dtype::I64
+    );
     // Garbage is an error naming the file.
     let g = dir.path().join("junk.safetensors");
     std::fs::write(&g, b"not a safetensors file").expect("write");
@@ -231,8 +299,12 @@ fn every_parameter_receives_a_gradient() {
         let st = (&z + (&zq - &z).expect("sub").detach()).expect("st");
         let y = m.decoder(l).expect("dec").forward(&st).expect("dec fwd");
         let rec = (y - &x).and_then(|d| d.sqr()?.mean_all()).expect("rec");
-        let commit = (&z - zq.detach()).and_then(|d| d.sqr()?.mean_all()).expect("commit");
-        let cb = (zq - z.detach()).and_then(|d| d.sqr()?.mean_all()).expect("cb");
+        let commit = (&z - zq.detach())
+            .and_then(|d| d.sqr()?.mean_all())
+            .expect("commit");
+        let cb = (zq - z.detach())
+            .and_then(|d| d.sqr()?.mean_all())
+            .expect("cb");
         loss = (loss + rec + commit + cb).expect("sum");
     }
     let grads = loss.backward().expect("backward");
@@ -241,7 +313,10 @@ fn every_parameter_receives_a_gradient() {
     for (name, v) in data.iter() {
         match grads.get(v.as_tensor()) {
             Some(g) => {
-                let s = g.abs().and_then(|a| a.sum_all()?.to_scalar::<f32>()).expect("sum");
+                let s = g
+                    .abs()
+                    .and_then(|a| a.sum_all()?.to_scalar::<f32>())
+                    .expect("sum");
                 if !(s > 0.0) {
                     missing.push(format!("{name} (zero)"));
                 }
@@ -249,7 +324,10 @@ fn every_parameter_receives_a_gradient() {
             None => missing.push(name.clone()),
         }
     }
-    assert!(missing.is_empty(), "parameters without gradient: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "parameters without gradient: {missing:?}"
+    );
 }
 
 #[test]
@@ -263,7 +341,10 @@ fn resnet_and_level_blocks_finite_difference_f64() {
         ..VqvaeConfig::official()
     };
     let (vm, m) = random_model(&cfg, DType::F64);
-    let x = audio(2, 64, 4).to_dtype(DType::F64).and_then(|t| t.unsqueeze(1)).expect("x");
+    let x = audio(2, 64, 4)
+        .to_dtype(DType::F64)
+        .and_then(|t| t.unsqueeze(1))
+        .expect("x");
     let f = |m: &VqVae| -> Tensor {
         let z = m.encoder(1).expect("e").forward(&x).expect("enc");
         let y = m.decoder(1).expect("d").forward(&z).expect("dec");
@@ -283,15 +364,26 @@ fn resnet_and_level_blocks_finite_difference_f64() {
     let mut max_err = 0f64;
     for name in names {
         let v: &Var = data.get(name).unwrap_or_else(|| panic!("no var {name}"));
-        let g: Vec<f64> = grads.get(v.as_tensor()).expect("grad").flatten_all().and_then(|t| t.to_vec1()).expect("g");
-        let base: Vec<f64> = v.as_tensor().flatten_all().and_then(|t| t.to_vec1()).expect("base");
+        let g: Vec<f64> = grads
+            .get(v.as_tensor())
+            .expect("grad")
+            .flatten_all()
+            .and_then(|t| t.to_vec1())
+            .expect("g");
+        let base: Vec<f64> = v
+            .as_tensor()
+            .flatten_all()
+            .and_then(|t| t.to_vec1())
+            .expect("base");
         for e in [0, base.len() / 2, base.len() - 1] {
             let probe = |d: f64| {
                 let mut b = base.clone();
                 b[e] += d;
-                v.set(&Tensor::from_vec(b, v.dims(), &Device::Cpu).expect("t")).expect("set");
+                v.set(&Tensor::from_vec(b, v.dims(), &Device::Cpu).expect("t"))
+                    .expect("set");
                 let r = f(&m).to_scalar::<f64>().expect("s");
-                v.set(&Tensor::from_vec(base.clone(), v.dims(), &Device::Cpu).expect("t")).expect("reset");
+                v.set(&Tensor::from_vec(base.clone(), v.dims(), &Device::Cpu).expect("t"))
+                    .expect("reset");
                 r
             };
             let num = (probe(1e-6) - probe(-1e-6)) / 2e-6;

@@ -6,7 +6,10 @@ use std::process::Command;
 const MODEL: &str = "tests/fixtures/reference/fixtures/model";
 
 fn jukebox(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_jukebox")).args(args).output().expect("run jukebox")
+    Command::new(env!("CARGO_BIN_EXE_jukebox"))
+        .args(args)
+        .output()
+        .expect("run jukebox")
 }
 
 fn sine(path: &Path, seconds: f64) {
@@ -25,7 +28,11 @@ fn encode_decode_round_trip_on_a_sine() {
     let codes = dir.path().join("codes.safetensors");
     let s = |p: &Path| p.to_str().expect("utf8").to_string();
     let out = jukebox(&["encode", "--model", MODEL, &s(&wav), "-o", &s(&codes)]);
-    assert!(out.status.success(), "encode failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "encode failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let c = jukebox::vqvae::load_codes(&codes).expect("codes");
     assert_eq!(c.hop_lengths, vec![8, 32, 128]);
     assert_eq!(c.sample_rate, 44100);
@@ -34,21 +41,56 @@ fn encode_decode_round_trip_on_a_sine() {
     }
     for level in ["top", "0"] {
         let wav_out = dir.path().join(format!("out_{level}.wav"));
-        let out = jukebox(&["decode", "--model", MODEL, &s(&codes), "--level", level, "-o", &s(&wav_out)]);
-        assert!(out.status.success(), "decode failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = jukebox(&[
+            "decode",
+            "--model",
+            MODEL,
+            &s(&codes),
+            "--level",
+            level,
+            "-o",
+            &s(&wav_out),
+        ]);
+        assert!(
+            out.status.success(),
+            "decode failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let a = jukebox::audio::load(&wav_out).expect("decoded wav");
         assert_eq!(a.samples.len(), 22016);
         assert!(a.samples.iter().all(|x| x.is_finite()));
     }
     // Only one level.
     let top = dir.path().join("top.safetensors");
-    let out = jukebox(&["encode", "--model", MODEL, &s(&wav), "-o", &s(&top), "--level", "middle"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = jukebox(&[
+        "encode",
+        "--model",
+        MODEL,
+        &s(&wav),
+        "-o",
+        &s(&top),
+        "--level",
+        "middle",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let c = jukebox::vqvae::load_codes(&top).expect("codes");
     assert!(c.level(0).is_err() && c.level(2).is_err());
     assert_eq!(c.level(1).expect("l1").dims(), &[1, 22016 / 32]);
     // Decoding a level the file lacks names the levels it has.
-    let out = jukebox(&["decode", "--model", MODEL, &s(&top), "--level", "0", "-o", &s(&dir.path().join("x.wav"))]);
+    let out = jukebox(&[
+        "decode",
+        "--model",
+        MODEL,
+        &s(&top),
+        "--level",
+        "0",
+        "-o",
+        &s(&dir.path().join("x.wav")),
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no level 0") && err.contains("[1]"), "{err}");
@@ -61,13 +103,38 @@ fn bad_inputs_give_clear_errors() {
     let wav = dir.path().join("sine.wav");
     sine(&wav, 0.1);
     let codes = dir.path().join("c.safetensors");
-    let out = jukebox(&["encode", "--model", MODEL, &s(&wav), "-o", &s(&codes), "--level", "5"]);
+    let out = jukebox(&[
+        "encode",
+        "--model",
+        MODEL,
+        &s(&wav),
+        "-o",
+        &s(&codes),
+        "--level",
+        "5",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--level 5"));
-    let out = jukebox(&["encode", "--model", MODEL, &s(&wav), "-o", &s(&codes), "--level", "sideways"]);
+    let out = jukebox(&[
+        "encode",
+        "--model",
+        MODEL,
+        &s(&wav),
+        "-o",
+        &s(&codes),
+        "--level",
+        "sideways",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bottom, middle, top"));
-    let out = jukebox(&["encode", "--model", "/nonexistent/model", &s(&wav), "-o", &s(&codes)]);
+    let out = jukebox(&[
+        "encode",
+        "--model",
+        "/nonexistent/model",
+        &s(&wav),
+        "-o",
+        &s(&codes),
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model"));
     // Too short for one top-level token.
@@ -75,13 +142,30 @@ fn bad_inputs_give_clear_errors() {
     jukebox::audio::write_wav_i16(&tiny, &[0.1; 100], 44100).expect("tiny");
     let out = jukebox(&["encode", "--model", MODEL, &s(&tiny), "-o", &s(&codes)]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("fewer than one token"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("fewer than one token"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!codes.exists(), "no output file on failure");
     // Out-of-range codes in a file.
     let bad = dir.path().join("bad.safetensors");
     let t = candle_core::Tensor::new(&[[0u32, 64]], &candle_core::Device::Cpu).expect("t");
     jukebox::vqvae::save_codes(&bad, &[None, None, Some(t)], 44100, &[8, 32, 128]).expect("save");
-    let out = jukebox(&["decode", "--model", MODEL, &s(&bad), "--level", "2", "-o", &s(&dir.path().join("y.wav"))]);
+    let out = jukebox(&[
+        "decode",
+        "--model",
+        MODEL,
+        &s(&bad),
+        "--level",
+        "2",
+        "-o",
+        &s(&dir.path().join("y.wav")),
+    ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("[0, 64)"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("[0, 64)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -8,7 +8,11 @@ fn hf_fixture_vqvae_checks_pass() {
     let dir = Path::new("tests/fixtures/reference/fixtures");
     let mut report = parity::Report::new(false);
     parity::run(dir, &mut report).expect("parity run");
-    let vq: Vec<_> = report.checks.iter().filter(|c| c.name.starts_with("vqvae")).collect();
+    let vq: Vec<_> = report
+        .checks
+        .iter()
+        .filter(|c| c.name.starts_with("vqvae"))
+        .collect();
     for c in &vq {
         println!("{}", parity::format_check(c));
     }

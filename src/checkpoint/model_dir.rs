@@ -228,7 +228,14 @@ impl ModelDir {
         };
         let n = config.priors.len();
         let comps = std::iter::once(Component::Vqvae).chain((0..n).map(Component::Prior));
-        let shared = path.join("..").join("5b");
+        // The sibling `5b/` of the official cache; lexical when the path ends in a name.
+        let shared = match (path.file_name(), path.parent()) {
+            (Some(_), Some(parent)) => parent.join("5b"),
+            _ => path
+                .canonicalize()
+                .map(|p| p.join("..").join("5b"))
+                .unwrap_or_else(|_| path.join("../5b")),
+        };
         let files: Vec<Option<PathBuf>> = comps
             .map(|c| {
                 let is_shared = !matches!(c, Component::Prior(l) if l + 1 == n);
@@ -366,4 +373,55 @@ impl ModelDir {
         super::validate::check_tensors(expected, &found)
             .with_context(|| format!("{}: the {c} does not match its config", self.path.display()))
     }
+
+    /// Check every component against the key/shape table the model code builds for this
+    /// config: one error listing every missing, unexpected and mis-shaped tensor of every
+    /// component. A tied output head (`prior.x_out.weight` with `merged_decoder` false) may be
+    /// absent.
+    pub fn validate(&self) -> Result<()> {
+        let n = self.config.priors.len();
+        let mut problems = vec![];
+        for c in std::iter::once(Component::Vqvae).chain((0..n).map(Component::Prior)) {
+            let mut expected = expected_keys(&self.config, c)?;
+            if let Component::Prior(l) = c {
+                let tied = !self.config.priors[l].merged_decoder;
+                let has_out = self
+                    .component(c)
+                    .map(|t| t.map.contains_key("prior.x_out.weight"))
+                    .unwrap_or(false);
+                if tied && !has_out {
+                    expected.retain(|(k, _)| k != "prior.x_out.weight");
+                }
+            }
+            if let Err(e) = self.check_component_against(c, &expected) {
+                problems.push(format!("{e:#}"));
+            }
+        }
+        if !problems.is_empty() {
+            bail!("{}", problems.join("\n"));
+        }
+        Ok(())
+    }
+}
+
+/// The `(official key, shape)` table that the model code builds for component `c` of
+/// `config`, recorded shape-only (no weights are allocated).
+pub fn expected_keys(config: &JukeboxConfig, c: Component) -> Result<super::validate::KeyTable> {
+    let rec = super::validate::ShapeRecorder::new();
+    let vb = rec.var_builder(DType::F32, &Device::Cpu);
+    match c {
+        Component::Vqvae => {
+            crate::vqvae::VqVae::new(&config.vqvae, vb)
+                .context("building the VQ-VAE shape-only")?;
+        }
+        Component::Prior(l) => {
+            let p = config
+                .priors
+                .get(l)
+                .with_context(|| format!("the config has no prior level {l}"))?;
+            crate::prior::Prior::new(p, vb)
+                .with_context(|| format!("building prior level {l} shape-only"))?;
+        }
+    }
+    Ok(rec.records())
 }

@@ -61,14 +61,22 @@ fn resolve_model(p: &Path) -> PathBuf {
 fn load_model(dir: &Path) -> Result<VqVae> {
     let dir = resolve_model(dir);
     if !dir.exists() {
-        bail!("model directory {} does not exist (pass --model DIR)", dir.display());
+        bail!(
+            "model directory {} does not exist (pass --model DIR)",
+            dir.display()
+        );
     }
-    vqvae::load_model_dir(&dir).with_context(|| format!("loading the VQ-VAE from {}", dir.display()))
+    vqvae::load_model_dir(&dir)
+        .with_context(|| format!("loading the VQ-VAE from {}", dir.display()))
 }
 
 /// Encode a mono 44.1 kHz signal. It is cut down to a multiple of the top level's hop (as the
 /// official code does), whichever levels are asked, so codes of every level line up.
-pub fn encode_samples(model: &VqVae, samples: &[f32], levels: &[usize]) -> Result<Vec<Option<Tensor>>> {
+pub fn encode_samples(
+    model: &VqVae,
+    samples: &[f32],
+    levels: &[usize],
+) -> Result<Vec<Option<Tensor>>> {
     let hop = model.hop_length(model.levels() - 1);
     let n = samples.len() / hop * hop;
     if n == 0 {
@@ -87,7 +95,11 @@ pub fn encode_samples(model: &VqVae, samples: &[f32], levels: &[usize]) -> Resul
     let x = Tensor::from_slice(&samples[..n], (1, n), &Device::Cpu)?;
     let mut out = vec![None; model.levels()];
     for &l in levels {
-        out[l] = Some(model.encode(&x, l).with_context(|| format!("encoding level {l}"))?);
+        out[l] = Some(
+            model
+                .encode(&x, l)
+                .with_context(|| format!("encoding level {l}"))?,
+        );
     }
     Ok(out)
 }
@@ -96,7 +108,10 @@ pub fn run_encode(args: EncodeArgs) -> Result<()> {
     let model = load_model(&args.model)?;
     let levels: Vec<usize> = match args.level {
         Some(l) if l >= model.levels() => {
-            bail!("--level {l} does not exist: the model has levels 0..{}", model.levels() - 1)
+            bail!(
+                "--level {l} does not exist: the model has levels 0..{}",
+                model.levels() - 1
+            )
         }
         Some(l) => vec![l],
         None => (0..model.levels()).collect(),
@@ -120,7 +135,11 @@ pub fn run_encode(args: EncodeArgs) -> Result<()> {
 pub fn run_decode(args: DecodeArgs) -> Result<()> {
     let model = load_model(&args.model)?;
     if args.level >= model.levels() {
-        bail!("--level {} does not exist: the model has levels 0..{}", args.level, model.levels() - 1);
+        bail!(
+            "--level {} does not exist: the model has levels 0..{}",
+            args.level,
+            model.levels() - 1
+        );
     }
     let codes = vqvae::load_codes(&args.codes)?;
     let hops = model.config().hop_lengths();
@@ -132,15 +151,27 @@ pub fn run_decode(args: DecodeArgs) -> Result<()> {
             hops
         );
     }
-    let c = codes.level(args.level).with_context(|| format!("reading {}", args.codes.display()))?;
+    let c = codes
+        .level(args.level)
+        .with_context(|| format!("reading {}", args.codes.display()))?;
     let (n, _) = c.dims2()?;
     if args.sample >= n {
-        bail!("--sample {} is out of range: {} holds {n} sample(s)", args.sample, args.codes.display());
+        bail!(
+            "--sample {} is out of range: {} holds {n} sample(s)",
+            args.sample,
+            args.codes.display()
+        );
     }
     let c = c.narrow(0, args.sample, 1)?;
-    let y = model.decode(&c, args.level).with_context(|| format!("decoding level {}", args.level))?;
+    let y = model
+        .decode(&c, args.level)
+        .with_context(|| format!("decoding level {}", args.level))?;
     let samples: Vec<f32> = y.flatten_all()?.to_vec1()?;
     jukebox::audio::write_wav_i16(&args.out, &samples, model.config().sample_rate)?;
-    eprintln!("wrote {} ({:.2} s)", args.out.display(), samples.len() as f64 / model.config().sample_rate as f64);
+    eprintln!(
+        "wrote {} ({:.2} s)",
+        args.out.display(),
+        samples.len() as f64 / model.config().sample_rate as f64
+    );
     Ok(())
 }

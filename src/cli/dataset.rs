@@ -115,7 +115,8 @@ pub fn run(args: Args) -> Result<()> {
 fn load_pattern(spec: &str) -> Result<Pattern> {
     let p = Path::new(spec);
     if spec.ends_with(".drum") || p.is_file() {
-        let text = std::fs::read_to_string(p).with_context(|| format!("cannot read pattern file {spec}"))?;
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read pattern file {spec}"))?;
         return Pattern::parse(&text, spec);
     }
     drums::builtin(spec)
@@ -130,21 +131,30 @@ fn check(a: CheckArgs) -> Result<()> {
     let (artists, genres) = c.totals();
     let fmt_t = |s: f64| format!("{:>3}:{:04.1}", (s / 60.0).floor() as u64, s % 60.0);
     println!("corpus {} ({})", a.dir.display(), c.metadata_path.display());
-    println!("  {} usable file(s), {} total", c.items.len(), fmt_t(c.total_seconds()));
-    let (shortest, longest) = c
-        .items
-        .iter()
-        .fold((f64::INFINITY, 0f64), |(lo, hi), it| (lo.min(it.seconds()), hi.max(it.seconds())));
+    println!(
+        "  {} usable file(s), {} total",
+        c.items.len(),
+        fmt_t(c.total_seconds())
+    );
+    let (shortest, longest) = c.items.iter().fold((f64::INFINITY, 0f64), |(lo, hi), it| {
+        (lo.min(it.seconds()), hi.max(it.seconds()))
+    });
     if !c.items.is_empty() {
         println!("  file lengths {shortest:.1} s – {longest:.1} s");
     }
-    println!("\n  {:<4} {:<32} {:>5} {:>9}", "id", "artist", "files", "min:sec");
+    println!(
+        "\n  {:<4} {:<32} {:>5} {:>9}",
+        "id", "artist", "files", "min:sec"
+    );
     for (id, name) in c.vocab.artists.iter().enumerate() {
         if let Some((n, t)) = artists.get(name) {
             println!("  {id:<4} {name:<32} {n:>5} {:>9}", fmt_t(*t));
         }
     }
-    println!("\n  {:<4} {:<32} {:>5} {:>9}", "id", "genre", "files", "min:sec");
+    println!(
+        "\n  {:<4} {:<32} {:>5} {:>9}",
+        "id", "genre", "files", "min:sec"
+    );
     for (id, name) in c.vocab.genres.iter().enumerate() {
         if let Some((n, t)) = genres.get(name) {
             println!("  {id:<4} {name:<32} {n:>5} {:>9}", fmt_t(*t));
@@ -171,14 +181,22 @@ fn check(a: CheckArgs) -> Result<()> {
             c.vocab.genres.len()
         );
     } else if !c.vocab_on_disk {
-        println!("  labels/ not written (it would change: {} artists, {} genres)", c.vocab.artists.len(), c.vocab.genres.len());
+        println!(
+            "  labels/ not written (it would change: {} artists, {} genres)",
+            c.vocab.artists.len(),
+            c.vocab.genres.len()
+        );
     }
     if !s.problems.is_empty() {
         eprintln!("\n{} problem(s):", s.problems.len());
         for p in &s.problems {
             eprintln!("  {p}");
         }
-        bail!("corpus {} has {} problem(s); labels were not written", a.dir.display(), s.problems.len());
+        bail!(
+            "corpus {} has {} problem(s); labels were not written",
+            a.dir.display(),
+            s.problems.len()
+        );
     }
     println!("  OK");
     Ok(())
@@ -228,13 +246,20 @@ fn render_breaks(a: BreaksArgs) -> Result<()> {
     let patterns: Vec<Pattern> = if a.patterns.is_empty() {
         drums::builtin_patterns()?
     } else {
-        a.patterns.iter().map(|p| load_pattern(p)).collect::<Result<_>>()?
+        a.patterns
+            .iter()
+            .map(|p| load_pattern(p))
+            .collect::<Result<_>>()?
     };
     if !(1.0..=600.0).contains(&a.seconds) {
         bail!("--seconds {} must be in 1–600", a.seconds);
     }
     let meta_path = a.out.join("metadata.csv");
-    let mut records: Vec<Record> = if meta_path.is_file() { metadata::read(&meta_path)? } else { Vec::new() };
+    let mut records: Vec<Record> = if meta_path.is_file() {
+        metadata::read(&meta_path)?
+    } else {
+        Vec::new()
+    };
     let mut written = 0usize;
     let mut total = 0f64;
     for kit_dir in &a.kits {
@@ -242,10 +267,18 @@ fn render_breaks(a: BreaksArgs) -> Result<()> {
         let (artist, source, license, author) = kit.info.credits();
         for p in &patterns {
             for &bpm in &p.tempos {
-                let rel = format!("breaks/{}/{}-{}bpm.wav", slug(&artist), p.name, fmt_bpm(bpm));
-                let seed = a.seed ^ jukebox::util::splitmix64(
-                    rel.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)),
+                let rel = format!(
+                    "breaks/{}/{}-{}bpm.wav",
+                    slug(&artist),
+                    p.name,
+                    fmt_bpm(bpm)
                 );
+                let seed = a.seed
+                    ^ jukebox::util::splitmix64(
+                        rel.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+                        }),
+                    );
                 let opts = RenderOptions {
                     bars: drums::bars_for_seconds(p, bpm, a.seconds),
                     tail_seconds: a.tail,
@@ -265,7 +298,12 @@ fn render_breaks(a: BreaksArgs) -> Result<()> {
                     license: license.clone(),
                     source: source.clone(),
                     author: author.clone(),
-                    title: format!("{} at {} BPM ({} bars, rendered by jukebox-rs)", p.title, fmt_bpm(bpm), opts.bars),
+                    title: format!(
+                        "{} at {} BPM ({} bars, rendered by jukebox-rs)",
+                        p.title,
+                        fmt_bpm(bpm),
+                        opts.bars
+                    ),
                     ..Record::default()
                 };
                 match records.iter_mut().find(|r| r.path == rel) {
@@ -274,7 +312,12 @@ fn render_breaks(a: BreaksArgs) -> Result<()> {
                 }
             }
         }
-        println!("{}: rendered {} pattern(s) with {}", kit.info.name, patterns.len(), artist);
+        println!(
+            "{}: rendered {} pattern(s) with {}",
+            kit.info.name,
+            patterns.len(),
+            artist
+        );
     }
     jukebox::util::atomic_write(&meta_path, metadata::to_csv(&records).as_bytes())?;
     println!(

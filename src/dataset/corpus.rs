@@ -51,7 +51,8 @@ impl Item {
     }
     /// The song's total length in samples (for the timing label).
     pub fn song_samples(&self) -> u64 {
-        ((self.song_seconds * SAMPLE_RATE as f64).round() as u64).max(self.offset_samples() + self.n_samples)
+        ((self.song_seconds * SAMPLE_RATE as f64).round() as u64)
+            .max(self.offset_samples() + self.n_samples)
     }
 }
 
@@ -118,7 +119,12 @@ impl Corpus {
     pub fn open(dir: &Path) -> Result<Corpus> {
         let s = scan(dir)?;
         if !s.problems.is_empty() {
-            let shown: Vec<String> = s.problems.iter().take(10).map(|p| format!("  {p}")).collect();
+            let shown: Vec<String> = s
+                .problems
+                .iter()
+                .take(10)
+                .map(|p| format!("  {p}"))
+                .collect();
             bail!(
                 "corpus {} has {} problem(s):\n{}{}\n(run `jukebox dataset check {}` for the full report)",
                 dir.display(),
@@ -140,7 +146,12 @@ impl Corpus {
     }
 
     /// (files, seconds) per artist key and per genre key.
-    pub fn totals(&self) -> (BTreeMap<String, (usize, f64)>, BTreeMap<String, (usize, f64)>) {
+    pub fn totals(
+        &self,
+    ) -> (
+        BTreeMap<String, (usize, f64)>,
+        BTreeMap<String, (usize, f64)>,
+    ) {
         let mut a: BTreeMap<String, (usize, f64)> = BTreeMap::new();
         let mut g: BTreeMap<String, (usize, f64)> = BTreeMap::new();
         for it in &self.items {
@@ -161,10 +172,17 @@ impl Corpus {
     /// (at least one when the artist has two or more files, never all of them). It does not
     /// depend on the order of the metadata rows.
     pub fn split(&self, seed: u64, valid_fraction: f64) -> Split {
-        let frac = if valid_fraction.is_finite() { valid_fraction.clamp(0.0, 1.0) } else { 0.0 };
+        let frac = if valid_fraction.is_finite() {
+            valid_fraction.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         let mut by_artist: BTreeMap<u32, Vec<(u64, usize)>> = BTreeMap::new();
         for (i, it) in self.items.iter().enumerate() {
-            by_artist.entry(it.artist_id).or_default().push((path_hash(seed, &it.rel), i));
+            by_artist
+                .entry(it.artist_id)
+                .or_default()
+                .push((path_hash(seed, &it.rel), i));
         }
         let (mut train, mut valid) = (Vec::new(), Vec::new());
         for (_, mut v) in by_artist {
@@ -193,7 +211,13 @@ impl Corpus {
         self.items
             .iter()
             .position(|i| i.rel == item.rel)
-            .with_context(|| format!("{} is not an item of corpus {}", item.rel, self.dir.display()))
+            .with_context(|| {
+                format!(
+                    "{} is not an item of corpus {}",
+                    item.rel,
+                    self.dir.display()
+                )
+            })
     }
 
     /// The whole decoded file (44.1 kHz mono), from the cache.
@@ -208,7 +232,8 @@ impl Corpus {
         let cache = &self.cache_files[idx];
         if !cache.is_file() {
             // The cache was deleted under us: decode again.
-            let a = crate::audio::load(&item.path).with_context(|| format!("decoding {}", item.path.display()))?;
+            let a = crate::audio::load(&item.path)
+                .with_context(|| format!("decoding {}", item.path.display()))?;
             write_f32(cache, &a.samples)?;
         }
         let mut out = vec![0f32; len];
@@ -217,7 +242,8 @@ impl Corpus {
             return Ok(out);
         }
         let take = len.min(n - start);
-        let mut f = std::fs::File::open(cache).with_context(|| format!("cannot open audio cache {}", cache.display()))?;
+        let mut f = std::fs::File::open(cache)
+            .with_context(|| format!("cannot open audio cache {}", cache.display()))?;
         f.seek(SeekFrom::Start(start as u64 * 4))?;
         let mut bytes = vec![0u8; take * 4];
         f.read_exact(&mut bytes).with_context(|| {
@@ -272,11 +298,17 @@ fn stat(path: &Path) -> Result<(u64, u128)> {
 pub fn scan(dir: &Path) -> Result<Scan> {
     let metadata_path = metadata::find(dir)?;
     let records = metadata::read(&metadata_path)?;
-    let mname = metadata_path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let mname = metadata_path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     if records.is_empty() {
-        problems.push(Problem { at: mname.clone(), message: "no items".into() });
+        problems.push(Problem {
+            at: mname.clone(),
+            message: "no items".into(),
+        });
     }
 
     // Row-level checks.
@@ -286,7 +318,10 @@ pub fn scan(dir: &Path) -> Result<Scan> {
         let at = format!("{mname}:{}", r.line);
         let mut ok = true;
         let mut bad = |m: String| {
-            problems.push(Problem { at: at.clone(), message: m });
+            problems.push(Problem {
+                at: at.clone(),
+                message: m,
+            });
             ok = false;
         };
         if r.path.is_empty() {
@@ -295,13 +330,20 @@ pub fn scan(dir: &Path) -> Result<Scan> {
         if super::vocab::key(&r.artist).is_empty() {
             bad(format!("missing artist for `{}` (use the composer, performer or kit; `unknown` is reserved)", r.path));
         } else if super::vocab::key(&r.artist) == super::vocab::UNKNOWN {
-            bad(format!("artist `unknown` for `{}`: id 0 is reserved for label dropout; name the artist", r.path));
+            bad(format!(
+                "artist `unknown` for `{}`: id 0 is reserved for label dropout; name the artist",
+                r.path
+            ));
         }
         if r.genres.is_empty() {
             bad(format!("missing genre for `{}`", r.path));
         }
         if r.genres.len() > MAX_GENRES {
-            bad(format!("{} genres for `{}`; at most {MAX_GENRES}", r.genres.len(), r.path));
+            bad(format!(
+                "{} genres for `{}`; at most {MAX_GENRES}",
+                r.genres.len(),
+                r.path
+            ));
         }
         for g in &r.genres {
             let k = super::vocab::key(g);
@@ -310,7 +352,10 @@ pub fn scan(dir: &Path) -> Result<Scan> {
             }
         }
         if let Some(prev) = seen.insert(r.path.clone(), r.line) {
-            bad(format!("`{}` is listed twice (also on line {prev})", r.path));
+            bad(format!(
+                "`{}` is listed twice (also on line {prev})",
+                r.path
+            ));
         }
         if ok {
             good.push(r);
@@ -347,19 +392,34 @@ pub fn scan(dir: &Path) -> Result<Scan> {
         .par_iter()
         .zip(resolved.par_iter())
         .map(|(r, path)| -> Result<(CacheEntry, Vec<String>)> {
-            let (size, mtime_ns) = stat(path).with_context(|| format!("file not found: {}", path.display()))?;
+            let (size, mtime_ns) =
+                stat(path).with_context(|| format!("file not found: {}", path.display()))?;
             let file = cache_name(&r.path);
             if let Some(e) = index.entries.get(&r.path) {
                 let cached = cache_dir.join(&e.file);
-                let cache_ok = std::fs::metadata(&cached).map(|m| m.len() == e.n_samples * 4).unwrap_or(false);
+                let cache_ok = std::fs::metadata(&cached)
+                    .map(|m| m.len() == e.n_samples * 4)
+                    .unwrap_or(false);
                 if e.size == size && e.mtime_ns == mtime_ns && cache_ok {
                     return Ok((e.clone(), Vec::new()));
                 }
             }
             let a = crate::audio::load(path)?;
             write_f32(&cache_dir.join(&file), &a.samples)?;
-            let warns = a.warnings.iter().map(|w| format!("{}: {w}", r.path)).collect();
-            Ok((CacheEntry { size, mtime_ns, n_samples: a.samples.len() as u64, file }, warns))
+            let warns = a
+                .warnings
+                .iter()
+                .map(|w| format!("{}: {w}", r.path))
+                .collect();
+            Ok((
+                CacheEntry {
+                    size,
+                    mtime_ns,
+                    n_samples: a.samples.len() as u64,
+                    file,
+                },
+                warns,
+            ))
         })
         .collect();
 
@@ -374,7 +434,10 @@ pub fn scan(dir: &Path) -> Result<Scan> {
                 e
             }
             Err(e) => {
-                problems.push(Problem { at, message: format!("unreadable: {e:#}") });
+                problems.push(Problem {
+                    at,
+                    message: format!("unreadable: {e:#}"),
+                });
                 continue;
             }
         };
@@ -382,7 +445,10 @@ pub fn scan(dir: &Path) -> Result<Scan> {
         live.insert(r.path.clone());
         let seconds = entry.n_samples as f64 / SAMPLE_RATE as f64;
         if seconds < MIN_SECONDS {
-            problems.push(Problem { at, message: format!("only {seconds:.3} s of audio; at least {MIN_SECONDS} s needed") });
+            problems.push(Problem {
+                at,
+                message: format!("only {seconds:.3} s of audio; at least {MIN_SECONDS} s needed"),
+            });
             continue;
         }
         let offset = r.offset_seconds.unwrap_or(0.0);
@@ -399,7 +465,11 @@ pub fn scan(dir: &Path) -> Result<Scan> {
         }
         // `derive` added every name of a good row, so these lookups succeed.
         let artist_id = vocab.artist_id(&r.artist).unwrap_or(0);
-        let genre_ids: Vec<u32> = r.genres.iter().map(|g| vocab.genre_id(g).unwrap_or(0)).collect();
+        let genre_ids: Vec<u32> = r
+            .genres
+            .iter()
+            .map(|g| vocab.genre_id(g).unwrap_or(0))
+            .collect();
         cache_files.push(cache_dir.join(&entry.file));
         items.push(Item {
             path: path.clone(),
@@ -423,7 +493,10 @@ pub fn scan(dir: &Path) -> Result<Scan> {
     index.version = CACHE_VERSION;
     if let Ok(bytes) = serde_json::to_vec_pretty(&index) {
         if let Err(e) = crate::util::atomic_write(&index_path, &bytes) {
-            warnings.push(format!("cannot write the cache index {}: {e:#}", index_path.display()));
+            warnings.push(format!(
+                "cannot write the cache index {}: {e:#}",
+                index_path.display()
+            ));
         }
     }
     Ok(Scan {

@@ -68,7 +68,8 @@ pub fn find(dir: &Path) -> Result<std::path::PathBuf> {
 
 /// Read a metadata file (CSV or JSONL by extension).
 pub fn read(path: &Path) -> Result<Vec<Record>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let origin = path.display().to_string();
     if path.extension().and_then(|e| e.to_str()) == Some("jsonl") {
         parse_jsonl(&text, &origin)
@@ -79,7 +80,10 @@ pub fn read(path: &Path) -> Result<Vec<Record>> {
 
 /// Split genres written as `a|b|c` (empty parts dropped).
 pub fn split_genres(s: &str) -> Vec<String> {
-    s.split('|').map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect()
+    s.split('|')
+        .map(|g| g.trim().to_string())
+        .filter(|g| !g.is_empty())
+        .collect()
 }
 
 fn parse_f64(v: &str, what: &str, at: &str) -> Result<Option<f64>> {
@@ -98,15 +102,20 @@ fn parse_f64(v: &str, what: &str, at: &str) -> Result<Option<f64>> {
 pub fn parse_csv(text: &str, origin: &str) -> Result<Vec<Record>> {
     let rows = csv_rows(text, origin)?;
     let Some((hline, header)) = rows.first() else {
-        bail!("{origin}: empty file (expected a header row: {})", CSV_HEADER.join(","));
+        bail!(
+            "{origin}: empty file (expected a header row: {})",
+            CSV_HEADER.join(",")
+        );
     };
     let header: Vec<String> = header.iter().map(|h| h.trim().to_lowercase()).collect();
     let col = |name: &str| header.iter().position(|h| h == name);
-    let path_c = col("path").with_context(|| format!("{origin}:{hline}: the header has no `path` column"))?;
-    let artist_c = col("artist").with_context(|| format!("{origin}:{hline}: the header has no `artist` column"))?;
-    let genres_c = col("genres")
-        .or_else(|| col("genre"))
-        .with_context(|| format!("{origin}:{hline}: the header has no `genres` (or `genre`) column"))?;
+    let path_c = col("path")
+        .with_context(|| format!("{origin}:{hline}: the header has no `path` column"))?;
+    let artist_c = col("artist")
+        .with_context(|| format!("{origin}:{hline}: the header has no `artist` column"))?;
+    let genres_c = col("genres").or_else(|| col("genre")).with_context(|| {
+        format!("{origin}:{hline}: the header has no `genres` (or `genre`) column")
+    })?;
     let mut out = Vec::new();
     for (line, row) in rows.iter().skip(1) {
         if row.iter().all(|f| f.trim().is_empty()) {
@@ -114,7 +123,11 @@ pub fn parse_csv(text: &str, origin: &str) -> Result<Vec<Record>> {
         }
         let at = format!("{origin}:{line}");
         if row.len() != header.len() {
-            bail!("{at}: {} fields, but the header has {} (quote fields that contain commas)", row.len(), header.len());
+            bail!(
+                "{at}: {} fields, but the header has {} (quote fields that contain commas)",
+                row.len(),
+                header.len()
+            );
         }
         let get = |c: Option<usize>| c.map(|c| row[c].clone()).unwrap_or_default();
         let mut extra = BTreeMap::new();
@@ -255,8 +268,11 @@ pub fn parse_jsonl(text: &str, origin: &str) -> Result<Vec<Record>> {
             continue;
         }
         let at = format!("{origin}:{line}");
-        let v: serde_json::Value = serde_json::from_str(l).with_context(|| format!("{at}: not a JSON object"))?;
-        let obj = v.as_object().with_context(|| format!("{at}: expected a JSON object"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(l).with_context(|| format!("{at}: not a JSON object"))?;
+        let obj = v
+            .as_object()
+            .with_context(|| format!("{at}: expected a JSON object"))?;
         let s = |k: &str| -> Result<String> {
             match obj.get(k) {
                 None | Some(serde_json::Value::Null) => Ok(String::new()),
@@ -283,9 +299,15 @@ pub fn parse_jsonl(text: &str, origin: &str) -> Result<Vec<Record>> {
                 .into_iter()
                 .filter(|g| !g.is_empty())
                 .collect(),
-            Some(other) => bail!("{at}: `genres` must be a string or a list of strings, got {other}"),
+            Some(other) => {
+                bail!("{at}: `genres` must be a string or a list of strings, got {other}")
+            }
         };
-        let known = CSV_HEADER.iter().chain(["genre"].iter()).copied().collect::<Vec<_>>();
+        let known = CSV_HEADER
+            .iter()
+            .chain(["genre"].iter())
+            .copied()
+            .collect::<Vec<_>>();
         let extra = obj
             .iter()
             .filter(|(k, _)| !known.contains(&k.as_str()))

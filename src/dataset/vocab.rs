@@ -27,7 +27,9 @@ fn lookup(list: &[String], name: &str) -> Option<u32> {
     if k.is_empty() {
         return None;
     }
-    list.iter().position(|n| !n.is_empty() && *n == k).map(|i| i as u32)
+    list.iter()
+        .position(|n| !n.is_empty() && *n == k)
+        .map(|i| i as u32)
 }
 
 impl Vocab {
@@ -40,9 +42,16 @@ impl Vocab {
                 list.push(UNKNOWN.to_string());
             }
         }
-        let artists: BTreeSet<String> = records.iter().map(|r| key(&r.artist)).filter(|k| !k.is_empty()).collect();
-        let genres: BTreeSet<String> =
-            records.iter().flat_map(|r| r.genres.iter().map(|g| key(g))).filter(|k| !k.is_empty()).collect();
+        let artists: BTreeSet<String> = records
+            .iter()
+            .map(|r| key(&r.artist))
+            .filter(|k| !k.is_empty())
+            .collect();
+        let genres: BTreeSet<String> = records
+            .iter()
+            .flat_map(|r| r.genres.iter().map(|g| key(g)))
+            .filter(|k| !k.is_empty())
+            .collect();
         for (list, names) in [(&mut v.artists, artists), (&mut v.genres, genres)] {
             for n in names {
                 if !list.contains(&n) {
@@ -67,12 +76,18 @@ impl Vocab {
         if !pa.exists() && !pg.exists() {
             return Ok(None);
         }
-        Ok(Some(Vocab { artists: read_list(&pa)?, genres: read_list(&pg)? }))
+        Ok(Some(Vocab {
+            artists: read_list(&pa)?,
+            genres: read_list(&pg)?,
+        }))
     }
 
     /// Write both lists atomically.
     pub fn write(&self, dir: &Path) -> Result<()> {
-        crate::util::atomic_write(&dir.join("artists.txt"), list_text(&self.artists).as_bytes())?;
+        crate::util::atomic_write(
+            &dir.join("artists.txt"),
+            list_text(&self.artists).as_bytes(),
+        )?;
         crate::util::atomic_write(&dir.join("genres.txt"), list_text(&self.genres).as_bytes())?;
         Ok(())
     }
@@ -89,7 +104,8 @@ fn list_text(list: &[String]) -> String {
 }
 
 fn read_list(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut list: Vec<String> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -97,8 +113,13 @@ fn read_list(path: &Path) -> Result<Vec<String>> {
             continue;
         }
         let at = || format!("{}:{}", path.display(), i + 1);
-        let (name, id) = line.rsplit_once(';').with_context(|| format!("{}: expected `name;id`, got `{line}`", at()))?;
-        let id: usize = id.trim().parse().map_err(|_| anyhow::anyhow!("{}: id `{id}` is not a non-negative integer", at()))?;
+        let (name, id) = line
+            .rsplit_once(';')
+            .with_context(|| format!("{}: expected `name;id`, got `{line}`", at()))?;
+        let id: usize = id
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{}: id `{id}` is not a non-negative integer", at()))?;
         if id > 1_000_000 {
             bail!("{}: id {id} is implausibly large (limit 1000000)", at());
         }
@@ -112,6 +133,9 @@ fn read_list(path: &Path) -> Result<Vec<String>> {
     }
     match list.first() {
         Some(n) if n == UNKNOWN => Ok(list),
-        _ => bail!("{}: id 0 must be `{UNKNOWN}` (reserved for label dropout)", path.display()),
+        _ => bail!(
+            "{}: id 0 must be `{UNKNOWN}` (reserved for label dropout)",
+            path.display()
+        ),
     }
 }

@@ -50,8 +50,13 @@ impl KitInfo {
     /// Parse `dir/drumkit.xml`.
     pub fn parse_dir(dir: &Path) -> Result<KitInfo> {
         let xml_path = dir.join("drumkit.xml");
-        let xml = std::fs::read_to_string(&xml_path)
-            .with_context(|| format!("cannot read {} (is {} a Hydrogen kit folder?)", xml_path.display(), dir.display()))?;
+        let xml = std::fs::read_to_string(&xml_path).with_context(|| {
+            format!(
+                "cannot read {} (is {} a Hydrogen kit folder?)",
+                xml_path.display(),
+                dir.display()
+            )
+        })?;
         Self::parse_xml(&xml, dir).with_context(|| format!("in {}", xml_path.display()))
     }
 
@@ -65,12 +70,16 @@ impl KitInfo {
             // The instrument's own fields come before its first layer/component.
             let own = block.split("<layer>").next().unwrap_or(block);
             let own = own.split("<instrumentComponent>").next().unwrap_or(own);
-            let Some(iname) = text(own, "name") else { continue };
+            let Some(iname) = text(own, "name") else {
+                continue;
+            };
             let volume = num(own, "volume")?.unwrap_or(1.0);
             let gain = num(own, "gain")?.unwrap_or(1.0);
             let mut layers = Vec::new();
             for l in blocks(block, "layer") {
-                let Some(f) = text(l, "filename") else { continue };
+                let Some(f) = text(l, "filename") else {
+                    continue;
+                };
                 layers.push(LayerInfo {
                     file: dir.join(f),
                     min: num(l, "min")?.unwrap_or(0.0),
@@ -81,17 +90,33 @@ impl KitInfo {
             // Old kits (format 0.9.3 and before): one `<filename>` directly on the instrument.
             if layers.is_empty() {
                 if let Some(f) = text(own, "filename") {
-                    layers.push(LayerInfo { file: dir.join(f), min: 0.0, max: 1.0, gain: 1.0 });
+                    layers.push(LayerInfo {
+                        file: dir.join(f),
+                        min: 0.0,
+                        max: 1.0,
+                        gain: 1.0,
+                    });
                 }
             }
             if !layers.is_empty() {
-                instruments.push(InstrumentInfo { name: iname, volume, gain, layers });
+                instruments.push(InstrumentInfo {
+                    name: iname,
+                    volume,
+                    gain,
+                    layers,
+                });
             }
         }
         if instruments.is_empty() {
             bail!("the kit has no instruments with samples");
         }
-        Ok(KitInfo { dir: dir.to_path_buf(), name, author, license, instruments })
+        Ok(KitInfo {
+            dir: dir.to_path_buf(),
+            name,
+            author,
+            license,
+            instruments,
+        })
     }
 
     /// Which instrument plays each role: a per-kit override, else the best name match, else a
@@ -208,10 +233,20 @@ impl Voice {
     /// The layer Hydrogen would play at `velocity`: the first whose [min, max] holds it, else the
     /// nearest range.
     pub fn layer_for(&self, velocity: f32) -> &Layer {
-        if let Some(l) = self.layers.iter().find(|l| velocity >= l.min && velocity <= l.max) {
+        if let Some(l) = self
+            .layers
+            .iter()
+            .find(|l| velocity >= l.min && velocity <= l.max)
+        {
             return l;
         }
-        let dist = |l: &Layer| if velocity < l.min { l.min - velocity } else { velocity - l.max };
+        let dist = |l: &Layer| {
+            if velocity < l.min {
+                l.min - velocity
+            } else {
+                velocity - l.max
+            }
+        };
         let mut best = &self.layers[0];
         for l in &self.layers {
             if dist(l) < dist(best) {
@@ -257,17 +292,33 @@ impl Kit {
                 let samples = match cache.get(&l.file) {
                     Some(s) => s.clone(),
                     None => {
-                        let s = Arc::new(trim_lead(
-                            decode(&l.file)
-                                .with_context(|| format!("kit `{}`: cannot load sample {}", info.name, l.file.display()))?,
-                        ));
+                        let s = Arc::new(trim_lead(decode(&l.file).with_context(|| {
+                            format!(
+                                "kit `{}`: cannot load sample {}",
+                                info.name,
+                                l.file.display()
+                            )
+                        })?));
                         cache.insert(l.file.clone(), s.clone());
                         s
                     }
                 };
-                layers.push(Layer { samples, min: l.min, max: l.max, gain: l.gain, file: l.file.clone() });
+                layers.push(Layer {
+                    samples,
+                    min: l.min,
+                    max: l.max,
+                    gain: l.gain,
+                    file: l.file.clone(),
+                });
             }
-            voices.insert(role, Voice { instrument: inst.name.clone(), gain: inst.volume * inst.gain, layers });
+            voices.insert(
+                role,
+                Voice {
+                    instrument: inst.name.clone(),
+                    gain: inst.volume * inst.gain,
+                    layers,
+                },
+            );
         }
         Ok(Kit { info, voices })
     }
@@ -374,11 +425,20 @@ impl KitInfo {
     /// (artist label, source, license, author) for metadata rows.
     pub fn credits(&self) -> (String, String, String, String) {
         match KNOWN_KITS.iter().find(|k| k.name == self.name) {
-            Some(k) => (k.display.into(), k.package.into(), k.license.into(), k.author.into()),
+            Some(k) => (
+                k.display.into(),
+                k.package.into(),
+                k.license.into(),
+                k.author.into(),
+            ),
             None => (
                 self.name.clone(),
                 self.dir.display().to_string(),
-                if self.license.is_empty() { "see the kit's drumkit.xml".into() } else { self.license.clone() },
+                if self.license.is_empty() {
+                    "see the kit's drumkit.xml".into()
+                } else {
+                    self.license.clone()
+                },
                 self.author.clone(),
             ),
         }

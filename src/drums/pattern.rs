@@ -141,7 +141,11 @@ impl Pattern {
     /// Sample index of a global step (any bar), with swing: round((step + swing) · 60·sr / (bpm · steps_per_beat)).
     pub fn onset_sample(&self, step: usize, bpm: f64, sample_rate: u32) -> usize {
         let spb = self.steps_per_beat();
-        let swung = if self.swing != 0.0 && spb % 2 == 0 && step % 2 == 1 { self.swing } else { 0.0 };
+        let swung = if self.swing != 0.0 && spb % 2 == 0 && step % 2 == 1 {
+            self.swing
+        } else {
+            0.0
+        };
         ((step as f64 + swung) * 60.0 * sample_rate as f64 / (bpm * spb as f64)).round() as usize
     }
 
@@ -180,7 +184,9 @@ impl Pattern {
                 for i in 0..self.steps_per_bar {
                     let step = bar * self.steps_per_bar + i;
                     let c = match self.hits.iter().find(|h| h.role == role && h.step == step) {
-                        Some(h) => char::from(b'0' + (h.velocity * 9.0).round().clamp(1.0, 9.0) as u8),
+                        Some(h) => {
+                            char::from(b'0' + (h.velocity * 9.0).round().clamp(1.0, 9.0) as u8)
+                        }
                         None => '.',
                     };
                     s.push(c);
@@ -231,9 +237,15 @@ fn parse(text: &str, origin: &str) -> Result<Pattern> {
             let role_name = parts.next().unwrap_or("").trim();
             let role = Role::from_name(role_name).with_context(|| {
                 let names: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
-                format!("{}: unknown drum role `{role_name}` (known: {})", at(), names.join(", "))
+                format!(
+                    "{}: unknown drum role `{role_name}` (known: {})",
+                    at(),
+                    names.join(", ")
+                )
             })?;
-            let cells: Vec<String> = parts.map(|c| c.chars().filter(|c| !c.is_whitespace()).collect()).collect();
+            let cells: Vec<String> = parts
+                .map(|c| c.chars().filter(|c| !c.is_whitespace()).collect())
+                .collect();
             // A row ends with `|`, so the last split piece is empty.
             let cells = match cells.split_last() {
                 Some((last, rest)) if last.is_empty() => rest.to_vec(),
@@ -245,12 +257,16 @@ fn parse(text: &str, origin: &str) -> Result<Pattern> {
             rows.push((ln, role, cells));
             continue;
         }
-        let (key, value) = line
-            .split_once(':')
-            .with_context(|| format!("{}: expected `key: value` or a grid row `role | ... |`, got `{line}`", at()))?;
+        let (key, value) = line.split_once(':').with_context(|| {
+            format!(
+                "{}: expected `key: value` or a grid row `role | ... |`, got `{line}`",
+                at()
+            )
+        })?;
         let value = value.trim();
         let num = |v: &str| -> Result<f64> {
-            v.parse::<f64>().map_err(|_| anyhow::anyhow!("{}: `{key}` must be a number, got `{v}`", at()))
+            v.parse::<f64>()
+                .map_err(|_| anyhow::anyhow!("{}: `{key}` must be a number, got `{v}`", at()))
         };
         match key.trim() {
             "name" => name = Some(value.to_string()),
@@ -279,7 +295,9 @@ fn parse(text: &str, origin: &str) -> Result<Pattern> {
     if !(0.0..1.0).contains(&swing) {
         bail!("{origin}: `swing: {swing}` must be in [0, 1)");
     }
-    let (first_ln, _, first_cells) = rows.first().with_context(|| format!("{origin}: no grid rows"))?;
+    let (first_ln, _, first_cells) = rows
+        .first()
+        .with_context(|| format!("{origin}: no grid rows"))?;
     let bars = first_cells.len();
     let mut hits = Vec::new();
     for (ln, role, cells) in &rows {
@@ -293,7 +311,11 @@ fn parse(text: &str, origin: &str) -> Result<Pattern> {
         for (b, cell) in cells.iter().enumerate() {
             let n = cell.chars().count();
             if n != steps {
-                bail!("{origin} line {ln}: bar {} of `{}` has {n} steps, expected {steps}", b + 1, role.name());
+                bail!(
+                    "{origin} line {ln}: bar {} of `{}` has {n} steps, expected {steps}",
+                    b + 1,
+                    role.name()
+                );
             }
             for (s, c) in cell.chars().enumerate() {
                 let velocity = match c {
@@ -308,9 +330,18 @@ fn parse(text: &str, origin: &str) -> Result<Pattern> {
                 };
                 let step = b * steps + s;
                 if hits.iter().any(|h: &Hit| h.step == step && h.role == *role) {
-                    bail!("{origin} line {ln}: `{}` is given twice at bar {} step {}", role.name(), b + 1, s + 1);
+                    bail!(
+                        "{origin} line {ln}: `{}` is given twice at bar {} step {}",
+                        role.name(),
+                        b + 1,
+                        s + 1
+                    );
                 }
-                hits.push(Hit { step, role: *role, velocity });
+                hits.push(Hit {
+                    step,
+                    role: *role,
+                    velocity,
+                });
             }
         }
     }
@@ -332,18 +363,42 @@ fn parse(text: &str, origin: &str) -> Result<Pattern> {
 /// The patterns shipped in `data/prompts/patterns/`, compiled in so that rendering works from any
 /// directory.
 pub const BUILTIN_SOURCES: [(&str, &str); 7] = [
-    ("amen.drum", include_str!("../../data/prompts/patterns/amen.drum")),
-    ("funky-drummer.drum", include_str!("../../data/prompts/patterns/funky-drummer.drum")),
-    ("think.drum", include_str!("../../data/prompts/patterns/think.drum")),
-    ("rock.drum", include_str!("../../data/prompts/patterns/rock.drum")),
-    ("four-on-the-floor.drum", include_str!("../../data/prompts/patterns/four-on-the-floor.drum")),
-    ("half-time.drum", include_str!("../../data/prompts/patterns/half-time.drum")),
-    ("boom-bap.drum", include_str!("../../data/prompts/patterns/boom-bap.drum")),
+    (
+        "amen.drum",
+        include_str!("../../data/prompts/patterns/amen.drum"),
+    ),
+    (
+        "funky-drummer.drum",
+        include_str!("../../data/prompts/patterns/funky-drummer.drum"),
+    ),
+    (
+        "think.drum",
+        include_str!("../../data/prompts/patterns/think.drum"),
+    ),
+    (
+        "rock.drum",
+        include_str!("../../data/prompts/patterns/rock.drum"),
+    ),
+    (
+        "four-on-the-floor.drum",
+        include_str!("../../data/prompts/patterns/four-on-the-floor.drum"),
+    ),
+    (
+        "half-time.drum",
+        include_str!("../../data/prompts/patterns/half-time.drum"),
+    ),
+    (
+        "boom-bap.drum",
+        include_str!("../../data/prompts/patterns/boom-bap.drum"),
+    ),
 ];
 
 /// All built-in patterns, parsed.
 pub fn builtin_patterns() -> Result<Vec<Pattern>> {
-    BUILTIN_SOURCES.iter().map(|(f, t)| Pattern::parse(t, f)).collect()
+    BUILTIN_SOURCES
+        .iter()
+        .map(|(f, t)| Pattern::parse(t, f))
+        .collect()
 }
 
 /// A built-in pattern by name, with a suggestion when the name is unknown.
@@ -354,5 +409,9 @@ pub fn builtin(name: &str) -> Result<Pattern> {
     }
     let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
     let near = crate::util::nearest(name, names.iter().copied(), 2);
-    bail!("unknown pattern `{name}` (did you mean {}?; known: {})", near.join(" or "), names.join(", "))
+    bail!(
+        "unknown pattern `{name}` (did you mean {}?; known: {})",
+        near.join(" or "),
+        names.join(", ")
+    )
 }

@@ -96,7 +96,8 @@ pub fn render(pattern: &Pattern, kit: &Kit, bpm: f64, opts: &RenderOptions) -> R
             let mut velocity = hit.velocity;
             if opts.velocity_jitter > 0.0 {
                 let u = crate::util::uniform(opts.seed, 2, 0, counter) as f32;
-                velocity = (velocity * (1.0 + (u * 2.0 - 1.0) * opts.velocity_jitter)).clamp(0.01, 1.0);
+                velocity =
+                    (velocity * (1.0 + (u * 2.0 - 1.0) * opts.velocity_jitter)).clamp(0.01, 1.0);
             }
             let at = at.max(0) as usize;
             if at >= total {
@@ -134,7 +135,12 @@ pub fn render(pattern: &Pattern, kit: &Kit, bpm: f64, opts: &RenderOptions) -> R
         gain = 0.999 / peak;
         out.iter_mut().for_each(|x| *x *= gain);
     }
-    Ok(Rendered { samples: out, bar_length, onsets, gain })
+    Ok(Rendered {
+        samples: out,
+        bar_length,
+        onsets,
+        gain,
+    })
 }
 
 /// Bars for about `seconds` of audio, rounded to whole pattern loops (at least one loop).

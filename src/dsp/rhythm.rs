@@ -137,6 +137,9 @@ pub fn tempo_estimate(samples: &[f32], sr: u32) -> Option<TempoEstimate> {
         let half = interp(&ac, lag / 2.0).max(0.0);
         let prior = (-0.5 * (bpm / 120.0).log2().powi(2)).exp();
         let score = (comb - 0.5 * half) * prior;
+        if std::env::var("JB_TEMPO_DEBUG").is_ok() && (s % 100 == 0) {
+            eprintln!("MSG bpm {bpm:.1} comb {comb:.3} half {half:.3} prior {prior:.3} score {score:.3}");
+        }
         if best.is_none_or(|b| score > b.0) {
             best = Some((score, bpm, interp(&ac, lag)));
         }

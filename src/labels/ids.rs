@@ -456,25 +456,22 @@ impl IdSet {
         }
     }
 
-    /// Names containing `text`, sorted by id. Matching ignores case; the query is also matched
-    /// after transliteration to ASCII, with each `_` of a listed name standing for any one
-    /// character (v2 names have `_` where an accent was: `c_line_dion` matches "celine").
+    /// Names containing `text`, sorted by id. Matching ignores case, and also compares ASCII
+    /// transliterations (`beyonce` finds `beyoncé`), letting one `_` of a listed name stand for
+    /// one letter of the query (v2 names have `_` where an accent was: `celine` finds `c_line_dion`).
     pub fn search(&self, field: Field, text: &str) -> Vec<(String, i64)> {
         let q = text.trim().to_lowercase();
         if q.is_empty() {
             return self.table(field).entries.clone();
         }
-        let qa: Vec<char> = to_ascii(&q)
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
+        let qa = ascii_form(&q);
         let mut hits: Vec<(String, i64)> = self
             .table(field)
             .entries
             .iter()
             .filter(|(n, _)| {
                 let nl = n.to_lowercase();
-                nl.contains(&q) || wild_contains(&nl.chars().collect::<Vec<_>>(), &qa)
+                nl.contains(&q) || wild_contains(&ascii_form(&nl), &qa)
             })
             .cloned()
             .collect();
@@ -493,16 +490,32 @@ impl IdSet {
     }
 }
 
-/// Whether `name` contains `q` as a run of characters, where a non-alphanumeric character of
-/// `name` matches any one character of `q` and `_` in `q` matches any non-alphanumeric one.
+/// ASCII transliteration with every other character as `_`.
+fn ascii_form(s: &str) -> Vec<char> {
+    to_ascii(s)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// Whether `name` contains `q`, where at most one `_` of `name` may stand for a letter of `q`.
 fn wild_contains(name: &[char], q: &[char]) -> bool {
     if q.is_empty() || q.len() > name.len() {
         return false;
     }
-    let eq = |a: char, b: char| {
-        a == b || (!a.is_ascii_alphanumeric() && (b == '_' || b.is_ascii_alphanumeric())) || (b == '_' && !a.is_alphanumeric())
-    };
-    name.windows(q.len()).any(|w| w.iter().zip(q).all(|(&a, &b)| eq(a, b)))
+    name.windows(q.len()).any(|w| {
+        let mut wild = 0;
+        w.iter().zip(q).all(|(&a, &b)| {
+            if a == b {
+                true
+            } else if a == '_' && wild == 0 {
+                wild += 1;
+                true
+            } else {
+                false
+            }
+        })
+    })
 }
 
 /// A name with invisible characters made visible (the v3 genre list hides a U+200E).

@@ -63,7 +63,12 @@ fn check_level(
     let want_audio = get(io, &format!("decoded_level{level}"), file)?.squeeze(2)?;
 
     let latent = model.encode_latent(audio, level)?;
-    r.close(format!("vqvae.latent_level{level}"), &latent, want_latent, TOL);
+    r.close(
+        format!("vqvae.latent_level{level}"),
+        &latent,
+        want_latent,
+        TOL,
+    );
 
     // Codes: exact, except where the reference itself is a near-tie.
     let (codes, _) = model.quantise(&latent, level)?;
@@ -73,7 +78,12 @@ fn check_level(
     if got.len() != want.len() || gaps.len() != want.len() {
         r.fail(
             format!("vqvae.codes_level{level}"),
-            format!("got {} codes, reference has {} (margins {})", got.len(), want.len(), gaps.len()),
+            format!(
+                "got {} codes, reference has {} (margins {})",
+                got.len(),
+                want.len(),
+                gaps.len()
+            ),
         );
     } else {
         let (mut bad, mut ties) = (0, 0);
@@ -90,21 +100,39 @@ fn check_level(
             format!("vqvae.codes_level{level}"),
             bad,
             0,
-            format!("{} positions, {ties} near-tie mismatches excused", want.len()),
+            format!(
+                "{} positions, {ties} near-tie mismatches excused",
+                want.len()
+            ),
         );
     }
     // The chunked encoder (8192-sample chunks: several seams) gives the same codes.
     let chunked = model.encode_chunked(audio, level, SEAM_CHUNK)?;
     let chunked: Vec<i64> = chunked.to_dtype(DType::I64)?.flatten_all()?.to_vec1()?;
     let diff = chunked.iter().zip(&got).filter(|(a, b)| a != b).count();
-    r.exact(format!("vqvae.codes_level{level}_chunked"), diff, 0, "vs unchunked");
+    r.exact(
+        format!("vqvae.codes_level{level}_chunked"),
+        diff,
+        0,
+        "vs unchunked",
+    );
 
     // Decode from the reference codes, so each stage is checked on its own inputs.
     let dq = model.dequantise(want_codes, level)?;
     r.close(format!("vqvae.dequantised_level{level}"), &dq, want_dq, TOL);
     let decoded = model.decode(want_codes, level)?;
-    r.close(format!("vqvae.decoded_level{level}"), &decoded, &want_audio, TOL);
+    r.close(
+        format!("vqvae.decoded_level{level}"),
+        &decoded,
+        &want_audio,
+        TOL,
+    );
     let decoded_c = model.decode_chunked(want_codes, level, SEAM_CHUNK)?;
-    r.close(format!("vqvae.decoded_level{level}_chunked"), &decoded_c, &want_audio, TOL);
+    r.close(
+        format!("vqvae.decoded_level{level}_chunked"),
+        &decoded_c,
+        &want_audio,
+        TOL,
+    );
     Ok(())
 }

@@ -12,6 +12,7 @@
 pub mod attention;
 pub mod cache;
 pub mod conditioner;
+pub mod encoder;
 pub mod label_cond;
 pub mod sampler;
 pub mod score;
@@ -19,6 +20,7 @@ pub mod transformer;
 
 pub use attention::{attn_kind, AttnGeom, AttnKind};
 pub use cache::PriorCache;
+pub use encoder::{EncoderOutput, LyricEncoder};
 pub use label_cond::{timing_bins, TimingBins};
 pub use sampler::{sample_window, SampleOpts, StepEntropy, WindowOutput};
 pub use score::{score_sequence, ScoreOutput};
@@ -60,57 +62,6 @@ impl Conditioning {
     }
 }
 
-/// The 5b_lyrics lyric encoder (`prime_prior`) and its projections.
-#[derive(Debug, Clone)]
-pub struct LyricEncoder {
-    x_emb: Tensor,
-    pos_emb: Tensor,
-    start_token: Tensor,
-    pub transformer: Transformer,
-    proj: Conv1D,
-    ln: Ln,
-    x_out: Tensor,
-    pub n_vocab: usize,
-}
-
-/// Outputs of the lyric encoder.
-#[derive(Debug, Clone)]
-pub struct EncoderOutput {
-    pub transformer_input: Tensor,
-    /// Transformer output (`prime_acts`), (N, n_tokens, W_enc).
-    pub acts: Tensor,
-    /// `prime_state_ln(prime_state_proj(acts))`, (N, n_tokens, W).
-    pub encoder_kv: Tensor,
-}
-
-impl LyricEncoder {
-    /// Run the encoder (causal, shifted right with its own start token) on lyric ids.
-    pub fn forward(&self, lyrics: &Tensor, record: Option<&mut Record>) -> Result<EncoderOutput> {
-        let (n, l) = lyrics.dims2()?;
-        check_ids(lyrics, self.n_vocab, "lyric token")?;
-        let w = self.x_emb.dim(1)?;
-        let start = self
-            .start_token
-            .to_dtype(DType::F32)?
-            .reshape((1, 1, w))?
-            .repeat((n, 1, 1))?;
-        let x = shifted_embed(&self.x_emb, lyrics, &start)?;
-        let x = x.broadcast_add(&self.pos_emb.narrow(0, 0, l)?.to_dtype(DType::F32)?)?;
-        let acts = self.transformer.forward(&x, None, record, &[])?;
-        let encoder_kv = self.ln.forward(&self.proj.forward(&acts)?)?;
-        Ok(EncoderOutput {
-            transformer_input: x,
-            acts,
-            encoder_kv,
-        })
-    }
-
-    /// Next-character logits from `encoder_kv` (`prime_x_out`), (N, n_tokens, n_vocab).
-    pub fn lyric_logits(&self, encoder_kv: &Tensor) -> Result<Tensor> {
-        linear_no_bias(encoder_kv, &self.x_out)
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Prior {
     pub cfg: PriorConfig,
@@ -133,7 +84,7 @@ fn randn(std: f64) -> Init {
 }
 
 /// Ids must lie in 0..n (checked on the host; an out-of-range id is a user error, not a panic).
-fn check_ids(t: &Tensor, n: usize, what: &str) -> Result<()> {
+pub(crate) fn check_ids(t: &Tensor, n: usize, what: &str) -> Result<()> {
     let v = t.to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?;
     if let Some(bad) = v.iter().find(|&&x| x < 0 || x as usize >= n) {
         bail!("{what} {bad} is outside 0..{n}");
@@ -142,7 +93,7 @@ fn check_ids(t: &Tensor, n: usize, what: &str) -> Result<()> {
 }
 
 /// `[start, emb(tokens[..L-1])]` (N, L, W) in f32.
-fn shifted_embed(table: &Tensor, tokens: &Tensor, start: &Tensor) -> Result<Tensor> {
+pub(crate) fn shifted_embed(table: &Tensor, tokens: &Tensor, start: &Tensor) -> Result<Tensor> {
     let (n, l) = tokens.dims2()?;
     if l == 0 {
         bail!("empty token sequence");
@@ -163,7 +114,7 @@ fn shifted_embed(table: &Tensor, tokens: &Tensor, start: &Tensor) -> Result<Tens
 }
 
 /// `x · wᵀ` for a (V, W) table: (.., W) → (.., V).
-fn linear_no_bias(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+pub(crate) fn linear_no_bias(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let k = dims[dims.len() - 1];
     let rows = x.elem_count() / k;

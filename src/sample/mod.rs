@@ -9,3 +9,7 @@ pub mod windows;
 pub use pipeline::{run, Outcome, RunOptions, Summary};
 pub use run::{model_identity, ItemSpec, LevelSettings, Mode, RunSpec};
 pub use state::RunState;
+pub mod score;
+pub mod study_runner;
+
+pub use study_runner::ModelRunner;

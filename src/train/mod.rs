@@ -16,3 +16,4 @@ pub mod config;
 pub mod component;
 pub mod driver;
 pub mod run_vqvae;
+pub mod run_prior;

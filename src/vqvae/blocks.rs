@@ -29,7 +29,10 @@ impl Conv1d {
     ) -> Result<Self> {
         // PyTorch's default init (kaiming-uniform bound 1/sqrt(fan_in)) when built from a VarMap.
         let bound = 1.0 / ((c_in * k) as f64).sqrt();
-        let init = candle_nn::Init::Uniform { lo: -bound, up: bound };
+        let init = candle_nn::Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
         let weight = vb.get_with_hints((c_out, c_in, k), "weight", init)?;
         let bias = vb.get_with_hints(c_out, "bias", init)?;
         Ok(Self {
@@ -44,7 +47,14 @@ impl Conv1d {
 
 impl Module for Conv1d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        ops::conv1d(x, &self.weight, Some(&self.bias), self.stride, self.padding, self.dilation)
+        ops::conv1d(
+            x,
+            &self.weight,
+            Some(&self.bias),
+            self.stride,
+            self.padding,
+            self.dilation,
+        )
     }
 }
 
@@ -58,9 +68,19 @@ pub struct ConvTranspose1d {
 }
 
 impl ConvTranspose1d {
-    pub fn new(c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let bound = 1.0 / ((c_out * k) as f64).sqrt();
-        let init = candle_nn::Init::Uniform { lo: -bound, up: bound };
+        let init = candle_nn::Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
         let weight = vb.get_with_hints((c_in, c_out, k), "weight", init)?;
         let bias = vb.get_with_hints(c_out, "bias", init)?;
         Ok(Self {
@@ -88,7 +108,13 @@ pub struct ResConv1dBlock {
 }
 
 impl ResConv1dBlock {
-    pub fn new(width: usize, hidden: usize, dilation: usize, res_scale: f64, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        width: usize,
+        hidden: usize,
+        dilation: usize,
+        res_scale: f64,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let vb = vb.pp("model");
         Ok(Self {
             conv1: Conv1d::new(width, hidden, 3, 1, dilation, dilation, vb.pp("1"))?,
@@ -128,7 +154,11 @@ pub struct ResnetSpec {
 impl ResnetSpec {
     /// Dilation of the block at state-dict index `j`.
     pub fn dilation(&self, j: usize) -> usize {
-        let d = if self.reverse_dilation { self.depth - 1 - j } else { j };
+        let d = if self.reverse_dilation {
+            self.depth - 1 - j
+        } else {
+            j
+        };
         let e = match self.dilation_cycle {
             Some(c) if c > 0 => d % c,
             _ => d,
@@ -158,7 +188,15 @@ impl Resnet1d {
             1.0
         };
         let blocks = (0..spec.depth)
-            .map(|j| ResConv1dBlock::new(spec.width, hidden, spec.dilation(j), scale, vb.pp(j.to_string())))
+            .map(|j| {
+                ResConv1dBlock::new(
+                    spec.width,
+                    hidden,
+                    spec.dilation(j),
+                    scale,
+                    vb.pp(j.to_string()),
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { blocks })
     }

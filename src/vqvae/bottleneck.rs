@@ -96,5 +96,8 @@ pub fn dequantise(codes: &Tensor, k: &Tensor) -> Result<Tensor> {
         }
     }
     let ids = ids.to_dtype(DType::U32)?.flatten_all()?;
-    k.index_select(&ids, 0)?.reshape((n, t, w))?.transpose(1, 2)?.contiguous()
+    k.index_select(&ids, 0)?
+        .reshape((n, t, w))?
+        .transpose(1, 2)?
+        .contiguous()
 }

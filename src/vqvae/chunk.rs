@@ -28,7 +28,11 @@ impl ChunkPlan {
 
 /// Apply `f` to `x` (last dimension = time) chunk by chunk and concatenate the outputs along
 /// their last dimension. Runs `f` once on the whole input when it fits in one chunk.
-pub fn run_chunked(x: &Tensor, plan: ChunkPlan, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+pub fn run_chunked(
+    x: &Tensor,
+    plan: ChunkPlan,
+    f: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
     let dim = x.rank() - 1;
     let t = x.dim(dim)?;
     let align = plan.align.max(1);

@@ -32,14 +32,22 @@ impl Codes {
                     .filter(|(_, c)| c.is_some())
                     .map(|(i, _)| i.to_string())
                     .collect();
-                bail!("the codes file has no level {level} (it holds levels [{}])", have.join(", "))
+                bail!(
+                    "the codes file has no level {level} (it holds levels [{}])",
+                    have.join(", ")
+                )
             }
         }
     }
 }
 
 /// Write codes atomically. `levels[L]` = `Some(codes (samples, tokens))` of any integer dtype.
-pub fn save_codes(path: &Path, levels: &[Option<Tensor>], sample_rate: u32, hop_lengths: &[usize]) -> Result<()> {
+pub fn save_codes(
+    path: &Path,
+    levels: &[Option<Tensor>],
+    sample_rate: u32,
+    hop_lengths: &[usize],
+) -> Result<()> {
     let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (l, c) in levels.iter().enumerate() {
         let Some(c) = c else { continue };
@@ -59,11 +67,19 @@ pub fn save_codes(path: &Path, levels: &[Option<Tensor>], sample_rate: u32, hop_
     }
     let views = bufs
         .iter()
-        .map(|(name, shape, bytes)| Ok((name.clone(), TensorView::new(Dtype::I64, shape.clone(), bytes)?)))
+        .map(|(name, shape, bytes)| {
+            Ok((
+                name.clone(),
+                TensorView::new(Dtype::I64, shape.clone(), bytes)?,
+            ))
+        })
         .collect::<Result<Vec<_>>>()?;
     let mut meta = HashMap::new();
     meta.insert("sample_rate".to_string(), sample_rate.to_string());
-    meta.insert("hop_lengths".to_string(), serde_json::to_string(hop_lengths)?);
+    meta.insert(
+        "hop_lengths".to_string(),
+        serde_json::to_string(hop_lengths)?,
+    );
     meta.insert("format".to_string(), "jukebox-codes".to_string());
     let bytes = safetensors::serialize(views, Some(meta)).context("cannot serialise codes")?;
     crate::util::atomic_write(path, &bytes)
@@ -71,45 +87,71 @@ pub fn save_codes(path: &Path, levels: &[Option<Tensor>], sample_rate: u32, hop_
 
 /// Read a codes file written by [`save_codes`] (or any safetensors file in that layout).
 pub fn load_codes(path: &Path) -> Result<Codes> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read codes file {}", path.display()))?;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read codes file {}", path.display()))?;
     let st = SafeTensors::deserialize(&bytes)
         .with_context(|| format!("{} is not a safetensors codes file", path.display()))?;
     let (_, meta) = SafeTensors::read_metadata(&bytes)
         .with_context(|| format!("{}: unreadable safetensors header", path.display()))?;
     let meta = meta.metadata().clone().unwrap_or_default();
     let sample_rate = match meta.get("sample_rate") {
-        Some(s) => s
-            .trim()
-            .parse::<u32>()
-            .with_context(|| format!("{}: metadata sample_rate {s:?} is not an integer", path.display()))?,
+        Some(s) => s.trim().parse::<u32>().with_context(|| {
+            format!(
+                "{}: metadata sample_rate {s:?} is not an integer",
+                path.display()
+            )
+        })?,
         None => 44100,
     };
     let hop_lengths: Vec<usize> = match meta.get("hop_lengths") {
-        Some(s) => serde_json::from_str(s)
-            .with_context(|| format!("{}: metadata hop_lengths {s:?} is not a list of integers", path.display()))?,
+        Some(s) => serde_json::from_str(s).with_context(|| {
+            format!(
+                "{}: metadata hop_lengths {s:?} is not a list of integers",
+                path.display()
+            )
+        })?,
         None => vec![],
     };
     let mut levels: Vec<Option<Tensor>> = vec![];
     for name in st.names() {
-        let Some(l) = name.strip_prefix("level_").and_then(|s| s.parse::<usize>().ok()) else {
-            bail!("{}: unexpected tensor {name:?} (a codes file holds level_0, level_1, …)", path.display());
+        let Some(l) = name
+            .strip_prefix("level_")
+            .and_then(|s| s.parse::<usize>().ok())
+        else {
+            bail!(
+                "{}: unexpected tensor {name:?} (a codes file holds level_0, level_1, …)",
+                path.display()
+            );
         };
         if l >= MAX_LEVELS {
-            bail!("{}: level {l} is beyond the limit of {MAX_LEVELS} levels", path.display());
+            bail!(
+                "{}: level {l} is beyond the limit of {MAX_LEVELS} levels",
+                path.display()
+            );
         }
         let view = st.tensor(name)?;
         let shape = view.shape().to_vec();
         if shape.len() != 2 {
-            bail!("{}: {name} must be [samples, tokens], got shape {shape:?}", path.display());
+            bail!(
+                "{}: {name} must be [samples, tokens], got shape {shape:?}",
+                path.display()
+            );
         }
         let vals: Vec<i64> = match view.dtype() {
-            Dtype::I64 => view.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect(),
+            Dtype::I64 => view
+                .data()
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect(),
             Dtype::I32 => view
                 .data()
                 .chunks_exact(4)
                 .map(|c| i32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as i64)
                 .collect(),
-            dt => bail!("{}: {name} has dtype {dt:?}, expected int64", path.display()),
+            dt => bail!(
+                "{}: {name} has dtype {dt:?}, expected int64",
+                path.display()
+            ),
         };
         if let Some(bad) = vals.iter().find(|&&v| v < 0 || v > u32::MAX as i64) {
             bail!("{}: {name} holds the invalid code {bad}", path.display());

@@ -56,7 +56,14 @@ impl Encoder {
         for b in 0..=level {
             let c_in = if b == 0 { 1 } else { cfg.emb_width };
             let (down_t, s) = (cfg.downs_t[b], cfg.strides_t[b]);
-            level_blocks.push(EncoderConvBlock::new(c_in, cfg.emb_width, down_t, s, &spec, vb.pp(b.to_string()))?);
+            level_blocks.push(EncoderConvBlock::new(
+                c_in,
+                cfg.emb_width,
+                down_t,
+                s,
+                &spec,
+                vb.pp(b.to_string()),
+            )?);
             for _ in 0..down_t {
                 // Strided conv k = 2s, pad s/2: reaches at most 2s − 1 − s/2 inputs to one side.
                 radius += (2 * s - 1 - s / 2).max(s / 2) * jump;
@@ -65,7 +72,10 @@ impl Encoder {
             }
             radius += jump; // output conv k3
         }
-        Ok(Self { level_blocks, radius })
+        Ok(Self {
+            level_blocks,
+            radius,
+        })
     }
 }
 
@@ -96,7 +106,15 @@ impl Decoder {
         let mut level_blocks = Vec::with_capacity(level + 1);
         for b in 0..=level {
             let (down_t, s) = (cfg.downs_t[b], cfg.strides_t[b]);
-            let blk = DecoderConvBlock::new(cfg.emb_width, cfg.emb_width, down_t, s, &spec, "model", vbl.pp(b.to_string()))?;
+            let blk = DecoderConvBlock::new(
+                cfg.emb_width,
+                cfg.emb_width,
+                down_t,
+                s,
+                &spec,
+                "model",
+                vbl.pp(b.to_string()),
+            )?;
             level_blocks.push(blk);
         }
         let out = Conv1d::new(cfg.emb_width, 1, 3, 1, 1, 1, vb.pp("out"))?;
@@ -152,11 +170,18 @@ impl VqVae {
         for l in 0..cfg.levels {
             encoders.push(Encoder::new(cfg, l, vb.pp("encoders").pp(l.to_string()))?);
             decoders.push(Decoder::new(cfg, l, vb.pp("decoders").pp(l.to_string()))?);
-            let k = vb.pp("bottleneck").pp("level_blocks").pp(l.to_string()).get_with_hints(
-                (cfg.l_bins, cfg.emb_width),
-                "k",
-                candle_nn::Init::Randn { mean: 0.0, stdev: 1.0 },
-            )?;
+            let k = vb
+                .pp("bottleneck")
+                .pp("level_blocks")
+                .pp(l.to_string())
+                .get_with_hints(
+                    (cfg.l_bins, cfg.emb_width),
+                    "k",
+                    candle_nn::Init::Randn {
+                        mean: 0.0,
+                        stdev: 1.0,
+                    },
+                )?;
             codebooks.push(k);
         }
         Ok(Self {
@@ -181,7 +206,10 @@ impl VqVae {
 
     fn check_level(&self, level: usize) -> Result<()> {
         if level >= self.cfg.levels {
-            candle_core::bail!("level {level} does not exist: this VQ-VAE has levels 0..{}", self.cfg.levels);
+            candle_core::bail!(
+                "level {level} does not exist: this VQ-VAE has levels 0..{}",
+                self.cfg.levels
+            );
         }
         Ok(())
     }
@@ -222,11 +250,16 @@ impl VqVae {
     fn check_audio(&self, audio: &Tensor, level: usize) -> Result<usize> {
         self.check_level(level)?;
         let (_, t) = audio.dims2().map_err(|_| {
-            candle_core::Error::Msg(format!("audio must be (N, T), got shape {:?}", audio.dims()))
+            candle_core::Error::Msg(format!(
+                "audio must be (N, T), got shape {:?}",
+                audio.dims()
+            ))
         })?;
         let hop = self.hop_length(level);
         if t == 0 || t % hop != 0 {
-            candle_core::bail!("audio length {t} must be a positive multiple of level {level}'s hop {hop}");
+            candle_core::bail!(
+                "audio length {t} must be a positive multiple of level {level}'s hop {hop}"
+            );
         }
         Ok(t)
     }
@@ -247,7 +280,12 @@ impl VqVae {
         self.encode_latent_chunked(audio, level, ENCODE_CHUNK_SAMPLES)
     }
 
-    pub fn encode_latent_chunked(&self, audio: &Tensor, level: usize, chunk_samples: usize) -> Result<Tensor> {
+    pub fn encode_latent_chunked(
+        &self,
+        audio: &Tensor,
+        level: usize,
+        chunk_samples: usize,
+    ) -> Result<Tensor> {
         self.check_audio(audio, level)?;
         let enc = &self.encoders[level];
         run_chunked(audio, self.encode_plan(level, chunk_samples), |x| {
@@ -261,7 +299,12 @@ impl VqVae {
     }
 
     /// Like [`encode`](Self::encode) with an explicit core chunk in samples.
-    pub fn encode_chunked(&self, audio: &Tensor, level: usize, chunk_samples: usize) -> Result<Tensor> {
+    pub fn encode_chunked(
+        &self,
+        audio: &Tensor,
+        level: usize,
+        chunk_samples: usize,
+    ) -> Result<Tensor> {
         self.check_audio(audio, level)?;
         let enc = &self.encoders[level];
         let k = &self.codebooks[level];
@@ -273,7 +316,9 @@ impl VqVae {
 
     /// Codes for every level, official order (0 = bottom).
     pub fn encode_all(&self, audio: &Tensor) -> Result<Vec<Tensor>> {
-        (0..self.cfg.levels).map(|l| self.encode(audio, l)).collect()
+        (0..self.cfg.levels)
+            .map(|l| self.encode(audio, l))
+            .collect()
     }
 
     /// Nearest codes (N, T) and their margins for latents (N, emb, T).
@@ -294,10 +339,18 @@ impl VqVae {
     }
 
     /// Like [`decode`](Self::decode) with an explicit core chunk in output samples.
-    pub fn decode_chunked(&self, codes: &Tensor, level: usize, chunk_samples: usize) -> Result<Tensor> {
+    pub fn decode_chunked(
+        &self,
+        codes: &Tensor,
+        level: usize,
+        chunk_samples: usize,
+    ) -> Result<Tensor> {
         self.check_level(level)?;
         let (_, t) = codes.dims2().map_err(|_| {
-            candle_core::Error::Msg(format!("codes must be (N, T), got shape {:?}", codes.dims()))
+            candle_core::Error::Msg(format!(
+                "codes must be (N, T), got shape {:?}",
+                codes.dims()
+            ))
         })?;
         if t == 0 {
             candle_core::bail!("no codes to decode at level {level}");

@@ -1,0 +1,59 @@
+//! Teacher-forced bits per token of existing codes, window by window exactly as they were
+//! sampled, so a sample can be scored under its own labels or under any other labels.
+
+use super::windows::plan_windows;
+use crate::labels::{BaseLabel, Labeller};
+use crate::prior::{nll_bits, Prior};
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+
+/// Bits of each item's tokens at positions `from..total`, scored in the windows the sampler
+/// uses (`plan_windows(from, total, n_ctx, hop)`), under the labels `bases`.
+/// Returns (sum of bits per item, number of scored tokens).
+#[allow(clippy::too_many_arguments)]
+pub fn score_rows(
+    prior: &Prior,
+    lab: &Labeller,
+    bases: &[BaseLabel],
+    rows: &[Vec<i64>],
+    upper: Option<&[Vec<i64>]>,
+    from: usize,
+    hop: usize,
+    dev: &Device,
+) -> Result<(Vec<f64>, usize)> {
+    let n = rows.len();
+    let total = rows.first().map_or(0, Vec::len);
+    let n_ctx = prior.cfg.n_ctx;
+    let mut sums = vec![0f64; n];
+    let mut counted = 0usize;
+    let mut have = from;
+    for w in plan_windows(from, total, n_ctx, hop) {
+        let (flat, _) = lab.get_y_batch(bases, w.start as i64)?;
+        let y = Tensor::from_vec(flat, (n, lab.y_len()), dev)?;
+        let z = match upper {
+            Some(up) => {
+                let f = w.start / (n_ctx / prior.z_cond_len());
+                let z: Vec<i64> = up.iter().flat_map(|r| r[f..f + prior.z_cond_len()].to_vec()).collect();
+                Some(Tensor::from_vec(z, (n, prior.z_cond_len()), dev)?)
+            }
+            None => None,
+        };
+        let toks: Vec<i64> = rows.iter().flat_map(|r| r[w.start..w.end].to_vec()).collect();
+        let toks = Tensor::from_vec(toks, (n, w.end - w.start), dev)?;
+        let y_opt = prior.cfg.labels.is_some().then_some(&y);
+        let logits = prior
+            .forward(&toks, y_opt, z.as_ref())
+            .with_context(|| format!("scoring window {}..{}", w.start, w.end))?;
+        let targets = (toks.to_dtype(DType::I64)? + prior.music_shift() as f64)?;
+        let bits = nll_bits(&logits, &targets)?;
+        let first = have.max(w.start) - w.start;
+        let len = w.end - w.start - first;
+        let part = bits.narrow(1, first, len)?.sum(1)?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        for (s, p) in sums.iter_mut().zip(part) {
+            *s += p;
+        }
+        counted += len;
+        have = w.end;
+    }
+    Ok((sums, counted))
+}

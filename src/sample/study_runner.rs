@@ -1,0 +1,240 @@
+//! The study's [`CellRunner`] on a real model: each batch group is one run of the sampling
+//! pipeline (cells as items with the group's shared seed), then scored and decoded.
+
+use super::pipeline::{self, base_labels, load_prior, load_vqvae, write_codes_file, RunOptions};
+use super::run::{model_identity, ItemSpec, LevelSettings, Mode, RunSpec};
+use super::score::score_rows;
+use super::state::RunState;
+use super::Outcome;
+use crate::checkpoint::ModelDir;
+use crate::study::plan::{BatchGroup, Mode as StudyMode, Plan};
+use crate::study::runner::{CellRunner, LevelOutcome, PromptRecon, SampleOutcome};
+use crate::vqvae::VqVae;
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub struct ModelRunner {
+    pub md: ModelDir,
+    dev: Device,
+    vq: Option<VqVae>,
+    /// The prompt's codes per level, encoded once.
+    prompt_codes: BTreeMap<usize, Vec<i64>>,
+    /// Where group runs are kept while they run (resumable within a group).
+    work: PathBuf,
+    pub progress: bool,
+}
+
+impl ModelRunner {
+    pub fn new(model: &Path, work: &Path) -> Result<Self> {
+        let md = ModelDir::open(model).with_context(|| format!("cannot open the model {}", model.display()))?;
+        Ok(Self {
+            md,
+            dev: Device::Cpu,
+            vq: None,
+            prompt_codes: BTreeMap::new(),
+            work: work.to_path_buf(),
+            progress: false,
+        })
+    }
+
+    fn vq(&mut self) -> Result<&VqVae> {
+        if self.vq.is_none() {
+            self.vq = Some(load_vqvae(&self.md, &self.dev)?);
+        }
+        Ok(self.vq.as_ref().expect("loaded above"))
+    }
+
+    fn spec_for(&self, plan: &Plan, group: &BatchGroup) -> Result<RunSpec> {
+        let cfg = &self.md.config;
+        let top = cfg.top_level();
+        let min_dur = cfg.priors[top]
+            .labels
+            .as_ref()
+            .filter(|l| l.include_time_signal)
+            .map_or(0.0, |l| l.min_duration);
+        let sr = plan.sample_rate as f64;
+        let total_length = (plan.total_samples as f64).max((min_dur * sr).ceil());
+        let items = group
+            .cells
+            .iter()
+            .map(|id| {
+                let c = plan.cell(id).with_context(|| format!("plan has no cell `{id}`"))?;
+                Ok(if c.no_label {
+                    ItemSpec {
+                        artist: "unknown".into(),
+                        genres: vec!["unknown".into()],
+                        lyrics: None,
+                        seed: group.seed,
+                    }
+                } else {
+                    ItemSpec {
+                        artist: c.artist.clone(),
+                        genres: c.genres.clone(),
+                        lyrics: None,
+                        seed: group.seed,
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let primed = group.mode == StudyMode::Primed;
+        Ok(RunSpec {
+            version: env!("CARGO_PKG_VERSION").into(),
+            model: self.md.path.clone(),
+            model_id: model_identity(&self.md)?,
+            mode: if primed { Mode::Primed } else { Mode::Ancestral },
+            prompt: None,
+            prompt_samples: if primed { plan.prompt_samples } else { 0 },
+            sample_length: plan.total_samples,
+            total_length: total_length as usize,
+            sample_rate: plan.sample_rate,
+            levels: plan.levels.clone(),
+            settings: cfg
+                .hop_fraction
+                .iter()
+                .map(|&h| LevelSettings {
+                    temperature: plan.temperature,
+                    top_k: plan.top_k,
+                    top_p: plan.top_p,
+                    hop_fraction: h,
+                })
+                .collect(),
+            chunk_size: 32,
+            max_batch: plan.max_batch.max(1),
+            items,
+            level_items: vec![],
+        })
+    }
+}
+
+impl CellRunner for ModelRunner {
+    fn prepare(&mut self, plan: &Plan, prompt: &[f32]) -> Result<Vec<PromptRecon>> {
+        let n = plan.prompt_samples;
+        if prompt.len() < n {
+            bail!("the prompt has {} samples, the plan needs {n}", prompt.len());
+        }
+        let dev = self.dev.clone();
+        let levels = self.md.config.vqvae.levels;
+        let vq = self.vq()?;
+        let x = Tensor::from_slice(&prompt[..n], (1, n), &dev)?;
+        let mut codes = BTreeMap::new();
+        let mut out = vec![];
+        for l in 0..levels {
+            let c = vq.encode(&x, l)?.to_dtype(DType::I64)?;
+            let audio = vq.decode(&c, l)?.squeeze(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+            let c = c.squeeze(0)?.to_vec1::<i64>()?;
+            if plan.levels.contains(&l) {
+                out.push(PromptRecon {
+                    level: l,
+                    codes: c.clone(),
+                    audio,
+                });
+            }
+            codes.insert(l, c);
+        }
+        self.prompt_codes = codes;
+        out.sort_by(|a, b| b.level.cmp(&a.level));
+        Ok(out)
+    }
+
+    fn run_group(
+        &mut self,
+        plan: &Plan,
+        group: &BatchGroup,
+        _prompt: &[f32],
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Vec<SampleOutcome>> {
+        let spec = self.spec_for(plan, group)?;
+        let dir = self.work.join(format!("group_{:04}", group.index));
+        // A group left by a crash resumes if it is the same group; otherwise it starts again.
+        if dir.exists() && RunSpec::load(&dir).ok().as_ref() != Some(&spec) {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+        }
+        if !dir.exists() {
+            spec.save(&dir)?;
+            let mut st = RunState::default();
+            if spec.mode == Mode::Primed {
+                if self.prompt_codes.is_empty() {
+                    bail!("prepare() must encode the prompt before run_group()");
+                }
+                st.prompt = self.prompt_codes.clone();
+            }
+            st.save(&dir)?;
+        }
+        progress(&format!("group {} ({} cells, seed {})", group.index, group.cells.len(), group.seed));
+        let opts = RunOptions {
+            device: self.dev.clone(),
+            progress: self.progress,
+            write_audio: false,
+            ..Default::default()
+        };
+        match pipeline::run(&self.md, &dir, &opts)? {
+            Outcome::Finished(_) => {}
+            Outcome::Interrupted => bail!("group {} was interrupted", group.index),
+        }
+        let state = RunState::load_or_default(&dir)?;
+        write_codes_file(&self.md, &dir, &spec, &state)?;
+        let dev = self.dev.clone();
+        let n = spec.items.len();
+        let mut per_item: Vec<Vec<LevelOutcome>> = vec![vec![]; n];
+        let no_label = RunSpec {
+            items: spec
+                .items
+                .iter()
+                .map(|it| ItemSpec {
+                    artist: "unknown".into(),
+                    genres: vec!["unknown".into()],
+                    ..it.clone()
+                })
+                .collect(),
+            ..spec.clone()
+        };
+        for &level in &plan.levels {
+            let rows = &state.levels.get(&level).with_context(|| format!("level {level} missing"))?.rows;
+            let prior = load_prior(&self.md, level, &dev)?;
+            let items: Vec<usize> = (0..n).collect();
+            let (lab, own) = base_labels(&self.md, &spec, level, &items)?;
+            let (_, none) = base_labels(&self.md, &no_label, level, &items)?;
+            let hop_len = self.md.config.vqvae.hop_length(level);
+            let from = spec.prompt_samples / hop_len;
+            let hop = ((spec.settings[level].hop_fraction * prior.cfg.n_ctx as f64) as usize).max(1);
+            let upper = if prior.cfg.is_upsampler() {
+                Some(state.levels.get(&(level + 1)).context("upper level missing")?.rows.clone())
+            } else {
+                None
+            };
+            let (b_own, cnt) = score_rows(&prior, &lab, &own, rows, upper.as_deref(), from, hop, &dev)?;
+            let (b_none, _) = score_rows(&prior, &lab, &none, rows, upper.as_deref(), from, hop, &dev)?;
+            drop(prior);
+            let vq = self.vq()?;
+            let t = Tensor::from_vec(rows.iter().flatten().copied().collect::<Vec<_>>(), (n, rows[0].len()), &dev)?;
+            let audio = vq.decode(&t, level)?.to_dtype(DType::F32)?;
+            let ent = state.entropy.get(&level).cloned().unwrap_or_default();
+            for i in 0..n {
+                let (er, ef) = if ent.count.len() > i { ent.mean(i) } else { (f64::NAN, f64::NAN) };
+                let c = cnt.max(1) as f64;
+                per_item[i].push(LevelOutcome {
+                    level,
+                    codes: rows[i].clone(),
+                    audio: audio.get(i)?.to_vec1::<f32>()?,
+                    entropy_raw_bits: er,
+                    entropy_filtered_bits: ef,
+                    bits_own: b_own[i] / c,
+                    bits_nolabel: b_none[i] / c,
+                });
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(group
+            .cells
+            .iter()
+            .zip(per_item)
+            .map(|(c, levels)| SampleOutcome {
+                cell: c.clone(),
+                seed: group.seed,
+                levels,
+            })
+            .collect())
+    }
+}
