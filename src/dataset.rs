@@ -9,6 +9,6 @@ pub mod corpus;
 pub mod metadata;
 pub mod vocab;
 
-pub use corpus::{scan, Corpus, Item, Problem, Scan, Split, MIN_SECONDS, SAMPLE_RATE};
+pub use corpus::{scan, Corpus, Item, Problem, Scan, Split, Totals, MIN_SECONDS, SAMPLE_RATE};
 pub use metadata::{Record, CSV_HEADER, MAX_GENRES};
 pub use vocab::{key, Vocab, UNKNOWN};

@@ -1,4 +1,4 @@
-//! dsp tests on synthetic signals with known answers.
+// dsp tests on synthetic signals with known answers.
 
 use jukebox::dsp::{self, SpectrogramOpts};
 use jukebox::util::splitmix64;

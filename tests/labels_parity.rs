@@ -4,15 +4,25 @@ use jukebox::parity::{self, FolderKind, Report, Status};
 use std::path::PathBuf;
 
 fn fixtures(sub: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference").join(sub)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/reference")
+        .join(sub)
 }
 
 fn assert_all_pass(report: &Report, prefix: &str, min_checks: usize) {
-    let mine: Vec<_> = report.checks.iter().filter(|c| c.name.starts_with(prefix)).collect();
+    let mine: Vec<_> = report
+        .checks
+        .iter()
+        .filter(|c| c.name.starts_with(prefix))
+        .collect();
     for c in &mine {
         assert_eq!(c.status, Status::Pass, "{}", parity::format_check(c));
     }
-    assert!(mine.len() >= min_checks, "only {} `{prefix}` checks ran", mine.len());
+    assert!(
+        mine.len() >= min_checks,
+        "only {} `{prefix}` checks ran",
+        mine.len()
+    );
 }
 
 #[test]

@@ -96,7 +96,14 @@ fn check_all_grads(cfg: PriorConfig, level: usize) {
         n += 1;
         let ok = grads
             .get(var.as_tensor())
-            .map(|g| g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap())
+            .map(|g| {
+                g.abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+            })
             .is_some_and(|s| s > 0.0 && s.is_finite());
         // Embedding rows: only the rows used get gradient, but the table as a whole must.
         if !ok {
@@ -104,7 +111,10 @@ fn check_all_grads(cfg: PriorConfig, level: usize) {
         }
     }
     assert!(n > 10, "only {n} tensors");
-    assert!(missing.is_empty(), "level {level}: no gradient for {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "level {level}: no gradient for {missing:?}"
+    );
 }
 
 #[test]
@@ -119,14 +129,25 @@ fn every_upsampler_parameter_receives_a_gradient() {
 
 #[test]
 fn label_dropout_rate_and_rows() {
-    let tr = PriorTrainer::new(&top_cfg(), &OptimConfig::default(), 5, 1.0, 0.15, &Device::Cpu).unwrap();
+    let tr = PriorTrainer::new(
+        &top_cfg(),
+        &OptimConfig::default(),
+        5,
+        1.0,
+        0.15,
+        &Device::Cpu,
+    )
+    .unwrap();
     let data = PriorData::new(&tracks(), 2, &HOPS, false).unwrap();
     let mut dropped = 0;
     let mut total = 0;
     for step in 0..200 {
         let (b, d) = tr.train_batch(&data, 4, step).unwrap();
         let y: Vec<Vec<i64>> = b.y.unwrap().to_vec2().unwrap();
-        let zero = y.iter().filter(|r| r[3] == 0 && r[4] == 0 && r[5] == -1).count();
+        let zero = y
+            .iter()
+            .filter(|r| r[3] == 0 && r[4] == 0 && r[5] == -1)
+            .count();
         assert_eq!(zero, d, "dropped rows must have artist 0, genre [0, -1]");
         for r in &y {
             assert_eq!(r[0], 200 * 32, "total length in samples");
@@ -143,19 +164,29 @@ fn label_dropout_rate_and_rows() {
 #[test]
 fn prior_loss_falls() {
     for (cfg, level) in [(top_cfg(), 2usize), (up_cfg(), 1)] {
-        let optim = OptimConfig { lr: 3e-3, lr_warmup: 5, ..OptimConfig::default() };
+        let optim = OptimConfig {
+            lr: 3e-3,
+            lr_warmup: 5,
+            ..OptimConfig::default()
+        };
         let mut tr = PriorTrainer::new(&cfg, &optim, 1, 1.0, 0.15, &Device::Cpu).unwrap();
         let data = PriorData::new(&tracks(), level, &HOPS, cfg.cond.is_some()).unwrap();
         let valid = tr.valid_batches(&data, 4, 2).unwrap();
         let (before, count) = tr.evaluate(&valid).unwrap();
         assert!(count > 0.0);
-        assert!((before - 4.0).abs() < 0.5, "untrained model is near uniform over 16 codes: {before}");
+        assert!(
+            (before - 4.0).abs() < 0.5,
+            "untrained model is near uniform over 16 codes: {before}"
+        );
         for step in 0..60 {
             let (b, d) = tr.train_batch(&data, 4, step).unwrap();
             let s = tr.train_step(&b, d, step).unwrap();
             assert!(s.bits.is_finite());
         }
         let (after, _) = tr.evaluate(&valid).unwrap();
-        assert!(after < 0.6 * before, "level {level}: {before} -> {after} bits/token");
+        assert!(
+            after < 0.6 * before,
+            "level {level}: {before} -> {after} bits/token"
+        );
     }
 }

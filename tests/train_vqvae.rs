@@ -44,7 +44,11 @@ fn trainer(lr: f64) -> VqTrainer {
     let x = batch(0, 2, 256);
     let rows: Vec<Vec<f32>> = x.to_vec2().unwrap();
     let bw = Bandwidth::compute(rows.iter().map(|r| r.as_slice())).unwrap();
-    let optim = OptimConfig { lr, lr_warmup: 5, ..OptimConfig::default() };
+    let optim = OptimConfig {
+        lr,
+        lr_warmup: 5,
+        ..OptimConfig::default()
+    };
     VqTrainer::new(&tiny_cfg(), &small_loss(), &optim, bw, 11, &dev).unwrap()
 }
 
@@ -62,7 +66,13 @@ fn every_vqvae_parameter_receives_a_gradient() {
         n += 1;
         match grads.get(var.as_tensor()) {
             Some(g) => {
-                let s = g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+                let s = g
+                    .abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
                 if !(s > 0.0 && s.is_finite()) {
                     missing.push(format!("{name} (|g| = {s})"));
                 }
@@ -72,7 +82,10 @@ fn every_vqvae_parameter_receives_a_gradient() {
     }
     assert!(n > 20, "only {n} trainable tensors");
     assert!(missing.is_empty(), "no gradient for: {missing:?}");
-    assert!(tr.opt.names().all(|k| !k.starts_with("bottleneck.")), "codebooks must not be optimised");
+    assert!(
+        tr.opt.names().all(|k| !k.starts_with("bottleneck.")),
+        "codebooks must not be optimised"
+    );
 }
 
 #[test]
@@ -95,5 +108,9 @@ fn vqvae_loss_falls_and_codebooks_are_used() {
     assert_eq!(ev.snr_db.len(), 3);
     assert!(ev.snr_db.iter().all(|s| s.is_finite()));
     assert!(ev.codes_used.iter().all(|&u| u >= 2), "{ev:?}");
-    let _ = StftConfig { n_fft: 8, hop: 2, window: 8 };
+    let _ = StftConfig {
+        n_fft: 8,
+        hop: 2,
+        window: 8,
+    };
 }

@@ -36,12 +36,15 @@ fn parse_level(s: &str, n_levels: usize) -> Result<usize> {
         "top" => n_levels.saturating_sub(1),
         "middle" => 1,
         "bottom" => 0,
-        t => t
-            .parse::<usize>()
-            .map_err(|_| anyhow::anyhow!("--level `{s}` is not a level: use 0, 1, 2 or bottom, middle, top"))?,
+        t => t.parse::<usize>().map_err(|_| {
+            anyhow::anyhow!("--level `{s}` is not a level: use 0, 1, 2 or bottom, middle, top")
+        })?,
     };
     if l >= n_levels {
-        bail!("--level {s}: this model has {n_levels} levels (0..{})", n_levels.saturating_sub(1));
+        bail!(
+            "--level {s}: this model has {n_levels} levels (0..{})",
+            n_levels.saturating_sub(1)
+        );
     }
     Ok(l)
 }
@@ -63,7 +66,10 @@ fn resolve(args: &Args) -> Result<(Arc<IdSet>, String, Option<usize>)> {
         let max = if ids.kind == IdKind::V2 { 5 } else { 1 };
         return Ok((ids, format!("official {set} lists"), Some(max)));
     }
-    let model = args.model.clone().unwrap_or_else(|| resolve_default("models/default"));
+    let model = args
+        .model
+        .clone()
+        .unwrap_or_else(|| resolve_default("models/default"));
     let md = ModelDir::open(&model).with_context(|| {
         format!(
             "cannot open model {} (use --model DIR, or --set v2|v3 for an official list)",
@@ -134,20 +140,50 @@ fn render(args: &Args, ids: &IdSet, desc: &str, max_genres: Option<usize>) -> St
             }
             continue;
         }
+        if let (Some(q), Field::Genre, IdKind::V2) = (&args.search, field, ids.kind) {
+            // v2 looks a genre up word by word; show what each word gives.
+            let words: Vec<String> = ids
+                .genre_keys(q)
+                .into_iter()
+                .map(|w| match ids.genres.get(&w) {
+                    Some(id) => format!("{w}={id}"),
+                    None => format!("{w}=unknown"),
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "# as a v2 genre, `{q}` is the bag of words: {}",
+                words.join(", ")
+            );
+        }
         let (rows, what) = match &args.search {
             Some(q) => {
                 let hits = ids.search(field, q);
                 if hits.is_empty() {
-                    (ids.suggest(field, q, 10), format!("no {} contains `{q}`; nearest {}s", field.name(), field.name()))
+                    (
+                        ids.suggest(field, q, 10),
+                        format!(
+                            "no {} contains `{q}`; nearest {}s",
+                            field.name(),
+                            field.name()
+                        ),
+                    )
                 } else {
                     (hits, format!("{}s matching `{q}`", field.name()))
                 }
             }
-            None => (ids.table(field).entries.clone(), format!("{}s", field.name())),
+            None => (
+                ids.table(field).entries.clone(),
+                format!("{}s", field.name()),
+            ),
         };
         let _ = writeln!(out, "# {what}: {} (id\tname)", rows.len());
         for (name, id) in rows {
-            let shown = if name.is_empty() { "(empty name)".to_string() } else { display_name(&name) };
+            let shown = if name.is_empty() {
+                "(empty name)".to_string()
+            } else {
+                display_name(&name)
+            };
             let _ = writeln!(out, "{id}\t{shown}");
         }
     }

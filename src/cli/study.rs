@@ -10,6 +10,9 @@ use jukebox::util::{atomic_write, resolve_default};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Tempo of the bundled `data/prompts/amen.wav`.
+const AMEN_BPM: f64 = 137.0;
+
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
@@ -42,12 +45,15 @@ pub struct RunArgs {
     /// Prompt audio [default: data/prompts/amen.wav].
     #[arg(long)]
     pub prompt: Option<PathBuf>,
-    /// Seconds taken from the prompt (cut to a multiple of the top hop) [default: 2].
+    /// Seconds taken from the prompt, cut to a multiple of the top hop [default: 3.504, two bars of the 137-BPM Amen prompt].
     #[arg(long)]
     pub prompt_seconds: Option<f64>,
     /// Total seconds of each sample, prompt included [default: prompt + 3].
     #[arg(long)]
     pub seconds: Option<f64>,
+    /// The prompt's tempo, when known (the bundled Amen prompt is 137); default: measured.
+    #[arg(long)]
+    pub prompt_bpm: Option<f64>,
     /// Genre axis, comma-separated; `a+b` gives one cell a bag of genres [default: the model's first 4].
     #[arg(long, value_delimiter = ',')]
     pub genres: Option<Vec<String>>,
@@ -66,10 +72,13 @@ pub struct RunArgs {
     /// Levels to sample: top, top,middle or all [default: top].
     #[arg(long)]
     pub levels: Option<String>,
+    /// Sampling temperature [default: 0.98].
     #[arg(long)]
     pub temperature: Option<f64>,
+    /// Keep only the k most likely codes per step (0 = off) [default: 0].
     #[arg(long)]
     pub top_k: Option<usize>,
+    /// Nucleus sampling mass (0 = off) [default: 0].
     #[arg(long)]
     pub top_p: Option<f64>,
     /// Leave out the control cells (no-label cell and ancestral column).
@@ -96,12 +105,13 @@ pub struct RunArgs {
     /// List the model's artists (with --search TEXT to filter).
     #[arg(long)]
     pub list_artists: bool,
+    /// Filter for --list-genres / --list-artists.
     #[arg(long)]
     pub search: Option<String>,
     /// Write cluster job files into STUDY/slurm or STUDY/k8s instead of running.
     #[arg(long, value_enum)]
     pub emit: Option<Emit>,
-    /// Shards for --emit [default: 4, at most the number of batch groups].
+    /// Shards for --emit (at most the number of batch groups).
     #[arg(long, default_value_t = 4)]
     pub shards: usize,
     /// CPUs per shard for --emit.
@@ -205,6 +215,7 @@ fn run_study(a: RunArgs) -> Result<()> {
             prompt: a.prompt.as_ref().map(|p| p.display().to_string()),
             prompt_seconds: a.prompt_seconds,
             seconds: a.seconds,
+            prompt_bpm: a.prompt_bpm,
             genres: a.genres.clone(),
             artists: a.artists.clone(),
             seeds: a.seeds,
@@ -232,6 +243,11 @@ fn run_study(a: RunArgs) -> Result<()> {
             return Ok(());
         }
         spec.model = Some(model.display().to_string());
+        if spec.prompt.is_none() && spec.prompt_bpm.is_none() {
+            // The bundled prompt's tempo is known (data/prompts/amen.md); tempo estimators
+            // often lock onto a fraction of a syncopated break.
+            spec.prompt_bpm = Some(AMEN_BPM);
+        }
         let prompt = spec.prompt.clone().map(PathBuf::from).unwrap_or_else(|| resolve_default("data/prompts/amen.wav"));
         spec.prompt = Some(prompt.display().to_string());
         let plan = Plan::build(&spec, vocab.as_ref(), &facts)?;

@@ -56,6 +56,9 @@ impl Item {
     }
 }
 
+/// (files, seconds) per label key.
+pub type Totals = BTreeMap<String, (usize, f64)>;
+
 /// A problem found while scanning a corpus.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Problem {
@@ -146,14 +149,9 @@ impl Corpus {
     }
 
     /// (files, seconds) per artist key and per genre key.
-    pub fn totals(
-        &self,
-    ) -> (
-        BTreeMap<String, (usize, f64)>,
-        BTreeMap<String, (usize, f64)>,
-    ) {
-        let mut a: BTreeMap<String, (usize, f64)> = BTreeMap::new();
-        let mut g: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+    pub fn totals(&self) -> (Totals, Totals) {
+        let mut a = Totals::new();
+        let mut g = Totals::new();
         for it in &self.items {
             let e = a.entry(it.artist.clone()).or_default();
             e.0 += 1;

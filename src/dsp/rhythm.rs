@@ -119,6 +119,12 @@ pub fn tempo_estimate(samples: &[f32], sr: u32) -> Option<TempoEstimate> {
         })
         .collect();
 
+    if let Ok(b) = std::env::var("JB_TEMPO_DEBUG") {
+        let b: f64 = b.parse().unwrap_or(120.0);
+        let p = 60.0 * fps / b;
+        let pk = |l: f64| (-2..=2).map(|d| interp(&ac, (l + d as f64 * 0.5).max(0.0))).fold(f64::MIN, f64::max);
+        eprintln!("MSG {b}: P/2 {:.3} P {:.3} 3P/2 {:.3} 2P {:.3} 4P {:.3}", pk(p / 2.0), pk(p), pk(1.5 * p), pk(2.0 * p), pk(4.0 * p));
+    }
     let mut best: Option<(f64, f64, f64)> = None; // (score, bpm, ac at period)
     let steps = ((MAX_BPM - MIN_BPM) / 0.05).round() as usize;
     for s in 0..=steps {
@@ -137,9 +143,7 @@ pub fn tempo_estimate(samples: &[f32], sr: u32) -> Option<TempoEstimate> {
         let half = interp(&ac, lag / 2.0).max(0.0);
         let prior = (-0.5 * (bpm / 120.0).log2().powi(2)).exp();
         let score = (comb - 0.5 * half) * prior;
-        if std::env::var("JB_TEMPO_DEBUG").is_ok() && (s % 100 == 0) {
-            eprintln!("MSG bpm {bpm:.1} comb {comb:.3} half {half:.3} prior {prior:.3} score {score:.3}");
-        }
+
         if best.is_none_or(|b| score > b.0) {
             best = Some((score, bpm, interp(&ac, lag)));
         }

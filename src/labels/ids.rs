@@ -64,7 +64,11 @@ impl Field {
 pub fn norm_v2(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.to_lowercase().chars() {
-        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '_' };
+        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            c
+        } else {
+            '_'
+        };
         if c == '_' && out.ends_with('_') {
             continue;
         }
@@ -122,7 +126,11 @@ impl NameTable {
     /// Every name of an id, joined by `_` (empty names left out).
     pub fn name_of(&self, id: i64) -> Option<String> {
         let names = self.by_id.get(&id)?;
-        let names: Vec<&str> = names.iter().map(String::as_str).filter(|n| !n.is_empty()).collect();
+        let names: Vec<&str> = names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !n.is_empty())
+            .collect();
         Some(names.join("_"))
     }
 }
@@ -159,8 +167,10 @@ fn official(kind: IdKind) -> Arc<IdSet> {
     let build = |artists: &str, genres: &str, name: &str| -> Arc<IdSet> {
         // The embedded lists are the official files; a parse failure is a build defect that
         // the unit tests catch, so fall back to an empty table rather than panic.
-        let a = NameTable::parse(artists, &format!("{name}_artist_ids.txt"), v3_key).unwrap_or_default();
-        let g = NameTable::parse(genres, &format!("{name}_genre_ids.txt"), v3_key).unwrap_or_default();
+        let a = NameTable::parse(artists, &format!("{name}_artist_ids.txt"), v3_key)
+            .unwrap_or_default();
+        let g =
+            NameTable::parse(genres, &format!("{name}_genre_ids.txt"), v3_key).unwrap_or_default();
         Arc::new(IdSet {
             kind,
             source: format!("official {name} lists"),
@@ -171,8 +181,12 @@ fn official(kind: IdKind) -> Arc<IdSet> {
         })
     };
     match kind {
-        IdKind::V2 => V2.get_or_init(|| build(V2_ARTISTS, V2_GENRES, "v2")).clone(),
-        _ => V3.get_or_init(|| build(V3_ARTISTS, V3_GENRES, "v3")).clone(),
+        IdKind::V2 => V2
+            .get_or_init(|| build(V2_ARTISTS, V2_GENRES, "v2"))
+            .clone(),
+        _ => V3
+            .get_or_init(|| build(V3_ARTISTS, V3_GENRES, "v3"))
+            .clone(),
     }
 }
 
@@ -212,7 +226,8 @@ impl IdSet {
     pub fn custom(dir: &Path, n_artists: Option<usize>, n_genres: Option<usize>) -> Result<IdSet> {
         let read = |file: &str| -> Result<(PathBuf, String)> {
             let p = dir.join(file);
-            let t = std::fs::read_to_string(&p).with_context(|| format!("cannot read label list {}", p.display()))?;
+            let t = std::fs::read_to_string(&p)
+                .with_context(|| format!("cannot read label list {}", p.display()))?;
             Ok((p, t))
         };
         let (pa, ta) = read("artists.txt")?;
@@ -315,7 +330,12 @@ impl IdSet {
         }
         if let Some(n) = self.bound(field) {
             if id >= n as i64 {
-                bail!("{} `{text}`: id {id} is outside this model's {n} {}s (0..{})", field.name(), field.name(), n - 1);
+                bail!(
+                    "{} `{text}`: id {id} is outside this model's {n} {}s (0..{})",
+                    field.name(),
+                    field.name(),
+                    n - 1
+                );
             }
         }
         Ok(id)
@@ -395,12 +415,17 @@ impl IdSet {
         let keyed: Vec<(String, &str)> = table
             .entries
             .iter()
-            .filter(|(n, _)| !n.is_empty())
+            .filter(|(n, _)| plausible(n, key))
             .map(|(n, _)| (self.file_key(n), n.as_str()))
             .collect();
         let near: Vec<String> = crate::util::nearest(key, keyed.iter().map(|(k, _)| k.as_str()), 5)
             .into_iter()
-            .filter_map(|k| keyed.iter().find(|(kk, _)| *kk == k).map(|(_, n)| display_name(n)))
+            .filter_map(|k| {
+                keyed
+                    .iter()
+                    .find(|(kk, _)| *kk == k)
+                    .map(|(_, n)| display_name(n))
+            })
             .collect();
         anyhow::anyhow!(
             "unknown {} `{input}` (looked up as `{key}` in {}); nearest: {}. \
@@ -482,12 +507,24 @@ impl IdSet {
     /// Up to `n` names nearest to `text` by edit distance (for "did you mean").
     pub fn suggest(&self, field: Field, text: &str, n: usize) -> Vec<(String, i64)> {
         let table = self.table(field);
-        let names = table.entries.iter().map(|(n, _)| n.as_str()).filter(|n| !n.is_empty());
-        crate::util::nearest(&text.to_lowercase(), names, n)
+        let q = text.to_lowercase();
+        let names = table
+            .entries
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| plausible(n, &q));
+        crate::util::nearest(&q, names, n)
             .into_iter()
             .filter_map(|name| table.entries.iter().find(|(m, _)| *m == name).cloned())
             .collect()
     }
+}
+
+/// A suggestion candidate: not empty and not much shorter than the query (one-letter v2 genre
+/// words would otherwise match every query that contains the letter).
+fn plausible(name: &str, query: &str) -> bool {
+    let n = name.chars().count();
+    n > 0 && 2 * n >= query.chars().count()
 }
 
 /// ASCII transliteration with every other character as `_`.
@@ -522,7 +559,9 @@ fn wild_contains(name: &[char], q: &[char]) -> bool {
 pub fn display_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for c in name.chars() {
-        if matches!(c, '\u{200b}'..='\u{200f}' | '\u{2060}'..='\u{2064}' | '\u{feff}' | '\u{00ad}') || c.is_control() {
+        if matches!(c, '\u{200b}'..='\u{200f}' | '\u{2060}'..='\u{2064}' | '\u{feff}' | '\u{00ad}')
+            || c.is_control()
+        {
             out.push_str(&format!("<U+{:04X}>", c as u32));
         } else {
             out.push(c);
@@ -567,7 +606,10 @@ mod tests {
         // Two "jazz fusion" lines; the one with U+200E is id 107, the plain one 295.
         assert_eq!(v3.genre_ids("Jazz Fusion"), vec![295]);
         assert_eq!(v3.genre_ids("jazz fusion\u{200e}"), vec![107]);
-        assert_eq!(display_name(&v3.name_of(Field::Genre, 107)), "jazz fusion<U+200E>");
+        assert_eq!(
+            display_name(&v3.name_of(Field::Genre, 107)),
+            "jazz fusion<U+200E>"
+        );
     }
 
     #[test]
@@ -580,7 +622,10 @@ mod tests {
         assert_eq!(v2.artist_id_strict("#12").unwrap(), 12);
         assert!(v2.artist_id_strict("#4111").is_err());
         let e = v2.artist_id_strict("Celine Dionn").unwrap_err().to_string();
-        assert!(e.contains("celine_dion") || e.contains("c_line_dion"), "{e}");
+        assert!(
+            e.contains("celine_dion") || e.contains("c_line_dion"),
+            "{e}"
+        );
         assert!(v2.artist_id_strict("").is_err());
     }
 
@@ -613,7 +658,11 @@ mod tests {
         let l = d.path().join("labels");
         std::fs::create_dir_all(&l).unwrap();
         std::fs::write(l.join("artists.txt"), "unknown;0\nBjörk;1\nAC/DC;2\n").unwrap();
-        std::fs::write(l.join("genres.txt"), "unknown;0\nHip Hop;1\ndrum and bass;2\n").unwrap();
+        std::fs::write(
+            l.join("genres.txt"),
+            "unknown;0\nHip Hop;1\ndrum and bass;2\n",
+        )
+        .unwrap();
         let s = IdSet::custom(&l, Some(3), Some(3)).unwrap();
         assert_eq!(s.kind, IdKind::Custom);
         assert_eq!(s.artist_id_strict("bjork").unwrap(), 1);

@@ -21,7 +21,11 @@ pub struct Meta {
 }
 
 impl Meta {
-    pub fn new(artist: impl Into<String>, genre: impl Into<String>, lyrics: Option<String>) -> Self {
+    pub fn new(
+        artist: impl Into<String>,
+        genre: impl Into<String>,
+        lyrics: Option<String>,
+    ) -> Self {
         Self {
             artist: artist.into(),
             genres: vec![genre.into()],
@@ -152,7 +156,11 @@ impl Labeller {
                 "genres {genres:?} give {} ids ({ids:?}) but this prior has {} genre slot(s){}",
                 ids.len(),
                 self.max_genres,
-                if self.ids.kind == super::ids::IdKind::V2 { " (v2 counts each word)" } else { "" }
+                if self.ids.kind == super::ids::IdKind::V2 {
+                    " (v2 counts each word)"
+                } else {
+                    ""
+                }
             );
         }
         ids.resize(self.max_genres, -1);
@@ -200,7 +208,14 @@ impl Labeller {
             }
         }
         let (lyrics, full_tokens) = self.lyric_tokens(meta.lyrics.as_deref());
-        let w = relevant_lyric_tokens(&full_tokens, self.n_tokens, total_length, offset, self.sample_length, Arith::F64)?;
+        let w = relevant_lyric_tokens(
+            &full_tokens,
+            self.n_tokens,
+            total_length,
+            offset,
+            self.sample_length,
+            Arith::F64,
+        )?;
         let mut y = Vec::with_capacity(self.y_len());
         y.extend([total_length, offset, self.sample_length, artist]);
         y.extend(genres);
@@ -230,8 +245,15 @@ impl Labeller {
         y[1] += start_token * self.raw_to_tokens;
         let mut lyric_indices = Vec::new();
         if self.n_tokens > 0 {
-            let w = relevant_lyric_tokens(&base.full_tokens, self.n_tokens, y[0], y[1], y[2], Arith::F32)
-                .with_context(|| format!("lyric window at token {start_token}"))?;
+            let w = relevant_lyric_tokens(
+                &base.full_tokens,
+                self.n_tokens,
+                y[0],
+                y[1],
+                y[2],
+                Arith::F32,
+            )
+            .with_context(|| format!("lyric window at token {start_token}"))?;
             let n = y.len();
             y[n - self.n_tokens..].copy_from_slice(&w.tokens);
             lyric_indices = w.indices;
@@ -240,11 +262,17 @@ impl Labeller {
     }
 
     /// `get_y` for a batch: the rows flattened row-major ([B, y_len]) and each row's indices.
-    pub fn get_y_batch(&self, bases: &[BaseLabel], start_token: i64) -> Result<(Vec<i64>, Vec<Vec<i64>>)> {
+    pub fn get_y_batch(
+        &self,
+        bases: &[BaseLabel],
+        start_token: i64,
+    ) -> Result<(Vec<i64>, Vec<Vec<i64>>)> {
         let mut flat = Vec::with_capacity(bases.len() * self.y_len());
         let mut idx = Vec::with_capacity(bases.len());
         for (b, base) in bases.iter().enumerate() {
-            let w = self.get_y(base, start_token).with_context(|| format!("batch item {b}"))?;
+            let w = self
+                .get_y(base, start_token)
+                .with_context(|| format!("batch item {b}"))?;
             flat.extend(w.y);
             idx.push(w.lyric_indices);
         }
@@ -252,11 +280,146 @@ impl Labeller {
     }
 
     /// The rows of a batch as an int64 tensor [B, y_len].
-    pub fn y_tensor(&self, rows: &[Vec<i64>], device: &candle_core::Device) -> Result<candle_core::Tensor> {
+    pub fn y_tensor(
+        &self,
+        rows: &[Vec<i64>],
+        device: &candle_core::Device,
+    ) -> Result<candle_core::Tensor> {
         let flat: Vec<i64> = rows.iter().flatten().copied().collect();
         if rows.iter().any(|r| r.len() != self.y_len()) {
             bail!("every y row must have {} entries", self.y_len());
         }
-        Ok(candle_core::Tensor::from_vec(flat, (rows.len(), self.y_len()), device)?)
+        Ok(candle_core::Tensor::from_vec(
+            flat,
+            (rows.len(), self.y_len()),
+            device,
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{JukeboxConfig, PriorConfig};
+
+    const SR: f64 = 44100.0;
+
+    fn meta(artist: &str, genre: &str, lyrics: &str) -> Meta {
+        Meta::new(artist, genre, Some(lyrics.to_string()))
+    }
+
+    #[test]
+    fn official_row_lengths() {
+        let cases = [
+            (PriorConfig::official_5b(), 9),
+            (PriorConfig::official_5b_lyrics(), 521),
+            (PriorConfig::official_1b_lyrics(), 389),
+            (PriorConfig::official_upsampler(0), 9),
+        ];
+        for (p, len) in cases {
+            let l = Labeller::new(
+                IdSet::for_model(Path::new("/nonexistent"), &p).unwrap(),
+                &p,
+                SR,
+            )
+            .unwrap();
+            assert_eq!(l.y_len(), len);
+            let b = l
+                .base(&meta("Alan Jackson", "Country", "la la"), 120 * 44100, 0)
+                .unwrap();
+            assert_eq!(b.y.len(), len);
+        }
+    }
+
+    #[test]
+    fn v2_row_and_windows() {
+        let p = PriorConfig::official_5b_lyrics();
+        let l = Labeller::new(IdSet::v2(), &p, SR).unwrap();
+        let lyrics = "word ".repeat(400); // 2000 characters
+        let total = 240 * 44100;
+        let b = l
+            .base(&meta("Céline Dion", "Blues Rock", &lyrics), total, 0)
+            .unwrap();
+        assert_eq!(&b.y[..9], &[total, 0, 1_048_576, 557, 2, 8, -1, -1, -1]);
+        assert_eq!(b.full_tokens.len(), 2000);
+        // Window 3 of the official 5b sizes (see lyrics_cases.json): lyric window starts at 437.
+        let w = l.get_y(&b, 3 * 8192).unwrap();
+        assert_eq!(w.y[1], 3 * 8192 * 128);
+        assert_eq!(w.y[2], 8192 * 128);
+        assert_eq!(w.lyric_indices[0], 437);
+        assert_eq!(w.lyric_indices.len(), 512);
+        assert_eq!(&w.y[9..], &b.full_tokens[437..949]);
+        // The base row is unchanged and the window past the song's end is an error.
+        assert_eq!(b.y[1], 0);
+        assert!(l.get_y(&b, total / 128).is_ok());
+        assert!(l.get_y(&b, total / 128 + 1).is_err());
+    }
+
+    #[test]
+    fn short_song_and_too_many_genres() {
+        let p = PriorConfig::official_5b();
+        let l = Labeller::new(IdSet::v2(), &p, SR).unwrap();
+        let e = l
+            .base(&meta("Alan Jackson", "Country", ""), 59 * 44100, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("60.00 s"), "{e}");
+        let m = Meta {
+            artist: "Alan Jackson".into(),
+            genres: vec!["blues rock".into(), "hip hop pop".into(), "jazz".into()],
+            lyrics: None,
+        };
+        let e = l.base(&m, 120 * 44100, 0).unwrap_err().to_string();
+        assert!(e.contains("5 genre slot"), "{e}");
+        // The upsamplers have no timing labels: any length is fine.
+        let up = PriorConfig::official_upsampler(1);
+        let lu = Labeller::new(IdSet::v2(), &up, SR).unwrap();
+        assert!(lu
+            .base(&meta("Alan Jackson", "Country", ""), 10 * 44100, 0)
+            .is_ok());
+    }
+
+    #[test]
+    fn strict_and_official_lookup() {
+        let p = PriorConfig::official_1b_lyrics();
+        let l = Labeller::new(IdSet::v3(), &p, SR).unwrap();
+        let b = l
+            .base(&meta("Nobody Here", "Jazz", "hi"), 60 * 44100, 0)
+            .unwrap();
+        assert_eq!(b.y[3], 0);
+        assert_eq!(b.warnings.len(), 1);
+        let strict = l.clone().strict(true);
+        let e = strict
+            .base(&meta("Nobody Here", "Jazz", "hi"), 60 * 44100, 0)
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("unknown artist"), "{e:#}");
+        let b = strict
+            .base(&meta("unknown", "#230", "hi"), 60 * 44100, 0)
+            .unwrap();
+        assert_eq!(&b.y[3..5], &[0, 230]);
+        // 1b: lyrics shorter than the window are left-padded with 0.
+        assert_eq!(&b.y[5..5 + 382], &[0; 382][..]);
+        assert_eq!(&b.y[387..], &[34, 35]);
+    }
+
+    #[test]
+    fn hf_layout_from_the_fixture_config() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/reference/fixtures/model/config.json");
+        let cfg = JukeboxConfig::from_hf_json(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let top = &cfg.priors[2];
+        let l = Labeller::new(
+            IdSet::for_model(Path::new("/nonexistent"), top).unwrap(),
+            top,
+            SR,
+        )
+        .unwrap();
+        // [total_length, offset, sample_length, artist, genre_0, genre_1, genre_2]
+        assert_eq!(l.y_len(), 7);
+        let b = l.base(&Meta::new("#3", "#5", None), 44032, 0).unwrap();
+        assert_eq!(&b.y[3..], &[3, 5, -1, -1]);
+        let w = l.get_y(&b, 8).unwrap();
+        assert_eq!(w.y[1], 8 * top.raw_to_tokens as i64);
+        assert!(w.lyric_indices.is_empty());
     }
 }

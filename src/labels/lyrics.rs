@@ -12,8 +12,10 @@ pub enum LyricVocab {
     V3,
 }
 
-const V2_CHARS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.,:;!?-+'\"()[] \t\n";
-const V3_CHARS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.,:;!?-'\"()[] \t\n";
+const V2_CHARS: &str =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.,:;!?-+'\"()[] \t\n";
+const V3_CHARS: &str =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.,:;!?-'\"()[] \t\n";
 
 impl LyricVocab {
     /// The vocabulary a lyric model with `n_vocab` classes uses (80 → v2, 79 → v3).
@@ -48,7 +50,10 @@ impl LyricVocab {
         if id < 1 {
             return None;
         }
-        self.chars().as_bytes().get(id as usize - 1).map(|&b| b as char)
+        self.chars()
+            .as_bytes()
+            .get(id as usize - 1)
+            .map(|&b| b as char)
     }
 
     /// Official `TextProcessor.clean`: transliterate to ASCII, `\` → newline, then drop every
@@ -98,8 +103,8 @@ pub fn to_ascii(text: &str) -> String {
 
 /// The unidecode 1.4.0 transliteration of one non-ASCII character.
 fn unidecode_char(c: char) -> Option<&'static str> {
-    use std::cmp::Ordering;
     use super::unidecode_table::{DROP, OVERRIDE};
+    use std::cmp::Ordering;
     let cp = c as u32;
     if cp >= 0x30000 {
         return None;
@@ -169,7 +174,9 @@ pub fn relevant_lyric_tokens(
         bail!("lyric window: n_tokens {n_tokens} is odd; the official window has n_tokens − 1 entries then");
     }
     let mid = match arith {
-        Arith::F64 => (len as f64 * (offset as f64 + duration as f64 / 2.0) / total_length as f64) as i64,
+        Arith::F64 => {
+            (len as f64 * (offset as f64 + duration as f64 / 2.0) / total_length as f64) as i64
+        }
         // Every operand is rounded to f32 and every op is an f32 op, as in torch.
         Arith::F32 => {
             let half = duration as f32 / 2.0f32;
@@ -231,7 +238,10 @@ mod tests {
         // No lyrics at all: all padding; n_tokens 0: nothing.
         let w = relevant_lyric_tokens(&[], 4, 1000, 0, 100, Arith::F32).unwrap();
         assert_eq!(w.indices, vec![-1; 4]);
-        assert!(relevant_lyric_tokens(&[], 0, 1000, 0, 100, Arith::F32).unwrap().tokens.is_empty());
+        assert!(relevant_lyric_tokens(&[], 0, 1000, 0, 100, Arith::F32)
+            .unwrap()
+            .tokens
+            .is_empty());
     }
 
     #[test]
@@ -253,8 +263,10 @@ mod tests {
     fn float32_midpoint_differs_from_float64() {
         // From the official fixtures: get_y (f32) picks 2378, get_label (f64) 2379.
         let full = seq(2819);
-        let f32w = relevant_lyric_tokens(&full, 72, 21_107_823, 17_689_577, 786_432, Arith::F32).unwrap();
-        let f64w = relevant_lyric_tokens(&full, 72, 21_107_823, 17_689_577, 786_432, Arith::F64).unwrap();
+        let f32w =
+            relevant_lyric_tokens(&full, 72, 21_107_823, 17_689_577, 786_432, Arith::F32).unwrap();
+        let f64w =
+            relevant_lyric_tokens(&full, 72, 21_107_823, 17_689_577, 786_432, Arith::F64).unwrap();
         assert_eq!(f32w.indices[0], 2378);
         assert_eq!(f64w.indices[0], 2379);
     }
@@ -276,7 +288,9 @@ mod tests {
         let (mut drops, mut overrides) = (Vec::<(u32, u32)>::new(), Vec::new());
         let mut cur: Option<(u32, u32)> = None;
         for (&cp, w) in &want {
-            let Some(c) = char::from_u32(cp) else { continue };
+            let Some(c) = char::from_u32(cp) else {
+                continue;
+            };
             let g = deunicode::deunicode_char(c).unwrap_or("");
             if !w.is_empty() {
                 drops.extend(cur.take());
@@ -306,13 +320,16 @@ mod tests {
             out.push_str(&format!("    (0x{cp:x}, {s:?}),\n"));
         }
         out.push_str("];\n");
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/labels/unidecode_table.rs");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/labels/unidecode_table.rs");
         crate::util::atomic_write(&path, out.as_bytes()).unwrap();
         eprintln!("{} drop ranges, {} overrides", drops.len(), overrides.len());
         // With the current table, every code point already matches (run twice after a change).
         let bad = want
             .iter()
-            .filter(|(&cp, w)| char::from_u32(cp).is_some_and(|c| unidecode_char(c).unwrap_or("") != w.as_str()))
+            .filter(|(&cp, w)| {
+                char::from_u32(cp).is_some_and(|c| unidecode_char(c).unwrap_or("") != w.as_str())
+            })
             .count();
         eprintln!("{bad} code points differ with the table compiled into this build");
     }

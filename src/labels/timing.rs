@@ -54,7 +54,11 @@ pub fn timing_bins(
     if n_time == 0 || t_bins == 0 {
         bail!("timing bins need n_time > 0 and t_bins > 0 (got n_time {n_time}, t_bins {t_bins})");
     }
-    if !(sr > 0.0 && min_duration.is_finite() && max_duration.is_finite() && min_duration < max_duration) {
+    if !(sr > 0.0
+        && min_duration.is_finite()
+        && max_duration.is_finite()
+        && min_duration < max_duration)
+    {
         bail!("timing ranges are invalid: sr {sr}, min_duration {min_duration} s, max_duration {max_duration} s");
     }
     if sample_length < 0 {

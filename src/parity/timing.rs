@@ -8,7 +8,9 @@ use std::path::Path;
 
 /// An integer tensor from a safetensors file, widened to i64, with its shape.
 pub(crate) fn read_ints(st: &SafeTensors, name: &str) -> Result<(Vec<i64>, Vec<usize>)> {
-    let t = st.tensor(name).with_context(|| format!("tensor `{name}` is missing"))?;
+    let t = st
+        .tensor(name)
+        .with_context(|| format!("tensor `{name}` is missing"))?;
     let data = t.data();
     let v: Vec<i64> = match t.dtype() {
         Dtype::I64 => data
@@ -19,7 +21,10 @@ pub(crate) fn read_ints(st: &SafeTensors, name: &str) -> Result<(Vec<i64>, Vec<u
             .chunks_exact(4)
             .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
             .collect(),
-        Dtype::I16 => data.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i64).collect(),
+        Dtype::I16 => data
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]) as i64)
+            .collect(),
         other => bail!("tensor `{name}` has dtype {other:?}; expected an integer type"),
     };
     Ok((v, t.shape().to_vec()))
@@ -27,19 +32,25 @@ pub(crate) fn read_ints(st: &SafeTensors, name: &str) -> Result<(Vec<i64>, Vec<u
 
 pub fn run(dir: &Path, report: &mut Report) -> Result<()> {
     let json_path = dir.join("timing_bins.json");
-    let text = std::fs::read_to_string(&json_path).with_context(|| format!("cannot read {}", json_path.display()))?;
-    let index: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", json_path.display()))?;
+    let text = std::fs::read_to_string(&json_path)
+        .with_context(|| format!("cannot read {}", json_path.display()))?;
+    let index: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", json_path.display()))?;
     let st_path = dir.join("timing_bins.safetensors");
-    let bytes = std::fs::read(&st_path).with_context(|| format!("cannot read {}", st_path.display()))?;
-    let st = SafeTensors::deserialize(&bytes).with_context(|| format!("{} is not safetensors", st_path.display()))?;
+    let bytes =
+        std::fs::read(&st_path).with_context(|| format!("cannot read {}", st_path.display()))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .with_context(|| format!("{} is not safetensors", st_path.display()))?;
     let sr = index.get("sr").and_then(|v| v.as_f64()).unwrap_or(44100.0);
     let presets = index
         .get("presets")
         .and_then(|p| p.as_object())
         .with_context(|| format!("{}: no `presets` object", json_path.display()))?;
     if presets.is_empty() {
-        report.fail("timing", format!("{}: `presets` is empty", json_path.display()));
+        report.fail(
+            "timing",
+            format!("{}: `presets` is empty", json_path.display()),
+        );
     }
     for (name, p) in presets {
         let check = format!("timing/{name}");

@@ -46,8 +46,9 @@ pub struct PromptRef {
 }
 
 impl PromptRef {
-    pub fn new(audio: Vec<f32>, sample_rate: u32) -> Self {
-        let tempo_bpm = features::tempo_bpm(&audio, sample_rate);
+    /// `known_bpm` (the plan's `prompt_bpm`) wins over the measured tempo.
+    pub fn new(audio: Vec<f32>, sample_rate: u32, known_bpm: Option<f64>) -> Self {
+        let tempo_bpm = known_bpm.unwrap_or_else(|| features::tempo_bpm(&audio, sample_rate));
         Self { audio, tempo_bpm }
     }
 }
@@ -69,7 +70,11 @@ pub fn compute_features(full: &[f32], prompt_samples: usize, prompt: &PromptRef,
     let tempo = features::tempo_bpm(cont, sr);
     let t = features::timbre(cont, sr);
     let bar = features::bar_samples(prompt.tempo_bpm, sr);
-    let start = if bar > 0 { prompt_samples.div_ceil(bar) * bar } else { prompt_samples };
+    let mut start = if bar > 0 { prompt_samples.div_ceil(bar) * bar } else { prompt_samples };
+    if start + bar > full.len() {
+        // Less than a bar after the next bar line: compare from the prompt's end instead.
+        start = prompt_samples;
+    }
     let aligned = full.get(start.min(full.len())..).unwrap_or(&[]);
     Features {
         tempo_bpm: finite(tempo),

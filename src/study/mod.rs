@@ -180,7 +180,7 @@ pub fn run_study(plan: &Plan, root: &Path, prompt: &[f32], runner: &mut dyn Cell
     let mine = plan.shard_groups(opts.shard);
     let pending: Vec<&BatchGroup> = mine.iter().copied().filter(|g| !group_done(root, &shards, g.index)).collect();
     let mut summary = RunSummary { groups_skipped: mine.len() - pending.len(), ..Default::default() };
-    let prompt_ref = PromptRef::new(prompt.to_vec(), plan.sample_rate);
+    let prompt_ref = PromptRef::new(prompt.to_vec(), plan.sample_rate, plan.prompt_bpm);
     let prompt_missing = !work.prompt_dir().join("prompt.json").exists() && !Layout::new(root).prompt_dir().join("prompt.json").exists();
     if !pending.is_empty() || prompt_missing {
         let recon = runner.prepare(plan, prompt)?;

@@ -80,6 +80,9 @@ pub struct Plan {
     pub prompt_samples: usize,
     /// Total length of each sample (prompt included), a multiple of the top hop.
     pub total_samples: usize,
+    /// The prompt's tempo when the user knows it (`--prompt-bpm`); else it is measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_bpm: Option<f64>,
     /// Levels to sample, top first (official numbering).
     pub levels: Vec<usize>,
     pub temperature: f64,
@@ -293,6 +296,7 @@ pub struct PlanSpec {
     pub prompt: Option<String>,
     pub prompt_seconds: Option<f64>,
     pub seconds: Option<f64>,
+    pub prompt_bpm: Option<f64>,
     /// Sweep axis: each entry is one cell's genre bag (`a+b` for several).
     pub genres: Option<Vec<String>>,
     pub artists: Option<Vec<String>>,
@@ -334,6 +338,7 @@ impl PlanSpec {
             prompt,
             prompt_seconds,
             seconds,
+            prompt_bpm,
             genres,
             artists,
             seeds,
@@ -423,6 +428,11 @@ impl Plan {
         }
         if total_samples <= prompt_samples {
             bail!("--seconds {seconds} leaves no continuation after the prompt (top hop {top_hop} samples)");
+        }
+        if let Some(b) = spec.prompt_bpm {
+            if !(b.is_finite() && (20.0..=400.0).contains(&b)) {
+                bail!("--prompt-bpm must be between 20 and 400, got {b}");
+            }
         }
         let levels = parse_levels(spec.levels.as_deref().unwrap_or("top"), facts.hops.len())?;
         let temperature = spec.temperature.unwrap_or(0.98);
@@ -554,6 +564,7 @@ impl Plan {
             hops: facts.hops.clone(),
             prompt_samples,
             total_samples,
+            prompt_bpm: spec.prompt_bpm,
             levels,
             temperature,
             top_k: spec.top_k.unwrap_or(0),

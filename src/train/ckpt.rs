@@ -24,24 +24,33 @@ pub struct LoopState {
 }
 
 /// Serialize tensors (sorted by name) with string metadata to safetensors bytes.
-pub fn safetensors_bytes(tensors: &HashMap<String, Tensor>, meta: HashMap<String, String>) -> Result<Vec<u8>> {
+pub fn safetensors_bytes(
+    tensors: &HashMap<String, Tensor>,
+    meta: HashMap<String, String>,
+) -> Result<Vec<u8>> {
     let mut items: Vec<(&String, &Tensor)> = tensors.iter().collect();
     items.sort_by(|a, b| a.0.cmp(b.0));
     let contiguous: Vec<(String, Tensor)> = items
         .into_iter()
         .map(|(k, t)| Ok((k.clone(), t.contiguous()?)))
         .collect::<candle_core::Result<_>>()?;
-    safetensors::serialize(contiguous.iter().map(|(k, t)| (k.as_str(), t)), Some(meta)).context("serialising safetensors")
+    safetensors::serialize(contiguous.iter().map(|(k, t)| (k.as_str(), t)), Some(meta))
+        .context("serialising safetensors")
 }
 
 /// Write tensors atomically.
-pub fn write_safetensors(path: &Path, tensors: &HashMap<String, Tensor>, meta: HashMap<String, String>) -> Result<()> {
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &HashMap<String, Tensor>,
+    meta: HashMap<String, String>,
+) -> Result<()> {
     atomic_write(path, &safetensors_bytes(tensors, meta)?)
 }
 
 /// Read every tensor of a safetensors file to `device`.
 pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
-    candle_core::safetensors::load(path, device).with_context(|| format!("cannot read tensors from {}", path.display()))
+    candle_core::safetensors::load(path, device)
+        .with_context(|| format!("cannot read tensors from {}", path.display()))
 }
 
 /// One checkpoint's content.
@@ -61,10 +70,17 @@ pub fn save(out: &Path, ck: &Checkpoint, keep: usize) -> Result<PathBuf> {
     let dir = step_dir(out, ck.state.step);
     let meta = HashMap::from([("step".to_string(), ck.state.step.to_string())]);
     write_safetensors(&dir.join("model.safetensors"), &ck.model, meta.clone())?;
-    write_safetensors(&dir.join("optimizer.safetensors"), &ck.optimizer, meta.clone())?;
+    write_safetensors(
+        &dir.join("optimizer.safetensors"),
+        &ck.optimizer,
+        meta.clone(),
+    )?;
     write_safetensors(&dir.join("buffers.safetensors"), &ck.buffers, meta)?;
     // state.json last: a directory without it is incomplete and never named by `latest`.
-    atomic_write(&dir.join("state.json"), serde_json::to_string_pretty(&ck.state)?.as_bytes())?;
+    atomic_write(
+        &dir.join("state.json"),
+        serde_json::to_string_pretty(&ck.state)?.as_bytes(),
+    )?;
     let rel = format!("checkpoints/step_{:08}", ck.state.step);
     atomic_write(&out.join("latest"), format!("{rel}\n").as_bytes())?;
     prune(out, keep.max(1))?;
@@ -76,12 +92,17 @@ fn prune(out: &Path, keep: usize) -> Result<()> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
         .with_context(|| format!("cannot list {}", root.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step_")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("step_"))
+        })
         .collect();
     dirs.sort();
     if dirs.len() > keep {
         for d in &dirs[..dirs.len() - keep] {
-            std::fs::remove_dir_all(d).with_context(|| format!("cannot remove old checkpoint {}", d.display()))?;
+            std::fs::remove_dir_all(d)
+                .with_context(|| format!("cannot remove old checkpoint {}", d.display()))?;
         }
     }
     Ok(())
@@ -90,11 +111,20 @@ fn prune(out: &Path, keep: usize) -> Result<()> {
 /// The newest complete checkpoint directory of a training output folder.
 pub fn latest(out: &Path) -> Result<PathBuf> {
     let p = out.join("latest");
-    let rel = std::fs::read_to_string(&p)
-        .with_context(|| format!("{} has no checkpoint to resume (missing {})", out.display(), p.display()))?;
+    let rel = std::fs::read_to_string(&p).with_context(|| {
+        format!(
+            "{} has no checkpoint to resume (missing {})",
+            out.display(),
+            p.display()
+        )
+    })?;
     let dir = out.join(rel.trim());
     if !dir.join("state.json").is_file() {
-        bail!("{} names {}, which has no state.json (incomplete checkpoint)", p.display(), dir.display());
+        bail!(
+            "{} names {}, which has no state.json (incomplete checkpoint)",
+            p.display(),
+            dir.display()
+        );
     }
     Ok(dir)
 }
@@ -127,7 +157,13 @@ mod tests {
                 model: HashMap::from([("w".into(), Tensor::new(&[step as f32, 2.0], &dev)?)]),
                 optimizer: HashMap::from([("m.w".into(), Tensor::new(&[0.5f32, 0.25], &dev)?)]),
                 buffers: HashMap::new(),
-                state: LoopState { step, adam_t: step - 1, seed: 3, rng: "counter".into(), extra: HashMap::from([("bw_l2".into(), 0.1)]) },
+                state: LoopState {
+                    step,
+                    adam_t: step - 1,
+                    seed: 3,
+                    rng: "counter".into(),
+                    extra: HashMap::from([("bw_l2".into(), 0.1)]),
+                },
             };
             save(d.path(), &ck, 2)?;
         }
@@ -138,7 +174,11 @@ mod tests {
         assert_eq!(ck.state.adam_t, 29);
         assert_eq!(ck.state.extra["bw_l2"], 0.1);
         assert_eq!(ck.model["w"].to_vec1::<f32>()?, vec![30.0, 2.0]);
-        assert_eq!(std::fs::read_dir(d.path().join("checkpoints"))?.count(), 2, "pruned to 2");
+        assert_eq!(
+            std::fs::read_dir(d.path().join("checkpoints"))?.count(),
+            2,
+            "pruned to 2"
+        );
         // A pointer to an incomplete checkpoint is refused with a message naming it.
         atomic_write(&d.path().join("latest"), b"checkpoints/step_00000099")?;
         let e = latest(d.path()).unwrap_err().to_string();

@@ -63,10 +63,16 @@ impl LoopConfig {
             bail!("train.batch_size must be at least 1");
         }
         if !(0.0..1.0).contains(&self.valid_fraction) {
-            bail!("train.valid_fraction must be in [0, 1), got {}", self.valid_fraction);
+            bail!(
+                "train.valid_fraction must be in [0, 1), got {}",
+                self.valid_fraction
+            );
         }
         if !(0.0..=1.0).contains(&self.label_dropout) {
-            bail!("train.label_dropout must be in [0, 1], got {}", self.label_dropout);
+            bail!(
+                "train.label_dropout must be in [0, 1], got {}",
+                self.label_dropout
+            );
         }
         if self.valid_every == 0 || self.ckpt_every == 0 || self.log_every == 0 {
             bail!("train.valid_every, ckpt_every and log_every must be at least 1");
@@ -104,7 +110,10 @@ pub struct PriorRunConfig {
 pub const TRAIN_PRESETS: &[&str] = &["tiny", "small"];
 
 fn preset_err(name: &str) -> anyhow::Error {
-    anyhow::anyhow!("unknown training preset `{name}`; expected one of {}", TRAIN_PRESETS.join(", "))
+    anyhow::anyhow!(
+        "unknown training preset `{name}`; expected one of {}",
+        TRAIN_PRESETS.join(", ")
+    )
 }
 
 impl VqvaeRunConfig {
@@ -117,13 +126,34 @@ impl VqvaeRunConfig {
         };
         let cfg = match name {
             "small" => Self {
-                model: VqvaeConfig { width: 32, depth: 4, emb_width: 64, l_bins: 512, ..base },
-                train: LoopConfig { batch_size: 4, window: 32768, steps: 3000, ..LoopConfig::default() },
+                model: VqvaeConfig {
+                    width: 32,
+                    depth: 4,
+                    emb_width: 64,
+                    l_bins: 512,
+                    ..base
+                },
+                train: LoopConfig {
+                    batch_size: 4,
+                    window: 32768,
+                    steps: 3000,
+                    ..LoopConfig::default()
+                },
                 loss: VqLossConfig::default(),
-                optim: OptimConfig { lr: 3e-4, lr_warmup: 100, ..OptimConfig::default() },
+                optim: OptimConfig {
+                    lr: 3e-4,
+                    lr_warmup: 100,
+                    ..OptimConfig::default()
+                },
             },
             "tiny" => Self {
-                model: VqvaeConfig { width: 8, depth: 2, emb_width: 8, l_bins: 32, ..base },
+                model: VqvaeConfig {
+                    width: 8,
+                    depth: 2,
+                    emb_width: 8,
+                    l_bins: 32,
+                    ..base
+                },
                 train: LoopConfig {
                     batch_size: 2,
                     window: 4096,
@@ -135,8 +165,16 @@ impl VqvaeRunConfig {
                     bandwidth_windows: 4,
                     ..LoopConfig::default()
                 },
-                loss: VqLossConfig { linf_k: 256, multispec: vec![(512, 128, 512), (256, 64, 256)], ..VqLossConfig::default() },
-                optim: OptimConfig { lr: 1e-3, lr_warmup: 5, ..OptimConfig::default() },
+                loss: VqLossConfig {
+                    linf_k: 256,
+                    multispec: vec![(512, 128, 512), (256, 64, 256)],
+                    ..VqLossConfig::default()
+                },
+                optim: OptimConfig {
+                    lr: 1e-3,
+                    lr_warmup: 5,
+                    ..OptimConfig::default()
+                },
             },
             _ => return Err(preset_err(name)),
         };
@@ -146,11 +184,23 @@ impl VqvaeRunConfig {
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
         self.train.validate()?;
-        let top = *self.model.hop_lengths().last().context("VQ-VAE has no levels")?;
+        let top = *self
+            .model
+            .hop_lengths()
+            .last()
+            .context("VQ-VAE has no levels")?;
         if self.train.window == 0 || self.train.window % top != 0 {
-            bail!("train.window {} must be a positive multiple of the top hop {top}", self.train.window);
+            bail!(
+                "train.window {} must be a positive multiple of the top hop {top}",
+                self.train.window
+            );
         }
-        if self.loss.multispec.iter().any(|&(n, h, w)| n == 0 || h == 0 || w == 0 || w > n) {
+        if self
+            .loss
+            .multispec
+            .iter()
+            .any(|&(n, h, w)| n == 0 || h == 0 || w == 0 || w > n)
+        {
             bail!("loss.multispec entries must be (n_fft, hop, window) with 0 < window <= n_fft");
         }
         Ok(())
@@ -177,7 +227,10 @@ impl PriorRunConfig {
     pub fn preset(name: &str, level: usize, vq: &VqvaeConfig) -> Result<Self> {
         let hops = vq.hop_lengths();
         if level >= vq.levels {
-            bail!("level {level} does not exist: the VQ-VAE has levels 0..{}", vq.levels);
+            bail!(
+                "level {level} does not exist: the VQ-VAE has levels 0..{}",
+                vq.levels
+            );
         }
         let top = level + 1 == vq.levels;
         let (n_ctx, width, depth, heads, blocks, cw, cd) = match name {
@@ -232,8 +285,16 @@ impl PriorRunConfig {
                 ..LoopConfig::default()
             },
         };
-        let optim = OptimConfig { lr: if name == "tiny" { 1e-3 } else { 3e-4 }, lr_warmup: 100.min(train.steps / 4).max(1), ..OptimConfig::default() };
-        Ok(Self { model, train, optim })
+        let optim = OptimConfig {
+            lr: if name == "tiny" { 1e-3 } else { 3e-4 },
+            lr_warmup: 100.min(train.steps / 4).max(1),
+            ..OptimConfig::default()
+        };
+        Ok(Self {
+            model,
+            train,
+            optim,
+        })
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -242,7 +303,10 @@ impl PriorRunConfig {
         if let Some(c) = &self.model.cond {
             let f = c.stride_t.pow(c.down_t as u32);
             if self.model.n_ctx % f != 0 {
-                bail!("model.n_ctx {} must be a multiple of the conditioner's upsampling {f}", self.model.n_ctx);
+                bail!(
+                    "model.n_ctx {} must be a multiple of the conditioner's upsampling {f}",
+                    self.model.n_ctx
+                );
             }
         }
         Ok(())
@@ -251,7 +315,8 @@ impl PriorRunConfig {
 
 /// Read a TOML config file, naming the file in every error.
 pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid training config {}", path.display()))
 }
 

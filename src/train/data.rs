@@ -56,12 +56,17 @@ impl<T: Copy + Default> Pool<T> {
 
     /// The window for batch slot `slot` of step `step`.
     pub fn draw(&self, seed: u64, step: u64, slot: u64, len: usize, align: usize) -> WindowPos {
-        let counts: Vec<u64> = (0..self.tracks.len()).map(|i| self.starts(i, len, align)).collect();
+        let counts: Vec<u64> = (0..self.tracks.len())
+            .map(|i| self.starts(i, len, align))
+            .collect();
         let total: u64 = counts.iter().sum();
         let mut r = CounterRng::new(seed, Stream::Window, slot, step).below(total.max(1));
         for (i, c) in counts.iter().enumerate() {
             if r < *c {
-                return WindowPos { track: i, start: r as usize * align.max(1) };
+                return WindowPos {
+                    track: i,
+                    start: r as usize * align.max(1),
+                };
             }
             r -= c;
         }
@@ -70,7 +75,9 @@ impl<T: Copy + Default> Pool<T> {
 
     /// `n` fixed windows spread evenly over the pool (validation: the same every time).
     pub fn fixed(&self, n: usize, len: usize, align: usize) -> Vec<WindowPos> {
-        let counts: Vec<u64> = (0..self.tracks.len()).map(|i| self.starts(i, len, align)).collect();
+        let counts: Vec<u64> = (0..self.tracks.len())
+            .map(|i| self.starts(i, len, align))
+            .collect();
         let total: u64 = counts.iter().sum();
         let n = n.min(total as usize).max(usize::from(total > 0));
         (0..n)
@@ -78,7 +85,10 @@ impl<T: Copy + Default> Pool<T> {
                 let mut r = (j as u64 * total) / n as u64;
                 for (i, c) in counts.iter().enumerate() {
                     if r < *c {
-                        return WindowPos { track: i, start: r as usize * align.max(1) };
+                        return WindowPos {
+                            track: i,
+                            start: r as usize * align.max(1),
+                        };
                     }
                     r -= c;
                 }

@@ -23,9 +23,13 @@ pub fn stop_flag() -> Arc<AtomicBool> {
                 eprintln!("\nsecond Ctrl-C: exiting without saving");
                 std::process::exit(130);
             }
-            eprintln!("\nCtrl-C: finishing this step and saving a checkpoint (press again to quit now)");
+            eprintln!(
+                "\nCtrl-C: finishing this step and saving a checkpoint (press again to quit now)"
+            );
         }) {
-            eprintln!("warning: cannot install the Ctrl-C handler ({e}); interrupting will not save");
+            eprintln!(
+                "warning: cannot install the Ctrl-C handler ({e}); interrupting will not save"
+            );
         }
         flag
     })
@@ -103,7 +107,11 @@ pub fn run(job: &mut dyn Job, opts: &LoopOpts, start: u64, logger: &mut Logger) 
         out.last_loss = Some(loss);
         vals.insert("step_s".into(), dt);
         if step % opts.log_every == 0 || step == opts.total_steps {
-            logger.push(Row { step, split: "train", values: vals });
+            logger.push(Row {
+                step,
+                split: "train",
+                values: vals,
+            });
         }
         pb.set_position(step);
         pb.set_message(format!("loss {:.4}", ema_loss.unwrap_or(loss)));
@@ -112,11 +120,19 @@ pub fn run(job: &mut dyn Job, opts: &LoopOpts, start: u64, logger: &mut Logger) 
         if step % opts.valid_every == 0 || last {
             let v = job.validate(step)?;
             out.last_valid = v.clone();
-            logger.push(Row { step, split: "valid", values: v });
+            logger.push(Row {
+                step,
+                split: "valid",
+                values: v,
+            });
         }
         if step % opts.ckpt_every == 0 || last || interrupted {
             logger.flush()?;
-            out.checkpoint = Some(ckpt::save(&opts.out, &job.checkpoint(step)?, opts.keep_checkpoints)?);
+            out.checkpoint = Some(ckpt::save(
+                &opts.out,
+                &job.checkpoint(step)?,
+                opts.keep_checkpoints,
+            )?);
         } else if step % opts.log_every == 0 {
             logger.flush()?;
         }

@@ -58,10 +58,25 @@ impl EmaCodebook {
     /// Start from a trained codebook (fine-tuning). Like the official `restore_k`, the EMA sums
     /// are set to the expected usage `expected = tokens per batch / bins` so codes are not all
     /// restarted on the first step.
-    pub fn restore(k: Vec<f32>, bins: usize, width: usize, mu: f64, tokens_per_batch: usize) -> Self {
+    pub fn restore(
+        k: Vec<f32>,
+        bins: usize,
+        width: usize,
+        mu: f64,
+        tokens_per_batch: usize,
+    ) -> Self {
         let expected = (tokens_per_batch as f32 / bins as f32).max(1.0);
         let k_sum = k.iter().map(|v| v * expected).collect();
-        Self { bins, width, mu, threshold: 1.0, k, k_sum, k_elem: vec![expected; bins], init: true }
+        Self {
+            bins,
+            width,
+            mu,
+            threshold: 1.0,
+            k,
+            k_sum,
+            k_elem: vec![expected; bins],
+            init: true,
+        }
     }
 
     pub fn k_tensor(&self, device: &Device) -> Result<Tensor> {
@@ -83,7 +98,11 @@ impl EmaCodebook {
     /// rows drawn without replacement (official `_tile` + `randperm[:k_bins]`).
     fn random_rows(&self, x: &[f32], n: usize, seed: u64, level: u64, step: u64) -> Vec<f32> {
         let w = self.width;
-        let reps = if n < self.bins { self.bins.div_ceil(n) } else { 1 };
+        let reps = if n < self.bins {
+            self.bins.div_ceil(n)
+        } else {
+            1
+        };
         let std = 0.01 / (w as f64).sqrt();
         let mut pick = CounterRng::new(seed, Stream::Restart, level, step);
         let rows = pick.choose(n * reps, self.bins);
@@ -104,7 +123,11 @@ impl EmaCodebook {
     pub fn init_from(&mut self, x: &Tensor, seed: u64, level: u64, step: u64) -> Result<()> {
         let (n, w) = x.dims2()?;
         self.check_width(w)?;
-        let host = x.detach().to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let host = x
+            .detach()
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         self.k = self.random_rows(&host, n, seed, level, step);
         self.k_sum = self.k.clone();
         self.k_elem = vec![1.0; self.bins];
@@ -124,13 +147,26 @@ impl EmaCodebook {
 
     /// EMA update with random restarts (official `update_k`). `x` (N, width) are the encoder
     /// outputs of this batch and `codes` their nearest codes under the old codebook.
-    pub fn update(&mut self, x: &Tensor, codes: &Tensor, seed: u64, level: u64, step: u64) -> Result<CodebookStats> {
+    pub fn update(
+        &mut self,
+        x: &Tensor,
+        codes: &Tensor,
+        seed: u64,
+        level: u64,
+        step: u64,
+    ) -> Result<CodebookStats> {
         let (n, w) = x.dims2()?;
         self.check_width(w)?;
         if n == 0 {
-            return Err(candle_core::Error::Msg("codebook update on an empty batch".into()));
+            return Err(candle_core::Error::Msg(
+                "codebook update on an empty batch".into(),
+            ));
         }
-        let xs = x.detach().to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let xs = x
+            .detach()
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         let cs = codes.to_dtype(DType::U32)?.to_vec1::<u32>()?;
         let mut bsum = vec![0f64; self.bins * w];
         let mut belem = vec![0f64; self.bins];
@@ -153,7 +189,11 @@ impl EmaCodebook {
             for j in 0..w {
                 let s = &mut self.k_sum[c * w + j];
                 *s = mu * *s + (1.0 - mu) * bsum[c * w + j] as f32;
-                k[c * w + j] = if used { *s / self.k_elem[c] } else { rand[c * w + j] };
+                k[c * w + j] = if used {
+                    *s / self.k_elem[c]
+                } else {
+                    rand[c * w + j]
+                };
             }
         }
         let entropy = -belem
@@ -164,9 +204,20 @@ impl EmaCodebook {
             })
             .sum::<f64>();
         let used_curr = belem.iter().filter(|&&e| e >= self.threshold).count();
-        let dk = (k.iter().zip(&old_k).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / k.len() as f64).sqrt();
+        let dk = (k
+            .iter()
+            .zip(&old_k)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum::<f64>()
+            / k.len() as f64)
+            .sqrt();
         self.k = k;
-        Ok(CodebookStats { entropy, used_curr, usage, dk })
+        Ok(CodebookStats {
+            entropy,
+            used_curr,
+            usage,
+            dk,
+        })
     }
 
     /// Batch statistics of a set of codes without updating anything (validation).
@@ -178,7 +229,11 @@ impl EmaCodebook {
             }
         }
         let n = codes.len().max(1) as f64;
-        let ent = -h.iter().filter(|&&e| e > 0.0).map(|&e| (e / n) * (e / n).ln()).sum::<f64>();
+        let ent = -h
+            .iter()
+            .filter(|&&e| e > 0.0)
+            .map(|&e| (e / n) * (e / n).ln())
+            .sum::<f64>();
         (ent.exp(), h.iter().filter(|&&e| e > 0.0).count())
     }
 }
@@ -211,12 +266,17 @@ mod tests {
         for c in 0..8 {
             let row = &cb.k[c * 2..c * 2 + 2];
             let best = (0..3)
-                .map(|i| ((row[0] - x.get(i).unwrap().to_vec1::<f32>().unwrap()[0]).abs()).max((row[1] - (2 * i + 2) as f32).abs()))
+                .map(|i| {
+                    ((row[0] - x.get(i).unwrap().to_vec1::<f32>().unwrap()[0]).abs())
+                        .max((row[1] - (2 * i + 2) as f32).abs())
+                })
                 .fold(f32::MAX, f32::min);
             assert!(best < 0.05, "code {c} {row:?} is not a noised batch row");
         }
         // Distinct codes: the noise breaks ties between tiled copies.
-        let mut rows: Vec<(u32, u32)> = (0..8).map(|c| (cb.k[2 * c].to_bits(), cb.k[2 * c + 1].to_bits())).collect();
+        let mut rows: Vec<(u32, u32)> = (0..8)
+            .map(|c| (cb.k[2 * c].to_bits(), cb.k[2 * c + 1].to_bits()))
+            .collect();
         rows.sort();
         rows.dedup();
         assert_eq!(rows.len(), 8);
@@ -246,7 +306,12 @@ mod tests {
         assert!(st.entropy.abs() < 1e-6);
         assert!((st.perplexity() - 1.0).abs() < 1e-6);
         // Same inputs, same seed/step → same restart; another step may differ but stays valid.
-        let mut again = EmaCodebook { k: vec![0.0, 10.0], k_sum: vec![0.0, 10.0], k_elem: vec![1.0, 1.0], ..cb.clone() };
+        let mut again = EmaCodebook {
+            k: vec![0.0, 10.0],
+            k_sum: vec![0.0, 10.0],
+            k_elem: vec![1.0, 1.0],
+            ..cb.clone()
+        };
         again.update(&x, &codes, 1, 0, 0)?;
         assert_eq!(again.k, cb.k);
         Ok(())

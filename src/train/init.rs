@@ -12,7 +12,9 @@ use candle_nn::VarMap;
 
 fn key_hash(key: &str) -> u64 {
     // FNV-1a: stable across runs and platforms.
-    key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// How one key is initialised.
@@ -32,7 +34,11 @@ fn is_ln(segment: &str) -> bool {
 pub fn rule_for(key: &str, dims: &[usize], init_scale: f64) -> InitRule {
     let parts: Vec<&str> = key.split('.').collect();
     let last = parts.last().copied().unwrap_or("");
-    let parent = if parts.len() >= 2 { parts[parts.len() - 2] } else { "" };
+    let parent = if parts.len() >= 2 {
+        parts[parts.len() - 2]
+    } else {
+        ""
+    };
     if key.starts_with("bottleneck.") || last == "k" || last == "b" || last == "bias" {
         return InitRule::Zeros;
     }
@@ -54,7 +60,10 @@ pub fn rule_for(key: &str, dims: &[usize], init_scale: f64) -> InitRule {
 
 /// Re-initialise every variable in `vm` (sorted by name) from `seed`.
 pub fn init_varmap(vm: &VarMap, seed: u64, init_scale: f64) -> Result<()> {
-    let data = vm.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+    let data = vm
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
     for name in names {
@@ -66,7 +75,9 @@ pub fn init_varmap(vm: &VarMap, seed: u64, init_scale: f64) -> Result<()> {
             InitRule::Zeros => vec![0.0; n],
             InitRule::Ones => vec![1.0; n],
             InitRule::Normal(s) => (0..n).map(|_| (rng.normal() * s) as f32).collect(),
-            InitRule::Uniform(b) => (0..n).map(|_| ((rng.uniform() * 2.0 - 1.0) * b) as f32).collect(),
+            InitRule::Uniform(b) => (0..n)
+                .map(|_| ((rng.uniform() * 2.0 - 1.0) * b) as f32)
+                .collect(),
         };
         let t = Tensor::from_vec(vals, dims, var.device())?.to_dtype(var.dtype())?;
         var.set(&t)?;
@@ -82,17 +93,50 @@ mod tests {
     #[test]
     fn rules_by_key() {
         let s = 0.5;
-        assert_eq!(rule_for("prior.transformer._attn_mods.0.ln_0.weight", &[8], s), InitRule::Ones);
-        assert_eq!(rule_for("prior.transformer._attn_mods.0.ln_0.bias", &[8], s), InitRule::Zeros);
-        assert_eq!(rule_for("conditioner_blocks.0.ln.weight", &[8], s), InitRule::Ones);
-        assert_eq!(rule_for("prior.prime_state_ln.weight", &[8], s), InitRule::Ones);
-        assert_eq!(rule_for("prior.transformer._attn_mods.0.attn.c_attn.w", &[8, 6], s), InitRule::Normal(0.01));
-        assert_eq!(rule_for("prior.transformer._attn_mods.0.attn.c_attn.b", &[6], s), InitRule::Zeros);
-        assert_eq!(rule_for("prior.x_emb.weight", &[8, 6], s), InitRule::Normal(0.01));
-        assert_eq!(rule_for("prior.pos_emb.pos_emb", &[8, 6], s), InitRule::Normal(0.005));
-        assert_eq!(rule_for("y_emb.artist_emb.emb.weight", &[8, 6], s), InitRule::Normal(0.005));
-        assert_eq!(rule_for("encoders.0.level_blocks.0.model.0.0.weight", &[4, 2, 4], s), InitRule::Uniform(1.0 / 8f64.sqrt()));
-        assert_eq!(rule_for("bottleneck.level_blocks.0.k", &[16, 4], s), InitRule::Zeros);
+        assert_eq!(
+            rule_for("prior.transformer._attn_mods.0.ln_0.weight", &[8], s),
+            InitRule::Ones
+        );
+        assert_eq!(
+            rule_for("prior.transformer._attn_mods.0.ln_0.bias", &[8], s),
+            InitRule::Zeros
+        );
+        assert_eq!(
+            rule_for("conditioner_blocks.0.ln.weight", &[8], s),
+            InitRule::Ones
+        );
+        assert_eq!(
+            rule_for("prior.prime_state_ln.weight", &[8], s),
+            InitRule::Ones
+        );
+        assert_eq!(
+            rule_for("prior.transformer._attn_mods.0.attn.c_attn.w", &[8, 6], s),
+            InitRule::Normal(0.01)
+        );
+        assert_eq!(
+            rule_for("prior.transformer._attn_mods.0.attn.c_attn.b", &[6], s),
+            InitRule::Zeros
+        );
+        assert_eq!(
+            rule_for("prior.x_emb.weight", &[8, 6], s),
+            InitRule::Normal(0.01)
+        );
+        assert_eq!(
+            rule_for("prior.pos_emb.pos_emb", &[8, 6], s),
+            InitRule::Normal(0.005)
+        );
+        assert_eq!(
+            rule_for("y_emb.artist_emb.emb.weight", &[8, 6], s),
+            InitRule::Normal(0.005)
+        );
+        assert_eq!(
+            rule_for("encoders.0.level_blocks.0.model.0.0.weight", &[4, 2, 4], s),
+            InitRule::Uniform(1.0 / 8f64.sqrt())
+        );
+        assert_eq!(
+            rule_for("bottleneck.level_blocks.0.k", &[16, 4], s),
+            InitRule::Zeros
+        );
     }
 
     #[test]

@@ -26,15 +26,26 @@ impl Logger {
     /// A logger over `out`, with a fixed column list. With `resume_step`, rows already on disk
     /// up to that step are kept and later ones (logged after the checkpoint) are dropped.
     pub fn new(out: &Path, columns: Vec<String>, resume_step: Option<u64>) -> Result<Self> {
-        let mut lg = Self { csv: out.join("train_log.csv"), jsonl: out.join("metrics.jsonl"), columns, rows: Vec::new() };
+        let mut lg = Self {
+            csv: out.join("train_log.csv"),
+            jsonl: out.join("metrics.jsonl"),
+            columns,
+            rows: Vec::new(),
+        };
         if let Some(step) = resume_step {
-            lg.rows = lg.read_existing()?.into_iter().filter(|r| r.step <= step).collect();
+            lg.rows = lg
+                .read_existing()?
+                .into_iter()
+                .filter(|r| r.step <= step)
+                .collect();
         }
         Ok(lg)
     }
 
     fn read_existing(&self) -> Result<Vec<Row>> {
-        let Ok(text) = std::fs::read_to_string(&self.csv) else { return Ok(Vec::new()) };
+        let Ok(text) = std::fs::read_to_string(&self.csv) else {
+            return Ok(Vec::new());
+        };
         let mut lines = text.lines();
         let header: Vec<&str> = match lines.next() {
             Some(h) => h.split(',').collect(),
@@ -47,14 +58,22 @@ impl Logger {
                 .first()
                 .and_then(|s| s.parse().ok())
                 .with_context(|| format!("{} line {}: bad step", self.csv.display(), i + 2))?;
-            let split = if cells.get(1) == Some(&"valid") { "valid" } else { "train" };
+            let split = if cells.get(1) == Some(&"valid") {
+                "valid"
+            } else {
+                "train"
+            };
             let mut values = BTreeMap::new();
             for (h, c) in header.iter().zip(&cells).skip(2) {
                 if let Ok(v) = c.parse::<f64>() {
                     values.insert(h.to_string(), v);
                 }
             }
-            rows.push(Row { step, split, values });
+            rows.push(Row {
+                step,
+                split,
+                values,
+            });
         }
         Ok(rows)
     }
@@ -88,7 +107,12 @@ impl Logger {
             o.insert("step".into(), r.step.into());
             o.insert("split".into(), r.split.into());
             for (k, v) in &r.values {
-                o.insert(k.clone(), serde_json::Number::from_f64(*v).map(Into::into).unwrap_or(serde_json::Value::Null));
+                o.insert(
+                    k.clone(),
+                    serde_json::Number::from_f64(*v)
+                        .map(Into::into)
+                        .unwrap_or(serde_json::Value::Null),
+                );
             }
             jsonl.push_str(&serde_json::Value::Object(o).to_string());
             jsonl.push('\n');
@@ -125,12 +149,23 @@ mod tests {
         let cols = vec!["loss".to_string(), "snr_l0".to_string()];
         let mut lg = Logger::new(d.path(), cols.clone(), None)?;
         for s in 1..=5u64 {
-            lg.push(Row { step: s, split: "train", values: BTreeMap::from([("loss".into(), s as f64 * 0.5)]) });
+            lg.push(Row {
+                step: s,
+                split: "train",
+                values: BTreeMap::from([("loss".into(), s as f64 * 0.5)]),
+            });
         }
-        lg.push(Row { step: 5, split: "valid", values: BTreeMap::from([("snr_l0".into(), 3.25)]) });
+        lg.push(Row {
+            step: 5,
+            split: "valid",
+            values: BTreeMap::from([("snr_l0".into(), 3.25)]),
+        });
         lg.flush()?;
         let text = std::fs::read_to_string(d.path().join("train_log.csv"))?;
-        assert!(text.starts_with("step,split,loss,snr_l0\n1,train,0.5,\n"), "{text}");
+        assert!(
+            text.starts_with("step,split,loss,snr_l0\n1,train,0.5,\n"),
+            "{text}"
+        );
         assert!(text.contains("5,valid,,3.25\n"));
         let lg2 = Logger::new(d.path(), cols, Some(3))?;
         assert_eq!(lg2.rows().len(), 3);

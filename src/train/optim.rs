@@ -52,7 +52,11 @@ impl OptimConfig {
     /// step); we count warmup from step 1 so the first update already moves.
     pub fn lr_at(&self, step: u64) -> f64 {
         let s = step + 1;
-        let warm = if self.lr_warmup == 0 { 1.0 } else { (s as f64 / self.lr_warmup as f64).min(1.0) };
+        let warm = if self.lr_warmup == 0 {
+            1.0
+        } else {
+            (s as f64 / self.lr_warmup as f64).min(1.0)
+        };
         let decay_span = self.lr_decay.max(1);
         let decay = if self.lr_use_linear_decay {
             let past = s.saturating_sub(self.lr_start_linear_decay) as f64;
@@ -97,7 +101,12 @@ impl Adam {
             .into_iter()
             .map(|(name, var)| {
                 let z = var.as_tensor().zeros_like()?.to_dtype(DType::F32)?;
-                Ok(Slot { name, var, m: z.clone(), v: z })
+                Ok(Slot {
+                    name,
+                    var,
+                    m: z.clone(),
+                    v: z,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { cfg, slots, t: 0 })
@@ -116,7 +125,11 @@ impl Adam {
         let mut sq = 0f64;
         for s in &self.slots {
             if let Some(g) = grads.get(s.var.as_tensor()) {
-                sq += g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+                sq += g
+                    .to_dtype(DType::F64)?
+                    .sqr()?
+                    .sum_all()?
+                    .to_scalar::<f64>()?;
             }
         }
         Ok(sq.sqrt())
@@ -127,15 +140,25 @@ impl Adam {
         let lr = self.cfg.lr_at(step);
         let grad_norm = self.grad_norm(grads)?;
         if !grad_norm.is_finite() {
-            return Ok(StepInfo { lr, grad_norm, applied: false });
+            return Ok(StepInfo {
+                lr,
+                grad_norm,
+                applied: false,
+            });
         }
-        let scale = if self.cfg.clip > 0.0 && grad_norm > self.cfg.clip { self.cfg.clip / grad_norm } else { 1.0 };
+        let scale = if self.cfg.clip > 0.0 && grad_norm > self.cfg.clip {
+            self.cfg.clip / grad_norm
+        } else {
+            1.0
+        };
         self.t += 1;
         let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
         let bc1 = 1.0 - b1.powi(self.t as i32);
         let bc2 = 1.0 - b2.powi(self.t as i32);
         for s in self.slots.iter_mut() {
-            let Some(g) = grads.get(s.var.as_tensor()) else { continue };
+            let Some(g) = grads.get(s.var.as_tensor()) else {
+                continue;
+            };
             let g = (g.to_dtype(DType::F32)? * scale)?;
             s.m = ((&s.m * b1)? + (&g * (1.0 - b1))?)?;
             s.v = ((&s.v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
@@ -149,7 +172,11 @@ impl Adam {
             let new = (theta - (upd * lr)?)?.to_dtype(s.var.dtype())?;
             s.var.set(&new)?;
         }
-        Ok(StepInfo { lr, grad_norm, applied: true })
+        Ok(StepInfo {
+            lr,
+            grad_norm,
+            applied: true,
+        })
     }
 
     /// The moment tensors as `m.<name>` / `v.<name>`, for a checkpoint.
@@ -168,9 +195,9 @@ impl Adam {
         for s in self.slots.iter_mut() {
             for (kind, slot) in [("m", &mut s.m), ("v", &mut s.v)] {
                 let key = format!("{kind}.{}", s.name);
-                let x = state
-                    .get(&key)
-                    .ok_or_else(|| candle_core::Error::Msg(format!("optimizer state has no `{key}`")))?;
+                let x = state.get(&key).ok_or_else(|| {
+                    candle_core::Error::Msg(format!("optimizer state has no `{key}`"))
+                })?;
                 if x.dims() != slot.dims() {
                     return Err(candle_core::Error::Msg(format!(
                         "optimizer state `{key}` has shape {:?}, the model needs {:?}",
@@ -193,7 +220,11 @@ mod tests {
 
     #[test]
     fn schedule_warmup_and_decay() {
-        let c = OptimConfig { lr: 1.0, lr_warmup: 10, ..Default::default() };
+        let c = OptimConfig {
+            lr: 1.0,
+            lr_warmup: 10,
+            ..Default::default()
+        };
         assert!((c.lr_at(0) - 0.1).abs() < 1e-12);
         assert!((c.lr_at(9) - 1.0).abs() < 1e-12);
         assert!((c.lr_at(1000) - 1.0).abs() < 1e-12);
@@ -208,7 +239,13 @@ mod tests {
         assert!((lin.lr_at(99) - 1.0).abs() < 1e-12);
         assert!((lin.lr_at(149) - 0.5).abs() < 1e-12);
         assert_eq!(lin.lr_at(500), 0.0);
-        let g = OptimConfig { lr: 1.0, lr_warmup: 0, lr_gamma: 0.5, lr_decay: 10, ..Default::default() };
+        let g = OptimConfig {
+            lr: 1.0,
+            lr_warmup: 0,
+            lr_gamma: 0.5,
+            lr_decay: 10,
+            ..Default::default()
+        };
         assert!((g.lr_at(8) - 1.0).abs() < 1e-12);
         assert!((g.lr_at(9) - 0.5).abs() < 1e-12);
         assert!((g.lr_at(29) - 0.125).abs() < 1e-12);
@@ -218,19 +255,32 @@ mod tests {
     fn adam_matches_hand_computation_and_clips() -> Result<()> {
         let dev = Device::Cpu;
         let w = Var::from_vec(vec![1.0f32, -2.0], 2, &dev)?;
-        let cfg = OptimConfig { lr: 0.1, lr_warmup: 0, clip: 0.0, ..Default::default() };
+        let cfg = OptimConfig {
+            lr: 0.1,
+            lr_warmup: 0,
+            clip: 0.0,
+            ..Default::default()
+        };
         let mut opt = Adam::new(vec![("w".into(), w.clone())], cfg)?;
         // loss = sum(w^2) → grad 2w; first Adam step moves each weight by lr·sign(g).
         let loss = w.as_tensor().sqr()?.sum_all()?;
         let info = opt.step(&loss.backward()?, 0)?;
         assert!((info.grad_norm - (4.0f64 + 16.0).sqrt()).abs() < 1e-6);
         let v = w.as_tensor().to_vec1::<f32>()?;
-        assert!((v[0] - 0.9).abs() < 1e-6 && (v[1] + 1.9).abs() < 1e-6, "{v:?}");
+        assert!(
+            (v[0] - 0.9).abs() < 1e-6 && (v[1] + 1.9).abs() < 1e-6,
+            "{v:?}"
+        );
 
         // Clipping: a huge gradient with clip 1 gives the same first step (Adam is scale-free),
         // but the stored moment is the clipped gradient.
         let w2 = Var::from_vec(vec![1000.0f32], 1, &dev)?;
-        let cfg = OptimConfig { lr: 0.1, lr_warmup: 0, clip: 1.0, ..Default::default() };
+        let cfg = OptimConfig {
+            lr: 0.1,
+            lr_warmup: 0,
+            clip: 1.0,
+            ..Default::default()
+        };
         let mut opt = Adam::new(vec![("w".into(), w2.clone())], cfg)?;
         let loss = w2.as_tensor().sqr()?.sum_all()?;
         let info = opt.step(&loss.backward()?, 0)?;
@@ -258,7 +308,11 @@ mod tests {
         let dev = Device::Cpu;
         let run = |split: bool| -> Result<Vec<f32>> {
             let w = Var::from_vec(vec![0.5f32, -1.5, 3.0], 3, &dev)?;
-            let cfg = OptimConfig { lr: 0.05, lr_warmup: 3, ..Default::default() };
+            let cfg = OptimConfig {
+                lr: 0.05,
+                lr_warmup: 3,
+                ..Default::default()
+            };
             let mut opt = Adam::new(vec![("w".into(), w.clone())], cfg.clone())?;
             for step in 0..6u64 {
                 if split && step == 3 {

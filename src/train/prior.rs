@@ -38,11 +38,18 @@ pub struct PriorData {
 }
 
 impl PriorData {
-    pub fn new(tracks: &[CodeTrack], level: usize, hops: &[usize], upsampler: bool) -> candle_core::Result<Self> {
+    pub fn new(
+        tracks: &[CodeTrack],
+        level: usize,
+        hops: &[usize],
+        upsampler: bool,
+    ) -> candle_core::Result<Self> {
         let mut pool = Vec::with_capacity(tracks.len());
         let mut upper = Vec::new();
         for t in tracks {
-            let c = t.codes.get(level).ok_or_else(|| candle_core::Error::Msg(format!("track {} has no level {level} codes", t.name)))?;
+            let c = t.codes.get(level).ok_or_else(|| {
+                candle_core::Error::Msg(format!("track {} has no level {level} codes", t.name))
+            })?;
             pool.push(Track {
                 data: c.clone(),
                 len: c.len(),
@@ -54,13 +61,27 @@ impl PriorData {
             });
             if upsampler {
                 let u = t.codes.get(level + 1).ok_or_else(|| {
-                    candle_core::Error::Msg(format!("track {} has no level {} codes for the upsampler", t.name, level + 1))
+                    candle_core::Error::Msg(format!(
+                        "track {} has no level {} codes for the upsampler",
+                        t.name,
+                        level + 1
+                    ))
                 })?;
                 upper.push(u.clone());
             }
         }
-        let ratio = if upsampler { hops[level + 1] / hops[level] } else { 1 };
-        Ok(Self { level, pool: Pool::new(pool), upper, ratio, hop: hops[level] })
+        let ratio = if upsampler {
+            hops[level + 1] / hops[level]
+        } else {
+            1
+        };
+        Ok(Self {
+            level,
+            pool: Pool::new(pool),
+            upper,
+            ratio,
+            hop: hops[level],
+        })
     }
 }
 
@@ -121,46 +142,95 @@ impl PriorStep {
 
 /// Column names of the prior log.
 pub fn log_columns() -> Vec<String> {
-    ["loss", "bits_per_token", "label_dropped", "lr", "grad_norm", "step_s", "valid_bits_per_token", "valid_tokens"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "loss",
+        "bits_per_token",
+        "label_dropped",
+        "lr",
+        "grad_norm",
+        "step_s",
+        "valid_bits_per_token",
+        "valid_tokens",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 fn lock(vm: &VarMap) -> Result<std::sync::MutexGuard<'_, HashMap<String, Var>>> {
-    vm.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))
+    vm.data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))
 }
 
 impl PriorTrainer {
-    pub fn new(cfg: &PriorConfig, optim: &OptimConfig, seed: u64, init_scale: f64, label_dropout: f64, device: &Device) -> Result<Self> {
+    pub fn new(
+        cfg: &PriorConfig,
+        optim: &OptimConfig,
+        seed: u64,
+        init_scale: f64,
+        label_dropout: f64,
+        device: &Device,
+    ) -> Result<Self> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let model = Prior::new(cfg, vb)?;
-        init_varmap(&varmap, seed ^ 0x5052_494F_5200 ^ cfg.level as u64, init_scale)?;
-        let vars: Vec<(String, Var)> = lock(&varmap)?.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        init_varmap(
+            &varmap,
+            seed ^ 0x5052_494F_5200 ^ cfg.level as u64,
+            init_scale,
+        )?;
+        let vars: Vec<(String, Var)> = lock(&varmap)?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let opt = Adam::new(vars, optim.clone())?;
-        Ok(Self { cfg: cfg.clone(), varmap, model, opt, seed, init_scale, label_dropout, device: device.clone() })
+        Ok(Self {
+            cfg: cfg.clone(),
+            varmap,
+            model,
+            opt,
+            seed,
+            init_scale,
+            label_dropout,
+            device: device.clone(),
+        })
     }
 
     /// Label columns of the window `w`, with dropout when `drop`.
     fn y_row(&self, data: &PriorData, w: WindowPos, drop: bool) -> Vec<i64> {
-        let Some(lab) = &self.cfg.labels else { return vec![] };
+        let Some(lab) = &self.cfg.labels else {
+            return vec![];
+        };
         let tr = &data.pool.tracks[w.track];
         // The timing embedding asserts total < max_duration and a start inside the song.
         let max = (lab.max_duration * crate::prior::SAMPLE_RATE) as i64 - 1;
-        let total = (tr.total_samples.max(1) as i64).clamp((lab.min_duration * crate::prior::SAMPLE_RATE).ceil() as i64, max.max(1));
+        let total = (tr.total_samples.max(1) as i64).clamp(
+            (lab.min_duration * crate::prior::SAMPLE_RATE).ceil() as i64,
+            max.max(1),
+        );
         let sample_length = (self.cfg.n_ctx * data.hop) as i64;
         let last_start = (total - 1).min(max + 1 - sample_length);
-        let offset = ((tr.offset_samples + w.start * data.hop) as i64).min(last_start).max(0);
+        let offset = ((tr.offset_samples + w.start * data.hop) as i64)
+            .min(last_start)
+            .max(0);
         let mut row = vec![
             total,
             offset,
             sample_length,
-            if drop { 0 } else { (tr.artist as usize).min(lab.n_artists.saturating_sub(1)) as i64 },
+            if drop {
+                0
+            } else {
+                (tr.artist as usize).min(lab.n_artists.saturating_sub(1)) as i64
+            },
         ];
         for g in 0..lab.max_genres {
             let id = if drop {
-                if g == 0 { 0 } else { -1 }
+                if g == 0 {
+                    0
+                } else {
+                    -1
+                }
             } else {
                 match tr.genres.get(g) {
                     Some(&x) => (x as usize).min(lab.n_genres.saturating_sub(1)) as i64,
@@ -174,7 +244,12 @@ impl PriorTrainer {
     }
 
     /// Assemble a batch from window positions; `drop[i]` applies label dropout to item i.
-    pub fn batch(&self, data: &PriorData, windows: &[WindowPos], drop: &[bool]) -> Result<PriorBatch> {
+    pub fn batch(
+        &self,
+        data: &PriorData,
+        windows: &[WindowPos],
+        drop: &[bool],
+    ) -> Result<PriorBatch> {
         let (b, n) = (windows.len(), self.cfg.n_ctx);
         let mut toks = Vec::with_capacity(b * n);
         let mut mask = Vec::with_capacity(b * n);
@@ -192,18 +267,43 @@ impl PriorTrainer {
             }
         }
         let dev = &self.device;
-        let y = if ys.is_empty() { None } else { Some(Tensor::from_vec(ys.clone(), (b, ys.len() / b), dev)?) };
-        let z_cond = if zc.is_empty() { None } else { Some(Tensor::from_vec(zc.clone(), (b, zc.len() / b), dev)?) };
-        Ok(PriorBatch { tokens: Tensor::from_vec(toks, (b, n), dev)?, y, z_cond, mask: Tensor::from_vec(mask, (b, n), dev)? })
+        let y = if ys.is_empty() {
+            None
+        } else {
+            Some(Tensor::from_vec(ys.clone(), (b, ys.len() / b), dev)?)
+        };
+        let z_cond = if zc.is_empty() {
+            None
+        } else {
+            Some(Tensor::from_vec(zc.clone(), (b, zc.len() / b), dev)?)
+        };
+        Ok(PriorBatch {
+            tokens: Tensor::from_vec(toks, (b, n), dev)?,
+            y,
+            z_cond,
+            mask: Tensor::from_vec(mask, (b, n), dev)?,
+        })
     }
 
     /// The training batch of `step`: random windows, label dropout by the counter RNG.
-    pub fn train_batch(&self, data: &PriorData, batch_size: usize, step: u64) -> Result<(PriorBatch, usize)> {
+    pub fn train_batch(
+        &self,
+        data: &PriorData,
+        batch_size: usize,
+        step: u64,
+    ) -> Result<(PriorBatch, usize)> {
         let lvl = self.cfg.level as u64;
-        let windows: Vec<WindowPos> =
-            (0..batch_size as u64).map(|s| data.pool.draw(self.seed ^ lvl, step, s, self.cfg.n_ctx, data.ratio)).collect();
+        let windows: Vec<WindowPos> = (0..batch_size as u64)
+            .map(|s| {
+                data.pool
+                    .draw(self.seed ^ lvl, step, s, self.cfg.n_ctx, data.ratio)
+            })
+            .collect();
         let drop: Vec<bool> = (0..batch_size as u64)
-            .map(|s| CounterRng::new(self.seed, Stream::LabelDrop, lvl * 1_000_003 + s, step).uniform() < self.label_dropout)
+            .map(|s| {
+                CounterRng::new(self.seed, Stream::LabelDrop, lvl * 1_000_003 + s, step).uniform()
+                    < self.label_dropout
+            })
             .collect();
         let n_drop = drop.iter().filter(|d| **d).count();
         Ok((self.batch(data, &windows, &drop)?, n_drop))
@@ -211,9 +311,15 @@ impl PriorTrainer {
 
     /// Mean bits per real token of a batch, differentiable; also the token count.
     pub fn loss(&self, b: &PriorBatch) -> Result<(Tensor, f64)> {
-        let logits = self.model.forward(&b.tokens, b.y.as_ref(), b.z_cond.as_ref())?;
+        let logits = self
+            .model
+            .forward(&b.tokens, b.y.as_ref(), b.z_cond.as_ref())?;
         let shift = self.model.music_shift() as f64;
-        let targets = if shift > 0.0 { (b.tokens.to_dtype(DType::F32)? + shift)? } else { b.tokens.clone() };
+        let targets = if shift > 0.0 {
+            (b.tokens.to_dtype(DType::F32)? + shift)?
+        } else {
+            b.tokens.clone()
+        };
         masked_bits(&logits, &targets, &b.mask)
     }
 
@@ -237,13 +343,23 @@ impl PriorTrainer {
     }
 
     /// Fixed validation batches spread over `data`.
-    pub fn valid_batches(&self, data: &PriorData, windows: usize, batch_size: usize) -> Result<Vec<PriorBatch>> {
+    pub fn valid_batches(
+        &self,
+        data: &PriorData,
+        windows: usize,
+        batch_size: usize,
+    ) -> Result<Vec<PriorBatch>> {
         let pos = data.pool.fixed(windows, self.cfg.n_ctx, data.ratio);
-        pos.chunks(batch_size.max(1)).map(|c| self.batch(data, c, &vec![false; c.len()])).collect()
+        pos.chunks(batch_size.max(1))
+            .map(|c| self.batch(data, c, &vec![false; c.len()]))
+            .collect()
     }
 
     pub fn weights(&self) -> Result<HashMap<String, Tensor>> {
-        lock(&self.varmap)?.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?))).collect()
+        lock(&self.varmap)?
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?)))
+            .collect()
     }
 
     /// Start from existing weights (fine-tuning). Label tables may grow: rows beyond the
@@ -263,7 +379,11 @@ impl PriorTrainer {
             let src = src.to_dtype(DType::F32)?.to_device(&self.device)?;
             if src.dims() == var.dims() {
                 var.set(&src)?;
-            } else if k.starts_with("y_emb.") && src.rank() == 2 && src.dim(1)? == var.dim(1)? && src.dim(0)? <= var.dim(0)? {
+            } else if k.starts_with("y_emb.")
+                && src.rank() == 2
+                && src.dim(1)? == var.dim(1)?
+                && src.dim(0)? <= var.dim(0)?
+            {
                 let rows = src.dim(0)?;
                 let rest = var.as_tensor().narrow(0, rows, var.dim(0)? - rows)?;
                 var.set(&Tensor::cat(&[&src, &rest], 0)?)?;
@@ -283,7 +403,13 @@ impl PriorTrainer {
             model: self.weights()?,
             optimizer: self.opt.state_tensors(),
             buffers: HashMap::new(),
-            state: LoopState { step, adam_t: self.opt.t, seed: self.seed, rng: "counter".into(), extra: HashMap::new() },
+            state: LoopState {
+                step,
+                adam_t: self.opt.t,
+                seed: self.seed,
+                rng: "counter".into(),
+                extra: HashMap::new(),
+            },
         })
     }
 
@@ -291,9 +417,16 @@ impl PriorTrainer {
         {
             let data = lock(&self.varmap)?;
             for (k, var) in data.iter() {
-                let t = ck.model.get(k).ok_or_else(|| candle_core::Error::Msg(format!("checkpoint has no `{k}`")))?;
+                let t = ck
+                    .model
+                    .get(k)
+                    .ok_or_else(|| candle_core::Error::Msg(format!("checkpoint has no `{k}`")))?;
                 if t.dims() != var.dims() {
-                    return Err(candle_core::Error::Msg(format!("checkpoint `{k}` has shape {:?}, the model needs {:?}", t.dims(), var.dims())));
+                    return Err(candle_core::Error::Msg(format!(
+                        "checkpoint `{k}` has shape {:?}, the model needs {:?}",
+                        t.dims(),
+                        var.dims()
+                    )));
                 }
                 var.set(&t.to_dtype(var.dtype())?.to_device(&self.device)?)?;
             }

@@ -30,7 +30,10 @@ impl CounterRng {
         h = splitmix64(h ^ (stream as u64).wrapping_mul(0xA24B_AED4_963E_E407));
         h = splitmix64(h ^ key.wrapping_mul(0x9FB2_1C65_1E98_DF25));
         h = splitmix64(h ^ step);
-        Self { state: h, spare: None }
+        Self {
+            state: h,
+            spare: None,
+        }
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -81,8 +84,18 @@ mod tests {
 
     #[test]
     fn streams_are_reproducible_and_distinct() {
-        let a: Vec<u64> = (0..4).map(|_| 0).scan(CounterRng::new(1, Stream::Window, 2, 3), |r, _| Some(r.next_u64())).collect();
-        let b: Vec<u64> = (0..4).map(|_| 0).scan(CounterRng::new(1, Stream::Window, 2, 3), |r, _| Some(r.next_u64())).collect();
+        let a: Vec<u64> = (0..4)
+            .map(|_| 0)
+            .scan(CounterRng::new(1, Stream::Window, 2, 3), |r, _| {
+                Some(r.next_u64())
+            })
+            .collect();
+        let b: Vec<u64> = (0..4)
+            .map(|_| 0)
+            .scan(CounterRng::new(1, Stream::Window, 2, 3), |r, _| {
+                Some(r.next_u64())
+            })
+            .collect();
         assert_eq!(a, b);
         let mut c = CounterRng::new(1, Stream::Restart, 2, 3);
         assert_ne!(a[0], c.next_u64());

@@ -50,7 +50,10 @@ pub fn vqvae_fingerprint(cfg: &VqvaeConfig, w: &HashMap<String, Tensor>) -> Resu
             h.update(v.to_le_bytes());
         }
     }
-    Ok(h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect())
+    Ok(h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 fn item_key(it: &Item) -> String {
@@ -73,12 +76,17 @@ pub fn encode_items(
     if cache.is_file() {
         let st = ckpt::read_safetensors(cache, &dev)?;
         let ok = std::fs::read(cache).ok().and_then(|b| {
-            safetensors::SafeTensors::read_metadata(&b).ok().and_then(|(_, m)| m.metadata().as_ref().and_then(|m| m.get("vqvae").cloned()))
+            safetensors::SafeTensors::read_metadata(&b)
+                .ok()
+                .and_then(|(_, m)| m.metadata().as_ref().and_then(|m| m.get("vqvae").cloned()))
         });
         if ok.as_deref() == Some(fingerprint) {
             stored = st;
         } else {
-            eprintln!("codes cache {} belongs to another VQ-VAE; re-encoding", cache.display());
+            eprintln!(
+                "codes cache {} belongs to another VQ-VAE; re-encoding",
+                cache.display()
+            );
         }
     }
     let levels = vq.levels();
@@ -98,7 +106,9 @@ pub fn encode_items(
                 let n = audio.len();
                 let x = Tensor::from_vec(audio, (1, n), vq.codebook(0)?.device())?;
                 for ll in 0..levels {
-                    let c = vq.encode(&x, ll).with_context(|| format!("encoding {}", it.rel))?;
+                    let c = vq
+                        .encode(&x, ll)
+                        .with_context(|| format!("encoding {}", it.rel))?;
                     stored.insert(format!("{k}.level_{ll}"), c.squeeze(0)?.to_device(&dev)?);
                 }
                 changed = true;
@@ -174,7 +184,11 @@ impl Job for PriorJob {
 
     fn finish(&self, out: &Path, step: u64) -> Result<()> {
         let dir = out.join("model");
-        let cfg = ComponentConfig::Prior { prior: self.tr.cfg.clone(), vqvae: self.vqvae.clone(), steps: step };
+        let cfg = ComponentConfig::Prior {
+            prior: self.tr.cfg.clone(),
+            vqvae: self.vqvae.clone(),
+            steps: step,
+        };
         component::write(&dir, &cfg, &self.tr.weights()?)?;
         self.vocab.write(&dir.join("labels"))
     }
@@ -182,9 +196,18 @@ impl Job for PriorJob {
 
 /// Adapt a prior config to the VQ-VAE (level, bins, hop, conditioner strides) and the corpus
 /// vocabulary (label table sizes, at least `min_rows` = the --init tables).
-pub fn fit_config(cfg: &mut PriorRunConfig, level: usize, vq: &VqvaeConfig, vocab: &Vocab, min_rows: (usize, usize)) -> Result<()> {
+pub fn fit_config(
+    cfg: &mut PriorRunConfig,
+    level: usize,
+    vq: &VqvaeConfig,
+    vocab: &Vocab,
+    min_rows: (usize, usize),
+) -> Result<()> {
     if level >= vq.levels {
-        bail!("level {level} does not exist: the VQ-VAE has levels 0..{}", vq.levels);
+        bail!(
+            "level {level} does not exist: the VQ-VAE has levels 0..{}",
+            vq.levels
+        );
     }
     let m = &mut cfg.model;
     m.level = level;
@@ -196,8 +219,12 @@ pub fn fit_config(cfg: &mut PriorRunConfig, level: usize, vq: &VqvaeConfig, voca
             c.down_t = vq.downs_t[level + 1];
             c.stride_t = vq.strides_t[level + 1];
         }
-        (None, false) => bail!("level {level} is an upsampler: the config needs a [model.cond] conditioner"),
-        (Some(_), true) => bail!("level {level} is the top level: remove [model.cond] from the config"),
+        (None, false) => {
+            bail!("level {level} is an upsampler: the config needs a [model.cond] conditioner")
+        }
+        (Some(_), true) => {
+            bail!("level {level} is the top level: remove [model.cond] from the config")
+        }
         (None, true) => {}
     }
     if let Some(l) = &mut m.labels {
@@ -215,28 +242,54 @@ pub fn train_prior(opts: &PriorOpts) -> Result<Outcome> {
         (Some(p), false) => Some(component::load_prior_init(p, opts.level, &dev)?),
         _ => None,
     };
-    let rows = |k: &str| init_w.as_ref().and_then(|w| w.get(k)).and_then(|t| t.dim(0).ok()).unwrap_or(0);
-    let min_rows = (rows("y_emb.artist_emb.emb.weight"), rows("y_emb.bow_genre_emb.emb.weight"));
+    let rows = |k: &str| {
+        init_w
+            .as_ref()
+            .and_then(|w| w.get(k))
+            .and_then(|t| t.dim(0).ok())
+            .unwrap_or(0)
+    };
+    let min_rows = (
+        rows("y_emb.artist_emb.emb.weight"),
+        rows("y_emb.bow_genre_emb.emb.weight"),
+    );
     let mut fresh = opts.config.clone();
     fit_config(&mut fresh, opts.level, &vq_cfg, &corpus.vocab, min_rows)?;
     let mut cfg: PriorRunConfig = prepare_out(&opts.out, opts.resume, &fresh)?;
     if let Some(s) = opts.steps {
         cfg.train.steps = s;
     }
-    cfg.validate().with_context(|| format!("invalid config in {}", opts.out.join(RUN_CONFIG).display()))?;
+    cfg.validate()
+        .with_context(|| format!("invalid config in {}", opts.out.join(RUN_CONFIG).display()))?;
     if cfg.model.level != opts.level {
-        bail!("{} trains level {}, not {}", opts.out.display(), cfg.model.level, opts.level);
+        bail!(
+            "{} trains level {}, not {}",
+            opts.out.display(),
+            cfg.model.level,
+            opts.level
+        );
     }
     let t = cfg.train.clone();
 
     let fp = vqvae_fingerprint(&vq_cfg, &vq_w)?;
     let vq = VqVae::new(&vq_cfg, VarBuilder::from_tensors(vq_w, DType::F32, &dev))?;
-    let cache = opts.codes_cache.clone().unwrap_or_else(|| opts.corpus.join(".cache").join(format!("codes-{fp}.safetensors")));
+    let cache = opts.codes_cache.clone().unwrap_or_else(|| {
+        opts.corpus
+            .join(".cache")
+            .join(format!("codes-{fp}.safetensors"))
+    });
     let (train_items, mut valid_items) = split_items(&corpus, t.seed, t.valid_fraction);
     if train_items.is_empty() {
-        bail!("corpus {} has no training items after the validation split", opts.corpus.display());
+        bail!(
+            "corpus {} has no training items after the validation split",
+            opts.corpus.display()
+        );
     }
-    let all: Vec<Item> = train_items.iter().chain(valid_items.iter()).cloned().collect();
+    let all: Vec<Item> = train_items
+        .iter()
+        .chain(valid_items.iter())
+        .cloned()
+        .collect();
     let tracks = encode_items(&vq, &corpus, &all, &cache, &fp, opts.quiet)?;
     let (train_tracks, mut valid_tracks) = tracks.split_at(train_items.len());
     if valid_tracks.is_empty() {
@@ -250,24 +303,49 @@ pub fn train_prior(opts: &PriorOpts) -> Result<Outcome> {
     let vdata = PriorData::new(valid_tracks, opts.level, &hops, up)?;
     let baseline = unigram_bits(train_tracks, valid_tracks, opts.level, vq_cfg.l_bins);
 
-    let mut tr = PriorTrainer::new(&cfg.model, &cfg.optim, t.seed, t.init_scale, t.label_dropout, &dev)?;
+    let mut tr = PriorTrainer::new(
+        &cfg.model,
+        &cfg.optim,
+        t.seed,
+        t.init_scale,
+        t.label_dropout,
+        &dev,
+    )?;
     let start = if opts.resume {
         let dir = ckpt::latest(&opts.out)?;
-        let s = tr.restore(&ckpt::load(&dir, &dev)?).with_context(|| format!("restoring {}", dir.display()))?;
+        let s = tr
+            .restore(&ckpt::load(&dir, &dev)?)
+            .with_context(|| format!("restoring {}", dir.display()))?;
         eprintln!("resuming from step {s} ({})", dir.display());
         s
     } else {
         if let Some(w) = &init_w {
             let fresh_keys = tr.load_init(w)?;
             if !fresh_keys.is_empty() {
-                eprintln!("--init: {} tensors not in the source start fresh: {}", fresh_keys.len(), fresh_keys.join(", "));
+                eprintln!(
+                    "--init: {} tensors not in the source start fresh: {}",
+                    fresh_keys.len(),
+                    fresh_keys.join(", ")
+                );
             }
         }
         0
     };
     let valid = tr.valid_batches(&vdata, t.valid_windows, t.batch_size)?;
-    let mut job = PriorJob { tr, data, valid, batch_size: t.batch_size, baseline, vqvae: vq_cfg, vocab: corpus.vocab.clone() };
-    let mut logger = Logger::new(&opts.out, log_columns_with_baseline(), opts.resume.then_some(start))?;
+    let mut job = PriorJob {
+        tr,
+        data,
+        valid,
+        batch_size: t.batch_size,
+        baseline,
+        vqvae: vq_cfg,
+        vocab: corpus.vocab.clone(),
+    };
+    let mut logger = Logger::new(
+        &opts.out,
+        log_columns_with_baseline(),
+        opts.resume.then_some(start),
+    )?;
     let names = ["bottom", "middle", "top"];
     let lo = LoopOpts {
         out: opts.out.clone(),

@@ -34,7 +34,11 @@ pub struct VqvaeOpts {
 pub const RUN_CONFIG: &str = "train.toml";
 
 /// Load the run config: fresh (written to OUT/train.toml) or the resumed run's own.
-pub(crate) fn prepare_out<T: serde::Serialize + serde::de::DeserializeOwned>(out: &Path, resume: bool, fresh: &T) -> Result<T> {
+pub(crate) fn prepare_out<T: serde::Serialize + serde::de::DeserializeOwned>(
+    out: &Path,
+    resume: bool,
+    fresh: &T,
+) -> Result<T> {
     let path = out.join(RUN_CONFIG);
     if resume {
         ckpt::latest(out)?;
@@ -46,15 +50,24 @@ pub(crate) fn prepare_out<T: serde::Serialize + serde::de::DeserializeOwned>(out
             out.display()
         );
     }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create output folder {}", out.display()))?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create output folder {}", out.display()))?;
     crate::util::atomic_write(&path, to_toml(fresh)?.as_bytes())?;
     Ok(read_toml(&path)?)
 }
 
 /// Train items and validation items of the corpus split.
-pub(crate) fn split_items(corpus: &Corpus, seed: u64, valid_fraction: f64) -> (Vec<Item>, Vec<Item>) {
+pub(crate) fn split_items(
+    corpus: &Corpus,
+    seed: u64,
+    valid_fraction: f64,
+) -> (Vec<Item>, Vec<Item>) {
     let s = corpus.split(seed, valid_fraction);
-    let pick = |ix: &[usize]| ix.iter().map(|&i| corpus.items[i].clone()).collect::<Vec<_>>();
+    let pick = |ix: &[usize]| {
+        ix.iter()
+            .map(|&i| corpus.items[i].clone())
+            .collect::<Vec<_>>()
+    };
     (pick(&s.train), pick(&s.valid))
 }
 
@@ -98,7 +111,9 @@ impl VqJob {
 impl Job for VqJob {
     fn train_step(&mut self, step: u64) -> Result<BTreeMap<String, f64>> {
         let t = &self.cfg.train;
-        let ws: Vec<WindowPos> = (0..t.batch_size as u64).map(|s| self.pool.draw(t.seed, step, s, t.window, 1)).collect();
+        let ws: Vec<WindowPos> = (0..t.batch_size as u64)
+            .map(|s| self.pool.draw(t.seed, step, s, t.window, 1))
+            .collect();
         let x = self.load(&self.train_items, &ws)?;
         Ok(self.tr.train_step(&x, step)?.values())
     }
@@ -112,7 +127,10 @@ impl Job for VqJob {
     }
 
     fn finish(&self, out: &Path, step: u64) -> Result<()> {
-        let cfg = ComponentConfig::Vqvae { vqvae: self.cfg.model.clone(), steps: step };
+        let cfg = ComponentConfig::Vqvae {
+            vqvae: self.cfg.model.clone(),
+            steps: step,
+        };
         component::write(&out.join("model"), &cfg, &self.tr.weights()?)
     }
 }
@@ -123,12 +141,16 @@ pub fn train_vqvae(opts: &VqvaeOpts) -> Result<Outcome> {
     if let Some(s) = opts.steps {
         cfg.train.steps = s;
     }
-    cfg.validate().with_context(|| format!("invalid config in {}", opts.out.join(RUN_CONFIG).display()))?;
+    cfg.validate()
+        .with_context(|| format!("invalid config in {}", opts.out.join(RUN_CONFIG).display()))?;
     let t = cfg.train.clone();
     let corpus = Corpus::open(&opts.corpus)?;
     let (train_items, mut valid_items) = split_items(&corpus, t.seed, t.valid_fraction);
     if train_items.is_empty() {
-        bail!("corpus {} has no training items after the validation split", opts.corpus.display());
+        bail!(
+            "corpus {} has no training items after the validation split",
+            opts.corpus.display()
+        );
     }
     if valid_items.is_empty() {
         eprintln!("warning: no validation files (each artist needs two or more); validating on training windows");
@@ -151,7 +173,9 @@ pub fn train_vqvae(opts: &VqvaeOpts) -> Result<Outcome> {
     let start = if opts.resume {
         let dir = ckpt::latest(&opts.out)?;
         let ck = ckpt::load(&dir, &dev)?;
-        let s = tr.restore(&ck).with_context(|| format!("restoring {}", dir.display()))?;
+        let s = tr
+            .restore(&ck)
+            .with_context(|| format!("restoring {}", dir.display()))?;
         eprintln!("resuming from step {s} ({})", dir.display());
         s
     } else {
@@ -160,19 +184,35 @@ pub fn train_vqvae(opts: &VqvaeOpts) -> Result<Outcome> {
             if icfg != cfg.model {
                 bail!("--init {}: its VQ-VAE config differs from the training config (use its hyperparameters)", init.display());
             }
-            let tokens: Vec<usize> = cfg.model.hop_lengths().iter().map(|h| t.batch_size * t.window / h).collect();
+            let tokens: Vec<usize> = cfg
+                .model
+                .hop_lengths()
+                .iter()
+                .map(|h| t.batch_size * t.window / h)
+                .collect();
             tr.load_weights(&w, &tokens)?;
         }
         0
     };
 
-    let mut job = VqJob { tr, corpus, train_items, pool, valid: vec![], cfg: cfg.clone() };
+    let mut job = VqJob {
+        tr,
+        corpus,
+        train_items,
+        pool,
+        valid: vec![],
+        cfg: cfg.clone(),
+    };
     let vpos = vpool.fixed(t.valid_windows.max(1), t.window, 1);
     for chunk in vpos.chunks(t.batch_size) {
         let x = job.load(&valid_items, chunk)?;
         job.valid.push(x);
     }
-    let mut logger = Logger::new(&opts.out, log_columns(cfg.model.levels), opts.resume.then_some(start))?;
+    let mut logger = Logger::new(
+        &opts.out,
+        log_columns(cfg.model.levels),
+        opts.resume.then_some(start),
+    )?;
     let lo = LoopOpts {
         out: opts.out.clone(),
         total_steps: t.steps,

@@ -30,13 +30,19 @@ impl Bandwidth {
                 l1 += v.abs();
             }
             n += w.len() as f64;
-            let x = Tensor::from_vec(w.iter().map(|&v| v as f64).collect::<Vec<_>>(), (1, w.len()), &Device::Cpu)?;
+            let x = Tensor::from_vec(
+                w.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+                (1, w.len()),
+                &Device::Cpu,
+            )?;
             let mag = stft.magnitude(&x)?;
             spec_total += mag.sqr()?.sum_all()?.to_scalar::<f64>()?.sqrt();
             spec_n += 1.0;
         }
         if n == 0.0 {
-            return Err(candle_core::Error::Msg("no audio to compute bandwidths from".into()));
+            return Err(candle_core::Error::Msg(
+                "no audio to compute bandwidths from".into(),
+            ));
         }
         let mean = sum / n;
         Ok(Self {
@@ -54,10 +60,16 @@ mod tests {
     #[test]
     fn bandwidth_of_a_sine() -> Result<()> {
         let sr = 44100.0;
-        let w: Vec<f32> = (0..8192).map(|i| (0.5 * (std::f64::consts::TAU * 441.0 * i as f64 / sr).sin()) as f32).collect();
+        let w: Vec<f32> = (0..8192)
+            .map(|i| (0.5 * (std::f64::consts::TAU * 441.0 * i as f64 / sr).sin()) as f32)
+            .collect();
         let bw = Bandwidth::compute([w.as_slice()])?;
         assert!((bw.l2 - 0.125).abs() < 1e-3, "var {}", bw.l2); // A²/2
-        assert!((bw.l1 - 0.5 * 2.0 / std::f64::consts::PI).abs() < 2e-3, "l1 {}", bw.l1);
+        assert!(
+            (bw.l1 - 0.5 * 2.0 / std::f64::consts::PI).abs() < 2e-3,
+            "l1 {}",
+            bw.l1
+        );
         assert!(bw.spec > 1.0);
         // Doubling the amplitude doubles the spectral norm.
         let w2: Vec<f32> = w.iter().map(|v| v * 2.0).collect();

@@ -32,7 +32,10 @@ impl Default for VqLossConfig {
             lmix_linf: 0.02,
             linf_k: 2048,
             multispectral: 1.0,
-            multispec: MULTISPEC.iter().map(|c| (c.n_fft, c.hop, c.window)).collect(),
+            multispec: MULTISPEC
+                .iter()
+                .map(|c| (c.n_fft, c.hop, c.window))
+                .collect(),
         }
     }
 }
@@ -103,9 +106,20 @@ impl VqEval {
 
 /// Column names of the VQ-VAE log for `levels` levels.
 pub fn log_columns(levels: usize) -> Vec<String> {
-    let mut c: Vec<String> = ["loss", "lr", "grad_norm", "step_s"].iter().map(|s| s.to_string()).collect();
+    let mut c: Vec<String> = ["loss", "lr", "grad_norm", "step_s"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     for l in 0..levels {
-        for m in ["recons", "spectral", "commit", "usage", "perplexity", "snr_db", "spec_dist"] {
+        for m in [
+            "recons",
+            "spectral",
+            "commit",
+            "usage",
+            "perplexity",
+            "snr_db",
+            "spec_dist",
+        ] {
             c.push(format!("{m}_l{l}"));
         }
     }
@@ -145,13 +159,24 @@ impl VqTrainer {
         let model = VqVae::new(cfg, vb)?;
         init_varmap(&varmap, seed, 1.0)?;
         let vars: Vec<(String, Var)> = {
-            let data = varmap.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
-            data.iter().filter(|(k, _)| !k.starts_with("bottleneck.")).map(|(k, v)| (k.clone(), v.clone())).collect()
+            let data = varmap
+                .data()
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+            data.iter()
+                .filter(|(k, _)| !k.starts_with("bottleneck."))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
         };
         let opt = Adam::new(vars, optim.clone())?;
-        let codebooks = (0..cfg.levels).map(|_| EmaCodebook::new(cfg.l_bins, cfg.emb_width, cfg.l_mu)).collect();
-        let stfts: Vec<StftConfig> =
-            loss_cfg.multispec.iter().map(|&(n_fft, hop, window)| StftConfig { n_fft, hop, window }).collect();
+        let codebooks = (0..cfg.levels)
+            .map(|_| EmaCodebook::new(cfg.l_bins, cfg.emb_width, cfg.l_mu))
+            .collect();
+        let stfts: Vec<StftConfig> = loss_cfg
+            .multispec
+            .iter()
+            .map(|&(n_fft, hop, window)| StftConfig { n_fft, hop, window })
+            .collect();
         let ms = MultiSpec::new(&stfts, DType::F32, device)?;
         Ok(Self {
             cfg: cfg.clone(),
@@ -168,33 +193,68 @@ impl VqTrainer {
     }
 
     fn set_codebook_var(&self, l: usize) -> Result<()> {
-        let data = self.varmap.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
         let key = codebook_key(l);
-        let var = data.get(&key).ok_or_else(|| candle_core::Error::Msg(format!("model has no `{key}`")))?;
+        let var = data
+            .get(&key)
+            .ok_or_else(|| candle_core::Error::Msg(format!("model has no `{key}`")))?;
         var.set(&self.codebooks[l].k_tensor(&self.device)?)
     }
 
     /// Start from trained weights (fine-tuning): every model key must be present.
-    pub fn load_weights(&mut self, weights: &HashMap<String, Tensor>, tokens_per_batch: &[usize]) -> Result<()> {
-        let data = self.varmap.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+    pub fn load_weights(
+        &mut self,
+        weights: &HashMap<String, Tensor>,
+        tokens_per_batch: &[usize],
+    ) -> Result<()> {
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
         for (k, var) in data.iter() {
-            let t = weights.get(k).ok_or_else(|| candle_core::Error::Msg(format!("weights have no `{k}`")))?;
+            let t = weights
+                .get(k)
+                .ok_or_else(|| candle_core::Error::Msg(format!("weights have no `{k}`")))?;
             if t.dims() != var.dims() {
-                return Err(candle_core::Error::Msg(format!("`{k}` has shape {:?}, the model needs {:?}", t.dims(), var.dims())));
+                return Err(candle_core::Error::Msg(format!(
+                    "`{k}` has shape {:?}, the model needs {:?}",
+                    t.dims(),
+                    var.dims()
+                )));
             }
             var.set(&t.to_dtype(DType::F32)?.to_device(&self.device)?)?;
         }
         drop(data);
         for l in 0..self.cfg.levels {
-            let k = weights[&codebook_key(l)].to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-            self.codebooks[l] = EmaCodebook::restore(k, self.cfg.l_bins, self.cfg.emb_width, self.cfg.l_mu, tokens_per_batch[l]);
+            let k = weights[&codebook_key(l)]
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            self.codebooks[l] = EmaCodebook::restore(
+                k,
+                self.cfg.l_bins,
+                self.cfg.emb_width,
+                self.cfg.l_mu,
+                tokens_per_batch[l],
+            );
         }
         Ok(())
     }
 
     /// Encode, quantise (updating the codebooks when `train`), decode: per level
     /// (latent, dequantised latent, codes, stats).
-    fn forward_level(&mut self, x: &Tensor, l: usize, step: u64, train: bool) -> Result<(Tensor, Tensor, Tensor, Option<CodebookStats>)> {
+    fn forward_level(
+        &mut self,
+        x: &Tensor,
+        l: usize,
+        step: u64,
+        train: bool,
+    ) -> Result<(Tensor, Tensor, Tensor, Option<CodebookStats>)> {
         let (b, t) = x.dims2()?;
         let z = self.model.encoder(l)?.forward(&x.reshape((b, 1, t))?)?; // (B, W, T_l)
         let (_, w, tl) = z.dims3()?;
@@ -213,7 +273,11 @@ impl VqTrainer {
         // The official code dequantises with the freshly updated codebook.
         let codes = cb.quantise(&zf)?;
         let k = cb.k_tensor(&self.device)?;
-        let zd = k.index_select(&codes, 0)?.reshape((b, tl, w))?.transpose(1, 2)?.contiguous()?;
+        let zd = k
+            .index_select(&codes, 0)?
+            .reshape((b, tl, w))?
+            .transpose(1, 2)?
+            .contiguous()?;
         Ok((z, zd, codes, stats))
     }
 
@@ -227,14 +291,26 @@ impl VqTrainer {
         for l in 0..levels {
             let (z, zd, _codes, stats) = self.forward_level(x, l, step, true)?;
             let c = commit_loss(&z, &zd)?;
-            let x_hat = self.model.decoder(l)?.forward(&straight_through(&z, &zd)?)?;
-            let r = lmix(x, &x_hat, self.bw.l2, self.loss_cfg.lmix_l2, self.loss_cfg.lmix_linf, self.loss_cfg.linf_k)?;
+            let x_hat = self
+                .model
+                .decoder(l)?
+                .forward(&straight_through(&z, &zd)?)?;
+            let r = lmix(
+                x,
+                &x_hat,
+                self.bw.l2,
+                self.loss_cfg.lmix_l2,
+                self.loss_cfg.lmix_linf,
+                self.loss_cfg.linf_k,
+            )?;
             let s = self.ms.loss(&target, &x_hat, self.bw.spec)?;
             let lv = ((&r + (&s * self.loss_cfg.multispectral)?)? + (&c * self.cfg.commit)?)?;
             parts.recons.push(r.to_scalar::<f32>()? as f64);
             parts.spectral.push(s.to_scalar::<f32>()? as f64);
             parts.commit.push(c.to_scalar::<f32>()? as f64);
-            parts.codebook.push(stats.ok_or_else(|| candle_core::Error::Msg("no codebook stats".into()))?);
+            parts
+                .codebook
+                .push(stats.ok_or_else(|| candle_core::Error::Msg("no codebook stats".into()))?);
             total = Some(match total {
                 None => lv,
                 Some(t) => (t + lv)?,
@@ -250,7 +326,14 @@ impl VqTrainer {
         let loss = total.to_scalar::<f32>()? as f64;
         let grads = total.backward()?;
         let opt = self.opt.step(&grads, step)?;
-        Ok(VqStep { loss, recons: p.recons, spectral: p.spectral, commit: p.commit, codebook: p.codebook, opt })
+        Ok(VqStep {
+            loss,
+            recons: p.recons,
+            spectral: p.spectral,
+            commit: p.commit,
+            codebook: p.codebook,
+            opt,
+        })
     }
 
     /// Validation over batches of fixed windows; nothing is updated.
@@ -267,19 +350,33 @@ impl VqTrainer {
             n_win += b;
             for l in 0..levels {
                 if !self.codebooks[l].init {
-                    return Err(candle_core::Error::Msg("validation before the first training step".into()));
+                    return Err(candle_core::Error::Msg(
+                        "validation before the first training step".into(),
+                    ));
                 }
                 let (_z, zd, codes, _) = self.forward_level(x, l, 0, false)?;
-                let x_hat = self.model.decoder(l)?.forward(&zd)?.reshape(x.dims())?.detach();
+                let x_hat = self
+                    .model
+                    .decoder(l)?
+                    .forward(&zd)?
+                    .reshape(x.dims())?
+                    .detach();
                 sig[l] += x.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
                 err[l] += (&x_hat - x)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-                spec[l] += self.ms.loss(&target, &x_hat, 1.0)?.to_scalar::<f32>()? as f64 * b as f64;
+                spec[l] +=
+                    self.ms.loss(&target, &x_hat, 1.0)?.to_scalar::<f32>()? as f64 * b as f64;
                 codes_all[l].extend(codes.to_vec1::<u32>()?);
             }
         }
-        let mut out = VqEval { snr_db: vec![], spec_dist: vec![], codes_used: vec![], perplexity: vec![] };
+        let mut out = VqEval {
+            snr_db: vec![],
+            spec_dist: vec![],
+            codes_used: vec![],
+            perplexity: vec![],
+        };
         for l in 0..levels {
-            out.snr_db.push(10.0 * (sig[l].max(1e-12) / err[l].max(1e-12)).log10());
+            out.snr_db
+                .push(10.0 * (sig[l].max(1e-12) / err[l].max(1e-12)).log10());
             out.spec_dist.push(spec[l] / n_win.max(1) as f64);
             let (ppl, used) = self.codebooks[l].code_stats(&codes_all[l]);
             out.codes_used.push(used);
@@ -290,8 +387,14 @@ impl VqTrainer {
 
     /// All model tensors under official keys (codebooks included), as f32.
     pub fn weights(&self) -> Result<HashMap<String, Tensor>> {
-        let data = self.varmap.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
-        data.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?))).collect()
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+        data.iter()
+            .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?)))
+            .collect()
     }
 
     /// The full training state after `step` completed steps.
@@ -304,25 +407,50 @@ impl VqTrainer {
         ]);
         for (l, cb) in self.codebooks.iter().enumerate() {
             let (k, w) = (cb.bins, cb.width);
-            buffers.insert(format!("bottleneck.level_blocks.{l}.k_sum"), Tensor::from_vec(cb.k_sum.clone(), (k, w), &Device::Cpu)?);
-            buffers.insert(format!("bottleneck.level_blocks.{l}.k_elem"), Tensor::from_vec(cb.k_elem.clone(), k, &Device::Cpu)?);
-            buffers.insert(format!("bottleneck.level_blocks.{l}.k"), Tensor::from_vec(cb.k.clone(), (k, w), &Device::Cpu)?);
-            extra.insert(format!("codebook_init_l{l}"), if cb.init { 1.0 } else { 0.0 });
+            buffers.insert(
+                format!("bottleneck.level_blocks.{l}.k_sum"),
+                Tensor::from_vec(cb.k_sum.clone(), (k, w), &Device::Cpu)?,
+            );
+            buffers.insert(
+                format!("bottleneck.level_blocks.{l}.k_elem"),
+                Tensor::from_vec(cb.k_elem.clone(), k, &Device::Cpu)?,
+            );
+            buffers.insert(
+                format!("bottleneck.level_blocks.{l}.k"),
+                Tensor::from_vec(cb.k.clone(), (k, w), &Device::Cpu)?,
+            );
+            extra.insert(
+                format!("codebook_init_l{l}"),
+                if cb.init { 1.0 } else { 0.0 },
+            );
         }
         Ok(Checkpoint {
             model: self.weights()?,
             optimizer: self.opt.state_tensors(),
             buffers,
-            state: LoopState { step, adam_t: self.opt.t, seed: self.seed, rng: "counter".into(), extra },
+            state: LoopState {
+                step,
+                adam_t: self.opt.t,
+                seed: self.seed,
+                rng: "counter".into(),
+                extra,
+            },
         })
     }
 
     /// Restore everything written by [`Self::checkpoint`]; returns the step to continue from.
     pub fn restore(&mut self, ck: &Checkpoint) -> Result<u64> {
         {
-            let data = self.varmap.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+            let data = self
+                .varmap
+                .data()
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
             for (k, var) in data.iter() {
-                let t = ck.model.get(k).ok_or_else(|| candle_core::Error::Msg(format!("checkpoint has no `{k}`")))?;
+                let t = ck
+                    .model
+                    .get(k)
+                    .ok_or_else(|| candle_core::Error::Msg(format!("checkpoint has no `{k}`")))?;
                 var.set(&t.to_dtype(var.dtype())?.to_device(&self.device)?)?;
             }
         }
@@ -330,7 +458,9 @@ impl VqTrainer {
         let get = |k: &str| -> Result<Vec<f32>> {
             ck.buffers
                 .get(k)
-                .ok_or_else(|| candle_core::Error::Msg(format!("checkpoint buffers have no `{k}`")))?
+                .ok_or_else(|| {
+                    candle_core::Error::Msg(format!("checkpoint buffers have no `{k}`"))
+                })?
                 .to_dtype(DType::F32)?
                 .flatten_all()?
                 .to_vec1::<f32>()
@@ -340,7 +470,13 @@ impl VqTrainer {
             cb.k = get(&format!("bottleneck.level_blocks.{l}.k"))?;
             cb.k_sum = get(&format!("bottleneck.level_blocks.{l}.k_sum"))?;
             cb.k_elem = get(&format!("bottleneck.level_blocks.{l}.k_elem"))?;
-            cb.init = ck.state.extra.get(&format!("codebook_init_l{l}")).copied().unwrap_or(1.0) > 0.5;
+            cb.init = ck
+                .state
+                .extra
+                .get(&format!("codebook_init_l{l}"))
+                .copied()
+                .unwrap_or(1.0)
+                > 0.5;
         }
         let bw = |k: &str| ck.state.extra.get(k).copied();
         if let (Some(l2), Some(l1), Some(spec)) = (bw("bw_l2"), bw("bw_l1"), bw("bw_spec")) {

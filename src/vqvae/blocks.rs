@@ -45,6 +45,17 @@ impl Conv1d {
     }
 }
 
+impl Conv1d {
+    /// The same layer with weights cut from any autograd graph (for inference).
+    pub fn detach(&self) -> Self {
+        Self {
+            weight: self.weight.detach(),
+            bias: self.bias.detach(),
+            ..*self
+        }
+    }
+}
+
 impl Module for Conv1d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         ops::conv1d(
@@ -92,6 +103,16 @@ impl ConvTranspose1d {
     }
 }
 
+impl ConvTranspose1d {
+    pub fn detach(&self) -> Self {
+        Self {
+            weight: self.weight.detach(),
+            bias: self.bias.detach(),
+            ..*self
+        }
+    }
+}
+
 impl Module for ConvTranspose1d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         ops::conv_transpose1d(x, &self.weight, Some(&self.bias), self.stride, self.padding)
@@ -122,6 +143,16 @@ impl ResConv1dBlock {
             dilation,
             res_scale,
         })
+    }
+}
+
+impl ResConv1dBlock {
+    pub fn detach(&self) -> Self {
+        Self {
+            conv1: self.conv1.detach(),
+            conv2: self.conv2.detach(),
+            ..*self
+        }
     }
 }
 
@@ -202,6 +233,14 @@ impl Resnet1d {
     }
 }
 
+impl Resnet1d {
+    pub fn detach(&self) -> Self {
+        Self {
+            blocks: self.blocks.iter().map(|b| b.detach()).collect(),
+        }
+    }
+}
+
 impl Module for Resnet1d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = x.clone();
@@ -241,6 +280,15 @@ impl EncoderConvBlock {
         }
         let proj_out = Conv1d::new(spec.width, emb_width, 3, 1, 1, 1, vb.pp(down_t.to_string()))?;
         Ok(Self { downs, proj_out })
+    }
+}
+
+impl EncoderConvBlock {
+    pub fn detach(&self) -> Self {
+        Self {
+            downs: self.downs.iter().map(|(c, r)| (c.detach(), r.detach())).collect(),
+            proj_out: self.proj_out.detach(),
+        }
     }
 }
 
@@ -287,6 +335,15 @@ impl DecoderConvBlock {
             ups.push((res, up));
         }
         Ok(Self { proj_in, ups })
+    }
+}
+
+impl DecoderConvBlock {
+    pub fn detach(&self) -> Self {
+        Self {
+            proj_in: self.proj_in.detach(),
+            ups: self.ups.iter().map(|(r, u)| (r.detach(), u.detach())).collect(),
+        }
     }
 }
 

@@ -79,6 +79,18 @@ impl Encoder {
     }
 }
 
+impl Encoder {
+    /// The same encoder with weights cut from any autograd graph. Inference uses this: with
+    /// trainable (`Var`) weights every activation would otherwise stay alive until the output
+    /// is dropped (gigabytes at official size).
+    pub fn detach(&self) -> Self {
+        Self {
+            level_blocks: self.level_blocks.iter().map(|b| b.detach()).collect(),
+            radius: self.radius,
+        }
+    }
+}
+
 impl Module for Encoder {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = x.clone();
@@ -136,6 +148,17 @@ impl Decoder {
             out,
             radius_tokens: r.div_ceil(hop) + 1,
         })
+    }
+}
+
+impl Decoder {
+    /// See [`Encoder::detach`].
+    pub fn detach(&self) -> Self {
+        Self {
+            level_blocks: self.level_blocks.iter().map(|b| b.detach()).collect(),
+            out: self.out.detach(),
+            radius_tokens: self.radius_tokens,
+        }
     }
 }
 
@@ -275,7 +298,8 @@ impl VqVae {
         }
     }
 
-    /// Encoder output (N, emb, T/hop) for audio (N, T), chunked.
+    /// Encoder output (N, emb, T/hop) for audio (N, T), chunked, without gradient (training
+    /// calls `encoder(level)?.forward` instead).
     pub fn encode_latent(&self, audio: &Tensor, level: usize) -> Result<Tensor> {
         self.encode_latent_chunked(audio, level, ENCODE_CHUNK_SAMPLES)
     }
@@ -287,8 +311,9 @@ impl VqVae {
         chunk_samples: usize,
     ) -> Result<Tensor> {
         self.check_audio(audio, level)?;
-        let enc = &self.encoders[level];
-        run_chunked(audio, self.encode_plan(level, chunk_samples), |x| {
+        let enc = self.encoders[level].detach();
+        let audio = audio.detach();
+        run_chunked(&audio, self.encode_plan(level, chunk_samples), |x| {
             enc.forward(&x.unsqueeze(1)?.to_dtype(self.codebooks[level].dtype())?)
         })
     }
@@ -306,9 +331,11 @@ impl VqVae {
         chunk_samples: usize,
     ) -> Result<Tensor> {
         self.check_audio(audio, level)?;
-        let enc = &self.encoders[level];
-        let k = &self.codebooks[level];
-        run_chunked(audio, self.encode_plan(level, chunk_samples), |x| {
+        let enc = self.encoders[level].detach();
+        let k = self.codebooks[level].detach();
+        let k = &k;
+        let audio = audio.detach();
+        run_chunked(&audio, self.encode_plan(level, chunk_samples), |x| {
             let z = enc.forward(&x.unsqueeze(1)?.to_dtype(k.dtype())?)?;
             bottleneck::quantise(&z, k)
         })
@@ -356,8 +383,9 @@ impl VqVae {
             candle_core::bail!("no codes to decode at level {level}");
         }
         let hop = self.hop_length(level);
-        let dec = &self.decoders[level];
-        let k = &self.codebooks[level];
+        let dec = self.decoders[level].detach();
+        let k = self.codebooks[level].detach();
+        let k = &k;
         let plan = ChunkPlan {
             chunk: (chunk_samples / hop).max(1),
             margin: dec.radius_tokens,

@@ -15,13 +15,29 @@ pub struct StftConfig {
 
 /// The three configurations of the official multispectral loss.
 pub const MULTISPEC: [StftConfig; 3] = [
-    StftConfig { n_fft: 2048, hop: 240, window: 1200 },
-    StftConfig { n_fft: 1024, hop: 120, window: 600 },
-    StftConfig { n_fft: 512, hop: 50, window: 240 },
+    StftConfig {
+        n_fft: 2048,
+        hop: 240,
+        window: 1200,
+    },
+    StftConfig {
+        n_fft: 1024,
+        hop: 120,
+        window: 600,
+    },
+    StftConfig {
+        n_fft: 512,
+        hop: 50,
+        window: 240,
+    },
 ];
 
 /// The configuration used for the `bw_spec` dataset statistic.
-pub const BANDWIDTH_STFT: StftConfig = StftConfig { n_fft: 2048, hop: 256, window: 1536 };
+pub const BANDWIDTH_STFT: StftConfig = StftConfig {
+    n_fft: 2048,
+    hop: 256,
+    window: 1536,
+};
 
 /// Small constant inside square roots so that the gradient stays finite at exact zeros
 /// (torch's `norm` backward returns 0 there; candle's `sqrt` would give inf·0 = NaN).
@@ -52,7 +68,9 @@ impl Stft {
     pub fn new(cfg: StftConfig, dtype: DType, device: &Device) -> Result<Self> {
         let StftConfig { n_fft, window, .. } = cfg;
         if window == 0 || window > n_fft {
-            return Err(candle_core::Error::Msg(format!("stft window {window} must be in 1..={n_fft}")));
+            return Err(candle_core::Error::Msg(format!(
+                "stft window {window} must be in 1..={n_fft}"
+            )));
         }
         let bins = n_fft / 2 + 1;
         let off = (n_fft - window) / 2; // torch centres a short window inside n_fft
@@ -116,7 +134,12 @@ pub struct MultiSpec {
 
 impl MultiSpec {
     pub fn new(cfgs: &[StftConfig], dtype: DType, device: &Device) -> Result<Self> {
-        Ok(Self { stfts: cfgs.iter().map(|c| Stft::new(*c, dtype, device)).collect::<Result<_>>()? })
+        Ok(Self {
+            stfts: cfgs
+                .iter()
+                .map(|c| Stft::new(*c, dtype, device))
+                .collect::<Result<_>>()?,
+        })
     }
 
     pub fn official(dtype: DType, device: &Device) -> Result<Self> {
@@ -140,7 +163,9 @@ impl MultiSpec {
                 Some(a) => (a + d)?,
             });
         }
-        let acc = acc.ok_or_else(|| candle_core::Error::Msg("multispectral loss with no STFT configs".into()))?;
+        let acc = acc.ok_or_else(|| {
+            candle_core::Error::Msg("multispectral loss with no STFT configs".into())
+        })?;
         ((acc / self.stfts.len() as f64)? / bw_spec)?.mean_all()
     }
 }
@@ -152,7 +177,14 @@ fn flat(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Official `lmix`: l2·mean(r²)/bw_l2 + linf·mean(top-k of r² per example)/bw_l2.
-pub fn lmix(x: &Tensor, x_hat: &Tensor, bw_l2: f64, l2: f64, linf: f64, linf_k: usize) -> Result<Tensor> {
+pub fn lmix(
+    x: &Tensor,
+    x_hat: &Tensor,
+    bw_l2: f64,
+    l2: f64,
+    linf: f64,
+    linf_k: usize,
+) -> Result<Tensor> {
     let r2 = (flat(x_hat)? - flat(x)?)?.sqr()?;
     let mut loss = ((r2.mean_all()? * l2)? / bw_l2)?;
     if linf != 0.0 {
@@ -206,7 +238,11 @@ pub fn log_softmax(logits: &Tensor) -> Result<Tensor> {
 pub fn cross_entropy_bits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let v = logits.dim(D::Minus1)?;
     let n = logits.elem_count() / v;
-    let lf = if logits.dtype() == DType::F64 { logits.clone() } else { logits.to_dtype(DType::F32)? };
+    let lf = if logits.dtype() == DType::F64 {
+        logits.clone()
+    } else {
+        logits.to_dtype(DType::F32)?
+    };
     let lp = log_softmax(&lf.reshape((n, v))?)?;
     let t = targets.to_dtype(DType::U32)?.reshape((n, 1))?;
     let nll = lp.gather(&t, 1)?.neg()?;
@@ -219,7 +255,9 @@ pub fn token_bits(logits: &Tensor, targets: &Tensor) -> Result<Vec<f32>> {
     let n = logits.elem_count() / v;
     let lp = log_softmax(&logits.detach().to_dtype(DType::F32)?.reshape((n, v))?)?;
     let t = targets.to_dtype(DType::U32)?.reshape((n, 1))?;
-    (lp.gather(&t, 1)?.neg()? / std::f64::consts::LN_2)?.flatten_all()?.to_vec1::<f32>()
+    (lp.gather(&t, 1)?.neg()? / std::f64::consts::LN_2)?
+        .flatten_all()?
+        .to_vec1::<f32>()
 }
 
 #[cfg(test)]

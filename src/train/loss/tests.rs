@@ -43,7 +43,14 @@ fn reflect_matches_torch_padding() {
 #[test]
 fn stft_magnitude_matches_fft() -> Result<()> {
     let dev = Device::Cpu;
-    for cfg in [MULTISPEC[2], StftConfig { n_fft: 64, hop: 10, window: 40 }] {
+    for cfg in [
+        MULTISPEC[2],
+        StftConfig {
+            n_fft: 64,
+            hop: 10,
+            window: 40,
+        },
+    ] {
         let t = 1000;
         let x = signal(2, t, 1);
         let st = Stft::new(cfg, DType::F64, &dev)?;
@@ -63,11 +70,21 @@ fn stft_magnitude_matches_fft() -> Result<()> {
 }
 
 /// Central-difference check of d(loss)/dx̂ in f64, batch 2.
-fn fd_check(loss_fn: &dyn Fn(&Tensor) -> Result<Tensor>, x0: &[f64], shape: (usize, usize), tol: f64) -> Result<()> {
+fn fd_check(
+    loss_fn: &dyn Fn(&Tensor) -> Result<Tensor>,
+    x0: &[f64],
+    shape: (usize, usize),
+    tol: f64,
+) -> Result<()> {
     let dev = Device::Cpu;
     let v = Var::from_vec(x0.to_vec(), shape, &dev)?;
     let loss = loss_fn(v.as_tensor())?;
-    let g = loss.backward()?.get(v.as_tensor()).expect("gradient").flatten_all()?.to_vec1::<f64>()?;
+    let g = loss
+        .backward()?
+        .get(v.as_tensor())
+        .expect("gradient")
+        .flatten_all()?
+        .to_vec1::<f64>()?;
     let eps = 1e-6;
     let mut worst = 0f64;
     for i in 0..x0.len() {
@@ -88,15 +105,28 @@ fn fd_check(loss_fn: &dyn Fn(&Tensor) -> Result<Tensor>, x0: &[f64], shape: (usi
 fn multispec_gradient_finite_difference_batch2() -> Result<()> {
     let dev = Device::Cpu;
     let cfgs = [
-        StftConfig { n_fft: 16, hop: 4, window: 12 },
-        StftConfig { n_fft: 8, hop: 3, window: 8 },
+        StftConfig {
+            n_fft: 16,
+            hop: 4,
+            window: 12,
+        },
+        StftConfig {
+            n_fft: 8,
+            hop: 3,
+            window: 8,
+        },
     ];
     let ms = MultiSpec::new(&cfgs, DType::F64, &dev)?;
     let t = 37;
     let x = Tensor::from_vec(signal(2, t, 2), (2, 1, t), &dev)?;
     let target = ms.target(&x)?;
     let x_hat0 = signal(2, t, 3);
-    fd_check(&|xh: &Tensor| ms.loss(&target, &xh.reshape((2, 1, t))?, 0.7), &x_hat0, (2, t), 1e-6)
+    fd_check(
+        &|xh: &Tensor| ms.loss(&target, &xh.reshape((2, 1, t))?, 0.7),
+        &x_hat0,
+        (2, t),
+        1e-6,
+    )
 }
 
 #[test]
@@ -104,7 +134,12 @@ fn lmix_gradient_finite_difference_and_value() -> Result<()> {
     let dev = Device::Cpu;
     let t = 30;
     let x = Tensor::from_vec(signal(2, t, 4), (2, t), &dev)?;
-    fd_check(&|xh: &Tensor| lmix(&x, xh, 0.5, 1.0, 0.02, 5), &signal(2, t, 5), (2, t), 1e-6)?;
+    fd_check(
+        &|xh: &Tensor| lmix(&x, xh, 0.5, 1.0, 0.02, 5),
+        &signal(2, t, 5),
+        (2, t),
+        1e-6,
+    )?;
 
     // Hand value: residuals [1,2,3] and [0,0,4]; l2 mean = (1+4+9+16)/6 = 5; top-2 = {9,4},{16,0}
     let x = Tensor::zeros((2, 3), DType::F64, &dev)?;
@@ -137,7 +172,13 @@ fn commit_and_straight_through() -> Result<()> {
     let st = straight_through(x.as_tensor(), &xd)?;
     assert_eq!(st.to_vec2::<f64>()?, xd.to_vec2::<f64>()?);
     let g = (st * 3.0)?.sum_all()?.backward()?;
-    assert_eq!(g.get(x.as_tensor()).unwrap().flatten_all()?.to_vec1::<f64>()?, vec![3.0; 4]);
+    assert_eq!(
+        g.get(x.as_tensor())
+            .unwrap()
+            .flatten_all()?
+            .to_vec1::<f64>()?,
+        vec![3.0; 4]
+    );
     Ok(())
 }
 

@@ -1,0 +1,261 @@
+//! End to end on a generated corpus: train a tiny VQ-VAE and three tiny priors through the
+//! library entry points that `jukebox train` uses, check that an interrupted + resumed run is
+//! bit-identical to a straight one, and assemble a loadable model directory.
+
+use candle_core::{DType, Device, Tensor};
+use jukebox::checkpoint::ModelDir;
+use jukebox::prior::Prior;
+use jukebox::train::assemble::{assemble, AssembleOpts};
+use jukebox::train::config::{PriorRunConfig, VqvaeRunConfig};
+use jukebox::train::run_prior::{train_prior, PriorOpts};
+use jukebox::train::run_vqvae::{train_vqvae, VqvaeOpts};
+use jukebox::vqvae::VqVae;
+use std::path::{Path, PathBuf};
+
+fn write_wav(path: &Path, samples: &[f32]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 44100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for s in samples {
+        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
+            .unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// Two artists × two files, 1.2 s each: tones and clicks, so every level has structure.
+fn make_corpus(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut csv = String::from("path,artist,genres\n");
+    for (i, (artist, genre)) in [
+        ("Tone Maker", "ambient"),
+        ("Tone Maker", "ambient"),
+        ("Click Kit", "breakbeat"),
+        ("Click Kit", "breakbeat|rock"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let n = 52920;
+        let f = 220.0 * (1.0 + i as f32 * 0.5);
+        let s: Vec<f32> = (0..n)
+            .map(|t| {
+                let x = t as f32 / 44100.0;
+                let tone = 0.3 * (std::f32::consts::TAU * f * x).sin();
+                let click = if t % 5512 < 200 {
+                    0.5 * (-((t % 5512) as f32) / 40.0).exp()
+                } else {
+                    0.0
+                };
+                if i < 2 {
+                    tone
+                } else {
+                    click + 0.1 * tone
+                }
+            })
+            .collect();
+        let name = format!("f{i}.wav");
+        write_wav(&dir.join(&name), &s);
+        csv.push_str(&format!("{name},{artist},{genre}\n"));
+    }
+    std::fs::write(dir.join("metadata.csv"), csv).unwrap();
+}
+
+fn vq_cfg() -> VqvaeRunConfig {
+    let mut c = VqvaeRunConfig::preset("tiny").unwrap();
+    c.train.steps = 6;
+    c.train.valid_every = 3;
+    c.train.ckpt_every = 100;
+    c.train.valid_fraction = 0.3;
+    c.train.bandwidth_windows = 2;
+    c
+}
+
+fn vq_opts(corpus: &Path, out: &Path) -> VqvaeOpts {
+    VqvaeOpts {
+        corpus: corpus.to_path_buf(),
+        out: out.to_path_buf(),
+        config: vq_cfg(),
+        steps: None,
+        resume: false,
+        init: None,
+        quiet: true,
+        stop_after: None,
+        device: Device::Cpu,
+    }
+}
+
+fn prior_opts(corpus: &Path, vq: &Path, out: &Path, level: usize) -> PriorOpts {
+    let vq_model = VqvaeRunConfig::preset("tiny").unwrap().model;
+    let mut cfg = PriorRunConfig::preset("tiny", level, &vq_model).unwrap();
+    cfg.train.steps = 4;
+    cfg.train.valid_every = 2;
+    cfg.train.ckpt_every = 100;
+    cfg.train.valid_fraction = 0.3;
+    PriorOpts {
+        corpus: corpus.to_path_buf(),
+        out: out.to_path_buf(),
+        vqvae: vq.to_path_buf(),
+        level,
+        config: cfg,
+        steps: None,
+        resume: false,
+        init: None,
+        codes_cache: None,
+        quiet: true,
+        stop_after: None,
+        device: Device::Cpu,
+    }
+}
+
+fn model_bytes(out: &Path) -> Vec<u8> {
+    std::fs::read(out.join("model").join("model.safetensors")).unwrap()
+}
+
+/// Log rows up to the last step, without the timing column (wall time differs).
+fn log_without_timing(out: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(out.join("train_log.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let skip = header.iter().position(|h| *h == "step_s").unwrap();
+    lines
+        .map(|l| {
+            l.split(',')
+                .enumerate()
+                .filter(|(i, _)| *i != skip)
+                .map(|(_, c)| c)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
+#[test]
+fn train_resume_and_assemble_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("corpus");
+    make_corpus(&corpus);
+
+    // VQ-VAE: 6 steps straight, and 3 + Ctrl-C + resume for 3 more.
+    let a = tmp.path().join("vq_a");
+    let oa = train_vqvae(&vq_opts(&corpus, &a)).unwrap();
+    assert_eq!(oa.steps_done, 6);
+    assert!(!oa.interrupted);
+    assert!(
+        oa.last_valid.contains_key("snr_db_l0"),
+        "{:?}",
+        oa.last_valid
+    );
+    let b = tmp.path().join("vq_b");
+    let mut ob = vq_opts(&corpus, &b);
+    ob.stop_after = Some(3);
+    let first = train_vqvae(&ob).unwrap();
+    assert!(first.interrupted && first.steps_done == 3);
+    assert!(
+        !b.join("model").exists(),
+        "an interrupted run writes no final model"
+    );
+    // A second fresh start into the same folder is refused.
+    let e = train_vqvae(&vq_opts(&corpus, &b)).unwrap_err().to_string();
+    assert!(e.contains("--resume"), "{e}");
+    let mut rb = vq_opts(&corpus, &b);
+    rb.resume = true;
+    let second = train_vqvae(&rb).unwrap();
+    assert_eq!(second.steps_done, 6);
+    assert_eq!(
+        model_bytes(&a),
+        model_bytes(&b),
+        "resumed VQ-VAE differs from the straight run"
+    );
+    assert_eq!(log_without_timing(&a), log_without_timing(&b));
+    let log = std::fs::read_to_string(a.join("train_log.csv")).unwrap();
+    assert!(log.lines().count() >= 7 && log.contains(",valid,"), "{log}");
+    assert!(a.join("metrics.jsonl").is_file());
+
+    // Priors on its codes; the top one also checked for resume equivalence.
+    let mut dirs: Vec<PathBuf> = vec![];
+    for level in 0..3 {
+        let out = tmp.path().join(format!("prior_{level}"));
+        let o = train_prior(&prior_opts(&corpus, &a, &out, level)).unwrap();
+        assert_eq!(o.steps_done, 4);
+        let bits = o.last_valid["valid_bits_per_token"];
+        assert!(
+            bits.is_finite() && bits > 0.0 && bits < 8.0,
+            "level {level}: {bits}"
+        );
+        assert!(out
+            .join("model")
+            .join("labels")
+            .join("artists.txt")
+            .is_file());
+        dirs.push(out);
+    }
+    let cache_files = std::fs::read_dir(corpus.join(".cache"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("codes-"))
+        .count();
+    assert_eq!(cache_files, 1, "one codes cache per VQ-VAE");
+    let tb = tmp.path().join("prior_top_b");
+    let mut p = prior_opts(&corpus, &a, &tb, 2);
+    p.stop_after = Some(2);
+    assert!(train_prior(&p).unwrap().interrupted);
+    p.stop_after = None;
+    p.resume = true;
+    train_prior(&p).unwrap();
+    assert_eq!(
+        model_bytes(&dirs[2]),
+        model_bytes(&tb),
+        "resumed prior differs from the straight run"
+    );
+
+    // Fine-tuning starts from the given weights.
+    let ft = tmp.path().join("prior_ft");
+    let mut f = prior_opts(&corpus, &a, &ft, 2);
+    f.init = Some(dirs[2].clone());
+    f.config.train.steps = 1;
+    f.config.optim.lr = 0.0; // no movement: the weights must equal the init's
+    train_prior(&f).unwrap();
+    assert_eq!(model_bytes(&ft), model_bytes(&dirs[2]));
+
+    // Assemble and load back through the model-directory reader.
+    for f16 in [false, true] {
+        let md_dir = tmp.path().join(format!("model_{f16}"));
+        let r = assemble(&AssembleOpts {
+            vqvae: a.clone(),
+            priors: dirs.clone(),
+            out: md_dir.clone(),
+            f16,
+            hop_fraction: vec![0.5, 0.5, 0.125],
+        })
+        .unwrap();
+        assert!(r.parameters > 1000);
+        assert!(md_dir.join("labels").join("genres.txt").is_file());
+        let md = ModelDir::open(&md_dir).unwrap();
+        assert_eq!(md.config, r.config);
+        let dev = Device::Cpu;
+        let vq = VqVae::new(&md.config.vqvae, md.vqvae_vb(DType::F32, &dev).unwrap()).unwrap();
+        let audio = Tensor::zeros((1, 4096), DType::F32, &dev).unwrap();
+        assert_eq!(vq.encode(&audio, 2).unwrap().dims(), &[1, 32]);
+        let top = Prior::new(
+            &md.config.priors[2],
+            md.prior_vb(2, DType::F32, &dev).unwrap(),
+        )
+        .unwrap();
+        let toks = Tensor::zeros((1, 64), DType::I64, &dev).unwrap();
+        let y = Tensor::new(&[[44100i64 * 2, 0, 64 * 128, 1, 1, -1]], &dev).unwrap();
+        let logits = top.forward(&toks, Some(&y), None).unwrap();
+        assert_eq!(logits.dims(), &[1, 64, 32]);
+    }
+    let s32 = std::fs::metadata(tmp.path().join("model_false/model.safetensors"))
+        .unwrap()
+        .len();
+    let s16 = std::fs::metadata(tmp.path().join("model_true/model.safetensors"))
+        .unwrap()
+        .len();
+    assert!(s16 < s32 * 6 / 10, "f16 storage {s16} vs f32 {s32}");
+}
