@@ -94,10 +94,9 @@ fn legacy_tied_tensors_share_one_storage() {
     assert_eq!(a.storage_id, b.storage_id);
     assert!(s.n_elements_unique() < s.n_elements());
     assert_eq!(s.n_elements() - s.n_elements_unique(), a.numel());
-    assert_eq!(
-        s.metadata.get("step").map(String::as_str),
-        Some(s.metadata["step"].as_str())
-    );
+    // `hps` and `step` are read for display; numpy scalars in the metrics are inert.
+    assert_eq!(s.metadata["step"], "1234");
+    assert_eq!(s.metadata["hps.name"], "fixture");
 }
 
 #[test]

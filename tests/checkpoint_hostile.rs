@@ -343,3 +343,61 @@ fn corrupted_files_never_panic() {
         }
     }
 }
+
+#[test]
+fn pickle_bombs_are_cheap_or_refused() {
+    use jukebox::checkpoint::pickle::parse;
+    // A 1 MB string fetched from the memo 500k times: values are shared, not copied.
+    let mut p = vec![0x80, 2, b'X'];
+    p.extend_from_slice(&(1u32 << 20).to_le_bytes());
+    p.extend(std::iter::repeat_n(b'a', 1 << 20));
+    p.extend_from_slice(&[b'q', 0, b'(']);
+    for _ in 0..500_000 {
+        p.extend_from_slice(&[b'h', 0]);
+    }
+    p.extend_from_slice(b"l.");
+    let t = std::time::Instant::now();
+    let v = parse(&p).unwrap();
+    assert_eq!(v.value.items().unwrap().len(), 500_000);
+    assert!(t.elapsed().as_secs() < 10);
+    // Lengths larger than the data are refused before allocating.
+    for op in [b'X', b'B', 0x8d, 0x8e, 0x96, 0x8b] {
+        let mut p = vec![0x80, 2, op];
+        p.extend_from_slice(&[0xff; 8]);
+        let e = format!("{:#}", parse(&p).unwrap_err());
+        assert!(
+            e.contains("truncated") || e.contains("exceeds") || e.contains("fit"),
+            "{op:#x}: {e}"
+        );
+    }
+    // Unknown opcodes, stack underflow, missing memo, MARK misuse, EXT and text persids.
+    for bad in [
+        &b"\x80\x02\xff."[..],
+        b"\x80\x02.",
+        b"\x80\x02h\x05.",
+        b"\x80\x02(t0.",
+        b"\x80\x02\x82\x01.",
+        b"\x80\x02Pfoo\n.",
+    ] {
+        assert!(parse(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut state = 0x2545f4914f6cdd1du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for i in 0..3000 {
+        let n = (next() % 200) as usize;
+        let mut b: Vec<u8> = (0..n).map(|_| next() as u8).collect();
+        if i % 2 == 0 && !b.is_empty() {
+            b[0] = 0x80; // look like a pickle
+        }
+        let _ = jukebox::checkpoint::pickle::parse(&b);
+    }
+}

@@ -10,7 +10,14 @@ use support::*;
 fn run_full(root: &std::path::Path, prompt_path: &std::path::Path) -> study::RunSummary {
     let plan = plan(prompt_path);
     let prompt = study::load_prompt(prompt_path, &plan).unwrap();
-    study::run_study(&plan, root, &prompt, &mut FakeRunner::new(), &RunOptions::default()).unwrap()
+    study::run_study(
+        &plan,
+        root,
+        &prompt,
+        &mut FakeRunner::new(),
+        &RunOptions::default(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -28,7 +35,14 @@ fn resume_and_shards_give_identical_bytes() {
     let s = run_full(&a, &prompt_path);
     assert_eq!((s.groups_run, s.groups_skipped, s.reported), (8, 0, true));
     let ref_snap = snapshot(&a);
-    for f in ["plan.toml", "metrics.csv", "claims.csv", "codes_hist.csv", "separability.csv", "index.html"] {
+    for f in [
+        "plan.toml",
+        "metrics.csv",
+        "claims.csv",
+        "codes_hist.csv",
+        "separability.csv",
+        "index.html",
+    ] {
         assert!(ref_snap.contains_key(f), "missing {f}");
     }
     // A rerun recomputes nothing and changes nothing.
@@ -40,14 +54,27 @@ fn resume_and_shards_give_identical_bytes() {
 
     // Crash after 3 groups, with debris of a half-written group (as after kill -9), then resume.
     let b = tmp.path().join("b");
-    let mut crashing = FakeRunner { crash_after: Some(3), ..Default::default() };
-    let err = study::run_study(&plan, &b, &prompt, &mut crashing, &RunOptions::default()).unwrap_err();
-    assert!(format!("{err:#}").contains("rerun the same command to resume"), "{err:#}");
+    let mut crashing = FakeRunner {
+        crash_after: Some(3),
+        ..Default::default()
+    };
+    let err =
+        study::run_study(&plan, &b, &prompt, &mut crashing, &RunOptions::default()).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("rerun the same command to resume"),
+        "{err:#}"
+    );
     let g3 = &plan.groups[3];
     let sample = plan.seed_index(g3.seed).unwrap();
-    let debris = b.join("cells").join(&g3.cells[0]).join(format!("sample_{sample}.json"));
+    let debris = b
+        .join("cells")
+        .join(&g3.cells[0])
+        .join(format!("sample_{sample}.json"));
     jukebox::util::atomic_write(&debris, b"{\"half\": ").unwrap();
-    assert!(!b.join("metrics.csv").exists(), "report written before the study was complete");
+    assert!(
+        !b.join("metrics.csv").exists(),
+        "report written before the study was complete"
+    );
     let mut resumed = FakeRunner::new();
     let s = study::run_study(&plan, &b, &prompt, &mut resumed, &RunOptions::default()).unwrap();
     assert_eq!((s.groups_run, s.groups_skipped, s.reported), (5, 3, true));
@@ -56,16 +83,37 @@ fn resume_and_shards_give_identical_bytes() {
     // Three shards into one study directory; merge refuses while shard 2 is missing.
     let c = tmp.path().join("c");
     for i in [0, 1] {
-        let s = study::run_study(&plan, &c, &prompt, &mut FakeRunner::new(), &RunOptions { shard: Some((i, 3)), verbose: false })
-            .unwrap();
+        let s = study::run_study(
+            &plan,
+            &c,
+            &prompt,
+            &mut FakeRunner::new(),
+            &RunOptions {
+                shard: Some((i, 3)),
+                verbose: false,
+            },
+        )
+        .unwrap();
         assert!(!s.reported);
         assert_eq!(s.groups_run, plan.shard_groups(Some((i, 3))).len());
     }
     let err = study::merge(&c).unwrap_err().to_string();
-    assert!(err.contains("--shard 2/3") && !err.contains("--shard 0/3"), "{err}");
+    assert!(
+        err.contains("--shard 2/3") && !err.contains("--shard 0/3"),
+        "{err}"
+    );
     assert!(err.contains("groups 2, 5"), "{err}");
-    let s = study::run_study(&plan, &c, &prompt, &mut FakeRunner::new(), &RunOptions { shard: Some((2, 3)), verbose: false })
-        .unwrap();
+    let s = study::run_study(
+        &plan,
+        &c,
+        &prompt,
+        &mut FakeRunner::new(),
+        &RunOptions {
+            shard: Some((2, 3)),
+            verbose: false,
+        },
+    )
+    .unwrap();
     assert_eq!(s.groups_run, 2);
     study::merge(&c).unwrap();
     assert_same(&ref_snap, &snapshot(&c), "sharded + merged");
@@ -81,18 +129,38 @@ fn metrics_and_claims_see_the_known_effects() {
     let rows = read_csv(&root.join("metrics.csv"));
     assert_eq!(rows.len(), 20, "10 cells × 2 seeds × 1 level");
     let prompt_tempo: f64 = rows[0]["prompt_tempo_bpm"].parse().unwrap();
-    assert!((prompt_tempo - BPM).abs() < 3.0, "prompt tempo {prompt_tempo}");
+    assert!(
+        (prompt_tempo - BPM).abs() < 3.0,
+        "prompt tempo {prompt_tempo}"
+    );
     for r in &rows {
-        let num = |k: &str| r[k].parse::<f64>().unwrap_or_else(|_| panic!("{k} = {}", r[k]));
+        let num = |k: &str| {
+            r[k].parse::<f64>()
+                .unwrap_or_else(|_| panic!("{k} = {}", r[k]))
+        };
         let bands: f64 = (0..6).map(|i| num(&format!("band_{i}"))).sum();
         assert!((bands - 1.0).abs() < 1e-5, "band shares sum to {bands}");
         assert!(num("centroid_hz") > 50.0 && num("rms_db") < 0.0);
         if r["mode"] == "primed" {
             // The fake continues the prompt's loop under a tone: tempo and pattern are kept.
-            assert!(num("tempo_err_bpm") < 4.0, "{} tempo err {}", r["cell"], r["tempo_err_bpm"]);
-            assert!(num("onset_corr") > 0.5, "{} onset corr {}", r["cell"], r["onset_corr"]);
+            assert!(
+                num("tempo_err_bpm") < 4.0,
+                "{} tempo err {}",
+                r["cell"],
+                r["tempo_err_bpm"]
+            );
+            assert!(
+                num("onset_corr") > 0.5,
+                "{} onset corr {}",
+                r["cell"],
+                r["onset_corr"]
+            );
         }
-        assert_eq!(r["generated_tokens"], (plan(&prompt_path).total_samples / 128 - plan(&prompt_path).prompt_samples / 128).to_string());
+        assert_eq!(
+            r["generated_tokens"],
+            (plan(&prompt_path).total_samples / 128 - plan(&prompt_path).prompt_samples / 128)
+                .to_string()
+        );
     }
     let claims = read_csv(&root.join("claims.csv"));
     let get = |claim: &str, metric: &str| {
@@ -117,14 +185,26 @@ fn metrics_and_claims_see_the_known_effects() {
     // Paired primed/ancestral over 5 label sets × 2 seeds: exact sign-flip p = 2 / 2^10.
     let c = get("1", "bits_own");
     assert_eq!(c["n"], "10");
-    assert!((c["p"].parse::<f64>().unwrap() - 2.0 / 1024.0).abs() < 1e-6, "{c:?}");
+    assert!(
+        (c["p"].parse::<f64>().unwrap() - 2.0 / 1024.0).abs() < 1e-6,
+        "{c:?}"
+    );
     let d: f64 = c["diff"].parse().unwrap();
-    assert!((d - (3.5 - 4.4) * 8.0 / 10.0 - (4.6 - 5.4) * 2.0 / 10.0).abs() < 1e-6, "diff {d}");
+    assert!(
+        (d - (3.5 - 4.4) * 8.0 / 10.0 - (4.6 - 5.4) * 2.0 / 10.0).abs() < 1e-6,
+        "diff {d}"
+    );
 
     // Separability: genre changed the output more than seeds did (cell, genre and artist).
     let sep = read_csv(&root.join("separability.csv"));
-    let cell = sep.iter().find(|r| r["mode"] == "primed" && r["factor"] == "cell" && r["space"] == "spectral").unwrap();
-    let (w, b): (f64, f64) = (cell["within"].parse().unwrap(), cell["between"].parse().unwrap());
+    let cell = sep
+        .iter()
+        .find(|r| r["mode"] == "primed" && r["factor"] == "cell" && r["space"] == "spectral")
+        .unwrap();
+    let (w, b): (f64, f64) = (
+        cell["within"].parse().unwrap(),
+        cell["between"].parse().unwrap(),
+    );
     assert!(b > 3.0 * w, "between {b} within {w}");
     assert!(cell["p"].parse::<f64>().unwrap() < 0.01);
     assert!(sep.iter().any(|r| r["factor"] == "genre"));
@@ -147,7 +227,10 @@ fn report_links_exist_and_are_offline() {
             rest = &rest[i + attr.len()..];
             let end = rest.find('"').unwrap();
             let link = &rest[..end];
-            assert!(!link.contains("://") && !link.starts_with("//"), "external link {link}");
+            assert!(
+                !link.contains("://") && !link.starts_with("//"),
+                "external link {link}"
+            );
             if !link.starts_with('#') {
                 assert!(root.join(link).is_file(), "{link} does not exist");
                 *count += 1;
@@ -158,7 +241,14 @@ fn report_links_exist_and_are_offline() {
     assert_eq!(html.matches("<audio ").count(), 22);
     assert_eq!(html.matches("<img ").count(), 22);
     assert!(n_audio >= 44, "{n_audio}");
-    for needle in ["id=\"claims\"", "Control: no labels", "Ancestral control", "<svg", "sortTable", "Run parameters"] {
+    for needle in [
+        "id=\"claims\"",
+        "Control: no labels",
+        "Ancestral control",
+        "<svg",
+        "sortTable",
+        "Run parameters",
+    ] {
         assert!(html.contains(needle), "report lacks {needle}");
     }
     // Every anchor target exists.
@@ -166,10 +256,17 @@ fn report_links_exist_and_are_offline() {
     while let Some(i) = rest.find("href=\"#") {
         rest = &rest[i + 7..];
         let id = &rest[..rest.find('"').unwrap()];
-        assert!(html.contains(&format!("id=\"{id}\"")), "dangling anchor #{id}");
+        assert!(
+            html.contains(&format!("id=\"{id}\"")),
+            "dangling anchor #{id}"
+        );
     }
     // A label ranking beside the study appears after a merge.
-    jukebox::util::atomic_write(&root.join("label_ranking.csv"), b"rank,genre,bits_per_token\n1,rock,3.2\n2,jazz,3.9\n").unwrap();
+    jukebox::util::atomic_write(
+        &root.join("label_ranking.csv"),
+        b"rank,genre,bits_per_token\n1,rock,3.2\n2,jazz,3.9\n",
+    )
+    .unwrap();
     study::merge(&root).unwrap();
     let html = std::fs::read_to_string(root.join("index.html")).unwrap();
     assert!(html.contains("<td>rock</td><td>3.2</td>"));

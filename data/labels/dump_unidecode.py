@@ -4,7 +4,7 @@
     python -m venv venv && venv/bin/pip install unidecode==1.4.0
     venv/bin/python data/labels/dump_unidecode.py > /tmp/unidecode-1.4.0.jsonl
     UNIDECODE_DUMP=/tmp/unidecode-1.4.0.jsonl cargo test --release --lib \
-        labels::unidecode_table::tests::regenerate -- --ignored
+        labels::lyrics::tests::regenerate -- --ignored --nocapture
 """
 import json
 import sys

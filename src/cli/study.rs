@@ -149,20 +149,32 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// The model's facts and label lists; without a config (fake runner only) the official hops.
-fn model_info(model: &Path, fake: bool) -> Result<(ModelFacts, Box<dyn LabelResolver>, Option<Arc<IdSet>>)> {
+fn model_info(
+    model: &Path,
+    fake: bool,
+) -> Result<(ModelFacts, Box<dyn LabelResolver>, Option<Arc<IdSet>>)> {
     let cfg_path = model.join("config.json");
     if !cfg_path.exists() {
         if fake {
             let vocab = Vocab::from_model_dir(model, 0, 0)?;
-            return Ok((ModelFacts { sample_rate: 44100, hops: vec![8, 32, 128] }, Box::new(vocab), None));
+            return Ok((
+                ModelFacts {
+                    sample_rate: 44100,
+                    hops: vec![8, 32, 128],
+                },
+                Box::new(vocab),
+                None,
+            ));
         }
         bail!(
             "model directory {} has no config.json (see `jukebox convert` for official checkpoints)",
             model.display()
         );
     }
-    let text = std::fs::read_to_string(&cfg_path).with_context(|| format!("cannot read {}", cfg_path.display()))?;
-    let cfg = JukeboxConfig::from_hf_json(&text).with_context(|| format!("cannot parse {}", cfg_path.display()))?;
+    let text = std::fs::read_to_string(&cfg_path)
+        .with_context(|| format!("cannot read {}", cfg_path.display()))?;
+    let cfg = JukeboxConfig::from_hf_json(&text)
+        .with_context(|| format!("cannot parse {}", cfg_path.display()))?;
     let top = cfg.top_level();
     let prior = cfg
         .priors
@@ -170,7 +182,10 @@ fn model_info(model: &Path, fake: bool) -> Result<(ModelFacts, Box<dyn LabelReso
         .find(|p| p.level == top)
         .with_context(|| format!("{} has no top-level prior", cfg_path.display()))?;
     let ids = IdSet::for_model(model, prior)?;
-    let facts = ModelFacts { sample_rate: cfg.vqvae.sample_rate, hops: cfg.vqvae.hop_lengths() };
+    let facts = ModelFacts {
+        sample_rate: cfg.vqvae.sample_rate,
+        hops: cfg.vqvae.hop_lengths(),
+    };
     Ok((facts, Box::new(ids.as_ref().clone()), Some(ids)))
 }
 
@@ -186,7 +201,11 @@ fn make_runner(_model: &Path, _plan: &Plan, fake: bool) -> Result<Box<dyn CellRu
 fn list(ids: Option<&IdSet>, vocab: &dyn LabelResolver, kind: LabelKind, search: Option<&str>) {
     match ids {
         Some(ids) => {
-            let field = if kind == LabelKind::Genre { Field::Genre } else { Field::Artist };
+            let field = if kind == LabelKind::Genre {
+                Field::Genre
+            } else {
+                Field::Artist
+            };
             let rows = match search {
                 Some(q) => ids.search(field, q),
                 None => ids.table(field).entries.clone(),
@@ -231,14 +250,28 @@ fn run_study(a: RunArgs) -> Result<()> {
         if let Some(p) = &a.plan {
             spec = spec.overlay(PlanSpec::from_file(p)?);
         }
-        let model = spec.model.clone().map(PathBuf::from).unwrap_or_else(|| resolve_default("models/default"));
+        let model = spec
+            .model
+            .clone()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| resolve_default("models/default"));
         let (facts, vocab, ids) = model_info(&model, a.fake_runner)?;
         if a.list_genres || a.list_artists {
             if a.list_genres {
-                list(ids.as_deref(), vocab.as_ref(), LabelKind::Genre, a.search.as_deref());
+                list(
+                    ids.as_deref(),
+                    vocab.as_ref(),
+                    LabelKind::Genre,
+                    a.search.as_deref(),
+                );
             }
             if a.list_artists {
-                list(ids.as_deref(), vocab.as_ref(), LabelKind::Artist, a.search.as_deref());
+                list(
+                    ids.as_deref(),
+                    vocab.as_ref(),
+                    LabelKind::Artist,
+                    a.search.as_deref(),
+                );
             }
             return Ok(());
         }
@@ -248,16 +281,29 @@ fn run_study(a: RunArgs) -> Result<()> {
             // often lock onto a fraction of a syncopated break.
             spec.prompt_bpm = Some(AMEN_BPM);
         }
-        let prompt = spec.prompt.clone().map(PathBuf::from).unwrap_or_else(|| resolve_default("data/prompts/amen.wav"));
+        let prompt = spec
+            .prompt
+            .clone()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| resolve_default("data/prompts/amen.wav"));
         spec.prompt = Some(prompt.display().to_string());
         let plan = Plan::build(&spec, vocab.as_ref(), &facts)?;
-        let root = a.out.clone().unwrap_or_else(|| resolve_default("studies").join("default"));
+        let root = a
+            .out
+            .clone()
+            .unwrap_or_else(|| resolve_default("studies").join("default"));
         (plan, root)
     };
     let model = PathBuf::from(&plan.model);
     if a.dry_run {
         let probe = FakeRunner::new();
-        let rate = |l: usize| if a.fake_runner { probe.tokens_per_second(l) } else { default_rate(l) };
+        let rate = |l: usize| {
+            if a.fake_runner {
+                probe.tokens_per_second(l)
+            } else {
+                default_rate(l)
+            }
+        };
         print!("{}", plan.describe(&rate));
         println!("output: {}", root.display());
         return Ok(());
@@ -267,7 +313,16 @@ fn run_study(a: RunArgs) -> Result<()> {
     }
     let prompt = st::load_prompt(Path::new(&plan.prompt), &plan)?;
     let mut runner = make_runner(&model, &plan, a.fake_runner)?;
-    let summary = st::run_study(&plan, &root, &prompt, runner.as_mut(), &RunOptions { shard, verbose: true })?;
+    let summary = st::run_study(
+        &plan,
+        &root,
+        &prompt,
+        runner.as_mut(),
+        &RunOptions {
+            shard,
+            verbose: true,
+        },
+    )?;
     eprintln!(
         "study: {} groups run, {} already done",
         summary.groups_run, summary.groups_skipped
@@ -296,7 +351,8 @@ fn default_rate(level: usize) -> f64 {
 fn emit_jobs(a: &RunArgs, plan: &Plan, root: &Path, kind: Emit) -> Result<()> {
     // The plan must exist before any shard starts, so that every shard runs the same plan.
     st::write_or_check_plan(root, plan)?;
-    let abs = std::fs::canonicalize(root).with_context(|| format!("cannot resolve {}", root.display()))?;
+    let abs = std::fs::canonicalize(root)
+        .with_context(|| format!("cannot resolve {}", root.display()))?;
     let jukebox = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "jukebox".into());
@@ -312,10 +368,23 @@ fn emit_jobs(a: &RunArgs, plan: &Plan, root: &Path, kind: Emit) -> Result<()> {
         pvc: a.pvc.clone(),
         ..Default::default()
     };
-    let minutes = o.minutes.unwrap_or_else(|| emit::default_minutes(plan, shards, &default_rate));
+    let minutes = o
+        .minutes
+        .unwrap_or_else(|| emit::default_minutes(plan, shards, &default_rate));
     let (dir, files) = match kind {
         Emit::Slurm => (abs.join("slurm"), emit::slurm(plan, &abs, &o, minutes)?),
-        Emit::K8s => (abs.join("k8s"), emit::k8s(plan, "/study", &EmitOptions { jukebox: "jukebox".into(), ..o }, minutes)?),
+        Emit::K8s => (
+            abs.join("k8s"),
+            emit::k8s(
+                plan,
+                "/study",
+                &EmitOptions {
+                    jukebox: "jukebox".into(),
+                    ..o
+                },
+                minutes,
+            )?,
+        ),
     };
     for (name, text) in files {
         let p = dir.join(&name);

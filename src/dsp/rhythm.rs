@@ -23,16 +23,33 @@ pub struct TempoEstimate {
 const MIN_BPM: f64 = 40.0;
 const MAX_BPM: f64 = 240.0;
 const N_MELS: usize = 64;
+/// Octave choice: the slowest tempo preferred, and how strong a pulse at double the tempo must
+/// be (relative to the current one) to move up.
+const PREFERRED_MIN_BPM: f64 = 70.0;
+const FASTER_RATIO: f64 = 0.88;
 
-/// Spectral flux of the log-mel spectrogram: the mean over bands of the positive change in dB
-/// from one frame to the next (hop 256 at 44.1 kHz, about 5.8 ms; scaled for other rates).
-pub fn onset_strength(samples: &[f32], sr: u32) -> OnsetEnvelope {
+/// Full-band and low-band (below 250 Hz: kick, snare body, bass) log-mel flux.
+struct Flux {
+    full: Vec<f32>,
+    low: Vec<f32>,
+    fps: f64,
+}
+
+fn flux(samples: &[f32], sr: u32) -> Flux {
     let scale = sr.max(1) as f64 / 44_100.0;
     let hop = ((256.0 * scale).round() as usize).max(1);
     let n_fft = ((2048.0 * scale).round() as usize)
         .next_power_of_two()
         .max(64);
     let bank = mel_filterbank(sr, n_fft, N_MELS, 0.0, sr as f64 / 2.0);
+    let n_low = (0..N_MELS)
+        .take_while(|&m| {
+            super::mel_to_hz(
+                super::hz_to_mel(sr as f64 / 2.0) * (m + 1) as f64 / (N_MELS + 1) as f64,
+            ) < 250.0
+        })
+        .count()
+        .max(1);
     let mut mel = apply_filterbank(&stft_power(samples, n_fft, hop, n_fft), &bank);
     let mut top = f32::MIN;
     for v in mel.iter_mut().flatten() {
@@ -42,19 +59,66 @@ pub fn onset_strength(samples: &[f32], sr: u32) -> OnsetEnvelope {
     // As librosa (top_db = 80): quiet detail far below the peak is noise, not onsets.
     let floor = top - 80.0;
     mel.iter_mut().flatten().for_each(|v| *v = v.max(floor));
-    let mut values = vec![0f32; mel.len()];
-    for t in 1..mel.len() {
-        let s: f32 = mel[t]
+    let n = mel.len();
+    let (mut full, mut low) = (vec![0f32; n], vec![0f32; n]);
+    // A centred frame sees an onset up to half a window early; the rise of the flux leads the
+    // onset by about a quarter window, so shift the envelope back by that much.
+    let lead = (n_fft / 4).div_ceil(hop);
+    for t in 1..n {
+        let d: Vec<f32> = mel[t]
             .iter()
             .zip(&mel[t - 1])
             .map(|(a, b)| (a - b).max(0.0))
-            .sum();
-        values[t] = s / N_MELS as f32;
+            .collect();
+        let at = (t + lead).min(n - 1);
+        if t + lead < n {
+            full[at] = d.iter().sum::<f32>() / N_MELS as f32;
+            low[at] = d[..n_low].iter().sum::<f32>() / n_low as f32;
+        }
     }
+    Flux {
+        full,
+        low,
+        fps: sr as f64 / hop as f64,
+    }
+}
+
+/// Spectral flux of the log-mel spectrogram: the mean over 64 bands of the positive change in dB
+/// from one frame to the next (hop 256 at 44.1 kHz, about 5.8 ms; scaled for other rates),
+/// aligned so that a peak sits on its onset.
+pub fn onset_strength(samples: &[f32], sr: u32) -> OnsetEnvelope {
+    let f = flux(samples, sr);
     OnsetEnvelope {
-        values,
-        frame_rate: sr as f64 / hop as f64,
+        values: f.full,
+        frame_rate: f.fps,
     }
+}
+
+/// High-pass (remove a ~1 s moving mean, so loudness swells do not look like long periods),
+/// smooth with a 3-tap binomial (so autocorrelation peaks interpolate well), scale to unit RMS.
+fn prepare(values: &[f32], fps: f64) -> Option<Vec<f64>> {
+    let n = values.len();
+    let w = (fps.round() as usize).max(1) | 1;
+    let h = w / 2;
+    let mut prefix = vec![0f64; n + 1];
+    for (i, &v) in values.iter().enumerate() {
+        prefix[i + 1] = prefix[i] + v as f64;
+    }
+    let hp: Vec<f64> = (0..n)
+        .map(|i| {
+            let (a, b) = (i.saturating_sub(h), (i + h + 1).min(n));
+            values[i] as f64 - (prefix[b] - prefix[a]) / (b - a) as f64
+        })
+        .collect();
+    let mut e: Vec<f64> = (0..n)
+        .map(|i| 0.25 * hp[i.saturating_sub(1)] + 0.5 * hp[i] + 0.25 * hp[(i + 1).min(n - 1)])
+        .collect();
+    let rms = (e.iter().map(|v| v * v).sum::<f64>() / n.max(1) as f64).sqrt();
+    if !(rms > 1e-6) {
+        return None;
+    }
+    e.iter_mut().for_each(|v| *v /= rms);
+    Some(e)
 }
 
 fn interp(ac: &[f64], lag: f64) -> f64 {
@@ -69,44 +133,29 @@ fn interp(ac: &[f64], lag: f64) -> f64 {
 /// Tempo in BPM, or `None` when the signal has no usable onsets (silence, a steady tone, or
 /// shorter than two beats at the slowest tempo).
 ///
-/// The onset envelope is high-passed (1 s moving mean removed) and lightly smoothed, and its
-/// autocorrelation is scored at the beat period L as a harmonic comb `Σ_k ac(kL)/k`, k = 1..4
-/// (multiples sharpen the estimate to a fraction of a frame). Octave errors are handled in two
-/// ways: a strong pulse at L/2 lowers the score of L (a steady click at 180 BPM is not 90 BPM),
-/// and a broad log-normal preference around 120 BPM (one octave wide) settles true ties.
+/// The onset envelope (full band plus low band, so kick and snare weigh more than hi-hats) is
+/// high-passed and lightly smoothed; its autocorrelation is scored at the beat period L as a
+/// harmonic comb `Σ_k ac(kL)/k`, k = 1..4 (the multiples sharpen the estimate to a fraction of a
+/// frame), under a broad preference for 120 BPM. The octave is then chosen from the pulse
+/// strengths: the slowest octave at or above 70 BPM, doubled while the doubled pulse is at least
+/// 0.88 as strong (a steady 180 BPM click stays 180; a rock beat at 80 with eighth-note hats stays
+/// 80). Tempos below 70 BPM are therefore reported doubled; compare with
+/// [`tempo_error_folded`].
 pub fn tempo_estimate(samples: &[f32], sr: u32) -> Option<TempoEstimate> {
-    let env = onset_strength(samples, sr);
-    let fps = env.frame_rate;
-    let n = env.values.len();
+    let f = flux(samples, sr);
+    let fps = f.fps;
+    let n = f.full.len();
     let max_period = 60.0 * fps / MIN_BPM;
     if (n as f64) < 2.0 * 60.0 * fps / MAX_BPM + 2.0 {
         return None;
     }
-    // High-pass: remove a ~1 s moving mean, so loudness swells do not look like long periods.
-    let w = (fps.round() as usize).max(1) | 1;
-    let h = w / 2;
-    let mut prefix = vec![0f64; n + 1];
-    for (i, &v) in env.values.iter().enumerate() {
-        prefix[i + 1] = prefix[i] + v as f64;
+    // Accent weighting: onsets with low-frequency energy (kick, snare) count twice, so the beat
+    // level stands out from a regular hi-hat pulse.
+    let mut e = prepare(&f.full, fps)?;
+    if let Some(low) = prepare(&f.low, fps) {
+        e.iter_mut().zip(&low).for_each(|(a, b)| *a += b);
     }
-    let hp: Vec<f64> = (0..n)
-        .map(|i| {
-            let (a, b) = (i.saturating_sub(h), (i + h + 1).min(n));
-            env.values[i] as f64 - (prefix[b] - prefix[a]) / (b - a) as f64
-        })
-        .collect();
-    // Smooth with a 3-tap binomial filter so autocorrelation peaks interpolate well.
-    let e: Vec<f64> = (0..n)
-        .map(|i| {
-            let l = hp[i.saturating_sub(1)];
-            let r = hp[(i + 1).min(n - 1)];
-            0.25 * l + 0.5 * hp[i] + 0.25 * r
-        })
-        .collect();
     let energy: f64 = e.iter().map(|v| v * v).sum();
-    if energy <= 1e-12 {
-        return None;
-    }
     let max_lag = ((4.0 * max_period).ceil() as usize + 2).min(n - 1);
     let ac: Vec<f64> = (0..=max_lag)
         .map(|l| {
@@ -119,42 +168,62 @@ pub fn tempo_estimate(samples: &[f32], sr: u32) -> Option<TempoEstimate> {
         })
         .collect();
 
-    if let Ok(b) = std::env::var("JB_TEMPO_DEBUG") {
-        let b: f64 = b.parse().unwrap_or(120.0);
-        let p = 60.0 * fps / b;
-        let pk = |l: f64| (-2..=2).map(|d| interp(&ac, (l + d as f64 * 0.5).max(0.0))).fold(f64::MIN, f64::max);
-        eprintln!("MSG {b}: P/2 {:.3} P {:.3} 3P/2 {:.3} 2P {:.3} 4P {:.3}", pk(p / 2.0), pk(p), pk(1.5 * p), pk(2.0 * p), pk(4.0 * p));
-    }
-    let mut best: Option<(f64, f64, f64)> = None; // (score, bpm, ac at period)
-    let steps = ((MAX_BPM - MIN_BPM) / 0.05).round() as usize;
-    for s in 0..=steps {
-        let bpm = MIN_BPM + s as f64 * 0.05;
+    // Harmonic comb over the beat period's multiples.
+    let comb = |bpm: f64| -> f64 {
         let lag = 60.0 * fps / bpm;
-        if lag + 1.0 >= ac.len() as f64 {
-            continue;
-        }
-        let mut comb = 0.0;
-        for k in 1..=4 {
-            let kl = k as f64 * lag;
-            if kl + 1.0 < ac.len() as f64 {
-                comb += interp(&ac, kl) / k as f64;
+        (1..=4)
+            .map(|k| k as f64 * lag)
+            .take_while(|&kl| kl + 1.0 < ac.len() as f64)
+            .enumerate()
+            .map(|(i, kl)| interp(&ac, kl) / (i + 1) as f64)
+            .sum()
+    };
+    // Best tempo on a 0.05 BPM grid within [lo, hi].
+    let search = |lo: f64, hi: f64, prior: bool| -> Option<(f64, f64)> {
+        let (lo, hi) = (lo.max(MIN_BPM), hi.min(MAX_BPM));
+        let steps = ((hi - lo) / 0.05).floor() as usize;
+        let mut best: Option<(f64, f64)> = None;
+        for s in 0..=steps {
+            let bpm = lo + s as f64 * 0.05;
+            if 60.0 * fps / bpm + 1.0 >= ac.len() as f64 {
+                continue;
+            }
+            let w = if prior {
+                (-0.5 * ((bpm / 120.0).log2() / 1.5).powi(2)).exp()
+            } else {
+                1.0
+            };
+            let score = comb(bpm) * w;
+            if best.is_none_or(|b| score > b.0) {
+                best = Some((score, bpm));
             }
         }
-        let half = interp(&ac, lag / 2.0).max(0.0);
-        let prior = (-0.5 * (bpm / 120.0).log2().powi(2)).exp();
-        let score = (comb - 0.5 * half) * prior;
-
-        if best.is_none_or(|b| score > b.0) {
-            best = Some((score, bpm, interp(&ac, lag)));
-        }
-    }
-    let (score, bpm, conf) = best?;
+        best
+    };
+    // Pulse strength at a period: the autocorrelation peak within a frame of it.
+    let pulse = |bpm: f64| -> f64 {
+        let lag = 60.0 * fps / bpm;
+        (-2..=2)
+            .map(|d| interp(&ac, (lag + d as f64 * 0.5).max(0.0)))
+            .fold(f64::MIN, f64::max)
+    };
+    let (score, mut bpm) = search(MIN_BPM, MAX_BPM, true)?;
     if score <= 0.0 {
         return None;
     }
+    // Octave choice: start from the slowest octave at or above PREFERRED_MIN_BPM, then double
+    // while the faster pulse is nearly as strong as the slower one. A steady click (every beat
+    // equal) goes up to its own rate; a beat with weaker off-beats (hi-hats between kick and
+    // snare) stays at the kick/snare level.
+    while bpm / 2.0 >= PREFERRED_MIN_BPM {
+        bpm = search(bpm / 2.0 * 0.97, bpm / 2.0 * 1.03, false).map_or(bpm / 2.0, |b| b.1);
+    }
+    while bpm * 2.0 <= MAX_BPM && pulse(bpm * 2.0) >= FASTER_RATIO * pulse(bpm) {
+        bpm = search(bpm * 2.0 * 0.97, bpm * 2.0 * 1.03, false).map_or(bpm * 2.0, |b| b.1);
+    }
     Some(TempoEstimate {
         bpm,
-        confidence: conf.clamp(-1.0, 1.0),
+        confidence: pulse(bpm).clamp(-1.0, 1.0),
     })
 }
 

@@ -575,6 +575,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn embedded_lists_are_the_official_files() {
+        use sha2::{Digest, Sha256};
+        // sha256 of the official files (fixtures-lyrics/manifest.json `official_files_sha256`).
+        for (text, want) in [
+            (V2_ARTISTS, "fce2ecc0c7b00838cf8cc90273609c5460fa1ec8d3211ce9f6546ed792feb001"),
+            (V2_GENRES, "04d7c5e5f0002c74789ee2a72a1e33f11057eb6c183ed0cf8f4b140164197e48"),
+            (V3_ARTISTS, "85ab98ca035945a917ec3d3e1f06bcd938767196281cfb8caecf058872a9e9ed"),
+            (V3_GENRES, "f85f72dca1e6052da129041bb927e29eb143e5f1450951006565f4a8af6f31cb"),
+        ] {
+            let got: String = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
     fn official_lists_load() {
         let v2 = IdSet::v2();
         assert_eq!(v2.artists.entries.len(), 4111);

@@ -47,7 +47,11 @@ pub const STATEMENTS: [&str; 3] = [
 ];
 
 fn verdict(diff: f64, p: f64, ci: (f64, f64), expect_less: bool) -> String {
-    let sig = if p.is_nan() { !(ci.0 <= 0.0 && ci.1 >= 0.0) } else { p < 0.05 };
+    let sig = if p.is_nan() {
+        !(ci.0 <= 0.0 && ci.1 >= 0.0)
+    } else {
+        p < 0.05
+    };
     if diff.is_nan() || !sig {
         "inconclusive".into()
     } else if (diff < 0.0) == expect_less {
@@ -57,11 +61,21 @@ fn verdict(diff: f64, p: f64, ci: (f64, f64), expect_less: bool) -> String {
     }
 }
 
-fn paired(claim: u8, level: usize, metric: &str, a: &str, b: &str, pairs: &[(f64, f64)], expect_less: bool, cells: Vec<String>) -> Claim {
+fn paired(
+    claim: u8,
+    level: usize,
+    metric: &str,
+    a: &str,
+    b: &str,
+    pairs: &[(f64, f64)],
+    expect_less: bool,
+    cells: Vec<String>,
+) -> Claim {
     let xa: Vec<f64> = pairs.iter().map(|p| p.0).collect();
     let xb: Vec<f64> = pairs.iter().map(|p| p.1).collect();
     let d: Vec<f64> = pairs.iter().map(|p| p.0 - p.1).collect();
-    let seed = stats::STATS_SEED ^ ((claim as u64) << 12) ^ ((level as u64) << 4) ^ metric.len() as u64;
+    let seed =
+        stats::STATS_SEED ^ ((claim as u64) << 12) ^ ((level as u64) << 4) ^ metric.len() as u64;
     let (diff, diff_se, p) = stats::paired_test(&d, seed);
     Claim {
         claim,
@@ -78,7 +92,11 @@ fn paired(claim: u8, level: usize, metric: &str, a: &str, b: &str, pairs: &[(f64
         diff_se,
         p,
         ci: (f64::NAN, f64::NAN),
-        expect: if expect_less { format!("{a} < {b}") } else { format!("{a} > {b}") },
+        expect: if expect_less {
+            format!("{a} < {b}")
+        } else {
+            format!("{a} > {b}")
+        },
         verdict: verdict(diff, p, (f64::NAN, f64::NAN), expect_less),
         cells,
     }
@@ -100,11 +118,11 @@ pub fn measure(plan: &Plan, items: &[ItemRecord], sep: &[Separability]) -> Vec<C
             let mut pairs = vec![];
             let mut cells = vec![];
             for pc in plan.cells.iter().filter(|c| c.mode == Mode::Primed) {
-                let Some(ac) = plan
-                    .cells
-                    .iter()
-                    .find(|c| c.mode == Mode::Ancestral && c.genre_ids == pc.genre_ids && c.artist_id == pc.artist_id)
-                else {
+                let Some(ac) = plan.cells.iter().find(|c| {
+                    c.mode == Mode::Ancestral
+                        && c.genre_ids == pc.genre_ids
+                        && c.artist_id == pc.artist_id
+                }) else {
                     continue;
                 };
                 let mut used = false;
@@ -122,19 +140,39 @@ pub fn measure(plan: &Plan, items: &[ItemRecord], sep: &[Separability]) -> Vec<C
                 }
             }
             if !pairs.is_empty() {
-                out.push(paired(1, level, metric, "primed", "ancestral", &pairs, less, cells));
+                out.push(paired(
+                    1,
+                    level,
+                    metric,
+                    "primed",
+                    "ancestral",
+                    &pairs,
+                    less,
+                    cells,
+                ));
             }
         }
 
         // 2a. Labels against no labels: sampling entropy, paired by mode and seed.
         for (metric, get) in [
-            ("entropy_filtered_bits", (|l| l.entropy_filtered_bits) as fn(&super::store::LevelRecord) -> f64),
+            (
+                "entropy_filtered_bits",
+                (|l| l.entropy_filtered_bits) as fn(&super::store::LevelRecord) -> f64,
+            ),
             ("entropy_raw_bits", |l| l.entropy_raw_bits),
         ] {
             let mut pairs = vec![];
             let mut cells = vec![];
-            for nc in plan.cells.iter().filter(|c| c.no_label && c.mode == Mode::Primed) {
-                for lc in plan.cells.iter().filter(|c| !c.no_label && c.mode == nc.mode) {
+            for nc in plan
+                .cells
+                .iter()
+                .filter(|c| c.no_label && c.mode == Mode::Primed)
+            {
+                for lc in plan
+                    .cells
+                    .iter()
+                    .filter(|c| !c.no_label && c.mode == nc.mode)
+                {
                     let mut used = false;
                     for &seed in &plan.seeds {
                         if let (Some(x), Some(y)) = (find(&lc.id, seed), find(&nc.id, seed)) {
@@ -151,15 +189,29 @@ pub fn measure(plan: &Plan, items: &[ItemRecord], sep: &[Separability]) -> Vec<C
                 cells.push(nc.id.clone());
             }
             if !pairs.is_empty() {
-                out.push(paired(2, level, metric, "labels", "no labels", &pairs, true, cells));
+                out.push(paired(
+                    2,
+                    level,
+                    metric,
+                    "labels",
+                    "no labels",
+                    &pairs,
+                    true,
+                    cells,
+                ));
             }
         }
 
         // 2b. Spread of spectral features across seeds: labelled cells against the no-label cell.
         let set = level_set(plan, items, level, &|c| c.mode == Mode::Primed);
         let spread_of = |cell: &str| -> Option<f64> {
-            let zs: Vec<&Vec<f64>> =
-                set.items.iter().zip(&set.z).filter(|((it, _), _)| it.cell == cell).map(|(_, z)| z).collect();
+            let zs: Vec<&Vec<f64>> = set
+                .items
+                .iter()
+                .zip(&set.z)
+                .filter(|((it, _), _)| it.cell == cell)
+                .map(|(_, z)| z)
+                .collect();
             let mut d = vec![];
             for i in 0..zs.len() {
                 for j in i + 1..zs.len() {
@@ -168,12 +220,19 @@ pub fn measure(plan: &Plan, items: &[ItemRecord], sep: &[Separability]) -> Vec<C
             }
             (!d.is_empty()).then(|| stats::mean(&d))
         };
-        let nolabel = plan.cells.iter().find(|c| c.no_label && c.mode == Mode::Primed);
+        let nolabel = plan
+            .cells
+            .iter()
+            .find(|c| c.no_label && c.mode == Mode::Primed);
         if let Some(nc) = nolabel {
             if let Some(ns) = spread_of(&nc.id) {
                 let mut spreads = vec![];
                 let mut cells = vec![];
-                for lc in plan.cells.iter().filter(|c| !c.no_label && c.mode == Mode::Primed) {
+                for lc in plan
+                    .cells
+                    .iter()
+                    .filter(|c| !c.no_label && c.mode == Mode::Primed)
+                {
                     if let Some(s) = spread_of(&lc.id) {
                         spreads.push(s);
                         cells.push(lc.id.clone());
@@ -182,7 +241,8 @@ pub fn measure(plan: &Plan, items: &[ItemRecord], sep: &[Separability]) -> Vec<C
                 cells.push(nc.id.clone());
                 if !spreads.is_empty() {
                     let d: Vec<f64> = spreads.iter().map(|s| s - ns).collect();
-                    let ci = stats::bootstrap_ci(&d, stats::STATS_SEED ^ 0x2b ^ ((level as u64) << 4));
+                    let ci =
+                        stats::bootstrap_ci(&d, stats::STATS_SEED ^ 0x2b ^ ((level as u64) << 4));
                     let diff = stats::mean(&d);
                     out.push(Claim {
                         claim: 2,
@@ -208,10 +268,17 @@ pub fn measure(plan: &Plan, items: &[ItemRecord], sep: &[Separability]) -> Vec<C
         }
 
         // 3. Within-cell seed spread against between-cell distance (primed sweep cells).
-        for t in sep.iter().filter(|t| t.level == level && t.mode == Mode::Primed && t.factor == "cell") {
+        for t in sep
+            .iter()
+            .filter(|t| t.level == level && t.mode == Mode::Primed && t.factor == "cell")
+        {
             let r = &t.result;
-            let cells: Vec<String> =
-                plan.cells.iter().filter(|c| c.mode == Mode::Primed && !c.no_label).map(|c| c.id.clone()).collect();
+            let cells: Vec<String> = plan
+                .cells
+                .iter()
+                .filter(|c| c.mode == Mode::Primed && !c.no_label)
+                .map(|c| c.id.clone())
+                .collect();
             out.push(Claim {
                 claim: 3,
                 level,

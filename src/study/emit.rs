@@ -42,7 +42,10 @@ impl Default for EmitOptions {
 }
 
 fn sh_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
@@ -50,7 +53,11 @@ fn sh_quote(s: &str) -> String {
 }
 
 /// Minutes per shard: twice the estimate of the largest shard, plus 15 minutes, at least 30.
-pub fn default_minutes(plan: &Plan, shards: usize, tokens_per_second: &dyn Fn(usize) -> f64) -> u64 {
+pub fn default_minutes(
+    plan: &Plan,
+    shards: usize,
+    tokens_per_second: &dyn Fn(usize) -> f64,
+) -> u64 {
     let total = plan.estimate_seconds(tokens_per_second);
     let groups = plan.groups.len().max(1) as f64;
     // The largest shard holds ceil(groups / shards) groups.
@@ -75,12 +82,21 @@ fn check(plan: &Plan, o: &EmitOptions) -> Result<()> {
 
 /// The Slurm files: `array.sbatch` (one task per shard, requeued on preemption or node loss),
 /// `merge.sbatch`, and `submit.sh` that chains them with `--dependency=afterok`.
-pub fn slurm(plan: &Plan, study: &Path, o: &EmitOptions, minutes: u64) -> Result<Vec<(String, String)>> {
+pub fn slurm(
+    plan: &Plan,
+    study: &Path,
+    o: &EmitOptions,
+    minutes: u64,
+) -> Result<Vec<(String, String)>> {
     check(plan, o)?;
     let dir = sh_quote(&study.display().to_string());
     let jb = sh_quote(&o.jukebox);
     let time = format!("{:02}:{:02}:00", minutes / 60, minutes % 60);
-    let gres = if o.gpus > 0 { format!("#SBATCH --gres=gpu:{}\n", o.gpus) } else { String::new() };
+    let gres = if o.gpus > 0 {
+        format!("#SBATCH --gres=gpu:{}\n", o.gpus)
+    } else {
+        String::new()
+    };
     let array = format!(
         "#!/bin/bash\n\
          # One task per shard of the study's batch groups (g % {n} == task id).\n\
@@ -137,13 +153,20 @@ pub fn slurm(plan: &Plan, study: &Path, o: &EmitOptions, minutes: u64) -> Result
 
 /// The Kubernetes manifests (JSON, which `kubectl apply -f` accepts): an Indexed Job whose
 /// completion index is the shard, and a merge Job to apply once it completes.
-pub fn k8s(plan: &Plan, study_in_pod: &str, o: &EmitOptions, minutes: u64) -> Result<Vec<(String, String)>> {
+pub fn k8s(
+    plan: &Plan,
+    study_in_pod: &str,
+    o: &EmitOptions,
+    minutes: u64,
+) -> Result<Vec<(String, String)>> {
     check(plan, o)?;
-    let mut limits = serde_json::json!({"cpu": o.cpus.to_string(), "memory": format!("{}Gi", o.mem_gb)});
+    let mut limits =
+        serde_json::json!({"cpu": o.cpus.to_string(), "memory": format!("{}Gi", o.mem_gb)});
     if o.gpus > 0 {
         limits["nvidia.com/gpu"] = serde_json::json!(o.gpus.to_string());
     }
-    let volume = serde_json::json!([{"name": "study", "persistentVolumeClaim": {"claimName": o.pvc}}]);
+    let volume =
+        serde_json::json!([{"name": "study", "persistentVolumeClaim": {"claimName": o.pvc}}]);
     let mount = serde_json::json!([{"name": "study", "mountPath": study_in_pod}]);
     let shard_cmd = format!(
         "exec {} study --resume {} --shard \"$JOB_COMPLETION_INDEX/{}\"",

@@ -92,6 +92,9 @@ mod tests {
         assert!(spectral_distance(&sine, &sine, 44100) < 1e-9);
         assert!(spectral_distance(&sine, &a[..44100], 44100) > 5.0);
         let t = timbre(&sine, 44100);
-        assert!((t.centroid_hz - 1500.0).abs() < 120.0 && t.band_energy[3] > 0.99, "{t:?}");
+        assert!(
+            (t.centroid_hz - 1500.0).abs() < 120.0 && t.band_energy[3] > 0.99,
+            "{t:?}"
+        );
     }
 }

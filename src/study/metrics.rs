@@ -32,7 +32,12 @@ pub const SPECTRAL_NAMES: [&str; 4] = ["centroid_hz", "bandwidth_hz", "flatness"
 impl Features {
     /// Spectral feature vector for distances (timbre and band shares; tempo excluded).
     pub fn spectral_vector(&self) -> Vec<f64> {
-        let mut v = vec![self.centroid_hz, self.bandwidth_hz, self.flatness, self.rms_db];
+        let mut v = vec![
+            self.centroid_hz,
+            self.bandwidth_hz,
+            self.flatness,
+            self.rms_db,
+        ];
         v.extend(&self.bands);
         v
     }
@@ -65,12 +70,21 @@ fn finite(x: f64) -> f64 {
 /// patterns are compared bar by bar on the prompt's bar grid (from the first bar line after
 /// the prompt ends), so that a continuation that keeps the beat scores high even when the
 /// prompt was not cut on a bar line.
-pub fn compute_features(full: &[f32], prompt_samples: usize, prompt: &PromptRef, sr: u32) -> Features {
+pub fn compute_features(
+    full: &[f32],
+    prompt_samples: usize,
+    prompt: &PromptRef,
+    sr: u32,
+) -> Features {
     let cont = full.get(prompt_samples.min(full.len())..).unwrap_or(&[]);
     let tempo = features::tempo_bpm(cont, sr);
     let t = features::timbre(cont, sr);
     let bar = features::bar_samples(prompt.tempo_bpm, sr);
-    let mut start = if bar > 0 { prompt_samples.div_ceil(bar) * bar } else { prompt_samples };
+    let mut start = if bar > 0 {
+        prompt_samples.div_ceil(bar) * bar
+    } else {
+        prompt_samples
+    };
     if start + bar > full.len() {
         // Less than a bar after the next bar line: compare from the prompt's end instead.
         start = prompt_samples;
@@ -79,7 +93,12 @@ pub fn compute_features(full: &[f32], prompt_samples: usize, prompt: &PromptRef,
     Features {
         tempo_bpm: finite(tempo),
         tempo_err_bpm: finite(features::tempo_error(tempo, prompt.tempo_bpm)),
-        onset_corr: finite(features::onset_corr_per_bar(aligned, &prompt.audio, sr, prompt.tempo_bpm)),
+        onset_corr: finite(features::onset_corr_per_bar(
+            aligned,
+            &prompt.audio,
+            sr,
+            prompt.tempo_bpm,
+        )),
         spec_dist_db: finite(features::spectral_distance(cont, &prompt.audio, sr)),
         centroid_hz: finite(t.centroid_hz),
         bandwidth_hz: finite(t.bandwidth_hz),
@@ -111,7 +130,12 @@ pub fn level_record(plan: &Plan, lo: &LevelOutcome, prompt: &PromptRef) -> Level
         codes_used: hist.len(),
         code_entropy_bits: stats::entropy_bits(&counts),
         code_hist: hist.into_iter().collect(),
-        features: compute_features(&lo.audio[..end], plan.prompt_samples, prompt, plan.sample_rate),
+        features: compute_features(
+            &lo.audio[..end],
+            plan.prompt_samples,
+            prompt,
+            plan.sample_rate,
+        ),
     }
 }
 
@@ -137,7 +161,9 @@ pub fn metrics_csv(plan: &Plan, items: &[ItemRecord], prompt_tempo: f64) -> Stri
     }
     s.push('\n');
     for it in items {
-        let Some(cell) = plan.cell(&it.cell) else { continue };
+        let Some(cell) = plan.cell(&it.cell) else {
+            continue;
+        };
         for l in &it.levels {
             let x = &l.features;
             let _ = write!(
@@ -192,8 +218,20 @@ pub fn codes_hist_csv(items: &[ItemRecord]) -> String {
     let mut s = String::from("cell,seed,level,codes_used,hist\n");
     for it in items {
         for l in &it.levels {
-            let h: Vec<String> = l.code_hist.iter().map(|(c, n)| format!("{c}:{n}")).collect();
-            let _ = writeln!(s, "{},{},{},{},{}", it.cell, it.seed, l.level, l.codes_used, h.join(" "));
+            let h: Vec<String> = l
+                .code_hist
+                .iter()
+                .map(|(c, n)| format!("{c}:{n}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{}",
+                it.cell,
+                it.seed,
+                l.level,
+                l.codes_used,
+                h.join(" ")
+            );
         }
     }
     s
@@ -241,14 +279,25 @@ pub struct LevelSet<'a> {
     pub z: Vec<Vec<f64>>,
 }
 
-pub fn level_set<'a>(plan: &Plan, items: &'a [ItemRecord], level: usize, keep: &dyn Fn(&super::plan::Cell) -> bool) -> LevelSet<'a> {
+pub fn level_set<'a>(
+    plan: &Plan,
+    items: &'a [ItemRecord],
+    level: usize,
+    keep: &dyn Fn(&super::plan::Cell) -> bool,
+) -> LevelSet<'a> {
     let sel: Vec<(&ItemRecord, &LevelRecord)> = items
         .iter()
         .filter(|it| plan.cell(&it.cell).is_some_and(keep))
         .filter_map(|it| it.level(level).map(|l| (it, l)))
         .collect();
-    let rows: Vec<Vec<f64>> = sel.iter().map(|(_, l)| l.features.spectral_vector()).collect();
-    LevelSet { z: stats::zscore(&rows), items: sel }
+    let rows: Vec<Vec<f64>> = sel
+        .iter()
+        .map(|(_, l)| l.features.spectral_vector())
+        .collect();
+    LevelSet {
+        z: stats::zscore(&rows),
+        items: sel,
+    }
 }
 
 /// Separability tests and cell pairs for every level and mode.
@@ -262,8 +311,13 @@ pub fn separability(plan: &Plan, items: &[ItemRecord]) -> (Vec<Separability>, Ve
             if n < 3 {
                 continue;
             }
-            let fdist: Vec<Vec<f64>> =
-                (0..n).map(|i| (0..n).map(|j| stats::euclid(&set.z[i], &set.z[j])).collect()).collect();
+            let fdist: Vec<Vec<f64>> = (0..n)
+                .map(|i| {
+                    (0..n)
+                        .map(|j| stats::euclid(&set.z[i], &set.z[j]))
+                        .collect()
+                })
+                .collect();
             let hists: Vec<Vec<f64>> = set
                 .items
                 .iter()
@@ -273,24 +327,42 @@ pub fn separability(plan: &Plan, items: &[ItemRecord]) -> (Vec<Separability>, Ve
                     h
                 })
                 .collect();
-            let cdist: Vec<Vec<f64>> =
-                (0..n).map(|i| (0..n).map(|j| stats::js_divergence(&hists[i], &hists[j])).collect()).collect();
+            let cdist: Vec<Vec<f64>> = (0..n)
+                .map(|i| {
+                    (0..n)
+                        .map(|j| stats::js_divergence(&hists[i], &hists[j]))
+                        .collect()
+                })
+                .collect();
             let factors: [(&str, Box<dyn Fn(&super::plan::Cell) -> String>); 3] = [
                 ("cell", Box::new(|c| c.id.clone())),
                 ("genre", Box::new(|c| c.genres.join("+"))),
                 ("artist", Box::new(|c| c.artist.clone())),
             ];
             for (name, key) in factors.iter() {
-                let keys: Vec<String> =
-                    set.items.iter().map(|(it, _)| plan.cell(&it.cell).map(key).unwrap_or_default()).collect();
+                let keys: Vec<String> = set
+                    .items
+                    .iter()
+                    .map(|(it, _)| plan.cell(&it.cell).map(key).unwrap_or_default())
+                    .collect();
                 let mut uniq = keys.clone();
                 uniq.sort();
                 uniq.dedup();
-                if *name != "cell" && uniq.len() == plan.cells.iter().filter(|c| c.mode == mode && !c.no_label).count() {
+                if *name != "cell"
+                    && uniq.len()
+                        == plan
+                            .cells
+                            .iter()
+                            .filter(|c| c.mode == mode && !c.no_label)
+                            .count()
+                {
                     // Same grouping as `cell`: no new information.
                     continue;
                 }
-                let labels: Vec<usize> = keys.iter().map(|k| uniq.binary_search(k).unwrap_or(0)).collect();
+                let labels: Vec<usize> = keys
+                    .iter()
+                    .map(|k| uniq.binary_search(k).unwrap_or(0))
+                    .collect();
                 for (space, dist) in [("spectral", &fdist), ("codes", &cdist)] {
                     let seed = stats::STATS_SEED ^ ((level as u64) << 8) ^ ((mode as u64) << 4);
                     if let Some(r) = stats::within_between(dist, &labels, seed) {
@@ -324,7 +396,9 @@ pub fn separability(plan: &Plan, items: &[ItemRecord]) -> (Vec<Separability>, Ve
                 .iter()
                 .map(|(k, (_, zs))| {
                     let d = zs.first().map_or(0, Vec::len);
-                    let m = (0..d).map(|j| stats::mean(&zs.iter().map(|r| r[j]).collect::<Vec<_>>())).collect();
+                    let m = (0..d)
+                        .map(|j| stats::mean(&zs.iter().map(|r| r[j]).collect::<Vec<_>>()))
+                        .collect();
                     (*k, m)
                 })
                 .collect();
@@ -345,7 +419,9 @@ pub fn separability(plan: &Plan, items: &[ItemRecord]) -> (Vec<Separability>, Ve
 }
 
 pub fn separability_csv(tests: &[Separability]) -> String {
-    let mut s = String::from("level,mode,factor,space,n_items,n_groups,within,within_se,between,between_se,p\n");
+    let mut s = String::from(
+        "level,mode,factor,space,n_items,n_groups,within,within_se,between,between_se,p\n",
+    );
     for t in tests {
         let r = &t.result;
         let _ = writeln!(
@@ -370,7 +446,15 @@ pub fn separability_csv(tests: &[Separability]) -> String {
 pub fn cell_pairs_csv(pairs: &[CellPair]) -> String {
     let mut s = String::from("level,cell_a,cell_b,js_bits,feature_dist\n");
     for p in pairs {
-        let _ = writeln!(s, "{},{},{},{},{}", p.level, p.a, p.b, f(p.js_bits), f(p.feature_dist));
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{}",
+            p.level,
+            p.a,
+            p.b,
+            f(p.js_bits),
+            f(p.feature_dist)
+        );
     }
     s
 }

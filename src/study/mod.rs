@@ -16,6 +16,7 @@ pub mod runner;
 pub mod stats;
 pub mod store;
 pub mod svg;
+pub mod vocab;
 
 pub use plan::{BatchGroup, Cell, Mode, Plan, PlanSpec, Vocab};
 pub use runner::{CellRunner, FakeRunner, LevelOutcome, PromptRecon, SampleOutcome};
@@ -54,9 +55,17 @@ pub struct PromptInfo {
 
 /// Parse `--shard i/n`.
 pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
-    let (i, n) = s.split_once('/').with_context(|| format!("--shard `{s}`: expected i/n, e.g. 0/4"))?;
-    let i: usize = i.trim().parse().with_context(|| format!("--shard `{s}`: `{i}` is not a number"))?;
-    let n: usize = n.trim().parse().with_context(|| format!("--shard `{s}`: `{n}` is not a number"))?;
+    let (i, n) = s
+        .split_once('/')
+        .with_context(|| format!("--shard `{s}`: expected i/n, e.g. 0/4"))?;
+    let i: usize = i
+        .trim()
+        .parse()
+        .with_context(|| format!("--shard `{s}`: `{i}` is not a number"))?;
+    let n: usize = n
+        .trim()
+        .parse()
+        .with_context(|| format!("--shard `{s}`: `{n}` is not a number"))?;
     if n == 0 || i >= n {
         bail!("--shard `{s}`: need 0 <= i < n");
     }
@@ -92,7 +101,8 @@ pub fn write_or_check_plan(root: &Path, plan: &Plan) -> Result<()> {
     let text = plan.to_toml()?;
     let path = layout.plan();
     if path.exists() {
-        let old = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let old = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         let old_plan = Plan::from_toml(&old, &path)?;
         if old_plan != *plan {
             bail!(
@@ -110,8 +120,12 @@ pub fn write_or_check_plan(root: &Path, plan: &Plan) -> Result<()> {
 /// Read `STUDY/plan.toml`.
 pub fn read_plan(root: &Path) -> Result<Plan> {
     let path = Layout::new(root).plan();
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{} has no study plan (plan.toml); is it a study directory?", root.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{} has no study plan (plan.toml); is it a study directory?",
+            root.display()
+        )
+    })?;
     Plan::from_toml(&text, &path)
 }
 
@@ -121,17 +135,43 @@ fn group_done(root: &Path, shards: &[(usize, usize, std::path::PathBuf)], g: usi
 }
 
 /// Write the prompt, its reconstruction per level, their spectrograms and codes.
-fn write_prompt(layout: &Layout, plan: &Plan, prompt: &[f32], recon: &[PromptRecon], tempo: f64) -> Result<()> {
+fn write_prompt(
+    layout: &Layout,
+    plan: &Plan,
+    prompt: &[f32],
+    recon: &[PromptRecon],
+    tempo: f64,
+) -> Result<()> {
     let dir = layout.prompt_dir();
     store::write_wav(&dir.join("prompt.wav"), prompt, plan.sample_rate)?;
     features::spectrogram_png(&dir.join("prompt.png"), prompt, plan.sample_rate)?;
     for r in recon {
-        store::write_wav(&dir.join(format!("level_{}.wav", r.level)), &r.audio, plan.sample_rate)?;
-        features::spectrogram_png(&dir.join(format!("level_{}.png", r.level)), &r.audio, plan.sample_rate)?;
+        store::write_wav(
+            &dir.join(format!("level_{}.wav", r.level)),
+            &r.audio,
+            plan.sample_rate,
+        )?;
+        features::spectrogram_png(
+            &dir.join(format!("level_{}.png", r.level)),
+            &r.audio,
+            plan.sample_rate,
+        )?;
     }
-    let codes: Vec<(usize, &[i64])> = recon.iter().map(|r| (r.level, r.codes.as_slice())).collect();
-    store::write_codes(&dir.join("codes.safetensors"), &codes, plan.sample_rate, &plan.hops)?;
-    let info = PromptInfo { samples: prompt.len(), tempo_bpm: tempo, levels: plan.levels.clone() };
+    let codes: Vec<(usize, &[i64])> = recon
+        .iter()
+        .map(|r| (r.level, r.codes.as_slice()))
+        .collect();
+    store::write_codes(
+        &dir.join("codes.safetensors"),
+        &codes,
+        plan.sample_rate,
+        &plan.hops,
+    )?;
+    let info = PromptInfo {
+        samples: prompt.len(),
+        tempo_bpm: tempo,
+        levels: plan.levels.clone(),
+    };
     store::write_json(&dir.join("prompt.json"), &info)
 }
 
@@ -152,24 +192,52 @@ fn write_item(layout: &Layout, plan: &Plan, out: &SampleOutcome, prompt: &Prompt
                 plan.total_samples
             );
         }
-        store::write_wav(&layout.root.join(Layout::rel_wav(cell, sample, lo.level)), &lo.audio, plan.sample_rate)?;
-        features::spectrogram_png(&layout.root.join(Layout::rel_png(cell, sample, lo.level)), &lo.audio, plan.sample_rate)?;
+        store::write_wav(
+            &layout.root.join(Layout::rel_wav(cell, sample, lo.level)),
+            &lo.audio,
+            plan.sample_rate,
+        )?;
+        features::spectrogram_png(
+            &layout.root.join(Layout::rel_png(cell, sample, lo.level)),
+            &lo.audio,
+            plan.sample_rate,
+        )?;
         levels.push(metrics::level_record(plan, lo, prompt));
     }
-    let codes: Vec<(usize, &[i64])> = out.levels.iter().map(|l| (l.level, l.codes.as_slice())).collect();
-    store::write_codes(&layout.root.join(Layout::rel_codes(cell, sample)), &codes, plan.sample_rate, &plan.hops)?;
+    let codes: Vec<(usize, &[i64])> = out
+        .levels
+        .iter()
+        .map(|l| (l.level, l.codes.as_slice()))
+        .collect();
+    store::write_codes(
+        &layout.root.join(Layout::rel_codes(cell, sample)),
+        &codes,
+        plan.sample_rate,
+        &plan.hops,
+    )?;
     if let Some(c) = plan.cell(cell) {
         let text = toml::to_string(c).context("cell description")?;
         crate::util::atomic_write(&layout.cell_dir(cell).join("cell.toml"), text.as_bytes())?;
     }
-    let rec = ItemRecord { cell: cell.clone(), seed: out.seed, sample, levels };
+    let rec = ItemRecord {
+        cell: cell.clone(),
+        seed: out.seed,
+        sample,
+        levels,
+    };
     store::write_json(&layout.root.join(Layout::rel_item(cell, sample)), &rec)
 }
 
 /// Run the pending groups of `plan` into `root` (a study directory). Finished groups are
 /// skipped, never recomputed. Without a shard, shard folders are merged and the report is
 /// written once every group is done.
-pub fn run_study(plan: &Plan, root: &Path, prompt: &[f32], runner: &mut dyn CellRunner, opts: &RunOptions) -> Result<RunSummary> {
+pub fn run_study(
+    plan: &Plan,
+    root: &Path,
+    prompt: &[f32],
+    runner: &mut dyn CellRunner,
+    opts: &RunOptions,
+) -> Result<RunSummary> {
     plan.check()?;
     write_or_check_plan(root, plan)?;
     let shards = store::shard_roots(root)?;
@@ -178,16 +246,28 @@ pub fn run_study(plan: &Plan, root: &Path, prompt: &[f32], runner: &mut dyn Cell
         None => Layout::new(root),
     };
     let mine = plan.shard_groups(opts.shard);
-    let pending: Vec<&BatchGroup> = mine.iter().copied().filter(|g| !group_done(root, &shards, g.index)).collect();
-    let mut summary = RunSummary { groups_skipped: mine.len() - pending.len(), ..Default::default() };
+    let pending: Vec<&BatchGroup> = mine
+        .iter()
+        .copied()
+        .filter(|g| !group_done(root, &shards, g.index))
+        .collect();
+    let mut summary = RunSummary {
+        groups_skipped: mine.len() - pending.len(),
+        ..Default::default()
+    };
     let prompt_ref = PromptRef::new(prompt.to_vec(), plan.sample_rate, plan.prompt_bpm);
-    let prompt_missing = !work.prompt_dir().join("prompt.json").exists() && !Layout::new(root).prompt_dir().join("prompt.json").exists();
+    let prompt_missing = !work.prompt_dir().join("prompt.json").exists()
+        && !Layout::new(root).prompt_dir().join("prompt.json").exists();
     if !pending.is_empty() || prompt_missing {
         let recon = runner.prepare(plan, prompt)?;
         write_prompt(&work, plan, prompt, &recon, prompt_ref.tempo_bpm)?;
     }
     if opts.verbose && summary.groups_skipped > 0 {
-        eprintln!("study: {} of {} groups already done, skipped", summary.groups_skipped, mine.len());
+        eprintln!(
+            "study: {} of {} groups already done, skipped",
+            summary.groups_skipped,
+            mine.len()
+        );
     }
     for (k, g) in pending.iter().enumerate() {
         if opts.verbose {
@@ -208,9 +288,22 @@ pub fn run_study(plan: &Plan, root: &Path, prompt: &[f32], runner: &mut dyn Cell
         };
         let outs = runner
             .run_group(plan, g, prompt, &mut progress)
-            .with_context(|| format!("batch group {} failed; rerun the same command to resume", g.index))?;
-        if outs.len() != g.cells.len() || outs.iter().zip(&g.cells).any(|(o, c)| &o.cell != c || o.seed != g.seed) {
-            bail!("runner returned items that do not match batch group {}", g.index);
+            .with_context(|| {
+                format!(
+                    "batch group {} failed; rerun the same command to resume",
+                    g.index
+                )
+            })?;
+        if outs.len() != g.cells.len()
+            || outs
+                .iter()
+                .zip(&g.cells)
+                .any(|(o, c)| &o.cell != c || o.seed != g.seed)
+        {
+            bail!(
+                "runner returned items that do not match batch group {}",
+                g.index
+            );
         }
         for o in &outs {
             write_item(&work, plan, o, &prompt_ref)?;
@@ -220,7 +313,11 @@ pub fn run_study(plan: &Plan, root: &Path, prompt: &[f32], runner: &mut dyn Cell
     }
     if opts.shard.is_none() {
         merge_shards(root)?;
-        if plan.groups.iter().all(|g| Layout::new(root).is_done(g.index)) {
+        if plan
+            .groups
+            .iter()
+            .all(|g| Layout::new(root).is_done(g.index))
+        {
             aggregate(root)?;
             summary.reported = true;
         }
@@ -249,16 +346,28 @@ pub fn merge(root: &Path) -> Result<()> {
     ns.dedup();
     merge_shards(root)?;
     let layout = Layout::new(root);
-    let missing: Vec<usize> = plan.groups.iter().map(|g| g.index).filter(|g| !layout.is_done(*g)).collect();
+    let missing: Vec<usize> = plan
+        .groups
+        .iter()
+        .map(|g| g.index)
+        .filter(|g| !layout.is_done(*g))
+        .collect();
     if !missing.is_empty() {
         let mut msg = format!(
             "{} of {} batch groups are not done (groups {}); ",
             missing.len(),
             plan.groups.len(),
-            missing.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(", ")
+            missing
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         if ns.is_empty() {
-            msg.push_str(&format!("rerun `jukebox study --resume {}`", root.display()));
+            msg.push_str(&format!(
+                "rerun `jukebox study --resume {}`",
+                root.display()
+            ));
         } else {
             for n in ns {
                 let mut idx: Vec<usize> = missing.iter().map(|g| g % n).collect();
@@ -297,7 +406,10 @@ pub fn aggregate(root: &Path) -> Result<()> {
     )
     .with_context(|| format!("{} is not a prompt record", pj.display()))?;
     let w = |name: &str, text: &str| crate::util::atomic_write(&root.join(name), text.as_bytes());
-    w("metrics.csv", &metrics::metrics_csv(&plan, &items, info.tempo_bpm))?;
+    w(
+        "metrics.csv",
+        &metrics::metrics_csv(&plan, &items, info.tempo_bpm),
+    )?;
     w("codes_hist.csv", &metrics::codes_hist_csv(&items))?;
     let (sep, pairs) = metrics::separability(&plan, &items);
     w("separability.csv", &metrics::separability_csv(&sep))?;

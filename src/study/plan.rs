@@ -4,6 +4,8 @@
 //! several cells of the same mode × one seed; it is the unit of batching, resume and sharding, and
 //! is written into `plan.toml` so that every rerun or shard batches exactly alike.
 
+use super::vocab::normalise;
+pub use super::vocab::{LabelKind, LabelResolver, Vocab};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -96,188 +98,6 @@ pub struct Plan {
     pub groups: Vec<BatchGroup>,
 }
 
-/// Label vocabulary for strict name lookup (a model's `labels/*.txt`, or numeric ids only).
-#[derive(Clone, Debug, Default)]
-pub struct Vocab {
-    /// (name, id), in file order; id 0 is `unknown`.
-    pub genres: Vec<(String, i64)>,
-    pub artists: Vec<(String, i64)>,
-    /// Table sizes, to check numeric `#N` ids.
-    pub n_genres: usize,
-    pub n_artists: usize,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LabelKind {
-    Genre,
-    Artist,
-}
-
-impl LabelKind {
-    fn noun(self) -> &'static str {
-        match self {
-            LabelKind::Genre => "genre",
-            LabelKind::Artist => "artist",
-        }
-    }
-}
-
-/// Strict label lookup for plans: the CLI uses the model's [`crate::labels::IdSet`]; tests use
-/// a small [`Vocab`].
-pub trait LabelResolver {
-    /// Ids of one genre entry (a v2 genre string may be a bag of words, so several ids).
-    fn genre_ids(&self, genre: &str) -> Result<Vec<i64>>;
-    fn artist_id(&self, artist: &str) -> Result<i64>;
-    /// The first `n` real (non-unknown) names in id order, for the default sweep.
-    fn first_names(&self, kind: LabelKind, n: usize) -> Vec<String>;
-}
-
-impl LabelResolver for Vocab {
-    fn genre_ids(&self, genre: &str) -> Result<Vec<i64>> {
-        Ok(vec![self.resolve(LabelKind::Genre, genre)?])
-    }
-    fn artist_id(&self, artist: &str) -> Result<i64> {
-        self.resolve(LabelKind::Artist, artist)
-    }
-    fn first_names(&self, kind: LabelKind, n: usize) -> Vec<String> {
-        Vocab::first_names(self, kind, n)
-    }
-}
-
-impl LabelResolver for crate::labels::IdSet {
-    fn genre_ids(&self, genre: &str) -> Result<Vec<i64>> {
-        self.genre_ids_strict(genre)
-    }
-    fn artist_id(&self, artist: &str) -> Result<i64> {
-        self.artist_id_strict(artist)
-    }
-    fn first_names(&self, kind: LabelKind, n: usize) -> Vec<String> {
-        let field = match kind {
-            LabelKind::Genre => crate::labels::Field::Genre,
-            LabelKind::Artist => crate::labels::Field::Artist,
-        };
-        let mut ids: Vec<i64> = self.table(field).entries.iter().map(|(_, id)| *id).filter(|id| *id != 0).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        // The first name listed for an id is the one a user would type.
-        ids.into_iter()
-            .take(n)
-            .filter_map(|id| self.table(field).entries.iter().find(|(name, i)| *i == id && !name.is_empty()))
-            .map(|(name, _)| name.clone())
-            .collect()
-    }
-}
-
-impl Vocab {
-    fn list(&self, kind: LabelKind) -> &[(String, i64)] {
-        match kind {
-            LabelKind::Genre => &self.genres,
-            LabelKind::Artist => &self.artists,
-        }
-    }
-
-    /// Strict lookup: a name, `#N`, or literally `unknown`; anything else is an error that
-    /// suggests the nearest names.
-    pub fn resolve(&self, kind: LabelKind, name: &str) -> Result<i64> {
-        let name = name.trim();
-        if name.eq_ignore_ascii_case(UNKNOWN) {
-            return Ok(0);
-        }
-        if let Some(num) = name.strip_prefix('#') {
-            let id: i64 = num
-                .parse()
-                .with_context(|| format!("{} id `{name}` is not a number after `#`", kind.noun()))?;
-            let n = match kind {
-                LabelKind::Genre => self.n_genres,
-                LabelKind::Artist => self.n_artists,
-            };
-            if id < 0 || (n > 0 && id as usize >= n) {
-                bail!("{} id {id} is out of range: the model has ids 0..{}", kind.noun(), n.saturating_sub(1));
-            }
-            return Ok(id);
-        }
-        let norm = normalise(name);
-        let list = self.list(kind);
-        if let Some((_, id)) = list.iter().find(|(n, _)| normalise(n) == norm) {
-            return Ok(*id);
-        }
-        if list.is_empty() {
-            bail!(
-                "unknown {} `{name}`: this model has no label names; give numeric ids like `#1`",
-                kind.noun()
-            );
-        }
-        let near = crate::util::nearest(name, list.iter().map(|(n, _)| n.as_str()), 5);
-        bail!("unknown {} `{name}`; nearest names: {}", kind.noun(), near.join(", "))
-    }
-
-    /// Display name for an id (the first name listed with it), or `#N`.
-    pub fn name_of(&self, kind: LabelKind, id: i64) -> String {
-        self.list(kind)
-            .iter()
-            .find(|(_, i)| *i == id)
-            .map(|(n, _)| n.clone())
-            .unwrap_or_else(|| if id == 0 { UNKNOWN.to_string() } else { format!("#{id}") })
-    }
-
-    /// The first `n` real (non-unknown) names, in id order, for the default sweep.
-    pub fn first_names(&self, kind: LabelKind, n: usize) -> Vec<String> {
-        let mut v: Vec<&(String, i64)> = self.list(kind).iter().filter(|(_, id)| *id != 0).collect();
-        v.sort_by_key(|(name, id)| (*id, name.clone()));
-        v.dedup_by_key(|(_, id)| *id);
-        v.into_iter().take(n).map(|(name, _)| name.clone()).collect()
-    }
-
-    /// Names matching `search` (case-insensitive substring), or all names.
-    pub fn search(&self, kind: LabelKind, search: Option<&str>) -> Vec<(String, i64)> {
-        let q = search.map(|s| s.to_lowercase());
-        self.list(kind)
-            .iter()
-            .filter(|(n, _)| q.as_ref().is_none_or(|q| n.to_lowercase().contains(q.as_str())))
-            .cloned()
-            .collect()
-    }
-
-    /// Read `labels/genres.txt` and `labels/artists.txt` (`name;id` lines) beside a model.
-    pub fn from_model_dir(dir: &Path, n_genres: usize, n_artists: usize) -> Result<Self> {
-        let read = |file: &str| -> Result<Vec<(String, i64)>> {
-            let p = dir.join("labels").join(file);
-            if !p.exists() {
-                return Ok(vec![]);
-            }
-            let text = std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
-            let mut out = vec![];
-            for (i, line) in text.lines().enumerate() {
-                let line = line.trim_end_matches('\r');
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let (name, id) = line
-                    .rsplit_once(';')
-                    .with_context(|| format!("{}:{}: expected `name;id`, got `{line}`", p.display(), i + 1))?;
-                let id: i64 = id
-                    .trim()
-                    .parse()
-                    .with_context(|| format!("{}:{}: id `{id}` is not a number", p.display(), i + 1))?;
-                out.push((name.to_string(), id));
-            }
-            Ok(out)
-        };
-        Ok(Self { genres: read("genres.txt")?, artists: read("artists.txt")?, n_genres, n_artists })
-    }
-}
-
-fn normalise(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.trim().to_lowercase().chars() {
-        let c = if c.is_ascii_alphanumeric() { c } else { '_' };
-        if !(c == '_' && out.ends_with('_')) {
-            out.push(c);
-        }
-    }
-    out.trim_matches('_').to_string()
-}
-
 /// A cell-id fragment: lowercase ASCII letters, digits and `_`.
 pub fn slug(s: &str) -> String {
     let n = normalise(&s.replace('#', "id"));
@@ -324,8 +144,10 @@ pub struct CellSpec {
 impl PlanSpec {
     /// Read a `--plan FILE.toml`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read plan {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("plan {} is not a valid study plan", path.display()))
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read plan {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("plan {} is not a valid study plan", path.display()))
     }
 
     /// Fields set in `other` replace ours (the plan file wins over CLI defaults).
@@ -372,7 +194,9 @@ pub fn parse_levels(s: &str, n_levels: usize) -> Result<Vec<usize>> {
                 .parse::<usize>()
                 .ok()
                 .filter(|l| *l <= top)
-                .with_context(|| format!("--levels: `{p}` is not top, middle, bottom, all or a level 0..={top}"))?,
+                .with_context(|| {
+                    format!("--levels: `{p}` is not top, middle, bottom, all or a level 0..={top}")
+                })?,
         };
         out.push(l);
     }
@@ -410,7 +234,9 @@ impl Plan {
         let sr = facts.sample_rate;
         let top_hop = *facts.hops.last().context("model has no levels")?;
         let prompt_seconds = spec.prompt_seconds.unwrap_or(DEFAULT_PROMPT_SECONDS);
-        let seconds = spec.seconds.unwrap_or(prompt_seconds + DEFAULT_CONTINUATION_SECONDS);
+        let seconds = spec
+            .seconds
+            .unwrap_or(prompt_seconds + DEFAULT_CONTINUATION_SECONDS);
         if !(prompt_seconds.is_finite() && prompt_seconds > 0.0) {
             bail!("--prompt-seconds must be > 0, got {prompt_seconds}");
         }
@@ -470,8 +296,14 @@ impl Plan {
                 Some(a) => a.clone(),
                 None => vocab.first_names(LabelKind::Artist, DEFAULT_SWEEP),
             };
-            let genres: Vec<String> = genres.into_iter().filter(|g| !g.trim().is_empty()).collect();
-            let artists: Vec<String> = artists.into_iter().filter(|a| !a.trim().is_empty()).collect();
+            let genres: Vec<String> = genres
+                .into_iter()
+                .filter(|g| !g.trim().is_empty())
+                .collect();
+            let artists: Vec<String> = artists
+                .into_iter()
+                .filter(|a| !a.trim().is_empty())
+                .collect();
             if genres.is_empty() || artists.is_empty() {
                 bail!(
                     "empty sweep: {} genres × {} artists; give --genres and --artists (see --list-genres)",
@@ -481,7 +313,11 @@ impl Plan {
             }
             for g in &genres {
                 for a in &artists {
-                    let bag = g.split('+').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                    let bag = g
+                        .split('+')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect();
                     sets.push((bag, a.clone()));
                 }
             }
@@ -527,14 +363,23 @@ impl Plan {
         let mut cells = primed.clone();
         if controls {
             for c in &primed {
-                cells.push(Cell { mode: Mode::Ancestral, control: true, ..c.clone() });
+                cells.push(Cell {
+                    mode: Mode::Ancestral,
+                    control: true,
+                    ..c.clone()
+                });
             }
         }
         // Stable, readable, unique ids.
         let mut seen = std::collections::BTreeSet::new();
         for c in cells.iter_mut() {
             let genres: Vec<String> = c.genres.iter().map(|g| slug(g)).collect();
-            let base = format!("{}-{}-{}", c.mode.as_str(), genres.join("+"), slug(&c.artist));
+            let base = format!(
+                "{}-{}-{}",
+                c.mode.as_str(),
+                genres.join("+"),
+                slug(&c.artist)
+            );
             let mut id = base.clone();
             let mut k = 2;
             while !seen.insert(id.clone()) {
@@ -546,10 +391,19 @@ impl Plan {
 
         let mut groups = vec![];
         for mode in [Mode::Primed, Mode::Ancestral] {
-            let ids: Vec<String> = cells.iter().filter(|c| c.mode == mode).map(|c| c.id.clone()).collect();
+            let ids: Vec<String> = cells
+                .iter()
+                .filter(|c| c.mode == mode)
+                .map(|c| c.id.clone())
+                .collect();
             for &seed in &seeds {
                 for chunk in ids.chunks(max_batch) {
-                    groups.push(BatchGroup { index: groups.len(), mode, seed, cells: chunk.to_vec() });
+                    groups.push(BatchGroup {
+                        index: groups.len(),
+                        mode,
+                        seed,
+                        cells: chunk.to_vec(),
+                    });
                 }
             }
         }
@@ -583,9 +437,14 @@ impl Plan {
     }
 
     pub fn from_toml(text: &str, path: &Path) -> Result<Plan> {
-        let p: Plan = toml::from_str(text).with_context(|| format!("{} is not a study plan", path.display()))?;
+        let p: Plan = toml::from_str(text)
+            .with_context(|| format!("{} is not a study plan", path.display()))?;
         if p.version != PLAN_VERSION {
-            bail!("{}: plan version {} is not supported (expected {PLAN_VERSION})", path.display(), p.version);
+            bail!(
+                "{}: plan version {} is not supported (expected {PLAN_VERSION})",
+                path.display(),
+                p.version
+            );
         }
         p.check()?;
         Ok(p)
@@ -593,7 +452,8 @@ impl Plan {
 
     /// Internal consistency (a hand-edited plan must still be runnable).
     pub fn check(&self) -> Result<()> {
-        let ids: std::collections::BTreeSet<&str> = self.cells.iter().map(|c| c.id.as_str()).collect();
+        let ids: std::collections::BTreeSet<&str> =
+            self.cells.iter().map(|c| c.id.as_str()).collect();
         if ids.len() != self.cells.len() {
             bail!("plan has duplicate cell ids");
         }
@@ -602,7 +462,9 @@ impl Plan {
                 bail!("plan group {i} has index {}", g.index);
             }
             for c in &g.cells {
-                let cell = self.cell(c).with_context(|| format!("plan group {i} names unknown cell `{c}`"))?;
+                let cell = self
+                    .cell(c)
+                    .with_context(|| format!("plan group {i} names unknown cell `{c}`"))?;
                 if cell.mode != g.mode {
                     bail!("plan group {i} mixes modes (cell `{c}`)");
                 }
@@ -710,14 +572,26 @@ impl Plan {
         }
         let _ = writeln!(s, "batch groups:");
         for g in &self.groups {
-            let _ = writeln!(s, "  {:>4} {:<9} seed {:<4} {} cells", g.index, g.mode.as_str(), g.seed, g.cells.len());
+            let _ = writeln!(
+                s,
+                "  {:>4} {:<9} seed {:<4} {} cells",
+                g.index,
+                g.mode.as_str(),
+                g.seed,
+                g.cells.len()
+            );
         }
         let _ = writeln!(s, "generated tokens per level:");
         for (l, n) in self.tokens_per_level() {
             let _ = writeln!(s, "  level {l} (hop {}): {n} tokens", self.hops[l]);
         }
         let est = self.estimate_seconds(tokens_per_second);
-        let _ = writeln!(s, "estimated time: {:.0} s (~{:.1} min; rough, from assumed tokens/s per level)", est, est / 60.0);
+        let _ = writeln!(
+            s,
+            "estimated time: {:.0} s (~{:.1} min; rough, from assumed tokens/s per level)",
+            est,
+            est / 60.0
+        );
         s
     }
 }
@@ -728,15 +602,27 @@ mod tests {
 
     fn vocab() -> Vocab {
         Vocab {
-            genres: vec![("unknown".into(), 0), ("rock".into(), 1), ("jazz".into(), 2), ("hip hop".into(), 3)],
-            artists: vec![("unknown".into(), 0), ("the beatles".into(), 1), ("miles davis".into(), 2)],
+            genres: vec![
+                ("unknown".into(), 0),
+                ("rock".into(), 1),
+                ("jazz".into(), 2),
+                ("hip hop".into(), 3),
+            ],
+            artists: vec![
+                ("unknown".into(), 0),
+                ("the beatles".into(), 1),
+                ("miles davis".into(), 2),
+            ],
             n_genres: 4,
             n_artists: 3,
         }
     }
 
     fn facts() -> ModelFacts {
-        ModelFacts { sample_rate: 44100, hops: vec![8, 32, 128] }
+        ModelFacts {
+            sample_rate: 44100,
+            hops: vec![8, 32, 128],
+        }
     }
 
     #[test]
@@ -763,7 +649,13 @@ mod tests {
         assert_eq!(p.groups.len(), 12);
         assert_eq!(p.prompt_samples, 44100 / 128 * 128);
         assert_eq!(p.total_samples, 88200 / 128 * 128);
-        assert_eq!(p.shard_groups(Some((1, 4))).iter().map(|g| g.index).collect::<Vec<_>>(), vec![1, 5, 9]);
+        assert_eq!(
+            p.shard_groups(Some((1, 4)))
+                .iter()
+                .map(|g| g.index)
+                .collect::<Vec<_>>(),
+            vec![1, 5, 9]
+        );
         let text = p.to_toml().unwrap();
         assert_eq!(Plan::from_toml(&text, Path::new("plan.toml")).unwrap(), p);
     }
@@ -772,14 +664,28 @@ mod tests {
     fn errors_are_clear() {
         let v = vocab();
         let e = v.resolve(LabelKind::Genre, "rokc").unwrap_err().to_string();
-        assert!(e.contains("unknown genre `rokc`") && e.contains("rock"), "{e}");
+        assert!(
+            e.contains("unknown genre `rokc`") && e.contains("rock"),
+            "{e}"
+        );
         assert_eq!(v.resolve(LabelKind::Genre, "Hip-Hop").unwrap(), 3);
         assert_eq!(v.resolve(LabelKind::Artist, "#2").unwrap(), 2);
-        assert!(v.resolve(LabelKind::Artist, "#9").unwrap_err().to_string().contains("out of range"));
-        let spec = PlanSpec { genres: Some(vec![]), ..Default::default() };
+        assert!(v
+            .resolve(LabelKind::Artist, "#9")
+            .unwrap_err()
+            .to_string()
+            .contains("out of range"));
+        let spec = PlanSpec {
+            genres: Some(vec![]),
+            ..Default::default()
+        };
         let e = Plan::build(&spec, &v, &facts()).unwrap_err().to_string();
         assert!(e.contains("empty sweep"), "{e}");
-        let spec = PlanSpec { prompt_seconds: Some(3.0), seconds: Some(2.0), ..Default::default() };
+        let spec = PlanSpec {
+            prompt_seconds: Some(3.0),
+            seconds: Some(2.0),
+            ..Default::default()
+        };
         let e = Plan::build(&spec, &v, &facts()).unwrap_err().to_string();
         assert!(e.contains("must exceed --prompt-seconds"), "{e}");
     }

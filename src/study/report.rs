@@ -28,14 +28,22 @@ pub struct ReportData<'a> {
 
 /// HTML-escape text and attribute values.
 pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 /// Read a simple CSV (no quoted newlines) if it exists.
 pub fn read_label_ranking(path: &Path) -> Option<(Vec<String>, Vec<Vec<String>>)> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let split = |l: &str| l.split(',').map(|s| s.trim().trim_matches('"').to_string()).collect::<Vec<_>>();
+    let split = |l: &str| {
+        l.split(',')
+            .map(|s| s.trim().trim_matches('"').to_string())
+            .collect::<Vec<_>>()
+    };
     let header = split(lines.next()?);
     Some((header, lines.map(split).collect()))
 }
@@ -167,7 +175,11 @@ fn ranking_section(s: &mut String, d: &ReportData) {
 }
 
 fn cell_links(cells: &[String]) -> String {
-    cells.iter().map(|c| format!("<a href=\"#cell-{0}\">{0}</a>", esc(c))).collect::<Vec<_>>().join(" ")
+    cells
+        .iter()
+        .map(|c| format!("<a href=\"#cell-{0}\">{0}</a>", esc(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn claims_section(s: &mut String, d: &ReportData) {
@@ -179,7 +191,11 @@ fn claims_section(s: &mut String, d: &ReportData) {
          (or an interval excluding 0). Also in <a href=\"claims.csv\">claims.csv</a>.</p>",
     );
     for (k, st) in STATEMENTS.iter().enumerate() {
-        let rows: Vec<&Claim> = d.claims.iter().filter(|c| c.claim as usize == k + 1).collect();
+        let rows: Vec<&Claim> = d
+            .claims
+            .iter()
+            .filter(|c| c.claim as usize == k + 1)
+            .collect();
         let _ = write!(s, "<h3 id=\"claim-{}\">{}. {}</h3>", k + 1, k + 1, esc(st));
         if rows.is_empty() {
             s.push_str("<p class=\"small\">Not measurable in this study (the control cells or seeds it needs are missing).</p>");
@@ -220,7 +236,10 @@ fn claims_section(s: &mut String, d: &ReportData) {
 
 fn item_html(s: &mut String, p: &Plan, cell: &Cell, sample: usize) {
     let seed = p.seeds[sample];
-    let _ = write!(s, "<div class=\"item\"><span class=\"small\">seed {seed}</span>");
+    let _ = write!(
+        s,
+        "<div class=\"item\"><span class=\"small\">seed {seed}</span>"
+    );
     for &l in &p.levels {
         let wav = Layout::rel_wav(&cell.id, sample, l);
         let png = Layout::rel_png(&cell.id, sample, l);
@@ -269,8 +288,15 @@ fn grid_section(s: &mut String, d: &ReportData, mode: Mode) {
             let _ = write!(s, "<tr><th>{}</th>", esc(g));
             for a in &artists {
                 s.push_str("<td>");
-                if let Some(c) = cells.iter().find(|c| !c.no_label && c.genres.join("+") == *g && &c.artist == a) {
-                    let _ = write!(s, "<div id=\"cell-{0}\" class=\"small\">{0}</div>", esc(&c.id));
+                if let Some(c) = cells
+                    .iter()
+                    .find(|c| !c.no_label && c.genres.join("+") == *g && &c.artist == a)
+                {
+                    let _ = write!(
+                        s,
+                        "<div id=\"cell-{0}\" class=\"small\">{0}</div>",
+                        esc(&c.id)
+                    );
                     for i in 0..p.seeds.len() {
                         item_html(s, p, c, i);
                     }
@@ -361,7 +387,13 @@ fn tables_section(s: &mut String, d: &ReportData) {
                 it.seed,
                 l.level
             );
-            for v in [l.entropy_raw_bits, l.entropy_filtered_bits, l.bits_own, l.bits_nolabel, l.codes_used as f64] {
+            for v in [
+                l.entropy_raw_bits,
+                l.entropy_filtered_bits,
+                l.bits_own,
+                l.bits_nolabel,
+                l.codes_used as f64,
+            ] {
                 let _ = write!(s, "<td>{}</td>", f(v));
             }
             for v in [
@@ -391,7 +423,11 @@ fn tables_section(s: &mut String, d: &ReportData) {
     );
     for t in d.separability {
         let r = &t.result;
-        let ans = if r.p < 0.05 { "yes: more than chance" } else { "no evidence" };
+        let ans = if r.p < 0.05 {
+            "yes: more than chance"
+        } else {
+            "no evidence"
+        };
         let _ = write!(
             s,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ± {}</td><td>{} ± {}</td><td>{}</td><td>{}</td></tr>",

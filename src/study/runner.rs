@@ -92,7 +92,9 @@ impl FakeRunner {
     }
 
     fn item(&self, plan: &Plan, cell_id: &str, seed: u64, prompt: &[f32]) -> Result<SampleOutcome> {
-        let Some(cell) = plan.cell(cell_id) else { bail!("fake runner: no cell `{cell_id}` in the plan") };
+        let Some(cell) = plan.cell(cell_id) else {
+            bail!("fake runner: no cell `{cell_id}` in the plan")
+        };
         let sr = plan.sample_rate as f64;
         let n = plan.total_samples;
         let g = cell.genre_ids.first().copied().unwrap_or(0) as u64;
@@ -103,17 +105,23 @@ impl FakeRunner {
         } else {
             180.0 * (1.0 + g as f64)
         };
-        let bright = if cell.no_label { uniform(seed, 98, 0, 0) } else { (a % 4) as f64 / 4.0 };
+        let bright = if cell.no_label {
+            uniform(seed, 98, 0, 0)
+        } else {
+            (a % 4) as f64 / 4.0
+        };
         let noise = if cell.no_label { 0.08 } else { 0.01 };
         let mut audio = vec![0f32; n];
         let p = plan.prompt_samples.min(prompt.len());
         // Ancestral: clicks at a tempo unrelated to the prompt's.
-        let click_period = (sr * 60.0 / (70.0 + 15.0 * (seed % 3) as f64 + 7.0 * g as f64)) as usize;
+        let click_period =
+            (sr * 60.0 / (70.0 + 15.0 * (seed % 3) as f64 + 7.0 * g as f64)) as usize;
         for (i, s) in audio.iter_mut().enumerate() {
             let t = i as f64 / sr;
             let tone = (2.0 * std::f64::consts::PI * freq * t).sin() * 0.2
                 + bright * (2.0 * std::f64::consts::PI * 3.0 * freq * t).sin() * 0.1;
-            let nz = (uniform(seed, 7, cell.artist_id as u64 * 1000 + g, i as u64) - 0.5) * 2.0 * noise;
+            let nz =
+                (uniform(seed, 7, cell.artist_id as u64 * 1000 + g, i as u64) - 0.5) * 2.0 * noise;
             let body = match cell.mode {
                 Mode::Primed if p > 0 => {
                     if i < p {
@@ -124,7 +132,11 @@ impl FakeRunner {
                 }
                 _ => {
                     let k = i % click_period.max(1);
-                    let click = if k < 400 { (1.0 - k as f64 / 400.0) * 0.6 } else { 0.0 };
+                    let click = if k < 400 {
+                        (1.0 - k as f64 / 400.0) * 0.6
+                    } else {
+                        0.0
+                    };
                     click + tone + nz
                 }
             };
@@ -136,9 +148,17 @@ impl FakeRunner {
             let tokens = n / hop;
             // Labels concentrate the codes on a genre-specific range; no labels spread them.
             let spread = if cell.no_label { FAKE_BINS } else { 8 };
-            let offset = if cell.no_label { 0 } else { (g as i64 * 8) % FAKE_BINS };
+            let offset = if cell.no_label {
+                0
+            } else {
+                (g as i64 * 8) % FAKE_BINS
+            };
             let codes = (0..tokens)
-                .map(|t| offset + ((uniform(seed, l as u64, a * 100 + g, t as u64) * spread as f64) as i64) % FAKE_BINS)
+                .map(|t| {
+                    offset
+                        + ((uniform(seed, l as u64, a * 100 + g, t as u64) * spread as f64) as i64)
+                            % FAKE_BINS
+                })
                 .collect();
             // Decoding from a lower (finer) level is closer to the "truth".
             let blur = 1.0 - 0.05 * (plan.hops.len() - 1 - l) as f32;
@@ -160,7 +180,11 @@ impl FakeRunner {
                 bits_nolabel: own + jitter + if cell.no_label { 0.0 } else { 0.4 },
             });
         }
-        Ok(SampleOutcome { cell: cell_id.to_string(), seed, levels })
+        Ok(SampleOutcome {
+            cell: cell_id.to_string(),
+            seed,
+            levels,
+        })
     }
 }
 
@@ -175,7 +199,11 @@ impl CellRunner for FakeRunner {
                     .map(|t| (prompt[t * hop].abs() * FAKE_BINS as f32) as i64 % FAKE_BINS)
                     .collect();
                 let blur = 0.9 - 0.1 * (plan.hops.len() - 1 - l) as f32;
-                PromptRecon { level: l, codes, audio: prompt.iter().map(|x| x * blur).collect() }
+                PromptRecon {
+                    level: l,
+                    codes,
+                    audio: prompt.iter().map(|x| x * blur).collect(),
+                }
             })
             .collect())
     }

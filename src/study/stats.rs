@@ -63,7 +63,10 @@ pub fn entropy_bits(h: &[f64]) -> f64 {
     if s <= 0.0 {
         return 0.0;
     }
-    -h.iter().filter(|v| **v > 0.0).map(|v| (v / s) * (v / s).log2()).sum::<f64>()
+    -h.iter()
+        .filter(|v| **v > 0.0)
+        .map(|v| (v / s) * (v / s).log2())
+        .sum::<f64>()
 }
 
 /// Deterministic Fisher–Yates shuffle for resample `iter` of stream `seed`.
@@ -85,7 +88,12 @@ pub fn paired_test(d: &[f64], seed: u64) -> (f64, f64, f64) {
     let tol = 1e-12 * (1.0 + obs);
     let (mut hits, mut total) = (0usize, 0usize);
     let mut count = |signs: &dyn Fn(usize) -> bool| {
-        let m = d.iter().enumerate().map(|(i, v)| if signs(i) { -v } else { *v }).sum::<f64>() / n as f64;
+        let m = d
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if signs(i) { -v } else { *v })
+            .sum::<f64>()
+            / n as f64;
         total += 1;
         if m.abs() >= obs - tol {
             hits += 1;
@@ -131,7 +139,9 @@ pub fn bootstrap_ci(x: &[f64], seed: u64) -> (f64, f64) {
     let mut means: Vec<f64> = (0..ITERS)
         .map(|it| {
             (0..n)
-                .map(|i| x[((uniform(seed, 3, it as u64, i as u64) * n as f64) as usize).min(n - 1)])
+                .map(|i| {
+                    x[((uniform(seed, 3, it as u64, i as u64) * n as f64) as usize).min(n - 1)]
+                })
                 .sum::<f64>()
                 / n as f64
         })
@@ -206,13 +216,19 @@ pub fn within_between(dist: &[Vec<f64>], group: &[usize], seed: u64) -> Option<W
 
 /// Euclidean distance.
 pub fn euclid(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// Standardise columns of a feature matrix to zero mean and unit variance (constant columns
 /// become 0), so that Hz and dB weigh alike in distances.
 pub fn zscore(rows: &[Vec<f64>]) -> Vec<Vec<f64>> {
-    let Some(first) = rows.first() else { return vec![] };
+    let Some(first) = rows.first() else {
+        return vec![];
+    };
     let d = first.len();
     let mut out = rows.to_vec();
     for j in 0..d {
@@ -251,14 +267,21 @@ mod tests {
         assert!(d > 3.9 && p < 0.05, "{d} {p}");
         let (lo, hi) = bootstrap_ci(&[1.0, 2.0, 3.0, 4.0], 4);
         assert!(lo >= 1.0 && hi <= 4.0 && lo < 2.5 && hi > 2.5);
-        assert_eq!(bootstrap_ci(&[1.0, 2.0, 3.0, 4.0], 4), (lo, hi), "not deterministic");
+        assert_eq!(
+            bootstrap_ci(&[1.0, 2.0, 3.0, 4.0], 4),
+            (lo, hi),
+            "not deterministic"
+        );
     }
 
     #[test]
     fn within_between_separates_clusters() {
         // Two tight clusters far apart: between ≫ within, significant.
         let pts: Vec<f64> = vec![0.0, 0.1, 0.2, 0.3, 10.0, 10.1, 10.2, 10.3];
-        let dist: Vec<Vec<f64>> = pts.iter().map(|a| pts.iter().map(|b| (a - b).abs()).collect()).collect();
+        let dist: Vec<Vec<f64>> = pts
+            .iter()
+            .map(|a| pts.iter().map(|b| (a - b).abs()).collect())
+            .collect();
         let wb = within_between(&dist, &[0, 0, 0, 0, 1, 1, 1, 1], 5).unwrap();
         assert!(wb.between > 9.0 && wb.within < 0.4);
         assert!(wb.p < 0.06, "{wb:?}");

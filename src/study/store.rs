@@ -109,8 +109,10 @@ pub fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
 }
 
 pub fn read_item(path: &Path) -> Result<ItemRecord> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a study item record", path.display()))
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a study item record", path.display()))
 }
 
 /// Mark a group done (written last, after all of its files).
@@ -135,16 +137,33 @@ pub fn write_wav(path: &Path, samples: &[f32], sample_rate: u32) -> Result<()> {
 /// A codes file as the conventions define it: int64 tensors `level_K` of shape [1, tokens], with
 /// the sample rate and hop lengths in the header metadata. Written by hand so that the header's
 /// key order (and so the bytes) is fixed.
-pub fn write_codes(path: &Path, levels: &[(usize, &[i64])], sample_rate: u32, hops: &[usize]) -> Result<()> {
+pub fn write_codes(
+    path: &Path,
+    levels: &[(usize, &[i64])],
+    sample_rate: u32,
+    hops: &[usize],
+) -> Result<()> {
     let mut sorted: Vec<(usize, &[i64])> = levels.to_vec();
     sorted.sort_by_key(|(l, _)| *l);
     let mut header = BTreeMap::new();
     let mut meta = BTreeMap::new();
-    meta.insert("sample_rate".to_string(), serde_json::Value::String(sample_rate.to_string()));
+    meta.insert(
+        "sample_rate".to_string(),
+        serde_json::Value::String(sample_rate.to_string()),
+    );
     let hops_s: Vec<String> = hops.iter().map(|h| h.to_string()).collect();
-    meta.insert("hop_lengths".to_string(), serde_json::Value::String(hops_s.join(",")));
-    meta.insert("format".to_string(), serde_json::Value::String("jukebox-codes".into()));
-    header.insert("__metadata__".to_string(), serde_json::Value::Object(meta.into_iter().collect()));
+    meta.insert(
+        "hop_lengths".to_string(),
+        serde_json::Value::String(hops_s.join(",")),
+    );
+    meta.insert(
+        "format".to_string(),
+        serde_json::Value::String("jukebox-codes".into()),
+    );
+    header.insert(
+        "__metadata__".to_string(),
+        serde_json::Value::Object(meta.into_iter().collect()),
+    );
     let mut data = vec![];
     for (l, codes) in &sorted {
         let start = data.len();
@@ -156,7 +175,9 @@ pub fn write_codes(path: &Path, levels: &[(usize, &[i64])], sample_rate: u32, ho
             serde_json::json!({"dtype": "I64", "shape": [1, codes.len()], "data_offsets": [start, data.len()]}),
         );
     }
-    let mut h = serde_json::to_string(&header).context("codes header")?.into_bytes();
+    let mut h = serde_json::to_string(&header)
+        .context("codes header")?
+        .into_bytes();
     while h.len() % 8 != 0 {
         h.push(b' ');
     }
@@ -183,7 +204,10 @@ pub fn merge_tree(shard_root: &Path, root: &Path) -> Result<usize> {
                 stack.push(p);
                 continue;
             }
-            let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             if name.starts_with('.') && name.contains(".tmp") {
                 // A temp file of a killed writer: never part of the result.
                 let _ = std::fs::remove_file(&p);
@@ -192,8 +216,10 @@ pub fn merge_tree(shard_root: &Path, root: &Path) -> Result<usize> {
             let rel = p.strip_prefix(shard_root).context("shard path")?;
             let dst = root.join(rel);
             if dst.exists() {
-                let a = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
-                let b = std::fs::read(&dst).with_context(|| format!("cannot read {}", dst.display()))?;
+                let a =
+                    std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
+                let b = std::fs::read(&dst)
+                    .with_context(|| format!("cannot read {}", dst.display()))?;
                 if a != b {
                     bail!(
                         "shard file {} differs from {}: the shards were run with different settings",
@@ -201,17 +227,21 @@ pub fn merge_tree(shard_root: &Path, root: &Path) -> Result<usize> {
                         dst.display()
                     );
                 }
-                std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+                std::fs::remove_file(&p)
+                    .with_context(|| format!("cannot remove {}", p.display()))?;
                 continue;
             }
             if let Some(parent) = dst.parent() {
-                std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
             }
             if std::fs::rename(&p, &dst).is_err() {
                 // Across file systems: copy atomically, then remove.
-                let bytes = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
+                let bytes =
+                    std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
                 atomic_write(&dst, &bytes)?;
-                std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+                std::fs::remove_file(&p)
+                    .with_context(|| format!("cannot remove {}", p.display()))?;
             }
             moved += 1;
         }
@@ -240,14 +270,20 @@ pub fn shard_roots(root: &Path) -> Result<Vec<(usize, usize, PathBuf)>> {
     let mut out = vec![];
     for e in std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let p = e?.path();
-        let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         if let Some((i, n)) = name.split_once("-of-") {
             if let (Ok(i), Ok(n)) = (i.parse(), n.parse()) {
                 out.push((i, n, p));
                 continue;
             }
         }
-        bail!("unexpected folder {} in shards/ (expected `<i>-of-<n>`)", p.display());
+        bail!(
+            "unexpected folder {} in shards/ (expected `<i>-of-<n>`)",
+            p.display()
+        );
     }
     out.sort();
     Ok(out)
@@ -261,7 +297,13 @@ mod tests {
     fn codes_file_is_valid_safetensors() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("c.safetensors");
-        write_codes(&p, &[(2, &[1, 2, 3]), (1, &[4, 5, 6, 7, 8])], 44100, &[8, 32, 128]).unwrap();
+        write_codes(
+            &p,
+            &[(2, &[1, 2, 3]), (1, &[4, 5, 6, 7, 8])],
+            44100,
+            &[8, 32, 128],
+        )
+        .unwrap();
         let bytes = std::fs::read(&p).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let t = st.tensor("level_1").unwrap();
@@ -285,6 +327,9 @@ mod tests {
         assert_eq!(std::fs::read(root.join("cells/a/x.txt")).unwrap(), b"x");
         assert!(!shard.exists());
         atomic_write(&shard.join("prompt/p.wav"), b"q").unwrap();
-        assert!(merge_tree(&shard, root).unwrap_err().to_string().contains("differs"));
+        assert!(merge_tree(&shard, root)
+            .unwrap_err()
+            .to_string()
+            .contains("differs"));
     }
 }

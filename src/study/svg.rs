@@ -40,8 +40,16 @@ pub fn dot_plot(features: &[(&str, Vec<Row>)]) -> String {
     }
     for (k, (name, rows)) in features.iter().enumerate() {
         let x0 = LABEL_W + PANEL_W * k as f64;
-        let all: Vec<f64> = rows.iter().flat_map(|r| r.values.iter().copied()).filter(|v| v.is_finite()).collect();
-        let (mut lo, mut hi) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+        let all: Vec<f64> = rows
+            .iter()
+            .flat_map(|r| r.values.iter().copied())
+            .filter(|v| v.is_finite())
+            .collect();
+        let (mut lo, mut hi) = all
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                (a.min(*v), b.max(*v))
+            });
         if !lo.is_finite() {
             lo = 0.0;
             hi = 1.0;

@@ -80,7 +80,7 @@ pub fn assemble(opts: &AssembleOpts) -> Result<Assembled> {
             }
         }
         weights.push((Component::Prior(level), w));
-        priors.push(prior);
+        priors.push(*prior);
     }
     let config = JukeboxConfig {
         vqvae: vq_cfg,

@@ -19,7 +19,7 @@ pub enum ComponentConfig {
         steps: u64,
     },
     Prior {
-        prior: PriorConfig,
+        prior: Box<PriorConfig>,
         vqvae: VqvaeConfig,
         steps: u64,
     },

@@ -185,7 +185,7 @@ impl Job for PriorJob {
     fn finish(&self, out: &Path, step: u64) -> Result<()> {
         let dir = out.join("model");
         let cfg = ComponentConfig::Prior {
-            prior: self.tr.cfg.clone(),
+            prior: Box::new(self.tr.cfg.clone()),
             vqvae: self.vqvae.clone(),
             steps: step,
         };

@@ -53,7 +53,7 @@ pub(crate) fn prepare_out<T: serde::Serialize + serde::de::DeserializeOwned>(
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create output folder {}", out.display()))?;
     crate::util::atomic_write(&path, to_toml(fresh)?.as_bytes())?;
-    Ok(read_toml(&path)?)
+    read_toml(&path)
 }
 
 /// Train items and validation items of the corpus split.

@@ -286,7 +286,11 @@ impl EncoderConvBlock {
 impl EncoderConvBlock {
     pub fn detach(&self) -> Self {
         Self {
-            downs: self.downs.iter().map(|(c, r)| (c.detach(), r.detach())).collect(),
+            downs: self
+                .downs
+                .iter()
+                .map(|(c, r)| (c.detach(), r.detach()))
+                .collect(),
             proj_out: self.proj_out.detach(),
         }
     }
@@ -342,7 +346,11 @@ impl DecoderConvBlock {
     pub fn detach(&self) -> Self {
         Self {
             proj_in: self.proj_in.detach(),
-            ups: self.ups.iter().map(|(r, u)| (r.detach(), u.detach())).collect(),
+            ups: self
+                .ups
+                .iter()
+                .map(|(r, u)| (r.detach(), u.detach()))
+                .collect(),
         }
     }
 }

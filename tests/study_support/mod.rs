@@ -58,7 +58,12 @@ pub fn drum_loop(bars: usize) -> Vec<f32> {
 
 pub fn vocab() -> Vocab {
     Vocab {
-        genres: vec![("unknown".into(), 0), ("rock".into(), 1), ("jazz".into(), 2), ("techno".into(), 3)],
+        genres: vec![
+            ("unknown".into(), 0),
+            ("rock".into(), 1),
+            ("jazz".into(), 2),
+            ("techno".into(), 3),
+        ],
         artists: vec![("unknown".into(), 0), ("ann".into(), 1), ("bob".into(), 2)],
         n_genres: 4,
         n_artists: 3,
@@ -66,7 +71,10 @@ pub fn vocab() -> Vocab {
 }
 
 pub fn facts() -> ModelFacts {
-    ModelFacts { sample_rate: SR, hops: vec![8, 32, 128] }
+    ModelFacts {
+        sample_rate: SR,
+        hops: vec![8, 32, 128],
+    }
 }
 
 /// 2 genres × 2 artists × 2 seeds + controls; 2 bars of prompt (enough for a tempo), 4 bars in total.
@@ -129,6 +137,12 @@ pub fn read_csv(path: &Path) -> Vec<BTreeMap<String, String>> {
     let mut lines = text.lines();
     let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
     lines
-        .map(|l| header.iter().cloned().zip(l.split(',').map(String::from)).collect())
+        .map(|l| {
+            header
+                .iter()
+                .cloned()
+                .zip(l.split(',').map(String::from))
+                .collect()
+        })
         .collect()
 }
