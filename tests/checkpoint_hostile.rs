@@ -401,3 +401,19 @@ fn random_bytes_never_panic() {
         let _ = jukebox::checkpoint::pickle::parse(&b);
     }
 }
+
+#[test]
+fn zero_stride_view_cannot_request_a_huge_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("expand.pth.tar");
+    let mut w = LegacyWriter::new();
+    let s = w.add_storage(DType::F32, vec![0u8; 4]).unwrap();
+    w.add_view("huge", s, 0, &[1 << 20, 1 << 20], &[0, 0])
+        .unwrap();
+    w.write_legacy(&p).unwrap();
+    let e = open_err(&p);
+    assert!(
+        e.contains("`huge`") && e.contains("more elements than its storage"),
+        "{e}"
+    );
+}

@@ -120,6 +120,14 @@ impl Entry {
             .checked_add(extent)
             .and_then(|e| e.checked_mul(es))
             .context("tensor extent overflows")?;
+        // Materialising a view allocates numel elements: never more than its storage holds
+        // (a zero-stride view of a tiny storage could otherwise ask for terabytes).
+        if numel.saturating_mul(es) > end - start {
+            bail!(
+                "tensor of shape {shape:?} has more elements than its storage ({} bytes)",
+                end - start
+            );
+        }
         if need > end - start {
             bail!(
                 "tensor of shape {shape:?} at element offset {elem_offset} needs {need} bytes, its storage has {}",

@@ -103,12 +103,25 @@ pub fn check_tensors(
     missing.sort();
     wrong.sort();
     extra.sort();
+    // Nothing expected is there: most likely another kind of checkpoint (a prior given as a
+    // VQ-VAE, ...); say so rather than only listing a thousand keys.
+    let hint = if !want.is_empty() && missing.len() == want.len() {
+        "\nnone of the expected tensors is present: this looks like a different kind of checkpoint \
+         (see `jukebox inspect FILE` for what it holds)"
+    } else {
+        ""
+    };
+    let (n_missing, n_extra, n_wrong) = (missing.len(), extra.len(), wrong.len());
+    // Mis-shaped keys first (the most telling), then a bounded listing of the rest.
+    const SHOWN: usize = 60;
+    let all = [wrong, missing, extra].concat();
+    let more = all.len().saturating_sub(SHOWN);
+    let mut listing = all.into_iter().take(SHOWN).collect::<Vec<_>>().join("\n");
+    if more > 0 {
+        listing.push_str(&format!("\n  ... and {more} more"));
+    }
     bail!(
-        "{} missing, {} unexpected and {} mis-shaped tensors:\n{}",
-        missing.len(),
-        extra.len(),
-        wrong.len(),
-        [missing, extra, wrong].concat().join("\n")
+        "{n_missing} missing, {n_extra} unexpected and {n_wrong} mis-shaped tensors:\n{listing}{hint}"
     )
 }
 

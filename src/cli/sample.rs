@@ -307,8 +307,11 @@ pub fn build_spec(a: &Args, md: &ModelDir) -> Result<RunSpec> {
         .filter(|l| l.include_time_signal)
         .map_or(0.0, |l| l.min_duration);
     let total_seconds = a.total_seconds.unwrap_or(seconds.max(min_dur));
-    if total_seconds <= 0.0 || !total_seconds.is_finite() {
-        bail!("--total-seconds must be positive, got {total_seconds}");
+    if total_seconds <= 0.0 || !total_seconds.is_finite() || total_seconds > jukebox::audio::MAX_SECONDS {
+        bail!(
+            "--total-seconds must be positive and at most {} s, got {total_seconds}",
+            jukebox::audio::MAX_SECONDS
+        );
     }
     let total_length = (total_seconds * sr as f64).round() as usize;
     let lyrics = match &a.lyrics {

@@ -1,6 +1,6 @@
 //! Spectral features, loudness, band energy and distances between signals.
 
-use super::{log_mel, stft_mag};
+use super::{log_mel, stft_mag, stft_mag_valid};
 
 /// Upper edges of the energy bands (Hz); the last band runs to Nyquist.
 pub const BAND_EDGES_HZ: [f64; 5] = [150.0, 400.0, 1000.0, 2500.0, 6000.0];
@@ -29,9 +29,9 @@ pub struct SpectralFeatures {
     pub band_energy: [f64; 6],
 }
 
-/// All [`SpectralFeatures`] from one STFT (n_fft 2048, hop 512).
+/// All [`SpectralFeatures`] from one STFT (n_fft 2048, hop 512, frames inside the signal).
 pub fn spectral_features(samples: &[f32], sr: u32) -> SpectralFeatures {
-    let mag = stft_mag(samples, N_FFT, HOP, N_FFT);
+    let mag = stft_mag_valid(samples, N_FFT, HOP, N_FFT);
     let (centroid_hz, bandwidth_hz) = centroid_bandwidth(&mag, sr);
     let welch = mean_power(&mag);
     SpectralFeatures {
@@ -125,22 +125,22 @@ fn bands_of(p: &[f64], sr: u32) -> [f64; 6] {
 
 /// Magnitude-weighted spectral centroid (Hz).
 pub fn spectral_centroid(samples: &[f32], sr: u32) -> f64 {
-    centroid_bandwidth(&stft_mag(samples, N_FFT, HOP, N_FFT), sr).0
+    centroid_bandwidth(&stft_mag_valid(samples, N_FFT, HOP, N_FFT), sr).0
 }
 
 /// Magnitude-weighted spectral bandwidth (Hz).
 pub fn spectral_bandwidth(samples: &[f32], sr: u32) -> f64 {
-    centroid_bandwidth(&stft_mag(samples, N_FFT, HOP, N_FFT), sr).1
+    centroid_bandwidth(&stft_mag_valid(samples, N_FFT, HOP, N_FFT), sr).1
 }
 
 /// Mean per-frame spectral flatness (see [`SpectralFeatures::flatness`]).
 pub fn spectral_flatness(samples: &[f32]) -> f64 {
-    frame_flatness(&stft_mag(samples, N_FFT, HOP, N_FFT))
+    frame_flatness(&stft_mag_valid(samples, N_FFT, HOP, N_FFT))
 }
 
 /// Flatness of the time-averaged power spectrum (see [`SpectralFeatures::long_term_flatness`]).
 pub fn long_term_flatness(samples: &[f32]) -> f64 {
-    let p = mean_power(&stft_mag(samples, N_FFT, HOP, N_FFT));
+    let p = mean_power(&stft_mag_valid(samples, N_FFT, HOP, N_FFT));
     flatness_of(&p[1..])
 }
 
@@ -155,7 +155,7 @@ pub fn rms_dbfs(samples: &[f32]) -> f64 {
 
 /// Share of power per band of [`BAND_EDGES_HZ`].
 pub fn band_energy_shares(samples: &[f32], sr: u32) -> [f64; 6] {
-    bands_of(&mean_power(&stft_mag(samples, N_FFT, HOP, N_FFT)), sr)
+    bands_of(&mean_power(&stft_mag_valid(samples, N_FFT, HOP, N_FFT)), sr)
 }
 
 /// Time-averaged log-mel spectrum (dB per band), the "spectral fingerprint" of a clip.

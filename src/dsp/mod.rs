@@ -40,10 +40,21 @@ pub fn n_frames(len: usize, hop: usize) -> usize {
 /// signal is too short to reflect), Hann window of length `win` (clamped to `n_fft`) centred in
 /// the frame. Frames are computed in parallel; the result does not depend on the thread count.
 pub fn stft_mag(samples: &[f32], n_fft: usize, hop: usize, win: usize) -> Vec<Vec<f32>> {
+    stft_impl(samples, n_fft, hop, win, true)
+}
+
+/// Magnitude STFT over frames that lie wholly inside the signal (no padding, so no reflection
+/// artefacts at the edges); a signal shorter than `n_fft` gives one zero-padded frame. Used for
+/// clip-level features.
+pub fn stft_mag_valid(samples: &[f32], n_fft: usize, hop: usize, win: usize) -> Vec<Vec<f32>> {
+    stft_impl(samples, n_fft, hop, win, false)
+}
+
+fn stft_impl(samples: &[f32], n_fft: usize, hop: usize, win: usize, center: bool) -> Vec<Vec<f32>> {
     let n_fft = n_fft.max(2);
     let hop = hop.max(1);
     let win = win.clamp(1, n_fft);
-    let pad = n_fft / 2;
+    let pad = if center { n_fft / 2 } else { 0 };
     let len = samples.len();
     // Reflect-padded signal value at padded index j.
     let at = |j: usize| -> f32 {
@@ -52,7 +63,7 @@ pub fn stft_mag(samples: &[f32], n_fft: usize, hop: usize, win: usize) -> Vec<Ve
         if n == 0 {
             return 0.0;
         }
-        let k = if n > pad as i64 {
+        let k = if center && n > pad as i64 {
             // torch reflect: -1 -> 1, n -> n - 2
             if i < 0 {
                 -i
@@ -72,7 +83,11 @@ pub fn stft_mag(samples: &[f32], n_fft: usize, hop: usize, win: usize) -> Vec<Ve
     let off = (n_fft - win) / 2;
     window[off..off + win].copy_from_slice(&hann(win));
     let fft = RealFftPlanner::<f32>::new().plan_fft_forward(n_fft);
-    let frames = n_frames(len, hop);
+    let frames = if center {
+        n_frames(len, hop)
+    } else {
+        1 + len.saturating_sub(n_fft) / hop
+    };
     (0..frames)
         .into_par_iter()
         .map_init(
@@ -236,6 +251,19 @@ mod tests {
         // Frame 0 covers x[2], x[1], x[0], x[1] under the window [0, 0.5, 1, 0.5].
         let dc = 0.5 * x[1] + x[0] + 0.5 * x[1];
         assert!((s0[0][0] - dc.abs()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn valid_frames_stay_inside() {
+        let x: Vec<f32> = (0..5000).map(|i| (i as f32 * 0.01).sin()).collect();
+        let v = stft_mag_valid(&x, 1024, 256, 1024);
+        assert_eq!(v.len(), 1 + (5000 - 1024) / 256);
+        // Frame 2 of the valid STFT is frame 2 + n_fft/(2 hop) of the centred one.
+        let c = stft_mag(&x, 1024, 256, 1024);
+        for k in [0, 5, 100] {
+            assert!((v[2][k] - c[4][k]).abs() < 1e-3);
+        }
+        assert_eq!(stft_mag_valid(&x[..100], 1024, 256, 1024).len(), 1);
     }
 
     #[test]

@@ -150,7 +150,7 @@ pub struct IdSet {
 
 /// Parse `#12` → 12.
 fn numeric_id(s: &str) -> Option<i64> {
-    s.trim().strip_prefix('#')?.trim().parse().ok()
+    s.trim().strip_prefix('#')?.trim().parse::<u32>().ok().map(i64::from)
 }
 
 fn custom_key(s: &str) -> String {
@@ -345,7 +345,10 @@ impl IdSet {
     /// `#id` is taken as given.
     pub fn artist_lookup(&self, name: &str) -> (i64, Option<String>) {
         if let Some(id) = numeric_id(name) {
-            return (id, None);
+            return match self.check_numeric(Field::Artist, id, name) {
+                Ok(id) => (id, None),
+                Err(e) => (0, Some(format!("{e}; using id 0 (unknown)"))),
+            };
         }
         let key = self.artist_key(name);
         match self.artists.get(&key) {
@@ -364,7 +367,10 @@ impl IdSet {
     /// a warning per unknown word.
     pub fn genre_lookup(&self, genre: &str) -> (Vec<i64>, Vec<String>) {
         if let Some(id) = numeric_id(genre) {
-            return (vec![id], vec![]);
+            return match self.check_numeric(Field::Genre, id, genre) {
+                Ok(id) => (vec![id], vec![]),
+                Err(e) => (vec![0], vec![format!("{e}; using id 0 (unknown)")]),
+            };
         }
         let mut warnings = Vec::new();
         let ids = self
@@ -579,12 +585,27 @@ mod tests {
         use sha2::{Digest, Sha256};
         // sha256 of the official files (fixtures-lyrics/manifest.json `official_files_sha256`).
         for (text, want) in [
-            (V2_ARTISTS, "fce2ecc0c7b00838cf8cc90273609c5460fa1ec8d3211ce9f6546ed792feb001"),
-            (V2_GENRES, "04d7c5e5f0002c74789ee2a72a1e33f11057eb6c183ed0cf8f4b140164197e48"),
-            (V3_ARTISTS, "85ab98ca035945a917ec3d3e1f06bcd938767196281cfb8caecf058872a9e9ed"),
-            (V3_GENRES, "f85f72dca1e6052da129041bb927e29eb143e5f1450951006565f4a8af6f31cb"),
+            (
+                V2_ARTISTS,
+                "fce2ecc0c7b00838cf8cc90273609c5460fa1ec8d3211ce9f6546ed792feb001",
+            ),
+            (
+                V2_GENRES,
+                "04d7c5e5f0002c74789ee2a72a1e33f11057eb6c183ed0cf8f4b140164197e48",
+            ),
+            (
+                V3_ARTISTS,
+                "85ab98ca035945a917ec3d3e1f06bcd938767196281cfb8caecf058872a9e9ed",
+            ),
+            (
+                V3_GENRES,
+                "f85f72dca1e6052da129041bb927e29eb143e5f1450951006565f4a8af6f31cb",
+            ),
         ] {
-            let got: String = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+            let got: String = Sha256::digest(text.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             assert_eq!(got, want);
         }
     }
@@ -636,6 +657,11 @@ mod tests {
         assert_eq!(v2.artist_id_strict("Unknown").unwrap(), 0);
         assert_eq!(v2.artist_id_strict("#12").unwrap(), 12);
         assert!(v2.artist_id_strict("#4111").is_err());
+        // The official lookup maps an out-of-range id to 0 with a warning, never past the table.
+        let (id, w) = v2.artist_lookup("#4111");
+        assert_eq!(id, 0);
+        assert!(w.is_some_and(|w| w.contains("outside")));
+        assert_eq!(v2.genre_lookup("#119").0, vec![119]);
         let e = v2.artist_id_strict("Celine Dionn").unwrap_err().to_string();
         assert!(
             e.contains("celine_dion") || e.contains("c_line_dion"),

@@ -188,11 +188,12 @@ impl Labeller {
                 let sr = self.sample_rate;
                 bail!(
                     "song length {:.2} s is outside this prior's range [{:.2}, {:.2}) s; set the total length \
-                     (e.g. --total-seconds) to at least {:.2} s",
+                     (e.g. --total-seconds) to at least {:.2} s and below {:.2} s",
                     total_length as f64 / sr,
                     min / sr,
                     max / sr,
-                    min / sr
+                    min / sr,
+                    max / sr
                 );
             }
         }

@@ -4,6 +4,7 @@
 
 use super::Report;
 use crate::config::{ConditionerConfig, LabelConfig, LyricsConfig, PriorConfig};
+use crate::labels::{IdSet, Labeller, Meta};
 use crate::prior::{self, Prior, Record, SampleOpts};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -203,6 +204,11 @@ pub fn run(dir: &Path, report: &mut Report) -> Result<()> {
 
 fn check_model(dir: &Path, name: &str, tag: &str, r: &mut Report) -> Result<()> {
     let Loaded { config, prior, io } = load(dir, name)?;
+    if io.contains_key("align_tokens") || prior.cfg.alignment.is_some() {
+        r.guard(&format!("{tag}/alignment"), |r| {
+            check_alignment(&config, &prior, &io, tag, r)
+        });
+    }
     let y = get(&io, "y")?;
     let music = get(&io, "tf_music_tokens")?;
     let cond = prior.conditioning(Some(y), None)?;
@@ -447,6 +453,84 @@ fn check_model(dir: &Path, name: &str, tag: &str, r: &mut Report) -> Result<()> 
                 "",
             );
         }
+    }
+    Ok(())
+}
+
+/// The official labeller of a fixture prior (v2 or v3 ids per `hps.labels_v3`).
+fn fixture_labeller(config: &Value, prior: &Prior) -> Result<Labeller> {
+    let v3 = config["hps"]
+        .get("labels_v3")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let sr = config["hps"]
+        .get("sr")
+        .and_then(Value::as_f64)
+        .unwrap_or(prior::SAMPLE_RATE);
+    let ids = if v3 { IdSet::v3() } else { IdSet::v2() };
+    let mut lab = Labeller::new(ids, &prior.cfg, sr)?;
+    lab.quiet = true;
+    Ok(lab)
+}
+
+/// Official `align.get_alignment` on `align_tokens` (hop n_ctx/2) against `alignment_row{b}`.
+fn check_alignment(
+    config: &Value,
+    prior: &Prior,
+    io: &HashMap<String, Tensor>,
+    tag: &str,
+    r: &mut Report,
+) -> Result<()> {
+    let lab = fixture_labeller(config, prior)?;
+    let metas = config["io_inputs"]
+        .get("metas")
+        .and_then(Value::as_array)
+        .context("config has no io_inputs.metas")?;
+    let tokens = get(io, "align_tokens")?
+        .to_dtype(DType::I64)?
+        .to_vec2::<i64>()?;
+    if metas.len() != tokens.len() {
+        bail!(
+            "{} metas but align_tokens has {} rows",
+            metas.len(),
+            tokens.len()
+        );
+    }
+    let mut bases = Vec::with_capacity(metas.len());
+    for (b, m) in metas.iter().enumerate() {
+        let s = |k: &str| {
+            m.get(k)
+                .and_then(Value::as_str)
+                .with_context(|| format!("metas[{b}].{k}"))
+        };
+        let n = |k: &str| {
+            m.get(k)
+                .and_then(Value::as_i64)
+                .with_context(|| format!("metas[{b}].{k}"))
+        };
+        let meta = Meta::new(
+            s("artist")?,
+            s("genre")?,
+            m.get("lyrics").and_then(Value::as_str).map(str::to_string),
+        );
+        bases.push(
+            lab.base(&meta, n("total_length")?, n("offset")?)
+                .with_context(|| format!("metas[{b}]"))?,
+        );
+    }
+    let hop = prior.cfg.n_ctx / 2;
+    let al = prior::align::get_alignments(prior, &lab, &bases, &tokens, hop)?;
+    for (b, a) in al.iter().enumerate() {
+        let rows = a.len();
+        let cols = a.first().map_or(0, Vec::len);
+        let flat: Vec<f32> = a.iter().flatten().copied().collect();
+        let got = Tensor::from_vec(flat, (rows, cols), &Device::Cpu)?;
+        r.close(
+            format!("{tag}/alignment_row{b}"),
+            &got,
+            get(io, &format!("alignment_row{b}"))?,
+            TOL,
+        );
     }
     Ok(())
 }

@@ -9,11 +9,13 @@
 //! followed by the music codes shifted by +79 ("raw" ids); [`Prior::forward`] and the sampler
 //! hide that, [`Prior::forward_seq`], [`Prior::prefill`] and [`Prior::step`] work on raw ids.
 
+pub mod align;
 pub mod attention;
 pub mod cache;
 pub mod conditioner;
 pub mod encoder;
 pub mod label_cond;
+pub mod rank;
 pub mod sampler;
 pub mod score;
 pub mod transformer;

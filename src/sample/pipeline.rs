@@ -61,6 +61,7 @@ pub fn level_tokens(md: &ModelDir, samples: usize, level: usize) -> usize {
 }
 
 pub fn load_vqvae(md: &ModelDir, dev: &Device) -> Result<VqVae> {
+    crate::guard::check_component_fits(md, crate::checkpoint::Component::Vqvae)?;
     let vb = md.vqvae_vb(DType::F32, dev)?;
     VqVae::new(&md.config.vqvae, vb).with_context(|| format!("loading the VQ-VAE of {}", md.path.display()))
 }
@@ -71,6 +72,7 @@ pub fn load_prior(md: &ModelDir, level: usize, dev: &Device) -> Result<Prior> {
         .priors
         .get(level)
         .with_context(|| format!("the model has no prior for level {level}"))?;
+    crate::guard::check_component_fits(md, crate::checkpoint::Component::Prior(level))?;
     let vb = md.prior_vb(level, DType::F32, dev)?;
     Prior::new(cfg, vb).with_context(|| format!("loading the level-{level} prior of {}", md.path.display()))
 }
@@ -210,6 +212,11 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
         if !windows.is_empty() {
             let t0 = Instant::now();
             let prior = load_prior(md, level, dev)?;
+            crate::guard::check_kv_cache_fits(
+                &format!("the level-{level} KV cache"),
+                &prior.transformer,
+                spec.max_batch.max(1).min(items.len()),
+            )?;
             let (lab, bases) = base_labels(md, &spec, level, &items)?;
             // Upsamplers read the level above for the same items.
             let upper_rows: Option<Vec<Vec<i64>>> = if pcfg.is_upsampler() {

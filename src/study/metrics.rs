@@ -248,6 +248,9 @@ pub fn dense(h: &[(i64, u32)], out: &mut Vec<f64>) {
     }
 }
 
+/// How items are grouped for a separability test.
+type CellKey = Box<dyn Fn(&super::plan::Cell) -> String>;
+
 /// One within-vs-between test.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Separability {
@@ -334,7 +337,7 @@ pub fn separability(plan: &Plan, items: &[ItemRecord]) -> (Vec<Separability>, Ve
                         .collect()
                 })
                 .collect();
-            let factors: [(&str, Box<dyn Fn(&super::plan::Cell) -> String>); 3] = [
+            let factors: [(&str, CellKey); 3] = [
                 ("cell", Box::new(|c| c.id.clone())),
                 ("genre", Box::new(|c| c.genres.join("+"))),
                 ("artist", Box::new(|c| c.artist.clone())),

@@ -221,8 +221,8 @@ fn labels(t_bins: usize, timing: bool) -> LabelConfig {
 
 impl PriorRunConfig {
     /// Presets per level (official numbering: 0 bottom, 1 middle, 2 top). `small`: the top prior
-    /// is width 256 × depth 8, n_ctx 512 (≈6.5 M weights with its tables); the upsamplers are
-    /// width 192 × depth 6, n_ctx 512, with a conditioner of width 192 × depth 4. `tiny`: a
+    /// is width 256 × depth 8, n_ctx 512 (2.0 M weights); the upsamplers are width 192 × depth 6,
+    /// n_ctx 512, with a conditioner of width 192 × depth 4 (2.6 M weights each). `tiny`: a
     /// test-sized prior.
     pub fn preset(name: &str, level: usize, vq: &VqvaeConfig) -> Result<Self> {
         let hops = vq.hop_lengths();

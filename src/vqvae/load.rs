@@ -20,6 +20,7 @@ pub fn load_from(md: &ModelDir, dtype: DType, dev: &Device) -> Result<VqVae> {
     let rec = ShapeRecorder::new();
     VqVae::new(cfg, rec.var_builder(dtype, dev)).context("recording the VQ-VAE's expected keys")?;
     md.check_component_against(Component::Vqvae, &rec.records())?;
+    crate::guard::check_component_fits(md, Component::Vqvae)?;
     let vb = md.vqvae_vb(dtype, dev)?;
     VqVae::new(cfg, vb).with_context(|| format!("building the VQ-VAE from {}", md.path.display()))
 }

@@ -286,6 +286,7 @@ pub(super) fn persistent_load(pid: &Value) -> Result<Value> {
 }
 
 /// The result of [`parse`].
+#[derive(Debug)]
 pub struct Parsed {
     pub value: Value,
     /// Bytes consumed, up to and including STOP.

@@ -111,13 +111,44 @@ impl Stft {
         }
         let idx = Tensor::from_vec(idx, frames * window, x.device())?;
         let framed = x.index_select(&idx, 1)?.reshape((b * frames, window))?;
-        let basis = self.basis.to_dtype(x.dtype())?;
-        let spec = framed.matmul(&basis)?; // (B·frames, 2·bins)
+        // Window, centre inside n_fft, then |rfft| by FFT (the DFT-basis matmul cost n_fft² per
+        // frame and dominated training time; `basis` remains as the reference in tests).
+        let hann: Vec<f64> = (0..window)
+            .map(|n| 0.5 - 0.5 * (std::f64::consts::TAU * n as f64 / window as f64).cos())
+            .collect();
+        let hann = Tensor::from_vec(hann, (1, window), x.device())?.to_dtype(x.dtype())?;
+        let wf = framed.broadcast_mul(&hann)?;
+        let padded = if window < n_fft {
+            wf.pad_with_zeros(1, off as usize, n_fft - window - off as usize)?
+        } else {
+            wf
+        };
+        let mag = crate::spectral::rfft_magnitude(&padded)?;
+        mag.reshape((b, frames, self.bins()))
+    }
+}
+
+impl Stft {
+    /// The same magnitudes by a DFT-basis matmul: the slow reference the FFT path is tested against.
+    pub fn magnitude_dft(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t) = x.dims2()?;
+        let StftConfig { n_fft, hop, window } = self.cfg;
+        let pad = (n_fft / 2) as i64;
+        let off = ((n_fft - window) / 2) as i64;
+        let frames = self.frames(t);
+        let mut idx = Vec::with_capacity(frames * window);
+        for f in 0..frames as i64 {
+            for n in 0..window as i64 {
+                idx.push(reflect(f * hop as i64 + off + n - pad, t as i64) as u32);
+            }
+        }
+        let idx = Tensor::from_vec(idx, frames * window, x.device())?;
+        let framed = x.index_select(&idx, 1)?.reshape((b * frames, window))?;
+        let spec = framed.matmul(&self.basis.to_dtype(x.dtype())?)?;
         let bins = self.bins();
         let re = spec.narrow(1, 0, bins)?;
         let im = spec.narrow(1, bins, bins)?;
-        let mag = ((re.sqr()? + im.sqr()?)? + SQRT_EPS)?.sqrt()?;
-        mag.reshape((b, frames, bins))
+        ((re.sqr()? + im.sqr()?)? + SQRT_EPS)?.sqrt()?.reshape((b, frames, bins))
     }
 }
 

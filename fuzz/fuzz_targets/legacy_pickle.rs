@@ -1,0 +1,6 @@
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+include!("../entry.rs");
+
+fuzz_target!(|data: &[u8]| fuzz_legacy_pickle(data));
