@@ -5,6 +5,7 @@
 //! 1 = middle (hop 32), 2 = top (hop 128).
 
 pub mod audio;
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod dataset;

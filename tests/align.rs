@@ -109,7 +109,10 @@ fn earlier_windows_win_the_overlap() {
             for r in 0..n_ctx {
                 for (j, &c) in i0.iter().enumerate() {
                     if c >= 0 {
-                        assert!((a[r][c as usize] - w0[r][j]).abs() < 1e-6, "{name} {b} {r} {c}");
+                        assert!(
+                            (a[r][c as usize] - w0[r][j]).abs() < 1e-6,
+                            "{name} {b} {r} {c}"
+                        );
                         checked += 1;
                     }
                 }
@@ -125,11 +128,14 @@ fn earlier_windows_win_the_overlap() {
             assert!(checked > 0, "{name} row {b}: no real lyric index");
             // The windows disagree in the overlap, so the order matters for this data.
             let differs = (hop..n_ctx).any(|r| {
-                i1.iter().enumerate().any(|(j, &c)| {
-                    c >= 0 && (a[r][c as usize] - w1[r - hop][j]).abs() > 1e-5
-                })
+                i1.iter()
+                    .enumerate()
+                    .any(|(j, &c)| c >= 0 && (a[r][c as usize] - w1[r - hop][j]).abs() > 1e-5)
             });
-            assert!(differs, "{name} row {b}: overlap does not tell the windows apart");
+            assert!(
+                differs,
+                "{name} row {b}: overlap does not tell the windows apart"
+            );
             // Attention mass is positive where real lyric keys exist.
             let mass: f32 = a[0].iter().sum();
             assert!(mass > 0.0 && mass <= 1.0 + 1e-5, "{name} row {b}: {mass}");

@@ -160,7 +160,8 @@ fn audio_too_many_channels() {
     fs::write(&p, wav_pcm16(44_100, 40, &tone(100, 40))).unwrap();
     expect_err(
         &encode(&t, &p),
-        &["40 channels", "outside the supported range"],
+        // symphonia's WAV reader refuses it itself, naming the channel count.
+        &["many.wav", "channel count"],
     );
 }
 
@@ -297,23 +298,22 @@ fn pickle_calling_os_system_is_refused_and_never_run() {
         let (p, marker) = evil_checkpoint(&t, zip, "os", "system");
         expect_err(&inspect(&t, &p), &["os.system", "allow-list", "prior.evil"]);
         assert!(!marker.exists(), "the pickle was executed");
-        // The same file inside a model directory, through `sample`.
+        // The same file inside a model directory, through `encode`.
         let md = t.path().join("model");
         fs::create_dir_all(&md).unwrap();
         fs::write(md.join("preset"), "5b\n").unwrap();
-        fs::copy(&p, md.join("prior_level_2.pth.tar")).unwrap();
+        fs::copy(&p, md.join("vqvae.pth.tar")).unwrap();
+        let wavp = t.path().join("a.wav");
+        fs::write(&wavp, wav_pcm16(44_100, 1, &tone(4410, 1))).unwrap();
         let o = jb(
             &t,
             &[
-                "sample",
+                "encode",
                 "--model",
                 path_str(&md),
                 "-o",
-                "run",
-                "--seconds",
-                "1",
-                "--levels",
-                "top",
+                "o.st",
+                path_str(&wavp),
             ],
         );
         expect_err(&o, &["os.system"]);
@@ -480,7 +480,7 @@ fn zero_negative_and_absurd_lengths() {
         ("0", &["positive", "got 0"][..]),
         ("-3", &["positive", "got -3"]),
         ("nan", &["positive", "NaN"]),
-        ("1e300", &["1e300", "limit"]),
+        ("1e300", &["1e300 s", "3600 s limit"]),
         ("0.001", &["shorter than one top-level token"]),
     ] {
         let o = jb(
@@ -745,10 +745,11 @@ fn corrupt_codes_file_for_decode() {
             "decode",
             "--model",
             model(),
-            "--codes",
-            path_str(&p),
+            "--level",
+            "top",
             "-o",
             "x.wav",
+            path_str(&p),
         ],
     );
     expect_err(&o, &["codes.safetensors"]);

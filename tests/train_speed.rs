@@ -10,7 +10,9 @@ use jukebox::train::vqvae::VqTrainer;
 use std::time::Instant;
 
 fn audio(b: usize, t: usize) -> Tensor {
-    let v: Vec<f32> = (0..b * t).map(|i| 0.3 * ((i as f32) * 0.031).sin() + 0.1 * ((i as f32) * 0.17).sin()).collect();
+    let v: Vec<f32> = (0..b * t)
+        .map(|i| 0.3 * ((i as f32) * 0.031).sin() + 0.1 * ((i as f32) * 0.17).sin())
+        .collect();
     Tensor::from_vec(v, (b, t), &Device::Cpu).unwrap()
 }
 
@@ -24,10 +26,18 @@ fn vqvae_small_step_time() {
     let bw = Bandwidth::compute(rows.iter().map(|r| r.as_slice())).unwrap();
     let mut tr = VqTrainer::new(&c.model, &c.loss, &c.optim, bw, 0, &Device::Cpu).unwrap();
     let n_params: usize = tr.weights().unwrap().values().map(|t| t.elem_count()).sum();
-    println!("vqvae small: {:.3} M parameters (codebooks included)", n_params as f64 / 1e6);
+    println!(
+        "vqvae small: {:.3} M parameters (codebooks included)",
+        n_params as f64 / 1e6
+    );
     // Pieces.
     let t0 = Instant::now();
-    let z = tr.model.encoder(0).unwrap().forward(&x.reshape((b, 1, t)).unwrap()).unwrap();
+    let z = tr
+        .model
+        .encoder(0)
+        .unwrap()
+        .forward(&x.reshape((b, 1, t)).unwrap())
+        .unwrap();
     let e0 = t0.elapsed().as_secs_f64();
     let t0 = Instant::now();
     let y = tr.model.decoder(0).unwrap().forward(&z).unwrap();
@@ -44,7 +54,11 @@ fn vqvae_small_step_time() {
     for step in 0..3 {
         let t0 = Instant::now();
         let s = tr.train_step(&x, step).unwrap();
-        println!("vqvae small step {step}: {:.3}s loss {:.3}", t0.elapsed().as_secs_f64(), s.loss);
+        println!(
+            "vqvae small step {step}: {:.3}s loss {:.3}",
+            t0.elapsed().as_secs_f64(),
+            s.loss
+        );
     }
 }
 
@@ -61,7 +75,10 @@ fn priors_small_step_time() {
         }
         let n = 44100 * 20;
         let tracks = vec![CodeTrack {
-            codes: hops.iter().map(|h| (0..n / h).map(|i| (i * 7 % 512) as u32).collect()).collect(),
+            codes: hops
+                .iter()
+                .map(|h| (0..n / h).map(|i| (i * 7 % 512) as u32).collect())
+                .collect(),
             artist: 1,
             genres: vec![1],
             offset_samples: 0,
@@ -75,7 +92,12 @@ fn priors_small_step_time() {
             let t0 = Instant::now();
             let (b, d) = tr.train_batch(&data, c.train.batch_size, step).unwrap();
             let s = tr.train_step(&b, d, step).unwrap();
-            println!("prior level {level} ({:.2} M params) step {step}: {:.3}s bits {:.3}", n_params as f64 / 1e6, t0.elapsed().as_secs_f64(), s.bits);
+            println!(
+                "prior level {level} ({:.2} M params) step {step}: {:.3}s bits {:.3}",
+                n_params as f64 / 1e6,
+                t0.elapsed().as_secs_f64(),
+                s.bits
+            );
         }
     }
 }

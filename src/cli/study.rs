@@ -189,13 +189,16 @@ fn model_info(
     Ok((facts, Box::new(ids.as_ref().clone()), Some(ids)))
 }
 
-/// The sampling pipeline's runner. The study only needs [`CellRunner`]; the real one comes from
-/// `jukebox::sample` once it exposes a study runner.
-fn make_runner(_model: &Path, _plan: &Plan, fake: bool) -> Result<Box<dyn CellRunner>> {
+/// The runner: the sampling pipeline on the model, or the deterministic fake. Group runs in
+/// progress live in a hidden `.work` folder of the study (or shard) folder, so a group
+/// interrupted mid-way resumes at its last window.
+fn make_runner(model: &Path, work: &Path, fake: bool) -> Result<Box<dyn CellRunner>> {
     if fake {
         return Ok(Box::new(FakeRunner::new()));
     }
-    bail!("`jukebox study` needs the sampling pipeline, which is not available in this build yet")
+    let mut r = jukebox::sample::ModelRunner::new(model, work)?;
+    r.progress = true;
+    Ok(Box::new(r))
 }
 
 fn list(ids: Option<&IdSet>, vocab: &dyn LabelResolver, kind: LabelKind, search: Option<&str>) {
@@ -312,7 +315,14 @@ fn run_study(a: RunArgs) -> Result<()> {
         return emit_jobs(&a, &plan, &root, kind);
     }
     let prompt = st::load_prompt(Path::new(&plan.prompt), &plan)?;
-    let mut runner = make_runner(&model, &plan, a.fake_runner)?;
+    let work = match shard {
+        Some((i, n)) => root
+            .join("shards")
+            .join(format!("{i}-of-{n}"))
+            .join(".work"),
+        None => root.join(".work"),
+    };
+    let mut runner = make_runner(&model, &work, a.fake_runner)?;
     let summary = st::run_study(
         &plan,
         &root,

@@ -66,9 +66,9 @@ pub fn spectrogram_image(samples: &[f32], sr: u32, opts: &SpectrogramOpts) -> Re
     if opts.height == 0 || opts.max_width == 0 || opts.n_fft < 16 || opts.hop == 0 {
         bail!("spectrogram options out of range: {opts:?} (need height, max_width, hop > 0 and n_fft >= 16)");
     }
-    if !(opts.db_max > opts.db_min) {
+    if !opts.db_min.is_finite() || !opts.db_max.is_finite() || opts.db_max <= opts.db_min {
         bail!(
-            "spectrogram dB range is empty: db_min {} >= db_max {}",
+            "spectrogram dB range is empty or not finite: db_min {}, db_max {}",
             opts.db_min,
             opts.db_max
         );

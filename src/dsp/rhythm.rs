@@ -114,7 +114,7 @@ fn prepare(values: &[f32], fps: f64) -> Option<Vec<f64>> {
         .map(|i| 0.25 * hp[i.saturating_sub(1)] + 0.5 * hp[i] + 0.25 * hp[(i + 1).min(n - 1)])
         .collect();
     let rms = (e.iter().map(|v| v * v).sum::<f64>() / n.max(1) as f64).sqrt();
-    if !(rms > 1e-6) {
+    if rms.is_nan() || rms <= 1e-6 {
         return None;
     }
     e.iter_mut().for_each(|v| *v /= rms);

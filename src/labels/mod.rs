@@ -8,10 +8,12 @@
 pub mod ids;
 pub mod labeller;
 pub mod lyrics;
+mod search;
 pub mod timing;
 mod unidecode_table;
 
-pub use ids::{display_name, norm_v2, Field, IdKind, IdSet};
+pub use ids::{norm_v2, Field, IdKind, IdSet};
 pub use labeller::{BaseLabel, Labeller, Meta, WindowLabel};
 pub use lyrics::{relevant_lyric_tokens, to_ascii, Arith, LyricVocab, LyricWindow};
-pub use timing::{timing_bins, timing_bins_for, TimingBins};
+pub use search::display_name;
+pub use timing::{timing_bins, timing_bins_for, timing_bins_rows, TimingBins};

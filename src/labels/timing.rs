@@ -144,6 +144,29 @@ pub fn timing_bins_for(
     )
 }
 
+/// The timing bins of every row of a batch of `y` rows (flattened row-major, `y_len` each).
+pub fn timing_bins_rows(
+    y: &[i64],
+    y_len: usize,
+    labels: &crate::config::LabelConfig,
+    n_ctx: usize,
+    sr: f64,
+) -> Result<Vec<TimingBins>> {
+    if y_len < 3 || y.len() % y_len != 0 {
+        bail!(
+            "y has {} entries, not a whole number of rows of {y_len}",
+            y.len()
+        );
+    }
+    y.chunks(y_len)
+        .enumerate()
+        .map(|(b, row)| {
+            timing_bins_for(labels, n_ctx, sr, row[0], row[1], row[2])
+                .map_err(|e| e.context(format!("batch item {b}")))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +175,23 @@ mod tests {
 
     fn bins_1b(total: i64, offset: i64) -> Result<TimingBins> {
         timing_bins(total, offset, 6144 * 128, 6144, 64, 17.84, 600.0, SR)
+    }
+
+    #[test]
+    fn rows_of_a_batch() {
+        let l = crate::config::PriorConfig::official_1b_lyrics()
+            .labels
+            .unwrap();
+        let y = [
+            1_323_000, 0, 786_432, 7, 8, 26_400_000, 786_432, 786_432, 7, 8,
+        ];
+        let b = timing_bins_rows(&y, 5, &l, 6144, SR).unwrap();
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[1].total, 63);
+        assert_eq!(b[1].absolute[0], 1);
+        let e = timing_bins_rows(&[100, 0, 786_432, 7, 8], 5, &l, 6144, SR).unwrap_err();
+        assert!(format!("{e:#}").contains("batch item 0"), "{e:#}");
+        assert!(timing_bins_rows(&y[..7], 5, &l, 6144, SR).is_err());
     }
 
     #[test]

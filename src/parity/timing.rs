@@ -86,15 +86,15 @@ pub fn run(dir: &Path, report: &mut Report) -> Result<()> {
                 let br = got.relative.iter().zip(&want_rel[sl]).filter(|(a, b)| a != b).count();
                 let bt = usize::from(got.total != want_total[i]);
                 if (ba + br + bt) > 0 && first.is_empty() {
-                    first = format!("first mismatch: case {i} {row:?}");
+                    first = format!("; first mismatch: case {i} {row:?}");
                 }
                 bad_total += bt;
                 bad_abs += ba;
                 bad_rel += br;
             }
-            report.exact(format!("{check}/total_bin"), bad_total, 0, format!("{n} cases"));
-            report.exact(format!("{check}/absolute_bins"), bad_abs, 0, format!("{} bins {first}", n * n_time));
-            report.exact(format!("{check}/relative_bins"), bad_rel, 0, format!("{} bins {first}", n * n_time));
+            report.exact(format!("{check}/total_bin"), bad_total, 0, format!("{n} cases{first}"));
+            report.exact(format!("{check}/absolute_bins"), bad_abs, 0, format!("{} bins{first}", n * n_time));
+            report.exact(format!("{check}/relative_bins"), bad_rel, 0, format!("{} bins{first}", n * n_time));
             Ok(())
         });
     }

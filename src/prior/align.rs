@@ -167,11 +167,7 @@ pub fn get_alignments(
     hop: usize,
 ) -> Result<Vec<Alignment>> {
     if bases.len() != tokens.len() {
-        bail!(
-            "{} label rows for {} token rows",
-            bases.len(),
-            tokens.len()
-        );
+        bail!("{} label rows for {} token rows", bases.len(), tokens.len());
     }
     bases
         .iter()

@@ -169,10 +169,12 @@ pub fn rank_labels(
         .iter()
         .zip(std::iter::once(None).chain(req.candidates.iter().map(Some)))
         .map(|(m, c)| {
-            labeller.base(m, req.total_length, 0).with_context(|| match c {
-                Some(c) => format!("labels for {} {}", c.field.name(), c.name),
-                None => "labels of the no-label baseline".to_string(),
-            })
+            labeller
+                .base(m, req.total_length, 0)
+                .with_context(|| match c {
+                    Some(c) => format!("labels for {} {}", c.field.name(), c.name),
+                    None => "labels of the no-label baseline".to_string(),
+                })
         })
         .collect::<Result<_>>()?;
     let dev = prior.device().clone();

@@ -10,7 +10,7 @@ pub fn seconds_to_samples(seconds: f64, sample_rate: u32, top_hop: usize) -> Res
     }
     // Far beyond any model's song length; also keeps `seconds * rate` inside usize/i64.
     if seconds > crate::audio::MAX_SECONDS {
-        bail!("length {seconds} s is longer than the {} s limit", crate::audio::MAX_SECONDS);
+        bail!("length {seconds:e} s is longer than the {} s limit", crate::audio::MAX_SECONDS);
     }
     let raw = (seconds * sample_rate as f64).floor() as usize;
     let n = raw / top_hop * top_hop;

@@ -70,6 +70,12 @@ fn paired(
     expect_less: bool,
     cells: Vec<String>,
 ) -> Claim {
+    // A number the runner could not measure (NaN) drops its pair.
+    let pairs: Vec<(f64, f64)> = pairs
+        .iter()
+        .copied()
+        .filter(|p| p.0.is_finite() && p.1.is_finite())
+        .collect();
     let xa: Vec<f64> = pairs.iter().map(|p| p.0).collect();
     let xb: Vec<f64> = pairs.iter().map(|p| p.1).collect();
     let d: Vec<f64> = pairs.iter().map(|p| p.0 - p.1).collect();

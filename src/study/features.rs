@@ -27,11 +27,11 @@ pub fn tempo_error(bpm: f64, reference: f64) -> f64 {
 }
 
 /// Mean per-bar onset-pattern correlation of `x` against the prompt's mean bar pattern; `x`
-/// must start on a bar line of the prompt's grid. 0 when there is no full bar.
+/// must start on a bar line of the prompt's grid. NaN when either has no full bar.
 pub fn onset_corr_per_bar(x: &[f32], prompt: &[f32], sr: u32, bpm: f64) -> f64 {
     let v = dsp::bar_onset_correlation(prompt, x, sr, bpm, BEATS_PER_BAR);
     if v.is_empty() {
-        0.0
+        f64::NAN
     } else {
         v.iter().sum::<f64>() / v.len() as f64
     }

@@ -15,7 +15,9 @@ pub struct Features {
     pub tempo_bpm: f64,
     /// |tempo − prompt tempo| in BPM, octave errors folded.
     pub tempo_err_bpm: f64,
-    /// Mean per-bar onset-pattern correlation with the prompt.
+    /// Mean per-bar onset-pattern correlation with the prompt; NaN (`null`) when the
+    /// continuation holds no full bar.
+    #[serde(with = "super::store::nan_as_null")]
     pub onset_corr: f64,
     /// Mean log-spectrum distance to the prompt, dB.
     pub spec_dist_db: f64,
@@ -123,10 +125,10 @@ pub fn level_record(plan: &Plan, lo: &LevelOutcome, prompt: &PromptRef) -> Level
         level: lo.level,
         tokens: lo.codes.len(),
         generated_tokens: gen.len(),
-        entropy_raw_bits: finite(lo.entropy_raw_bits),
-        entropy_filtered_bits: finite(lo.entropy_filtered_bits),
-        bits_own: finite(lo.bits_own),
-        bits_nolabel: finite(lo.bits_nolabel),
+        entropy_raw_bits: lo.entropy_raw_bits,
+        entropy_filtered_bits: lo.entropy_filtered_bits,
+        bits_own: lo.bits_own,
+        bits_nolabel: lo.bits_nolabel,
         codes_used: hist.len(),
         code_entropy_bits: stats::entropy_bits(&counts),
         code_hist: hist.into_iter().collect(),

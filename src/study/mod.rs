@@ -318,6 +318,8 @@ pub fn run_study(
             .iter()
             .all(|g| Layout::new(root).is_done(g.index))
         {
+            // The runner's scratch folder, empty once every group finished.
+            let _ = std::fs::remove_dir(root.join(".work"));
             aggregate(root)?;
             summary.reported = true;
         }

@@ -73,9 +73,14 @@ pub struct LevelRecord {
     /// Tokens of the sample at this level and how many were generated (after the prompt).
     pub tokens: usize,
     pub generated_tokens: usize,
+    /// NaN (JSON `null`) when the runner could not measure it.
+    #[serde(with = "nan_as_null")]
     pub entropy_raw_bits: f64,
+    #[serde(with = "nan_as_null")]
     pub entropy_filtered_bits: f64,
+    #[serde(with = "nan_as_null")]
     pub bits_own: f64,
+    #[serde(with = "nan_as_null")]
     pub bits_nolabel: f64,
     /// Distinct codes and code entropy over the continuation.
     pub codes_used: usize,
@@ -83,6 +88,23 @@ pub struct LevelRecord {
     /// Sparse histogram of the continuation's codes: (code, count), sorted by code.
     pub code_hist: Vec<(i64, u32)>,
     pub features: Features,
+}
+
+/// JSON has no NaN: store a missing number as `null`.
+pub(crate) mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
 }
 
 /// One item (cell × seed).

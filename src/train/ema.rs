@@ -86,12 +86,10 @@ impl EmaCodebook {
     /// Nearest code for each row of x (N, width): u32 (N,).
     pub fn quantise(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.detach().to_dtype(DType::F32)?;
-        let k = self.k_tensor(x.device())?;
-        let xx = x.sqr()?.sum_keepdim(1)?; // (N,1)
-        let kk = k.sqr()?.sum(1)?.unsqueeze(0)?; // (1,K)
-        let xk = x.matmul(&k.t()?)?; // (N,K)
-        let d = xx.broadcast_sub(&(xk * 2.0)?)?.broadcast_add(&kk)?;
-        d.argmin(1)
+        let n = x.dim(0)?;
+        // The inference quantiser: same fp32 expansion, blocked and parallel.
+        let (codes, _) = crate::vqvae::bottleneck::nearest_codes(&x, &self.k_tensor(x.device())?)?;
+        Tensor::from_vec(codes, n, x.device())
     }
 
     /// Encoder outputs tiled up to `bins` rows with noise when there are fewer, then `bins`

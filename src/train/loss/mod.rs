@@ -148,7 +148,9 @@ impl Stft {
         let bins = self.bins();
         let re = spec.narrow(1, 0, bins)?;
         let im = spec.narrow(1, bins, bins)?;
-        ((re.sqr()? + im.sqr()?)? + SQRT_EPS)?.sqrt()?.reshape((b, frames, bins))
+        ((re.sqr()? + im.sqr()?)? + SQRT_EPS)?
+            .sqrt()?
+            .reshape((b, frames, bins))
     }
 }
 

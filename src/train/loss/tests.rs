@@ -207,17 +207,38 @@ fn cross_entropy_in_bits() -> Result<()> {
 #[test]
 fn fft_magnitude_equals_dft_basis_reference() {
     let dev = candle_core::Device::Cpu;
-    let x: Vec<f64> = (0..2 * 3000).map(|i| ((i * 7919 % 1000) as f64 / 500.0 - 1.0) * 0.5).collect();
+    let x: Vec<f64> = (0..2 * 3000)
+        .map(|i| ((i * 7919 % 1000) as f64 / 500.0 - 1.0) * 0.5)
+        .collect();
     let x = candle_core::Tensor::from_vec(x, (2, 3000), &dev).unwrap();
     for cfg in [
-        super::StftConfig { n_fft: 512, hop: 50, window: 240 },
-        super::StftConfig { n_fft: 1024, hop: 120, window: 600 },
-        super::StftConfig { n_fft: 256, hop: 64, window: 256 },
+        super::StftConfig {
+            n_fft: 512,
+            hop: 50,
+            window: 240,
+        },
+        super::StftConfig {
+            n_fft: 1024,
+            hop: 120,
+            window: 600,
+        },
+        super::StftConfig {
+            n_fft: 256,
+            hop: 64,
+            window: 256,
+        },
     ] {
         let s = super::Stft::new(cfg, candle_core::DType::F64, &dev).unwrap();
         let a = s.magnitude(&x).unwrap();
         let b = s.magnitude_dft(&x).unwrap();
-        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+        let d = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         assert!(d < 1e-9, "{cfg:?}: {d}");
     }
 }

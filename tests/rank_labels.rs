@@ -1,0 +1,235 @@
+//! `jukebox rank-labels` on the reference fixture model: every ranked value equals what
+//! `jukebox logits` computes for the same codes and label; batching does not change the values.
+
+use candle_core::Device;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference/fixtures/model")
+}
+
+fn jukebox(args: &[&str]) -> Output {
+    let o = Command::new(env!("CARGO_BIN_EXE_jukebox"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "jukebox {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// A 1.5 s decaying tone with a little noise (so the codes are not all one value).
+fn write_prompt(path: &Path) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 44100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    let mut state = 12345u64;
+    for i in 0..66150u64 {
+        state = jukebox::util::splitmix64(state);
+        let noise = (state >> 40) as f64 / (1u64 << 24) as f64 - 0.5;
+        let t = i as f64 / 44100.0;
+        let env = (-((i % 11025) as f64) / 3000.0).exp();
+        let x = 0.4 * env * (2.0 * std::f64::consts::PI * 220.0 * t).sin() + 0.05 * noise;
+        w.write_sample((x * 32767.0) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// CSV rows keyed by (kind, id) → bits per token (a plain split is enough for `#id` names).
+fn read_csv(path: &Path) -> (Vec<String>, HashMap<(String, i64), f64>, Vec<f64>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let mut rows = HashMap::new();
+    let mut order = vec![];
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        assert_eq!(f.len(), header.len(), "{l}");
+        let bits: f64 = f[6].parse().unwrap();
+        order.push(bits);
+        rows.insert((f[1].to_string(), f[2].parse().unwrap()), bits);
+    }
+    (header, rows, order)
+}
+
+/// Mean bits per token that `jukebox logits` computes (full precision, from its -o file).
+fn logits_bits(dir: &Path, codes: &Path, level: &str, label: &[&str]) -> f64 {
+    let out = dir.join("logits.safetensors");
+    let m = model();
+    let mut args = vec![
+        "logits",
+        "--model",
+        m.to_str().unwrap(),
+        "--codes",
+        codes.to_str().unwrap(),
+        "--level",
+        level,
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(label);
+    jukebox(&args);
+    let t = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
+    t["nll_bits"]
+        .mean_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap() as f64
+}
+
+#[test]
+fn rank_labels_equals_logits_for_every_label() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wav = tmp.path().join("prompt.wav");
+    write_prompt(&wav);
+    let codes = tmp.path().join("codes.safetensors");
+    let m = model();
+    let ms = m.to_str().unwrap();
+    jukebox(&[
+        "encode",
+        "--model",
+        ms,
+        wav.to_str().unwrap(),
+        "-o",
+        codes.to_str().unwrap(),
+    ]);
+    for level in ["top", "middle"] {
+        let csv = tmp.path().join(format!("ranking_{level}.csv"));
+        let o = jukebox(&[
+            "rank-labels",
+            "--model",
+            ms,
+            "--prompt",
+            wav.to_str().unwrap(),
+            "--level",
+            level,
+            "--artists",
+            "--top",
+            "5",
+            "-o",
+            csv.to_str().unwrap(),
+        ]);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(stdout.contains("no label"), "{stdout}");
+        let (header, rows, order) = read_csv(&csv);
+        assert_eq!(
+            header,
+            [
+                "rank",
+                "kind",
+                "id",
+                "label",
+                "artist",
+                "genre",
+                "bits_per_token",
+                "delta_bits"
+            ]
+        );
+        // Best first, and every genre and artist id of the tables besides 0 is there.
+        assert!(order.windows(2).all(|w| w[0] <= w[1]), "{order:?}");
+        let n_genres = rows.keys().filter(|(k, _)| k == "genre").count();
+        let n_artists = rows.keys().filter(|(k, _)| k == "artist").count();
+        assert!(
+            n_genres >= 5 && n_artists >= 5,
+            "{n_genres} genres, {n_artists} artists"
+        );
+        let base = rows[&("none".to_string(), 0)];
+        let want = logits_bits(tmp.path(), &codes, level, &["--artist", "unknown"]);
+        assert!(
+            (base - want).abs() <= 1e-4,
+            "{level} baseline {base} vs {want}"
+        );
+        let mut spread = 0f64;
+        for ((kind, id), &bits) in &rows {
+            let label = format!("#{id}");
+            let args: Vec<&str> = match kind.as_str() {
+                "genre" => vec!["--genre", &label],
+                "artist" => vec!["--artist", &label],
+                _ => continue,
+            };
+            let want = logits_bits(tmp.path(), &codes, level, &args);
+            assert!(
+                (bits - want).abs() <= 1e-4,
+                "{level} {kind} {id}: rank-labels {bits} vs logits {want}"
+            );
+            spread = spread.max((bits - base).abs());
+        }
+        // The labels matter in this model, so the comparison above is not vacuous.
+        assert!(spread > 1e-3, "{level}: all labels score alike ({spread})");
+    }
+}
+
+#[test]
+fn batching_does_not_change_the_ranking() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wav = tmp.path().join("prompt.wav");
+    write_prompt(&wav);
+    let m = model();
+    let run = |batch: &str, name: &str| {
+        let csv = tmp.path().join(name);
+        jukebox(&[
+            "rank-labels",
+            "--model",
+            m.to_str().unwrap(),
+            "--prompt",
+            wav.to_str().unwrap(),
+            "--prompt-seconds",
+            "1",
+            "--artists",
+            "--batch-size",
+            batch,
+            "-o",
+            csv.to_str().unwrap(),
+        ]);
+        read_csv(&csv).1
+    };
+    let one = run("1", "b1.csv");
+    let seven = run("7", "b7.csv");
+    assert_eq!(one.len(), seven.len());
+    for (k, v) in &one {
+        assert!((v - seven[k]).abs() < 1e-5, "{k:?}: {v} vs {}", seven[k]);
+    }
+}
+
+#[test]
+fn bad_requests_fail_with_a_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wav = tmp.path().join("prompt.wav");
+    write_prompt(&wav);
+    let m = model();
+    let fail = |extra: &[&str]| -> String {
+        let mut args = vec![
+            "rank-labels",
+            "--model",
+            m.to_str().unwrap(),
+            "--prompt",
+            wav.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = Command::new(env!("CARGO_BIN_EXE_jukebox"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{extra:?} should fail");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    assert!(fail(&["--search", "zzz"]).contains("zzz"));
+    assert!(fail(&["--artist", "nobody"]).contains("#12"));
+    assert!(fail(&["--prompt-seconds", "5"]).contains("--prompt-seconds"));
+    assert!(fail(&["--batch-size", "0"]).contains("--batch-size"));
+}
