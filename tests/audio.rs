@@ -522,6 +522,26 @@ fn huge_declared_length_does_not_allocate() {
 }
 
 #[test]
+fn streamed_wav_with_unknown_length() {
+    // ffmpeg writing to a pipe leaves the data size as 0xFFFFFFFF: decode to the end, with a warning.
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("pipe.wav");
+    let x = sine(440.0, 44100, 4410, 0.5);
+    std::fs::write(&p, raw_wav(1, 1, 44100, 16, u32::MAX, &pcm16(&x))).unwrap();
+    match load(&p) {
+        Ok(a) => {
+            assert_eq!(a.samples.len(), 4410);
+            assert!(
+                a.warnings.iter().any(|w| w.contains("streamed")),
+                "{:?}",
+                a.warnings
+            );
+        }
+        Err(e) => panic!("streamed WAV refused: {e:#}"),
+    }
+}
+
+#[test]
 fn unsupported_codec() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("wma.wav");
@@ -560,6 +580,10 @@ fn rate_and_channels_out_of_range() {
     let p = d.path().join("slow.wav");
     std::fs::write(&p, raw_wav(1, 1, 4000, 16, 200, &[0u8; 200])).unwrap();
     assert_err(&p, &["4000 Hz", "8000..=384000"]);
+    let p = d.path().join("fast.wav");
+    let rate = audio::MAX_SOURCE_RATE + 16_000;
+    std::fs::write(&p, raw_wav(1, 1, rate, 16, 200, &[0u8; 200])).unwrap();
+    assert_err(&p, &[&format!("{rate} Hz"), "outside the supported range"]);
 }
 
 #[test]
@@ -611,7 +635,6 @@ fn corrupted_fixtures_never_panic() {
     }
     assert!(errors > 20, "only {errors} of 160 mutations were rejected");
 }
-
 
 #[test]
 fn resampler_output_is_aligned() {

@@ -61,6 +61,29 @@ pub(crate) fn decode_file(path: &Path, limit_s: f64, prefix: bool) -> Result<Dec
     }
 }
 
+/// The declared size of a RIFF/WAVE file's `data` chunk, walking at most 64 chunks.
+fn wav_data_size(path: &Path) -> Option<u32> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(path).ok()?;
+    let mut hdr = [0u8; 12];
+    if read_up_to(&mut f, &mut hdr).ok()? < 12 || &hdr[..4] != b"RIFF" || &hdr[8..12] != b"WAVE" {
+        return None;
+    }
+    for _ in 0..64 {
+        let mut ch = [0u8; 8];
+        if read_up_to(&mut f, &mut ch).ok()? < 8 {
+            return None;
+        }
+        let size = u32::from_le_bytes([ch[4], ch[5], ch[6], ch[7]]);
+        if &ch[..4] == b"data" {
+            return Some(size);
+        }
+        f.seek(SeekFrom::Current(size as i64 + (size & 1) as i64))
+            .ok()?;
+    }
+    None
+}
+
 fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -289,7 +312,13 @@ fn decode_inner(
     }
     if complete {
         if let Some(n) = declared {
-            if (mono.len() as u64) < n {
+            // 0xFFFFFFFF is the streaming writers' "length unknown" (ffmpeg to a pipe): not a lie.
+            let streamed = kind == Some("WAV") && wav_data_size(path) == Some(u32::MAX);
+            if streamed && (mono.len() as u64) < n {
+                warnings.push(format!(
+                    "{name}: the WAV header gives no length (streamed file); decoded to the end of the data"
+                ));
+            } else if (mono.len() as u64) < n {
                 bail!(
                     "{name} is truncated or its header lies about its size: the header declares {n} frames ({:.3} s) but only {} ({:.3} s) are in the file",
                     secs(n as usize, rate),

@@ -1,14 +1,191 @@
-//! `jukebox bench` (not yet available).
+//! `jukebox bench`: VQ-VAE and prior-sampling throughput on this machine (random weights),
+//! memory bandwidth, peak memory and the share of the roofline.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use jukebox::bench::{
+    self, prior::bench_prior, prior_preset, vqvae::bench_vqvae, Measurement, PriorBenchOpts,
+    VqvaeBenchOpts, PRIOR_PRESETS,
+};
+use jukebox::config::VqvaeConfig;
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    jukebox bench --vqvae --prior mid --batch 1,4 --json bench/raw/rust.jsonl\n  \
+    jukebox bench --prior 1b --dtype f32,f16 --fill empty --prime 0\n\
+    Threads: set RAYON_NUM_THREADS (default: all cores). Timings are best of --reps.")]
 pub struct Args {
-    /// Arguments (this command is not yet available).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
+    /// Measure the VQ-VAE (encode and decode per level).
+    #[arg(long)]
+    pub vqvae: bool,
+    /// VQ-VAE size: `official` (released model) or `small` (the fixture one).
+    #[arg(long, default_value = "official")]
+    pub vqvae_config: String,
+    /// Prior presets, comma-separated: small, mid, 1b, or all.
+    #[arg(long, value_delimiter = ',')]
+    pub prior: Vec<String>,
+    /// Batch sizes for prior sampling.
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    pub batch: Vec<usize>,
+    /// Prime length for the primed measurement (0 skips it; capped by the window).
+    #[arg(long, default_value_t = 4096)]
+    pub prime: usize,
+    /// KV-cache fill levels to time: empty, half, full.
+    #[arg(long, value_delimiter = ',', default_value = "empty,half,full")]
+    pub fill: Vec<String>,
+    /// Sampling steps timed per measurement.
+    #[arg(long, default_value_t = 32)]
+    pub tokens: usize,
+    /// Seconds of audio per VQ-VAE pass.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Weight storage dtypes for the priors (compute is f32): f32, f16, bf16.
+    #[arg(long, value_delimiter = ',', default_value = "f32")]
+    pub dtype: Vec<String>,
+    /// Timed repeats per figure (the best is reported).
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    /// Prefill chunk in tokens.
+    #[arg(long, default_value_t = 512)]
+    pub chunk: usize,
+    /// Skip the bandwidth probe (no roofline shares then).
+    #[arg(long)]
+    pub no_bandwidth: bool,
+    /// Bytes per array for the bandwidth probe.
+    #[arg(long, default_value_t = 512 << 20)]
+    pub bandwidth_bytes: usize,
+    /// Write every measurement as a JSON line here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Run on the GPU (needs a build with `--features cuda`).
+    #[arg(long)]
+    pub cuda: bool,
 }
 
-pub fn run(_args: Args) -> Result<()> {
-    bail!("`jukebox bench` is not yet available in this build")
+fn parse_dtype(s: &str) -> Result<DType> {
+    Ok(match s {
+        "f32" => DType::F32,
+        "f16" => DType::F16,
+        "bf16" => DType::BF16,
+        other => bail!("--dtype `{other}` is not one of f32, f16, bf16"),
+    })
+}
+
+fn device(cuda: bool) -> Result<Device> {
+    if cuda {
+        Device::new_cuda(0).context("--cuda: no CUDA device (build with `--features cuda`)")
+    } else {
+        Ok(Device::Cpu)
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let dev = device(a.cuda)?;
+    let mut presets: Vec<String> = vec![];
+    for p in &a.prior {
+        if p == "all" {
+            presets.extend(PRIOR_PRESETS.iter().map(|s| s.to_string()));
+        } else if PRIOR_PRESETS.contains(&p.as_str()) {
+            presets.push(p.clone());
+        } else {
+            let near = jukebox::util::nearest(p, PRIOR_PRESETS, 1);
+            bail!(
+                "--prior `{p}` is not one of {} or all{}",
+                PRIOR_PRESETS.join(", "),
+                near.first().map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default()
+            );
+        }
+    }
+    if !a.vqvae && presets.is_empty() {
+        bail!("nothing to measure: pass --vqvae and/or --prior small|mid|1b|all");
+    }
+    let dtypes = a
+        .dtype
+        .iter()
+        .map(|s| parse_dtype(s))
+        .collect::<Result<Vec<_>>>()?;
+    if a.batch.is_empty() || a.batch.contains(&0) {
+        bail!("--batch needs sizes >= 1, got {:?}", a.batch);
+    }
+    for f in &a.fill {
+        if !["empty", "half", "full"].contains(&f.as_str()) {
+            bail!("--fill `{f}` is not one of empty, half, full");
+        }
+    }
+    if !(a.seconds > 0.0 && a.seconds <= 600.0) {
+        bail!("--seconds must be in (0, 600], got {}", a.seconds);
+    }
+    let vq_cfg = match a.vqvae_config.as_str() {
+        "official" => VqvaeConfig::official(),
+        "small" => bench::vqvae::small_vqvae(),
+        other => bail!("--vqvae-config `{other}` is not one of official, small"),
+    };
+
+    let mut all: Vec<Measurement> = vec![];
+    let mut emit = |m: Measurement| {
+        eprintln!("  {}", bench::summary_line(&m));
+        all.push(m);
+    };
+    eprintln!(
+        "jukebox bench: {} threads, load average {:.2}",
+        rayon::current_num_threads(),
+        bench::load_average().unwrap_or(f64::NAN)
+    );
+    let bw = if a.no_bandwidth || a.cuda {
+        None
+    } else {
+        eprintln!("memory bandwidth ({} per array)…", bench::fmt_bytes(a.bandwidth_bytes as f64));
+        let b = bench::bandwidth(a.bandwidth_bytes, 5);
+        let mut m = Measurement::new("bandwidth", "stream", "f32");
+        m.copy_bytes_per_s = Some(b.copy);
+        m.read_bytes_per_s = Some(b.read);
+        emit(m);
+        Some(b)
+    };
+    if a.vqvae {
+        eprintln!("VQ-VAE `{}`, {} s of audio…", a.vqvae_config, a.seconds);
+        let o = VqvaeBenchOpts {
+            preset: a.vqvae_config.clone(),
+            cfg: vq_cfg,
+            seconds: a.seconds,
+            reps: a.reps,
+        };
+        bench_vqvae(&o, &dev, &mut emit).context("VQ-VAE benchmark")?;
+    }
+    for p in &presets {
+        let cfg = prior_preset(p)?;
+        eprintln!(
+            "prior `{p}` (width {}, depth {}, heads {}, n_ctx {})…",
+            cfg.width, cfg.depth, cfg.heads, cfg.n_ctx
+        );
+        let o = PriorBenchOpts {
+            preset: p.clone(),
+            cfg,
+            batches: a.batch.clone(),
+            dtypes: dtypes.clone(),
+            fills: a.fill.clone(),
+            prime: a.prime,
+            tokens: a.tokens,
+            reps: a.reps,
+            chunk: a.chunk,
+        };
+        bench_prior(&o, &dev, bw.as_ref(), &mut emit)
+            .with_context(|| format!("prior benchmark `{p}`"))?;
+    }
+    if let Some(path) = &a.json {
+        let mut text = String::new();
+        for m in &all {
+            text += &serde_json::to_string(m)?;
+            text.push('\n');
+        }
+        jukebox::util::atomic_write(path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {} measurements to {}", all.len(), path.display());
+    }
+    println!("{:-<100}", "");
+    for m in &all {
+        println!("{}", bench::summary_line(m));
+    }
+    Ok(())
 }

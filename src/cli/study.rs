@@ -1,7 +1,7 @@
 //! `jukebox study` and `jukebox study merge`.
 
 use anyhow::{bail, Context, Result};
-use jukebox::config::JukeboxConfig;
+use jukebox::checkpoint::ModelDir;
 use jukebox::labels::{Field, IdSet};
 use jukebox::study::emit::{self, EmitOptions};
 use jukebox::study::plan::{LabelKind, LabelResolver, ModelFacts, Plan, PlanSpec, Vocab};
@@ -148,43 +148,34 @@ pub fn run(args: Args) -> Result<()> {
     }
 }
 
-/// The model's facts and label lists; without a config (fake runner only) the official hops.
+/// The model's facts and label lists (any layout `ModelDir` opens); with the fake runner and no
+/// model files, the official hops and the label lists beside `model`, if any.
 fn model_info(
     model: &Path,
     fake: bool,
 ) -> Result<(ModelFacts, Box<dyn LabelResolver>, Option<Arc<IdSet>>)> {
-    let cfg_path = model.join("config.json");
-    if !cfg_path.exists() {
-        if fake {
-            let vocab = Vocab::from_model_dir(model, 0, 0)?;
-            return Ok((
-                ModelFacts {
-                    sample_rate: 44100,
-                    hops: vec![8, 32, 128],
-                },
-                Box::new(vocab),
-                None,
-            ));
-        }
-        bail!(
-            "model directory {} has no config.json (see `jukebox convert` for official checkpoints)",
-            model.display()
-        );
+    let has_model = model.join("config.json").exists() || model.join("preset").exists();
+    if fake && !has_model {
+        let vocab = Vocab::from_model_dir(model, 0, 0)?;
+        let facts = ModelFacts {
+            sample_rate: 44100,
+            hops: vec![8, 32, 128],
+        };
+        return Ok((facts, Box::new(vocab), None));
     }
-    let text = std::fs::read_to_string(&cfg_path)
-        .with_context(|| format!("cannot read {}", cfg_path.display()))?;
-    let cfg = JukeboxConfig::from_hf_json(&text)
-        .with_context(|| format!("cannot parse {}", cfg_path.display()))?;
-    let top = cfg.top_level();
-    let prior = cfg
+    let md = ModelDir::open(model)
+        .with_context(|| format!("cannot open the model {}", model.display()))?;
+    let top = md.config.top_level();
+    let prior = md
+        .config
         .priors
         .iter()
         .find(|p| p.level == top)
-        .with_context(|| format!("{} has no top-level prior", cfg_path.display()))?;
+        .with_context(|| format!("model {} has no top-level prior", model.display()))?;
     let ids = IdSet::for_model(model, prior)?;
     let facts = ModelFacts {
-        sample_rate: cfg.vqvae.sample_rate,
-        hops: cfg.vqvae.hop_lengths(),
+        sample_rate: md.config.vqvae.sample_rate,
+        hops: md.config.vqvae.hop_lengths(),
     };
     Ok((facts, Box::new(ids.as_ref().clone()), Some(ids)))
 }
