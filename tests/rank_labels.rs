@@ -45,8 +45,11 @@ fn write_prompt(path: &Path) {
     w.finalize().unwrap();
 }
 
-/// CSV rows keyed by (kind, id) → bits per token (a plain split is enough for `#id` names).
-fn read_csv(path: &Path) -> (Vec<String>, HashMap<(String, i64), f64>, Vec<f64>) {
+/// Bits per token by (kind, id).
+type Rows = HashMap<(String, i64), f64>;
+
+/// The CSV's header, rows and values in file order (a plain split is enough for `#id` names).
+fn read_csv(path: &Path) -> (Vec<String>, Rows, Vec<f64>) {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
     let header: Vec<String> = lines
@@ -232,4 +235,88 @@ fn bad_requests_fail_with_a_reason() {
     assert!(fail(&["--artist", "nobody"]).contains("#12"));
     assert!(fail(&["--prompt-seconds", "5"]).contains("--prompt-seconds"));
     assert!(fail(&["--batch-size", "0"]).contains("--batch-size"));
+}
+
+/// All 119 v2 genres besides `unknown` in one forward pass per window, on the official-shaped
+/// 5b_lyrics fixture prior (v2 tables of 120 × 4111, lyrics, timing); values equal single-label
+/// scoring with the `logits` scorer.
+#[test]
+fn all_v2_genres_in_one_batch() {
+    use jukebox::labels::{Field, IdSet, Labeller};
+    use jukebox::prior::rank::{candidates, rank_labels, RankRequest};
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference/fixtures-lyrics");
+    let l = jukebox::parity::lyrics_models::load(&dir, "lyrics_5b").unwrap();
+    let ids = IdSet::v2();
+    let mut lab = Labeller::new(ids.clone(), &l.prior.cfg, 44100.0)
+        .unwrap()
+        .strict(true);
+    lab.quiet = true;
+    let cands = candidates(&ids, Field::Genre, None);
+    assert_eq!(cands.len(), 119);
+    let req = RankRequest {
+        candidates: cands,
+        artist: "Alan Jackson".into(),
+        genres: vec![],
+        lyrics: Some("Walking down the road, singing all along".into()),
+        total_length: 30 * 44100,
+    };
+    let n_ctx = l.prior.cfg.n_ctx;
+    let tokens: Vec<i64> = (0..n_ctx as i64 + 40).map(|i| (i * 37 + 11) % 64).collect();
+    let mut calls = vec![];
+    let r = rank_labels(&l.prior, &lab, &req, &tokens, None, 200, &mut |d, n| {
+        calls.push((d, n))
+    })
+    .unwrap();
+    assert_eq!(r.scored.len(), 119);
+    // One batch of 120 items, two windows: progress goes to 120 of 120.
+    assert_eq!(calls.last(), Some(&(120, 120)));
+    assert!(r.scored.windows(2).all(|w| w[0].bits <= w[1].bits));
+    let artist = ids.artist_id_strict("Alan Jackson").unwrap();
+    assert!(artist > 0);
+    // Spot-check best, worst and the baseline against one-label scoring.
+    let single = |genre: &str| -> f64 {
+        let meta = jukebox::labels::Meta {
+            artist: if genre == "unknown" {
+                "unknown".into()
+            } else {
+                "Alan Jackson".into()
+            },
+            genres: vec![genre.into()],
+            lyrics: req.lyrics.clone(),
+        };
+        let base = lab.base(&meta, req.total_length, 0).unwrap();
+        let t = candle_core::Tensor::from_slice(&tokens, (1, tokens.len()), &Device::Cpu).unwrap();
+        let mut y_at = |s: usize| -> candle_core::Result<Option<candle_core::Tensor>> {
+            let w = lab.get_y(&base, s as i64).unwrap();
+            Ok(Some(lab.y_tensor(&[w.y], &Device::Cpu).unwrap()))
+        };
+        let out =
+            jukebox::prior::score_sequence(&l.prior, &t, &mut y_at, None, false, &mut |_, _| {})
+                .unwrap();
+        out.mean_bits().unwrap() as f64
+    };
+    for s in [&r.scored[0], &r.scored[118]] {
+        let want = single(&format!("#{}", s.candidate.id));
+        assert!(
+            (s.bits - want).abs() <= 1e-4,
+            "{}: {} vs {want}",
+            s.candidate.name,
+            s.bits
+        );
+        assert_eq!(s.artist, "Alan Jackson");
+    }
+    let want = single("unknown");
+    assert!((r.baseline_bits - want).abs() <= 1e-4);
+    assert!(
+        r.scored[118].bits - r.scored[0].bits > 1e-3,
+        "labels do not matter"
+    );
+    // Memory-bounded batches: the budget divides by the per-item estimate, within 1..=items.
+    use jukebox::prior::rank::{batch_for_budget, item_bytes};
+    let per = item_bytes(&l.prior);
+    assert!(per > (n_ctx * l.prior.cfg.width * 4) as u64);
+    assert_eq!(batch_for_budget(&l.prior, 10 * per + per / 2, 120), 10);
+    assert_eq!(batch_for_budget(&l.prior, 0, 120), 1);
+    assert_eq!(batch_for_budget(&l.prior, u64::MAX, 120), 120);
 }

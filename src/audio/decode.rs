@@ -187,6 +187,7 @@ fn decode_inner(
             )
         })?;
 
+    let mut warnings = Vec::new();
     let mut rate = params.sample_rate.unwrap_or(0);
     let mut channels = params.channels.as_ref().map_or(0, |c| c.count());
     if rate != 0 {
@@ -196,10 +197,16 @@ fn decode_inner(
         check_channels(name, channels)?;
     }
 
+    // 0xFFFFFFFF is the streaming writers' "length unknown" (ffmpeg to a pipe): not a lie.
+    let streamed = kind == Some("WAV") && wav_data_size(path) == Some(u32::MAX);
+    if streamed {
+        warnings.push(format!(
+            "{name}: the WAV header gives no length (streamed file); decoded to the end of the data"
+        ));
+    }
     let mut mono: Vec<f32> = Vec::new();
     let mut scratch: Vec<f32> = Vec::new();
     let mut peak = 0f32;
-    let mut warnings = Vec::new();
     let mut skipped = 0usize;
     let mut decoded_packets = 0usize;
     let mut nonfinite: Option<(u64, usize)> = None;
@@ -216,7 +223,8 @@ fn decode_inner(
             }
             // The data stops before the header says it should: reported below with both sizes.
             Err(SymError::IoError(io))
-                if io.kind() == std::io::ErrorKind::UnexpectedEof && declared.is_some() =>
+                if io.kind() == std::io::ErrorKind::UnexpectedEof
+                    && (declared.is_some() || streamed) =>
             {
                 break
             }
@@ -312,13 +320,7 @@ fn decode_inner(
     }
     if complete {
         if let Some(n) = declared {
-            // 0xFFFFFFFF is the streaming writers' "length unknown" (ffmpeg to a pipe): not a lie.
-            let streamed = kind == Some("WAV") && wav_data_size(path) == Some(u32::MAX);
-            if streamed && (mono.len() as u64) < n {
-                warnings.push(format!(
-                    "{name}: the WAV header gives no length (streamed file); decoded to the end of the data"
-                ));
-            } else if (mono.len() as u64) < n {
+            if !streamed && (mono.len() as u64) < n {
                 bail!(
                     "{name} is truncated or its header lies about its size: the header declares {n} frames ({:.3} s) but only {} ({:.3} s) are in the file",
                     secs(n as usize, rate),

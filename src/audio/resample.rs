@@ -31,6 +31,10 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
     if from == to {
         return Ok(samples.to_vec());
     }
+    // rubato's FFT path panics on NaN/inf (found by the fuzzer); refuse them here.
+    if let Some(i) = samples.iter().position(|x| !x.is_finite()) {
+        bail!("cannot resample: sample {i} is not finite ({})", samples[i]);
+    }
     let (fi, ti) = (from as usize, to as usize);
     let g = gcd(fi, ti);
     let input = InterleavedSlice::new(samples, 1, samples.len())

@@ -39,10 +39,10 @@ pub struct Args {
     /// Only labels whose name contains TEXT (genres, and artists too).
     #[arg(long, value_name = "TEXT")]
     pub search: Option<String>,
-    /// The artist while genres are ranked (default `unknown`; `#12` for a numeric id).
+    /// The artist while genres are ranked (`#12` for a numeric id).
     #[arg(long, default_value = "unknown")]
     pub artist: String,
-    /// The genre while artists are ranked (repeat for a bag; default `unknown`).
+    /// The genre while artists are ranked (repeat for a bag) [default: unknown].
     #[arg(long)]
     pub genre: Vec<String>,
     /// Lyrics text, for lyrics priors.

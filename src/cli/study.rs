@@ -1,6 +1,6 @@
 //! `jukebox study` and `jukebox study merge`.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use jukebox::checkpoint::ModelDir;
 use jukebox::labels::{Field, IdSet};
 use jukebox::study::emit::{self, EmitOptions};
@@ -148,12 +148,12 @@ pub fn run(args: Args) -> Result<()> {
     }
 }
 
+/// Hops and sample rate, the strict label lookup, and the id lists for `--list-*`.
+type ModelInfo = (ModelFacts, Box<dyn LabelResolver>, Option<Arc<IdSet>>);
+
 /// The model's facts and label lists (any layout `ModelDir` opens); with the fake runner and no
 /// model files, the official hops and the label lists beside `model`, if any.
-fn model_info(
-    model: &Path,
-    fake: bool,
-) -> Result<(ModelFacts, Box<dyn LabelResolver>, Option<Arc<IdSet>>)> {
+fn model_info(model: &Path, fake: bool) -> Result<ModelInfo> {
     let has_model = model.join("config.json").exists() || model.join("preset").exists();
     if fake && !has_model {
         let vocab = Vocab::from_model_dir(model, 0, 0)?;

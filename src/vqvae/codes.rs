@@ -65,24 +65,23 @@ pub fn save_codes(
     if bufs.is_empty() {
         bail!("no codes to write to {}", path.display());
     }
-    let views = bufs
-        .iter()
-        .map(|(name, shape, bytes)| {
-            Ok((
-                name.clone(),
-                TensorView::new(Dtype::I64, shape.clone(), bytes)?,
-            ))
+    // The crate's writer takes a BTreeMap: `safetensors::serialize` writes metadata in HashMap
+    // order, which differs between processes and broke byte-identical resumed runs.
+    let items = bufs
+        .into_iter()
+        .map(|(name, shape, bytes)| crate::checkpoint::WriteItem {
+            name,
+            dtype: DType::I64,
+            shape,
+            bytes: Box::new(move || Ok(bytes)),
         })
-        .collect::<Result<Vec<_>>>()?;
-    let mut meta = HashMap::new();
-    meta.insert("sample_rate".to_string(), sample_rate.to_string());
-    meta.insert(
-        "hop_lengths".to_string(),
-        serde_json::to_string(hop_lengths)?,
-    );
-    meta.insert("format".to_string(), "jukebox-codes".to_string());
-    let bytes = safetensors::serialize(views, Some(meta)).context("cannot serialise codes")?;
-    crate::util::atomic_write(path, &bytes)
+        .collect();
+    let meta = std::collections::BTreeMap::from([
+        ("sample_rate".to_string(), sample_rate.to_string()),
+        ("hop_lengths".to_string(), serde_json::to_string(hop_lengths)?),
+        ("format".to_string(), "jukebox-codes".to_string()),
+    ]);
+    crate::checkpoint::safetensors_io::write(path, items, &meta)
 }
 
 /// Read a codes file written by [`save_codes`] (or any safetensors file in that layout).
