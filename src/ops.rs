@@ -6,6 +6,8 @@
 
 use candle_core::{DType, Result, Tensor, D};
 
+pub mod gemv;
+
 /// LayerNorm over the last dimension, computed in f32 (or f64) whatever the input dtype,
 /// as the official code does (it upcasts, normalises, casts back).
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {

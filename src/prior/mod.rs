@@ -117,6 +117,9 @@ pub(crate) fn shifted_embed(table: &Tensor, tokens: &Tensor, start: &Tensor) -> 
 
 /// `x · wᵀ` for a (V, W) table: (.., W) → (.., V).
 pub(crate) fn linear_no_bias(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if let Some(y) = crate::ops::gemv::linear_nt_small(x, w)? {
+        return Ok(y);
+    }
     let dims = x.dims().to_vec();
     let k = dims[dims.len() - 1];
     let rows = x.elem_count() / k;

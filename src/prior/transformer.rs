@@ -33,6 +33,10 @@ impl Conv1D {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // Sampling steps (a few rows): read the weights once, in their storage dtype.
+        if let Some(y) = ops::gemv::dense_small(x, &self.w, &self.b)? {
+            return Ok(y);
+        }
         let dt = x.dtype();
         let w = if self.w.dtype() == dt {
             self.w.clone()

@@ -1,0 +1,429 @@
+//! Matrix × few-vectors products for KV-cached sampling, where a step multiplies 1–16 rows
+//! by every weight matrix and the cost is reading the weights once from memory.
+//!
+//! candle's gemm runs these on one thread and needs f32 weights (an f16 model would be cast
+//! to f32 on every step, reading 2 + 4 + 4 bytes per weight instead of 2). Here the weights
+//! are read once, in their storage dtype (f32, f16 or bf16, widened in registers), split in
+//! contiguous row ranges over the rayon threads, with f32 accumulation. Inference only: the
+//! result carries no gradient, so callers use it only when nothing is tracked.
+
+use candle_core::{CpuStorage, DType, Device, Layout, Result, Storage, Tensor};
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+/// Rows up to which the small-batch path is used (beyond, gemm's blocking wins).
+pub const MAX_ROWS: usize = 16;
+
+/// Weight element types the kernels read.
+pub trait Wt: Copy + Send + Sync + 'static {
+    fn to_f32(self) -> f32;
+    /// Eight consecutive elements widened to f32.
+    ///
+    /// # Safety
+    /// `p` must point at 8 readable elements and the CPU must have AVX2 and F16C.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
+}
+
+impl Wt for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        std::arch::x86_64::_mm256_loadu_ps(p)
+    }
+}
+
+impl Wt for f16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    }
+}
+
+impl Wt for bf16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        // bf16 is the top half of an f32.
+        let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));
+        _mm256_castsi256_ps(_mm256_slli_epi32(h, 16))
+    }
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `y (m, n) += x[:, k0..k0+rows] · w` where `w` holds rows k0..k0+rows of a (K, n) matrix.
+fn axpy_rows<T: Wt>(w: &[T], n: usize, x: &[f32], kk: usize, k0: usize, m: usize, y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the features were detected just above; slices bound every access.
+        unsafe { axpy_rows_avx2(w, n, x, kk, k0, m, y) };
+        return;
+    }
+    axpy_rows_scalar(w, n, x, kk, k0, m, y);
+}
+
+fn axpy_rows_scalar<T: Wt>(
+    w: &[T],
+    n: usize,
+    x: &[f32],
+    kk: usize,
+    k0: usize,
+    m: usize,
+    y: &mut [f32],
+) {
+    for (r, row) in w.chunks_exact(n).enumerate() {
+        for mi in 0..m {
+            let a = x[mi * kk + k0 + r];
+            for (yv, wv) in y[mi * n..(mi + 1) * n].iter_mut().zip(row) {
+                *yv += a * wv.to_f32();
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn axpy_rows_avx2<T: Wt>(
+    w: &[T],
+    n: usize,
+    x: &[f32],
+    kk: usize,
+    k0: usize,
+    m: usize,
+    y: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let rows = w.len() / n;
+    assert!(y.len() >= m * n && x.len() >= (m - 1) * kk + k0 + rows);
+    let n8 = n / 8 * 8;
+    let wp = w.as_ptr();
+    let yp = y.as_mut_ptr();
+    let mut r = 0;
+    // Four weight rows at a time: each 8-column slice of them is loaded (and widened) once
+    // and used for every batch row.
+    while r + 4 <= rows {
+        let xa = |mi: usize, q: usize| x[mi * kk + k0 + r + q];
+        let mut j = 0;
+        while j < n8 {
+            let w0 = T::load8(wp.add(r * n + j));
+            let w1 = T::load8(wp.add((r + 1) * n + j));
+            let w2 = T::load8(wp.add((r + 2) * n + j));
+            let w3 = T::load8(wp.add((r + 3) * n + j));
+            for mi in 0..m {
+                let p = yp.add(mi * n + j);
+                let mut acc = _mm256_loadu_ps(p);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(xa(mi, 0)), w0, acc);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(xa(mi, 1)), w1, acc);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(xa(mi, 2)), w2, acc);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(xa(mi, 3)), w3, acc);
+                _mm256_storeu_ps(p, acc);
+            }
+            j += 8;
+        }
+        for j in n8..n {
+            for mi in 0..m {
+                let mut s = y[mi * n + j];
+                for q in 0..4 {
+                    s += xa(mi, q) * w[(r + q) * n + j].to_f32();
+                }
+                y[mi * n + j] = s;
+            }
+        }
+        r += 4;
+    }
+    if r < rows {
+        axpy_rows_scalar(&w[r * n..], n, x, kk, k0 + r, m, y);
+    }
+}
+
+/// Contiguous slice of a CPU tensor's elements, or None (other device/dtype, strided).
+fn with_slice<R>(
+    t: &Tensor,
+    f: impl FnOnce(WSlice<'_>) -> Result<R>,
+) -> Result<Option<R>> {
+    let (st, l): (_, &Layout) = t.storage_and_layout();
+    let Some((a, b)) = l.contiguous_offsets() else {
+        return Ok(None);
+    };
+    match &*st {
+        Storage::Cpu(CpuStorage::F32(v)) => f(WSlice::F32(&v[a..b])).map(Some),
+        Storage::Cpu(CpuStorage::F16(v)) => f(WSlice::F16(&v[a..b])).map(Some),
+        Storage::Cpu(CpuStorage::BF16(v)) => f(WSlice::BF16(&v[a..b])).map(Some),
+        _ => Ok(None),
+    }
+}
+
+enum WSlice<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+    BF16(&'a [bf16]),
+}
+
+/// `x (m, K) · w (K, n)` with the K rows split over threads; partial sums are added in a
+/// fixed order, so the result depends only on the thread count.
+fn matmul_rows<T: Wt>(x: &[f32], m: usize, w: &[T], n: usize) -> Vec<f32> {
+    let kk = w.len() / n;
+    let threads = rayon::current_num_threads().max(1);
+    // Below ~64k weights the fork costs more than it saves.
+    let parts = if w.len() < 1 << 16 { 1 } else { threads };
+    let per = kk.div_ceil(parts).div_ceil(4) * 4;
+    let partials: Vec<Vec<f32>> = (0..parts)
+        .into_par_iter()
+        .filter_map(|p| {
+            let k0 = p * per;
+            if k0 >= kk {
+                return None;
+            }
+            let k1 = (k0 + per).min(kk);
+            let mut y = vec![0f32; m * n];
+            axpy_rows(&w[k0 * n..k1 * n], n, x, kk, k0, m, &mut y);
+            Some(y)
+        })
+        .collect();
+    let mut it = partials.into_iter();
+    let mut y = it.next().unwrap_or_else(|| vec![0f32; m * n]);
+    for p in it {
+        for (a, b) in y.iter_mut().zip(&p) {
+            *a += b;
+        }
+    }
+    y
+}
+
+/// Small-batch `x · w + b` for the official `Conv1D` layout (`w` is (n_in, n_out)), with `w`
+/// and `b` in f32, f16 or bf16 and `x` in f32. Returns None where it does not apply (more
+/// than [`MAX_ROWS`] rows, not on the CPU, gradients tracked, other dtypes): use the general
+/// path then.
+pub fn dense_small(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
+    if !matches!(x.device(), Device::Cpu)
+        || x.dtype() != DType::F32
+        || x.track_op()
+        || w.track_op()
+        || b.track_op()
+        || w.rank() != 2
+    {
+        return Ok(None);
+    }
+    let dims = x.dims().to_vec();
+    let (kk, n) = w.dims2()?;
+    if dims.last() != Some(&kk) {
+        return Ok(None);
+    }
+    let m = x.elem_count() / kk.max(1);
+    if m == 0 || m > MAX_ROWS {
+        return Ok(None);
+    }
+    let x = x.contiguous()?;
+    let xs = match with_slice(&x, |s| match s {
+        WSlice::F32(v) => Ok(v.to_vec()),
+        _ => Ok(vec![]),
+    })? {
+        Some(v) if v.len() == m * kk => v,
+        _ => return Ok(None),
+    };
+    let bias = b.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    if bias.len() != n {
+        return Ok(None);
+    }
+    let y = with_slice(w, |s| {
+        Ok(match s {
+            WSlice::F32(v) => matmul_rows(&xs, m, v, n),
+            WSlice::F16(v) => matmul_rows(&xs, m, v, n),
+            WSlice::BF16(v) => matmul_rows(&xs, m, v, n),
+        })
+    })?;
+    let Some(mut y) = y else { return Ok(None) };
+    for row in y.chunks_exact_mut(n) {
+        for (v, bb) in row.iter_mut().zip(&bias) {
+            *v += bb;
+        }
+    }
+    let mut out = dims;
+    let last = out.len() - 1;
+    out[last] = n;
+    Tensor::from_vec(y, out, &Device::Cpu).map(Some)
+}
+
+/// Dot products of `x (m, K)` with rows `n0..` of `w (n, K)` into `y[mi][n0 + i]`.
+fn dot_rows<T: Wt>(w: &[T], kk: usize, x: &[f32], m: usize, out: &mut [f32]) {
+    // out is (rows, m): row-major per weight row, transposed back by the caller.
+    for (row, o) in w.chunks_exact(kk).zip(out.chunks_exact_mut(m)) {
+        let mut wf = [0f32; 64];
+        let mut acc = vec![[0f32; 8]; m];
+        for (c, wc) in row.chunks(64).enumerate() {
+            for (d, s) in wf.iter_mut().zip(wc) {
+                *d = s.to_f32();
+            }
+            let len = wc.len();
+            for (mi, a) in acc.iter_mut().enumerate() {
+                let xr = &x[mi * kk + c * 64..mi * kk + c * 64 + len];
+                for (q, (xv, wv)) in xr.iter().zip(&wf[..len]).enumerate() {
+                    a[q % 8] += xv * wv;
+                }
+            }
+        }
+        for (mi, a) in acc.iter().enumerate() {
+            o[mi] = a.iter().sum();
+        }
+    }
+}
+
+/// Small-batch `x · wᵀ` for a (n, K) table (the tied/untied output head). Same conditions
+/// as [`dense_small`].
+pub fn linear_nt_small(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    if !matches!(x.device(), Device::Cpu)
+        || x.dtype() != DType::F32
+        || x.track_op()
+        || w.track_op()
+        || w.rank() != 2
+    {
+        return Ok(None);
+    }
+    let dims = x.dims().to_vec();
+    let (n, kk) = w.dims2()?;
+    if dims.last() != Some(&kk) {
+        return Ok(None);
+    }
+    let m = x.elem_count() / kk.max(1);
+    if m == 0 || m > MAX_ROWS {
+        return Ok(None);
+    }
+    let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
+    let rows_per = 64;
+    let run = |out: &mut Vec<f32>, s: WSlice<'_>| {
+        let f = |chunk: (usize, &mut [f32])| {
+            let (ci, o) = chunk;
+            let r0 = ci * rows_per;
+            let r1 = (r0 + rows_per).min(n);
+            match &s {
+                WSlice::F32(v) => dot_rows(&v[r0 * kk..r1 * kk], kk, &xs, m, o),
+                WSlice::F16(v) => dot_rows(&v[r0 * kk..r1 * kk], kk, &xs, m, o),
+                WSlice::BF16(v) => dot_rows(&v[r0 * kk..r1 * kk], kk, &xs, m, o),
+            }
+        };
+        out.par_chunks_mut(rows_per * m).enumerate().for_each(f);
+    };
+    let mut t = vec![0f32; n * m];
+    if with_slice(w, |s| {
+        run(&mut t, s);
+        Ok(())
+    })?
+    .is_none()
+    {
+        return Ok(None);
+    }
+    // (n, m) → (m, n)
+    let mut y = vec![0f32; m * n];
+    for r in 0..n {
+        for mi in 0..m {
+            y[mi * n + r] = t[r * m + mi];
+        }
+    }
+    let mut out = dims;
+    let last = out.len() - 1;
+    out[last] = n;
+    Tensor::from_vec(y, out, &Device::Cpu).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::uniform;
+
+    fn rand(shape: (usize, usize), seed: u64) -> Tensor {
+        let v: Vec<f32> = (0..shape.0 * shape.1)
+            .map(|i| (uniform(seed, 0, 0, i as u64) * 2.0 - 1.0) as f32)
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_err(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    #[test]
+    fn dense_small_matches_matmul_for_every_dtype_and_shape() {
+        // Odd K (row tail) and n (column tail), 1..16 rows, and a size that splits over threads.
+        for &(m, kk, n) in &[(1, 7, 5), (3, 64, 24), (4, 301, 67), (16, 300, 260), (2, 512, 256)] {
+            let x = rand((m, kk), 1);
+            let w = rand((kk, n), 2);
+            let b = rand((1, n), 3).squeeze(0).unwrap();
+            for dt in [DType::F32, DType::F16, DType::BF16] {
+                let (wd, bd) = (w.to_dtype(dt).unwrap(), b.to_dtype(dt).unwrap());
+                let want = x
+                    .matmul(&wd.to_dtype(DType::F32).unwrap())
+                    .unwrap()
+                    .broadcast_add(&bd.to_dtype(DType::F32).unwrap())
+                    .unwrap();
+                let got = dense_small(&x, &wd, &bd).unwrap().expect("fast path");
+                assert_eq!(got.dims(), &[m, n]);
+                let e = max_err(&got, &want);
+                assert!(e < 1e-4, "{dt:?} {m}x{kk}x{n}: {e}");
+            }
+        }
+        // 3-D input keeps its leading dims.
+        let x = rand((2, 24), 4).reshape((2, 1, 24)).unwrap();
+        let w = rand((24, 8), 5);
+        let b = Tensor::zeros(8, DType::F32, &Device::Cpu).unwrap();
+        let got = dense_small(&x, &w, &b).unwrap().unwrap();
+        assert_eq!(got.dims(), &[2, 1, 8]);
+        // Too many rows, or tracked weights: not applicable.
+        let big = rand((17, 24), 6);
+        assert!(dense_small(&big, &w, &b).unwrap().is_none());
+        let var = candle_core::Var::from_tensor(&w).unwrap();
+        assert!(dense_small(&x, var.as_tensor(), &b).unwrap().is_none());
+    }
+
+    #[test]
+    fn linear_nt_small_matches_matmul() {
+        for &(m, kk, n) in &[(1, 70, 9), (4, 128, 200)] {
+            let x = rand((m, kk), 7);
+            let w = rand((n, kk), 8);
+            for dt in [DType::F32, DType::F16, DType::BF16] {
+                let wd = w.to_dtype(dt).unwrap();
+                let want = x
+                    .matmul(&wd.to_dtype(DType::F32).unwrap().t().unwrap())
+                    .unwrap();
+                let got = linear_nt_small(&x, &wd).unwrap().expect("fast path");
+                let e = max_err(&got, &want);
+                assert!(e < 1e-4, "{dt:?} {m}x{kk}x{n}: {e}");
+            }
+        }
+    }
+}
