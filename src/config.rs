@@ -644,6 +644,15 @@ pub fn attn_order_from_hf(name: &str) -> Result<usize> {
 }
 
 fn prior_from_hf(p: &Value, level: usize, vq: &VqvaeConfig, hops: &[usize]) -> Result<PriorConfig> {
+    // More priors than VQ-VAE levels would index past downs_t/strides_t (found by fuzzing).
+    if level >= vq.levels || vq.downs_t.len() < vq.levels || vq.strides_t.len() < vq.levels || hops.len() < vq.levels {
+        bail!(
+            "prior level {level} has no VQ-VAE level: the VQ-VAE has {} levels (downs_t {:?}, strides_t {:?})",
+            vq.levels,
+            vq.downs_t,
+            vq.strides_t
+        );
+    }
     let top = level + 1 == vq.levels;
     let attn_order = match p.get("attn_order").and_then(Value::as_u64) {
         Some(o) => o as usize,

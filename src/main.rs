@@ -18,7 +18,8 @@ fn clean_message(msg: &str) -> String {
         .filter(|l| {
             let t = l.trim_start();
             let frame = t.split_once(": ").is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty());
-            !(frame && l.starts_with(' ')) && !(t.starts_with("at ") && l.starts_with("    "))
+            let location = t.starts_with("at ") && l.starts_with("    ");
+            !(frame && l.starts_with(' ') || location)
         })
         .collect::<Vec<_>>()
         .join("\n")

@@ -190,3 +190,14 @@ pub fn conv_transpose1d(
         None => Ok(y),
     }
 }
+
+/// Fix the thread count in `RAYON_NUM_THREADS` (to the available cores) unless the user set
+/// it. candle 0.11.1 otherwise calls `num_cpus::get_physical()`, which parses /proc/cpuinfo,
+/// on *every* matmul: 15–50 µs each, which made small-model sampling ~40× slower. Call it
+/// first thing in `main`, before any thread pool starts.
+pub fn init_threads() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+}

@@ -112,6 +112,19 @@ fn audio_infinite_samples() {
 }
 
 #[test]
+fn audio_absurd_float_values() {
+    // Finite but enormous float samples at 48 kHz: the resampler's FFT would overflow (a
+    // fuzzer find); the file is refused instead.
+    let t = tmp();
+    let p = t.path().join("loud.wav");
+    let d: Vec<u8> = (0..4800)
+        .flat_map(|i| if i % 2 == 0 { 3e38f32 } else { -3e38 }.to_le_bytes())
+        .collect();
+    fs::write(&p, wav_raw(48_000, 1, 32, 3, &d, None)).unwrap();
+    expect_err(&encode(&t, &p), &["loud.wav", "resampling", "corrupt"]);
+}
+
+#[test]
 fn audio_all_silence_is_allowed_with_a_warning() {
     let t = tmp();
     let p = t.path().join("silent.wav");

@@ -140,7 +140,9 @@ fn kill_resume_loop(
     let mut killed = 0;
     for _ in 0..kills {
         let args = if started() { resume } else { first };
-        let delay = Duration::from_millis(30 + rng.below(max_ms));
+        // Within the first third of an uninterrupted run's time, so a run is interrupted
+        // several times even when it is faster than the timed one; each resume makes progress.
+        let delay = Duration::from_millis(30 + rng.below(max_ms / 3));
         if run_and_kill(dir, args, delay) {
             break;
         }
@@ -203,7 +205,7 @@ fn sample_survives_sigkill_and_resumes_identically() {
         },
     );
     eprintln!("sample: {killed} kills");
-    assert!(killed >= 1, "the run was never interrupted");
+    assert!(killed >= 2, "the run was not interrupted twice");
     assert_same_tree(&t.path().join("straight"), &run);
 }
 
@@ -265,7 +267,7 @@ fn study_survives_sigkill_and_resumes_identically() {
         },
     );
     eprintln!("study: {killed} kills");
-    assert!(killed >= 1, "the study was never interrupted");
+    assert!(killed >= 2, "the study was not interrupted twice");
     assert_same_tree(&t.path().join("straight"), &dir);
 }
 
@@ -355,7 +357,7 @@ fn train_survives_sigkill_with_a_valid_checkpoint() {
         },
     );
     eprintln!("train: {killed} kills");
-    assert!(killed >= 1, "training was never interrupted");
+    assert!(killed >= 2, "training was not interrupted twice");
     // The finished model equals the uninterrupted one.
     let a = fs::read(t.path().join("straight/model/model.safetensors")).unwrap();
     let b = fs::read(out.join("model/model.safetensors")).unwrap();

@@ -317,7 +317,7 @@ fn every_parameter_receives_a_gradient() {
                     .abs()
                     .and_then(|a| a.sum_all()?.to_scalar::<f32>())
                     .expect("sum");
-                if !(s > 0.0) {
+                if s.is_nan() || s <= 0.0 {
                     missing.push(format!("{name} (zero)"));
                 }
             }

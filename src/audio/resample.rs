@@ -31,9 +31,14 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
     if from == to {
         return Ok(samples.to_vec());
     }
-    // rubato's FFT path panics on NaN/inf (found by the fuzzer); refuse them here.
-    if let Some(i) = samples.iter().position(|x| !x.is_finite()) {
-        bail!("cannot resample: sample {i} is not finite ({})", samples[i]);
+    // rubato's FFT path panics on NaN/inf, and on finite values so large that its sums
+    // overflow (both found by the fuzzer); refuse them here. Audio is near [-1, 1].
+    const MAX_ABS: f32 = 1e20;
+    if let Some(i) = samples.iter().position(|x| !(x.abs() <= MAX_ABS)) {
+        bail!(
+            "cannot resample: sample {i} is {} (not finite or beyond ±{MAX_ABS:e}); the audio is corrupt",
+            samples[i]
+        );
     }
     let (fi, ti) = (from as usize, to as usize);
     let g = gcd(fi, ti);

@@ -25,10 +25,9 @@ pub fn random_vb(seed: u64, dtype: DType, dev: &Device) -> VarBuilder<'static> {
 }
 
 fn name_hash(name: &str) -> u64 {
-    name.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-        })
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// (centre, half-width) of the uniform distribution standing in for `init`.

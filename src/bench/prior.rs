@@ -300,7 +300,10 @@ mod tests {
     #[test]
     fn presets_have_the_issue_shapes() {
         let mid = prior_preset("mid").unwrap();
-        assert_eq!((mid.width, mid.depth, mid.heads, mid.n_ctx), (1024, 24, 8, 8192));
+        assert_eq!(
+            (mid.width, mid.depth, mid.heads, mid.n_ctx),
+            (1024, 24, 8, 8192)
+        );
         let big = prior_preset("1b").unwrap();
         assert_eq!((big.width, big.depth), (2048, 72));
         // 1b-size: ~0.9 G weights read per step (≈ 3.6 GB in f32).
@@ -357,11 +360,20 @@ mod tests {
             assert!(r > 0.0 && r.is_finite());
             // f16 storage halves the weight bytes.
             let elem = if m.dtype == "f16" { 2 } else { 4 };
-            assert_eq!(m.weight_bytes.unwrap(), weight_bytes_per_step(&o.cfg, elem) as f64);
+            assert_eq!(
+                m.weight_bytes.unwrap(),
+                weight_bytes_per_step(&o.cfg, elem) as f64
+            );
         }
-        let full = s.iter().find(|m| m.fill.as_deref() == Some("full")).unwrap();
+        let full = s
+            .iter()
+            .find(|m| m.fill.as_deref() == Some("full"))
+            .unwrap();
         assert_eq!(full.pos, Some(64 - 3));
-        let primed = s.iter().find(|m| m.fill.as_deref() == Some("prime")).unwrap();
+        let primed = s
+            .iter()
+            .find(|m| m.fill.as_deref() == Some("prime"))
+            .unwrap();
         assert_eq!(primed.pos, Some(16));
     }
 }

@@ -81,6 +81,7 @@ fn device(cuda: bool) -> Result<Device> {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    jukebox::ops::init_threads();
     let dev = device(a.cuda)?;
     let mut presets: Vec<String> = vec![];
     for p in &a.prior {
@@ -93,7 +94,9 @@ pub fn run(a: Args) -> Result<()> {
             bail!(
                 "--prior `{p}` is not one of {} or all{}",
                 PRIOR_PRESETS.join(", "),
-                near.first().map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default()
+                near.first()
+                    .map(|n| format!(" (did you mean `{n}`?)"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -135,7 +138,10 @@ pub fn run(a: Args) -> Result<()> {
     let bw = if a.no_bandwidth || a.cuda {
         None
     } else {
-        eprintln!("memory bandwidth ({} per array)…", bench::fmt_bytes(a.bandwidth_bytes as f64));
+        eprintln!(
+            "memory bandwidth ({} per array)…",
+            bench::fmt_bytes(a.bandwidth_bytes as f64)
+        );
         let b = bench::bandwidth(a.bandwidth_bytes, 5);
         let mut m = Measurement::new("bandwidth", "stream", "f32");
         m.copy_bytes_per_s = Some(b.copy);

@@ -84,6 +84,9 @@ pub struct RunArgs {
     /// Leave out the control cells (no-label cell and ancestral column).
     #[arg(long)]
     pub no_controls: bool,
+    /// Do not rank the model's labels on the prompt (`label_ranking.csv`).
+    #[arg(long)]
+    pub no_rank: bool,
     /// Most cells in one batch group [default: 8].
     #[arg(long)]
     pub max_batch: Option<usize>,
@@ -313,6 +316,9 @@ fn run_study(a: RunArgs) -> Result<()> {
             .join(".work"),
         None => root.join(".work"),
     };
+    if shard.is_none() && !a.fake_runner && !a.no_rank {
+        rank_prompt(&plan, &root)?;
+    }
     let mut runner = make_runner(&model, &work, a.fake_runner)?;
     let summary = st::run_study(
         &plan,
@@ -338,6 +344,47 @@ fn run_study(a: RunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Rank the model's genres (and artists, when the list is short) by how well they explain the
+/// prompt (issue 12), once per study, so the report shows them beside the sweep.
+fn rank_prompt(plan: &Plan, root: &Path) -> Result<()> {
+    let out = root.join("label_ranking.csv");
+    if out.exists() {
+        return Ok(());
+    }
+    let md = ModelDir::open(Path::new(&plan.model))?;
+    let top = md.config.top_level();
+    let Some(prior) = md.config.priors.get(top) else { return Ok(()) };
+    if prior.labels.is_none() {
+        return Ok(());
+    }
+    let ids = IdSet::for_model(Path::new(&plan.model), prior)?;
+    let few_artists = ids.table(Field::Artist).entries.len() <= 64;
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        a: super::rank_labels::Args,
+    }
+    let mut argv = vec![
+        "rank-labels".to_string(),
+        "--model".into(),
+        plan.model.clone(),
+        "--prompt".into(),
+        plan.prompt.clone(),
+        "--prompt-seconds".into(),
+        format!("{}", plan.prompt_seconds),
+        "--top".into(),
+        "10".into(),
+        "-o".into(),
+        out.display().to_string(),
+    ];
+    if few_artists {
+        argv.push("--artists".into());
+    }
+    let w = <Wrap as clap::Parser>::try_parse_from(argv).context("building the rank-labels request")?;
+    eprintln!("study: ranking the model's labels on the prompt (skip with --no-rank)");
+    super::rank_labels::run(w.a).context("ranking labels on the prompt")
 }
 
 /// Rough batched tokens per second per level on this kind of CPU, for estimates only.

@@ -27,6 +27,11 @@ const N_MELS: usize = 64;
 /// be (relative to the current one) to move up.
 const PREFERRED_MIN_BPM: f64 = 70.0;
 const FASTER_RATIO: f64 = 0.88;
+/// Tempo prior: log-normal around 120 BPM, this many octaves wide (one standard deviation).
+const PRIOR_CENTRE_BPM: f64 = 120.0;
+const PRIOR_OCTAVES: f64 = 1.0;
+/// Weight of the eighth- and sixteenth-note lags in the metrical comb.
+const SUBDIV_WEIGHT: f64 = 1.0;
 
 /// Full-band and low-band (below 250 Hz: kick, snare body, bass) log-mel flux.
 struct Flux {
@@ -134,9 +139,11 @@ fn interp(ac: &[f64], lag: f64) -> f64 {
 /// shorter than two beats at the slowest tempo).
 ///
 /// The onset envelope (full band plus low band, so kick and snare weigh more than hi-hats) is
-/// high-passed and lightly smoothed; its autocorrelation is scored at the beat period L as a
-/// harmonic comb `Σ_k ac(kL)/k`, k = 1..4 (the multiples sharpen the estimate to a fraction of a
-/// frame), under a broad preference for 120 BPM. The octave is then chosen from the pulse
+/// high-passed and lightly smoothed. Its autocorrelation is scored at each beat period L as a
+/// metrical comb `Σ_k ac(kL)/k + ac(L/2) + ac(L/4)`, k = 1..4 (multiples: a steady beat;
+/// halves and quarters: eighths and sixteenths on the grid), under a log-normal prior around
+/// 120 BPM (one octave wide); this picks the metrical family even on syncopated breaks. The
+/// period is refined with the multiples alone, and the octave is then chosen from the pulse
 /// strengths: the slowest octave at or above 70 BPM, doubled while the doubled pulse is at least
 /// 0.88 as strong (a steady 180 BPM click stays 180; a rock beat at 80 with eighth-note hats stays
 /// 80). Tempos below 70 BPM are therefore reported doubled; compare with
@@ -168,7 +175,7 @@ pub fn tempo_estimate(samples: &[f32], sr: u32) -> Option<TempoEstimate> {
         })
         .collect();
 
-    // Harmonic comb over the beat period's multiples.
+    // Harmonic comb over the beat period's multiples (sharpens the period estimate).
     let comb = |bpm: f64| -> f64 {
         let lag = 60.0 * fps / bpm;
         (1..=4)
@@ -178,8 +185,17 @@ pub fn tempo_estimate(samples: &[f32], sr: u32) -> Option<TempoEstimate> {
             .map(|(i, kl)| interp(&ac, kl) / (i + 1) as f64)
             .sum()
     };
+    // Metrical comb: the beat's multiples plus its subdivisions (eighths and sixteenths). A
+    // syncopated break (the Amen's snares 3 and 5 sixteenths apart) has strong periodicities at
+    // off-beat lags such as 5 sixteenths, but only the true beat also has its halves and
+    // quarters on the grid, so the subdivisions single out the metrical family.
+    let metric = |bpm: f64| -> f64 {
+        let lag = 60.0 * fps / bpm;
+        comb(bpm) + SUBDIV_WEIGHT * (interp(&ac, lag / 2.0) + interp(&ac, lag / 4.0))
+    };
+    let prior = |bpm: f64| (-0.5 * ((bpm / PRIOR_CENTRE_BPM).log2() / PRIOR_OCTAVES).powi(2)).exp();
     // Best tempo on a 0.05 BPM grid within [lo, hi].
-    let search = |lo: f64, hi: f64, prior: bool| -> Option<(f64, f64)> {
+    let search = |lo: f64, hi: f64, score_of: &dyn Fn(f64) -> f64| -> Option<(f64, f64)> {
         let (lo, hi) = (lo.max(MIN_BPM), hi.min(MAX_BPM));
         let steps = ((hi - lo) / 0.05).floor() as usize;
         let mut best: Option<(f64, f64)> = None;
@@ -188,12 +204,7 @@ pub fn tempo_estimate(samples: &[f32], sr: u32) -> Option<TempoEstimate> {
             if 60.0 * fps / bpm + 1.0 >= ac.len() as f64 {
                 continue;
             }
-            let w = if prior {
-                (-0.5 * ((bpm / 120.0).log2() / 1.5).powi(2)).exp()
-            } else {
-                1.0
-            };
-            let score = comb(bpm) * w;
+            let score = score_of(bpm);
             if best.is_none_or(|b| score > b.0) {
                 best = Some((score, bpm));
             }
@@ -207,7 +218,7 @@ pub fn tempo_estimate(samples: &[f32], sr: u32) -> Option<TempoEstimate> {
             .map(|d| interp(&ac, (lag + d as f64 * 0.5).max(0.0)))
             .fold(f64::MIN, f64::max)
     };
-    let (score, mut bpm) = search(MIN_BPM, MAX_BPM, true)?;
+    let (score, mut bpm) = search(MIN_BPM, MAX_BPM, &|b| metric(b) * prior(b))?;
     if score <= 0.0 {
         return None;
     }
@@ -216,10 +227,10 @@ pub fn tempo_estimate(samples: &[f32], sr: u32) -> Option<TempoEstimate> {
     // equal) goes up to its own rate; a beat with weaker off-beats (hi-hats between kick and
     // snare) stays at the kick/snare level.
     while bpm / 2.0 >= PREFERRED_MIN_BPM {
-        bpm = search(bpm / 2.0 * 0.97, bpm / 2.0 * 1.03, false).map_or(bpm / 2.0, |b| b.1);
+        bpm = search(bpm / 2.0 * 0.97, bpm / 2.0 * 1.03, &comb).map_or(bpm / 2.0, |b| b.1);
     }
     while bpm * 2.0 <= MAX_BPM && pulse(bpm * 2.0) >= FASTER_RATIO * pulse(bpm) {
-        bpm = search(bpm * 2.0 * 0.97, bpm * 2.0 * 1.03, false).map_or(bpm * 2.0, |b| b.1);
+        bpm = search(bpm * 2.0 * 0.97, bpm * 2.0 * 1.03, &comb).map_or(bpm * 2.0, |b| b.1);
     }
     Some(TempoEstimate {
         bpm,

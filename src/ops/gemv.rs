@@ -164,10 +164,7 @@ unsafe fn axpy_rows_avx2<T: Wt>(
 }
 
 /// Contiguous slice of a CPU tensor's elements, or None (other device/dtype, strided).
-fn with_slice<R>(
-    t: &Tensor,
-    f: impl FnOnce(WSlice<'_>) -> Result<R>,
-) -> Result<Option<R>> {
+fn with_slice<R>(t: &Tensor, f: impl FnOnce(WSlice<'_>) -> Result<R>) -> Result<Option<R>> {
     let (st, l): (_, &Layout) = t.storage_and_layout();
     let Some((a, b)) = l.contiguous_offsets() else {
         return Ok(None);
@@ -380,7 +377,13 @@ mod tests {
     #[test]
     fn dense_small_matches_matmul_for_every_dtype_and_shape() {
         // Odd K (row tail) and n (column tail), 1..16 rows, and a size that splits over threads.
-        for &(m, kk, n) in &[(1, 7, 5), (3, 64, 24), (4, 301, 67), (16, 300, 260), (2, 512, 256)] {
+        for &(m, kk, n) in &[
+            (1, 7, 5),
+            (3, 64, 24),
+            (4, 301, 67),
+            (16, 300, 260),
+            (2, 512, 256),
+        ] {
             let x = rand((m, kk), 1);
             let w = rand((kk, n), 2);
             let b = rand((1, n), 3).squeeze(0).unwrap();

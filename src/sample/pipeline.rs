@@ -169,7 +169,7 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
                 None => load_vqvae(md, dev)?,
             };
             for (l, c) in &state.prompt {
-                write_level_audio(&v, *l, &[c.clone()], &[run_dir.join(format!("prompt/level_{l}.wav"))], dev)?;
+                write_level_audio(&v, *l, std::slice::from_ref(c), &[run_dir.join(format!("prompt/level_{l}.wav"))], dev)?;
             }
             vq = Some(v);
         }

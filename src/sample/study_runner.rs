@@ -134,7 +134,7 @@ impl CellRunner for ModelRunner {
             codes.insert(l, c);
         }
         self.prompt_codes = codes;
-        out.sort_by(|a, b| b.level.cmp(&a.level));
+        out.sort_by_key(|r| std::cmp::Reverse(r.level));
         Ok(out)
     }
 

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Table of Rust/PyTorch ratios from a bench/raw/<stamp>/ directory (torch.jsonl + rust.jsonl),
+written by scripts/bench-vs-torch. Standard library only."""
+
+import json
+import os
+import sys
+
+d = sys.argv[1]
+def load(name):
+    p = os.path.join(d, name)
+    return [json.loads(l) for l in open(p)] if os.path.exists(p) else []
+torch, rust = load("torch.jsonl"), load("rust.jsonl")
+rows = []
+def add(what, r, t, target=None, note=""):
+    # bench.py's primed figure is a difference of two timings and can come out <= 0 when
+    # the run is too short for the noise: report it as missing rather than as a ratio.
+    if t is not None and t <= 0:
+        t, note = None, (note + " torch figure invalid (noise)").strip()
+    ratio = r / t if (r and t) else None
+    ok = "" if target is None or ratio is None else ("MET" if ratio >= target else "MISSED")
+    rows.append((what, r, t, ratio, target, ok, note))
+def rget(**kw):
+    for m in rust:
+        if all(m.get(k) == v for k, v in kw.items()):
+            return m
+    return None
+for t in torch:
+    k = t["kind"]
+    if k.startswith("vqvae_"):
+        r = rget(kind=k, config=t["config"])
+        if r:
+            # best of reps on both sides
+            tv = t["audio_seconds"] / t["wall_s_min"]
+            add(f"{k} ({t['config']}) audio s/s", r["audio_s_per_wall_s"], tv, 2.0)
+    elif k.startswith("prior_"):
+        cfg, b = t["config"], t["batch"]
+        fill = "prime" if t["prime"] else "empty"
+        r = rget(kind="prior_sample", config=cfg, batch=b, fill=fill, dtype="f32")
+        target = 5.0 if cfg == "mid" else None
+        if r:
+            add(f"{cfg} b{b} {fill} steps/s", r["steps_per_s"], t["steps_per_s"], target,
+                f"roofline {100*r.get('roofline_share', 0):.0f}%")
+        if t["prime"]:
+            p = rget(kind="prior_prefill", config=cfg, batch=b, dtype="f32")
+            if p:
+                # torch: prefill + 1 sampled token; speed = 1/time
+                add(f"{cfg} b{b} prefill {t['prime']} (1/s)", 1 / p["wall_s"], 1 / t["prefill_plus1_s"])
+print(f"{'measurement':<44} {'rust':>10} {'torch':>10} {'ratio':>8} {'target':>7}  result")
+for what, r, t, ratio, target, ok, note in rows:
+    rs = f"{r:10.3f}" if r else " " * 10
+    ts = f"{t:10.3f}" if t else " " * 10
+    rt = f"{ratio:7.2f}x" if ratio else " " * 8
+    tg = f"{target:6.1f}x" if target else " " * 7
+    print(f"{what:<44} {rs} {ts} {rt} {tg}  {ok} {note}")
+print()
+print("Rust only: roofline share (target >= 60% at mid b1) and f16/bf16 storage gain")
+for m in rust:
+    if m["kind"] == "prior_sample":
+        base = rget(kind="prior_sample", config=m["config"], batch=m["batch"], fill=m["fill"], dtype="f32")
+        gain = m["steps_per_s"] / base["steps_per_s"] if base else float("nan")
+        tgt = ""
+        if m["config"] == "mid" and m["batch"] == 1 and m["dtype"] == "f32":
+            tgt = "MET" if m.get("roofline_share", 0) >= 0.6 else "MISSED"
+        print(f"  {m['config']:<6} {m['dtype']:<5} b{m['batch']} {m['fill']:<6}@{m['pos']:<5} "
+              f"{m['steps_per_s']:9.2f} steps/s  {m['tokens_per_s_total']:9.2f} tok/s  "
+              f"roofline {100*m.get('roofline_share', 0):5.1f}% (read {100*m.get('roofline_share_read', 0):5.1f}%)  "
+              f"x{gain:.2f} vs f32  load {m.get('load1', 0):.1f} {tgt}")
+    elif m["kind"] in ("bandwidth", "prior_prefill"):
+        print("  ", {k: v for k, v in m.items() if k not in ("threads",)})
