@@ -63,9 +63,12 @@ impl VqvaeConfig {
     /// Samples per token at each level (8, 32, 128 for the official model).
     pub fn hop_lengths(&self) -> Vec<usize> {
         let mut hops = Vec::with_capacity(self.levels);
-        let mut acc = 1;
+        let mut acc = 1usize;
         for l in 0..self.levels {
-            acc *= self.strides_t[l].pow(self.downs_t[l] as u32);
+            // Saturating: an unvalidated config must not panic here (fuzzing found it).
+            let s = self.strides_t.get(l).copied().unwrap_or(1);
+            let d = self.downs_t.get(l).copied().unwrap_or(0);
+            acc = acc.saturating_mul(s.saturating_pow(d.min(64) as u32));
             hops.push(acc);
         }
         hops
@@ -98,6 +101,15 @@ impl VqvaeConfig {
         }
         if self.emb_width == 0 || self.l_bins == 0 || self.width == 0 || self.depth == 0 {
             bail!("vqvae emb_width, l_bins, width and depth must be positive");
+        }
+        // Zero strides give a hop of 0 (division by zero later); huge ones overflow.
+        let hop = self.hop_lengths().last().copied().unwrap_or(1);
+        if self.strides_t.contains(&0) || !(1..=1 << 20).contains(&hop) {
+            bail!(
+                "vqvae strides_t {:?} and downs_t {:?} give a top hop of {hop} samples; expected 1..=1048576",
+                self.strides_t,
+                self.downs_t
+            );
         }
         Ok(())
     }
@@ -483,6 +495,7 @@ impl JukeboxConfig {
             commit: get_f(vq, "commit").unwrap_or(0.02),
             l_mu: get_f(vq, "lmu").unwrap_or(0.99),
         };
+        vqvae.validate().context("config.json vqvae_config")?;
         let hops = vqvae.hop_lengths();
         let list = v
             .get("prior_config_list")

@@ -16,6 +16,7 @@ pub mod labels;
 pub mod ops;
 pub mod parity;
 pub mod prior;
+pub mod quality;
 pub mod sample;
 pub mod spectral;
 pub mod study;

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 include!("../fuzz/entry.rs");
 
-const TARGETS: [(&str, fn(&[u8])); 5] = [
+type Entry = fn(&[u8]);
+
+const TARGETS: [(&str, Entry); 5] = [
     ("audio", fuzz_audio),
     ("legacy_pickle", fuzz_legacy_pickle),
     ("zip_pickle", fuzz_zip_pickle),

@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod labels;
 pub mod logits;
 pub mod parity;
+pub mod quality;
 pub mod rank_labels;
 pub mod sample;
 pub mod study;
@@ -54,6 +55,8 @@ pub enum Command {
     Dataset(dataset::Args),
     /// Measure throughput on this machine.
     Bench(bench::Args),
+    /// Measure a model on held-out audio against trivial baselines; write QUALITY.md.
+    Quality(quality::Args),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -72,5 +75,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train::run(a),
         Command::Dataset(a) => dataset::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Quality(a) => quality::run(a),
     }
 }

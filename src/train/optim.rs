@@ -159,13 +159,15 @@ impl Adam {
             let Some(g) = grads.get(s.var.as_tensor()) else {
                 continue;
             };
-            let g = (g.to_dtype(DType::F32)? * scale)?;
-            s.m = ((&s.m * b1)? + (&g * (1.0 - b1))?)?;
-            s.v = ((&s.v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+            // Gradients carry the op graph of the backward pass, which references the whole
+            // forward graph: detach, or the moments would keep every step's graph alive.
+            let g = (g.detach().to_dtype(DType::F32)? * scale)?;
+            s.m = ((&s.m * b1)? + (&g * (1.0 - b1))?)?.detach();
+            s.v = ((&s.v * b2)? + (g.sqr()? * (1.0 - b2))?)?.detach();
             let mhat = (&s.m / bc1)?;
             let denom = ((&s.v / bc2)?.sqrt()? + self.cfg.eps)?;
             let mut upd = (mhat / denom)?;
-            let theta = s.var.as_tensor().to_dtype(DType::F32)?;
+            let theta = s.var.as_tensor().detach().to_dtype(DType::F32)?;
             if self.cfg.weight_decay > 0.0 {
                 upd = (upd + (&theta * self.cfg.weight_decay)?)?;
             }

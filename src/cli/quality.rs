@@ -1,0 +1,192 @@
+//! `jukebox quality`: measure a model on held-out audio and write the Markdown report.
+
+use anyhow::{bail, Context, Result};
+use jukebox::quality::{self, BitsOpts, QualityOpts, TempoOpts};
+use jukebox::util::resolve_default;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model directory (HF layout).
+    #[arg(long, default_value = "models/default")]
+    pub model: PathBuf,
+    /// The corpus the VQ-VAE was trained on (reconstruction and codebook figures).
+    #[arg(long)]
+    pub corpus: PathBuf,
+    /// The corpus the priors were trained on (bits per token); default: --corpus.
+    #[arg(long)]
+    pub prior_corpus: Option<PathBuf>,
+    /// The training split's seed and validation fraction (`train.seed`, `train.valid_fraction`).
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
+    #[arg(long, default_value_t = 0.1)]
+    pub valid_fraction: f64,
+    /// Held-out clips for reconstruction, and their length in seconds.
+    #[arg(long, default_value_t = 8)]
+    pub clips: usize,
+    #[arg(long, default_value_t = 4.0)]
+    pub clip_seconds: f64,
+    /// Held-out windows per prior level.
+    #[arg(long, default_value_t = 16)]
+    pub windows: usize,
+    /// Training clips counted for the unigram baseline.
+    #[arg(long, default_value_t = 24)]
+    pub unigram_clips: usize,
+    /// Prompt of known tempo for the continuations.
+    #[arg(long, default_value = "data/prompts/amen.wav")]
+    pub prompt: PathBuf,
+    /// The prompt's true tempo.
+    #[arg(long, default_value_t = 137.0)]
+    pub prompt_bpm: f64,
+    /// Seconds of the prompt to continue from.
+    #[arg(long, default_value_t = 4.0)]
+    pub prompt_seconds: f64,
+    /// Total length of each continuation, prompt included.
+    #[arg(long, default_value_t = 8.0)]
+    pub seconds: f64,
+    /// Continuations per condition (seeds --seed, --seed + 1, ...).
+    #[arg(long, default_value_t = 3)]
+    pub seeds: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Levels to sample (top, top,middle, all); the top level is always sampled.
+    #[arg(long, default_value = "top")]
+    pub levels: String,
+    /// Artist label of the continuations (`unknown`, a name, or `#id`).
+    #[arg(long, default_value = "unknown")]
+    pub artist: String,
+    /// Genre label (repeat for a bag of genres); default `unknown`.
+    #[arg(long)]
+    pub genre: Vec<String>,
+    #[arg(long, default_value_t = 0.99)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 0.0)]
+    pub top_p: f64,
+    /// Skip the unprimed (ancestral) baseline samples.
+    #[arg(long)]
+    pub no_ancestral: bool,
+    /// Skip the continuations altogether.
+    #[arg(long)]
+    pub no_tempo: bool,
+    /// Scratch folder for the sampling runs (default: a folder in the system temp dir).
+    #[arg(long)]
+    pub work: Option<PathBuf>,
+    /// Write the report here (a `## Reading` section already in the file is kept); default:
+    /// print it.
+    #[arg(short = 'o', long = "out", visible_alias = "output")]
+    pub out: Option<PathBuf>,
+}
+
+/// Everything from a `## Reading` heading line to the end of `text`, if present: the
+/// hand-written interpretation that survives regenerating the figures.
+pub fn reading_section(text: &str) -> Option<&str> {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_end() == "## Reading" {
+            return Some(&text[at..]);
+        }
+        at += line.len();
+    }
+    None
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let model = resolve_default(&a.model.to_string_lossy());
+    let prompt = resolve_default(&a.prompt.to_string_lossy());
+    for (flag, v) in [("--clips", a.clips), ("--windows", a.windows), ("--seeds", a.seeds)] {
+        if v == 0 {
+            bail!("{flag} must be at least 1");
+        }
+    }
+    if !(0.0..1.0).contains(&a.valid_fraction) {
+        bail!("--valid-fraction must be in [0, 1), got {}", a.valid_fraction);
+    }
+    if !(a.prompt_bpm.is_finite() && a.prompt_bpm > 0.0) {
+        bail!("--prompt-bpm must be a positive number, got {}", a.prompt_bpm);
+    }
+    let md = jukebox::checkpoint::ModelDir::open(&model).with_context(|| format!("cannot open the model {}", model.display()))?;
+    let levels = super::sample::parse_levels(&a.levels, md.config.vqvae.levels)?;
+    drop(md);
+    let genres = if a.genre.is_empty() { vec!["unknown".to_string()] } else { a.genre.clone() };
+    let work = a
+        .work
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("jukebox-quality-{}", std::process::id())));
+    let opts = QualityOpts {
+        model: model.clone(),
+        corpus: a.corpus.clone(),
+        prior_corpus: a.prior_corpus.clone(),
+        split_seed: a.split_seed,
+        valid_fraction: a.valid_fraction,
+        clips: a.clips,
+        clip_seconds: a.clip_seconds,
+        bits: BitsOpts {
+            windows: a.windows,
+            train_clips: a.unigram_clips.max(1),
+        },
+        tempo: (!a.no_tempo).then(|| TempoOpts {
+            prompt,
+            prompt_bpm: a.prompt_bpm,
+            prompt_seconds: a.prompt_seconds,
+            seconds: a.seconds,
+            seeds: a.seeds,
+            seed: a.seed,
+            levels,
+            artist: a.artist.clone(),
+            genres,
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            work,
+            ancestral: !a.no_ancestral,
+        }),
+        bars: true,
+    };
+    let mut report = quality::measure(&opts)?;
+    report.command = command_line();
+    let mut text = quality::markdown(&report);
+    match &a.out {
+        Some(out) => {
+            if let Ok(old) = std::fs::read_to_string(out) {
+                if let Some(r) = reading_section(&old) {
+                    text.push('\n');
+                    text.push_str(r);
+                }
+            }
+            jukebox::util::atomic_write(out, text.as_bytes())?;
+            eprintln!("wrote {}", out.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// `jukebox quality ...` as typed, arguments quoted where the shell needs it.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>()*?".contains(c)) {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            } else {
+                a
+            }
+        })
+        .collect();
+    format!("jukebox {}", args.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reading_section;
+
+    #[test]
+    fn reading_section_is_found_and_kept() {
+        assert_eq!(reading_section("# T\n\n## Reading\nwhy\n"), Some("## Reading\nwhy\n"));
+        assert_eq!(reading_section("## Reading\nx"), Some("## Reading\nx"));
+        assert_eq!(reading_section("# T\n## Readings elsewhere\n"), None);
+        assert_eq!(reading_section("# T\nno section"), None);
+    }
+}

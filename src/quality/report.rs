@@ -1,0 +1,231 @@
+//! The Markdown report: one table per measurement, each with its baselines, and a list of
+//! every comparison the model loses (the misses a reader must see explained).
+
+use super::recon::level_name;
+use super::{QualityReport, SplitInfo};
+use std::fmt::Write;
+
+fn split_line(what: &str, s: &SplitInfo) -> String {
+    format!(
+        "| {what} | `{}` | {} | {} | {}{} |",
+        s.corpus,
+        s.train_files,
+        s.valid_files,
+        if s.held_out { "yes" } else { "**no**" },
+        if s.held_out { "" } else { " (no artist has two files: measured on training files)" }
+    )
+}
+
+fn f(x: f64, digits: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.digits$}")
+    } else {
+        "n/a".into()
+    }
+}
+
+/// The comparisons the model loses, as sentences (empty when it wins them all).
+pub fn misses(r: &QualityReport) -> Vec<String> {
+    let mut out = Vec::new();
+    for lv in &r.recon.levels {
+        for b in &r.recon.baselines {
+            if lv.stft_distance >= b.stft_distance {
+                out.push(format!(
+                    "Reconstruction, {}: STFT distance {} is not below {} ({}).",
+                    lv.name,
+                    f(lv.stft_distance, 3),
+                    b.name,
+                    f(b.stft_distance, 3)
+                ));
+            }
+            if lv.snr_db <= b.snr_db {
+                out.push(format!(
+                    "Reconstruction, {}: SNR {} dB is not above {} ({} dB).",
+                    lv.name,
+                    f(lv.snr_db, 2),
+                    b.name,
+                    f(b.snr_db, 2)
+                ));
+            }
+        }
+    }
+    for b in &r.bits {
+        if b.prior_bits >= b.unigram_bits {
+            out.push(format!(
+                "Prior, level {}: {} bits/token held out is not below the unigram's {}.",
+                b.level,
+                f(b.prior_bits, 3),
+                f(b.unigram_bits, 3)
+            ));
+        }
+    }
+    if let Some(t) = &r.tempo {
+        for m in t.rows.iter().filter(|x| !x.baseline) {
+            for b in t.rows.iter().filter(|x| x.baseline && is_tempo_baseline(&x.name)) {
+                if m.mean_folded_error >= b.mean_folded_error {
+                    out.push(format!(
+                        "Tempo, {}: mean folded error {} BPM is not below \"{}\" ({} BPM).",
+                        m.name,
+                        f(m.mean_folded_error, 1),
+                        b.name,
+                        f(b.mean_folded_error, 1)
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The trivial baselines a continuation is judged against (the other baseline rows are context).
+fn is_tempo_baseline(name: &str) -> bool {
+    name.starts_with("repeat the prompt") || name == "silence" || name.starts_with("unprimed")
+}
+
+pub fn markdown(r: &QualityReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Measured quality of `{}`\n", r.model);
+    let _ = writeln!(
+        s,
+        "Measured on {} with `jukebox quality` (CPU, {:.0} s in all):\n",
+        r.date,
+        r.timings.iter().map(|t| t.1).sum::<f64>()
+    );
+    if !r.command.is_empty() {
+        let _ = writeln!(s, "```sh\n{}\n```\n", r.command);
+    }
+    let _ = writeln!(
+        s,
+        "Every figure stands beside a trivial baseline. Held-out audio is the validation split \
+         training uses (`Corpus::split`: per artist, files ordered by a hash of (seed, path), the \
+         first round(fraction · n) held out, at least one when the artist has two or more), seed {} \
+         and fraction {}.\n",
+        r.recon_split.seed, r.recon_split.valid_fraction
+    );
+    let _ = writeln!(s, "| used for | corpus | training files | held-out files | held out |");
+    let _ = writeln!(s, "|---|---|---:|---:|---|");
+    let _ = writeln!(s, "{}", split_line("reconstruction, codebooks", &r.recon_split));
+    let _ = writeln!(s, "{}\n", split_line("prior bits per token", &r.prior_split));
+
+    let _ = writeln!(s, "## VQ-VAE reconstruction\n");
+    let _ = writeln!(
+        s,
+        "{} held-out clips of {:.2} s, each encoded and decoded at one level. Multi-resolution STFT \
+         distance (`dsp::multires_stft_distance`: spectral convergence plus log-magnitude L1 at \
+         three resolutions; lower is better) and SNR (higher is better; silence is 0 dB by \
+         definition). A decoder that gets the spectrum right but not the phase can score a \
+         negative SNR, so the STFT distance is the figure that matters.\n",
+        r.clips, r.clip_seconds
+    );
+    let _ = writeln!(s, "| codec | STFT distance ↓ | SNR (dB) ↑ |");
+    let _ = writeln!(s, "|---|---:|---:|");
+    for x in &r.recon.levels {
+        let _ = writeln!(s, "| **{}** | {} | {} |", x.name, f(x.stft_distance, 3), f(x.snr_db, 2));
+    }
+    for x in &r.recon.baselines {
+        let _ = writeln!(s, "| baseline: {} | {} | {} |", x.name, f(x.stft_distance, 3), f(x.snr_db, 2));
+    }
+
+    let _ = writeln!(s, "\n## Codebook usage\n");
+    let _ = writeln!(
+        s,
+        "Codes of the same held-out clips. Perplexity is 2^(entropy of the code histogram): the \
+         number of equally used codes that would give the same entropy. The trivial ceiling is \
+         the codebook size (every code equally used); a collapsed codebook scores near 1.\n"
+    );
+    let _ = writeln!(s, "| level | tokens | distinct codes | perplexity | perplexity / codebook |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+    for u in &r.recon.usage {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} / {} ({:.0} %) | {} | {:.0} % |",
+            level_name(u.level, r.recon.usage.len()),
+            u.tokens,
+            u.distinct,
+            u.bins,
+            100.0 * u.distinct as f64 / u.bins.max(1) as f64,
+            f(u.perplexity, 1),
+            100.0 * u.perplexity / u.bins.max(1) as f64
+        );
+    }
+
+    let _ = writeln!(s, "\n## Prior bits per token (held out)\n");
+    let _ = writeln!(
+        s,
+        "Teacher-forced over whole context windows of held-out audio, with each file's artist, \
+         genres and timing labels from the corpus metadata (as training validates; upsamplers \
+         see the level above's codes of the same audio). Baseline: the unigram of the training \
+         codes (histogram of training clips, add-one smoothed) on the same tokens. Lower is \
+         better; log2(codebook) is the uniform guess.\n"
+    );
+    let _ = writeln!(s, "| level | windows | tokens | prior | unigram baseline | prior − unigram | unigram trained on |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+    for b in &r.bits {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | **{}** | {} | {} | {} tokens |",
+            level_name(b.level, r.bits.len()),
+            b.windows,
+            b.tokens,
+            f(b.prior_bits, 3),
+            f(b.unigram_bits, 3),
+            f(b.prior_bits - b.unigram_bits, 3),
+            b.unigram_train_tokens
+        );
+    }
+
+    if let Some(t) = &r.tempo {
+        let sr = t.sample_rate.max(1) as f64;
+        let _ = writeln!(s, "\n## Tempo of primed continuations\n");
+        let _ = writeln!(
+            s,
+            "The prompt's first {:.2} s, continued to {:.2} s; seeds {:?}; levels {:?}; {:.0} s of \
+             sampling. Tempo (`dsp::tempo_bpm`) is read on the continued span only ({:.2} s after \
+             the prompt), against the prompt's true {} BPM. \"Folded\" forgives octave errors \
+             (half or double time). Baselines: loop the prompt (audio, or its codes through the \
+             decoder), silence (no tempo: the error is the whole tempo), and unprimed samples \
+             with the same labels and seeds (the same span).\n",
+            t.prompt_samples as f64 / sr,
+            t.sample_length as f64 / sr,
+            t.seeds,
+            t.levels,
+            t.sampling_seconds,
+            (t.sample_length - t.prompt_samples) as f64 / sr,
+            t.prompt_bpm
+        );
+        let _ = writeln!(s, "| condition | tempo per sample (BPM) | mean error (BPM) | mean folded error (BPM) |");
+        let _ = writeln!(s, "|---|---|---:|---:|");
+        for x in &t.rows {
+            let est: Vec<String> = x.estimates.iter().map(|e| f(*e, 1)).collect();
+            let name = if x.baseline {
+                format!("baseline: {}", x.name)
+            } else {
+                format!("**{}**", x.name)
+            };
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {} | {} |",
+                est.join(", "),
+                f(x.mean_error, 1),
+                f(x.mean_folded_error, 1)
+            );
+        }
+    }
+
+    let m = misses(r);
+    let _ = writeln!(s, "\n## Where the model does not beat its baseline\n");
+    if m.is_empty() {
+        let _ = writeln!(s, "None: the model beats every baseline above.");
+    } else {
+        for x in &m {
+            let _ = writeln!(s, "- {x}");
+        }
+    }
+    let _ = writeln!(s, "\n## Timings\n");
+    let _ = writeln!(s, "| stage | seconds |");
+    let _ = writeln!(s, "|---|---:|");
+    for (k, v) in &r.timings {
+        let _ = writeln!(s, "| {k} | {v:.1} |");
+    }
+    s
+}
