@@ -92,13 +92,15 @@ pub fn measure(opts: &QualityOpts) -> Result<QualityReport> {
     let mut log = |m: &str| eprintln!("[{:6.1} s] {m}", t0.elapsed().as_secs_f64());
     let mut timings = Vec::new();
     let dev = Device::Cpu;
-    let md = ModelDir::open(&opts.model).with_context(|| format!("cannot open the model {}", opts.model.display()))?;
+    let md = ModelDir::open(&opts.model)
+        .with_context(|| format!("cannot open the model {}", opts.model.display()))?;
     let vq = load_vqvae(&md, &dev)?;
     let sr = md.config.vqvae.sample_rate;
     let top_hop = md.config.vqvae.hop_length(md.config.vqvae.levels - 1);
 
     let t = Instant::now();
-    let corpus = Corpus::open(&opts.corpus).with_context(|| format!("opening the corpus {}", opts.corpus.display()))?;
+    let corpus = Corpus::open(&opts.corpus)
+        .with_context(|| format!("opening the corpus {}", opts.corpus.display()))?;
     let (_, valid, recon_split) = heldout::split(&corpus, opts.split_seed, opts.valid_fraction);
     if !recon_split.held_out {
         eprintln!(
@@ -106,7 +108,8 @@ pub fn measure(opts: &QualityOpts) -> Result<QualityReport> {
             opts.corpus.display()
         );
     }
-    let clip_len = crate::sample::windows::seconds_to_samples(opts.clip_seconds, sr, top_hop).context("--clip-seconds")?;
+    let clip_len = crate::sample::windows::seconds_to_samples(opts.clip_seconds, sr, top_hop)
+        .context("--clip-seconds")?;
     log(&format!(
         "reconstruction: {} clips of {:.2} s from {} held-out files of {}",
         opts.clips,
@@ -119,31 +122,54 @@ pub fn measure(opts: &QualityOpts) -> Result<QualityReport> {
         .map(|c| c.samples)
         .collect();
     let recon = recon::measure(&vq, &clips, &dev, &mut log)?;
-    timings.push(("reconstruction and codebook usage".to_string(), t.elapsed().as_secs_f64()));
+    timings.push((
+        "reconstruction and codebook usage".to_string(),
+        t.elapsed().as_secs_f64(),
+    ));
 
     let t = Instant::now();
-    let prior_dir = opts.prior_corpus.clone().unwrap_or_else(|| opts.corpus.clone());
+    let prior_dir = opts
+        .prior_corpus
+        .clone()
+        .unwrap_or_else(|| opts.corpus.clone());
     let prior_corpus = if prior_dir == opts.corpus {
         corpus
     } else {
-        Corpus::open(&prior_dir).with_context(|| format!("opening the corpus {}", prior_dir.display()))?
+        Corpus::open(&prior_dir)
+            .with_context(|| format!("opening the corpus {}", prior_dir.display()))?
     };
-    let (train, valid, prior_split) = heldout::split(&prior_corpus, opts.split_seed, opts.valid_fraction);
+    let (train, valid, prior_split) =
+        heldout::split(&prior_corpus, opts.split_seed, opts.valid_fraction);
     if !prior_split.held_out {
         eprintln!(
             "warning: no artist of {} has two files, so nothing is held out; measuring on training files",
             prior_dir.display()
         );
     }
-    let bits = bits::measure(&md, &vq, &prior_corpus, &train, &valid, opts.bits, &dev, &mut log)?;
-    timings.push(("prior bits per token".to_string(), t.elapsed().as_secs_f64()));
+    let bits = bits::measure(
+        &md,
+        &vq,
+        &prior_corpus,
+        &train,
+        &valid,
+        opts.bits,
+        &dev,
+        &mut log,
+    )?;
+    timings.push((
+        "prior bits per token".to_string(),
+        t.elapsed().as_secs_f64(),
+    ));
     drop(vq);
 
     let tempo = match &opts.tempo {
         Some(o) => {
             let t = Instant::now();
             let r = tempo::measure(&md, o, opts.bars, &mut log)?;
-            timings.push(("continuations and tempo".to_string(), t.elapsed().as_secs_f64()));
+            timings.push((
+                "continuations and tempo".to_string(),
+                t.elapsed().as_secs_f64(),
+            ));
             Some(r)
         }
         None => None,

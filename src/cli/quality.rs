@@ -95,25 +95,39 @@ pub fn reading_section(text: &str) -> Option<&str> {
 pub fn run(a: Args) -> Result<()> {
     let model = resolve_default(&a.model.to_string_lossy());
     let prompt = resolve_default(&a.prompt.to_string_lossy());
-    for (flag, v) in [("--clips", a.clips), ("--windows", a.windows), ("--seeds", a.seeds)] {
+    for (flag, v) in [
+        ("--clips", a.clips),
+        ("--windows", a.windows),
+        ("--seeds", a.seeds),
+    ] {
         if v == 0 {
             bail!("{flag} must be at least 1");
         }
     }
     if !(0.0..1.0).contains(&a.valid_fraction) {
-        bail!("--valid-fraction must be in [0, 1), got {}", a.valid_fraction);
+        bail!(
+            "--valid-fraction must be in [0, 1), got {}",
+            a.valid_fraction
+        );
     }
     if !(a.prompt_bpm.is_finite() && a.prompt_bpm > 0.0) {
-        bail!("--prompt-bpm must be a positive number, got {}", a.prompt_bpm);
+        bail!(
+            "--prompt-bpm must be a positive number, got {}",
+            a.prompt_bpm
+        );
     }
-    let md = jukebox::checkpoint::ModelDir::open(&model).with_context(|| format!("cannot open the model {}", model.display()))?;
+    let md = jukebox::checkpoint::ModelDir::open(&model)
+        .with_context(|| format!("cannot open the model {}", model.display()))?;
     let levels = super::sample::parse_levels(&a.levels, md.config.vqvae.levels)?;
     drop(md);
-    let genres = if a.genre.is_empty() { vec!["unknown".to_string()] } else { a.genre.clone() };
-    let work = a
-        .work
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("jukebox-quality-{}", std::process::id())));
+    let genres = if a.genre.is_empty() {
+        vec!["unknown".to_string()]
+    } else {
+        a.genre.clone()
+    };
+    let work = a.work.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("jukebox-quality-{}", std::process::id()))
+    });
     let opts = QualityOpts {
         model: model.clone(),
         corpus: a.corpus.clone(),
@@ -168,7 +182,9 @@ fn command_line() -> String {
     let args: Vec<String> = std::env::args()
         .skip(1)
         .map(|a| {
-            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>()*?".contains(c)) {
+            if a.is_empty()
+                || a.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>()*?".contains(c))
+            {
                 format!("'{}'", a.replace('\'', r"'\''"))
             } else {
                 a
@@ -184,7 +200,10 @@ mod tests {
 
     #[test]
     fn reading_section_is_found_and_kept() {
-        assert_eq!(reading_section("# T\n\n## Reading\nwhy\n"), Some("## Reading\nwhy\n"));
+        assert_eq!(
+            reading_section("# T\n\n## Reading\nwhy\n"),
+            Some("## Reading\nwhy\n")
+        );
         assert_eq!(reading_section("## Reading\nx"), Some("## Reading\nx"));
         assert_eq!(reading_section("# T\n## Readings elsewhere\n"), None);
         assert_eq!(reading_section("# T\nno section"), None);

@@ -109,7 +109,10 @@ pub fn measure(
         len as f64 / SAMPLE_RATE
     ));
     let held = heldout::clips(corpus, valid, opts.windows, len, top_hop)?;
-    let held_codes: Vec<Vec<Vec<i64>>> = held.iter().map(|c| encode_clip(vq, c, dev)).collect::<Result<_>>()?;
+    let held_codes: Vec<Vec<Vec<i64>>> = held
+        .iter()
+        .map(|c| encode_clip(vq, c, dev))
+        .collect::<Result<_>>()?;
     progress(&format!(
         "prior bits: encoding {} training clips for the unigram baseline",
         opts.train_clips
@@ -152,7 +155,14 @@ pub fn measure(
                     zs.extend_from_slice(&codes[level + 1][u0..u0 + n_ctx / ratio]);
                 }
                 if pcfg.labels.is_some() {
-                    bases.push(window_label(&lab, pcfg, corpus, clip, margin, model_vocab.as_ref())?);
+                    bases.push(window_label(
+                        &lab,
+                        pcfg,
+                        corpus,
+                        clip,
+                        margin,
+                        model_vocab.as_ref(),
+                    )?);
                 }
             }
             let b = chunk.len();
@@ -223,7 +233,8 @@ fn window_label(
     let (total, offset) = match pcfg.labels.as_ref() {
         Some(l) => {
             let max = (l.max_duration * SAMPLE_RATE) as i64 - 1;
-            let total = (it.song_samples().max(1) as i64).clamp((l.min_duration * SAMPLE_RATE).ceil() as i64, max.max(1));
+            let total = (it.song_samples().max(1) as i64)
+                .clamp((l.min_duration * SAMPLE_RATE).ceil() as i64, max.max(1));
             let last_start = (total - 1).min(max + 1 - sample_length);
             (total, offset.min(last_start).max(0))
         }

@@ -29,7 +29,11 @@ pub struct SplitInfo {
 
 /// (train item indices, held-out item indices, info). Falls back to the training files when
 /// the split holds nothing out.
-pub fn split(corpus: &Corpus, seed: u64, valid_fraction: f64) -> (Vec<usize>, Vec<usize>, SplitInfo) {
+pub fn split(
+    corpus: &Corpus,
+    seed: u64,
+    valid_fraction: f64,
+) -> (Vec<usize>, Vec<usize>, SplitInfo) {
     let s = corpus.split(seed, valid_fraction);
     let held_out = !s.valid.is_empty();
     let info = SplitInfo {
@@ -46,7 +50,13 @@ pub fn split(corpus: &Corpus, seed: u64, valid_fraction: f64) -> (Vec<usize>, Ve
 
 /// `n` clips of `len` samples spread evenly over the files `items` (longer files give more
 /// clips; starts on multiples of `align`), zero-padded past the end of a short file.
-pub fn clips(corpus: &Corpus, items: &[usize], n: usize, len: usize, align: usize) -> Result<Vec<Clip>> {
+pub fn clips(
+    corpus: &Corpus,
+    items: &[usize],
+    n: usize,
+    len: usize,
+    align: usize,
+) -> Result<Vec<Clip>> {
     let pool: Pool<f32> = Pool::new(
         items
             .iter()

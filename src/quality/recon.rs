@@ -12,9 +12,14 @@ use realfft::RealFftPlanner;
 pub struct ReconRow {
     /// "level 2 (top)", "silence", ...
     pub name: String,
-    /// Mean multi-resolution STFT distance (lower is better; silence scores ~1 by design of
-    /// the spectral-convergence + log-magnitude terms).
+    /// Mean multi-resolution STFT distance: Frobenius norm of the magnitude difference, mean
+    /// over three resolutions (the official multispectral loss; grows with clip length, so
+    /// compare rows, not runs). Lower is better.
     pub stft_distance: f64,
+    /// Mean spectral convergence ‖|S|−|Ŝ|‖/‖|S|‖ (silence scores 1). Lower is better.
+    pub spectral_convergence: f64,
+    /// Mean absolute difference of the clip-mean log-mel spectra, dB. Lower is better.
+    pub log_mel_db: f64,
     /// Mean SNR in dB (higher is better; silence is 0 dB).
     pub snr_db: f64,
 }
@@ -104,14 +109,18 @@ pub fn usage(codes: &[i64], bins: usize) -> (usize, f64) {
 
 fn mean_row(name: &str, clips: &[Vec<f32>], outs: &[Vec<f32>]) -> ReconRow {
     let n = clips.len().max(1) as f64;
-    let (mut d, mut s) = (0f64, 0f64);
+    let (mut d, mut s, mut c, mut m) = (0f64, 0f64, 0f64, 0f64);
     for (x, y) in clips.iter().zip(outs) {
         d += dsp::multires_stft_distance(x, y);
         s += dsp::snr_db(x, y);
+        c += dsp::spectral_convergence(x, y);
+        m += dsp::log_mel_distance(x, y, 44_100);
     }
     ReconRow {
         name: name.to_string(),
         stft_distance: d / n,
+        spectral_convergence: c / n,
+        log_mel_db: m / n,
         snr_db: s / n,
     }
 }
@@ -125,13 +134,22 @@ pub fn level_name(level: usize, levels: usize) -> String {
 }
 
 /// Encode and decode every clip at every level; `progress(message)` per level.
-pub fn measure(vq: &VqVae, clips: &[Vec<f32>], dev: &Device, progress: &mut dyn FnMut(&str)) -> Result<ReconResult> {
+pub fn measure(
+    vq: &VqVae,
+    clips: &[Vec<f32>],
+    dev: &Device,
+    progress: &mut dyn FnMut(&str),
+) -> Result<ReconResult> {
     let cfg = vq.config();
     let sr = cfg.sample_rate;
     let mut levels = Vec::new();
     let mut usage_rows = Vec::new();
     for level in (0..vq.levels()).rev() {
-        progress(&format!("reconstruction: {} on {} clips", level_name(level, vq.levels()), clips.len()));
+        progress(&format!(
+            "reconstruction: {} on {} clips",
+            level_name(level, vq.levels()),
+            clips.len()
+        ));
         let mut outs = Vec::with_capacity(clips.len());
         let mut all_codes = Vec::new();
         for (i, x) in clips.iter().enumerate() {
@@ -145,7 +163,12 @@ pub fn measure(vq: &VqVae, clips: &[Vec<f32>], dev: &Device, progress: &mut dyn 
             let mut y = y.squeeze(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
             y.resize(x.len(), 0.0);
             outs.push(y);
-            all_codes.extend(codes.to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?);
+            all_codes.extend(
+                codes
+                    .to_dtype(DType::I64)?
+                    .flatten_all()?
+                    .to_vec1::<i64>()?,
+            );
         }
         levels.push(mean_row(&level_name(level, vq.levels()), clips, &outs));
         let (distinct, perplexity) = usage(&all_codes, cfg.l_bins);

@@ -72,7 +72,11 @@ pub fn row(name: &str, estimates: Vec<f64>, truth: f64, baseline: bool) -> Tempo
         .map(|&e| if e > 0.0 { (e - truth).abs() } else { truth })
         .sum::<f64>()
         / n;
-    let mean_folded_error = estimates.iter().map(|&e| dsp::tempo_error_folded(e, truth)).sum::<f64>() / n;
+    let mean_folded_error = estimates
+        .iter()
+        .map(|&e| dsp::tempo_error_folded(e, truth))
+        .sum::<f64>()
+        / n;
     TempoRow {
         name: name.to_string(),
         estimates,
@@ -98,10 +102,18 @@ fn decode_rows(vq: &VqVae, rows: &[Vec<i64>], level: usize, dev: &Device) -> Res
         .decode(&Tensor::from_vec(flat, (n, t), dev)?, level)
         .with_context(|| format!("decoding level-{level} codes"))?
         .to_dtype(DType::F32)?;
-    (0..n).map(|i| Ok(audio.get(i)?.to_vec1::<f32>()?)).collect()
+    (0..n)
+        .map(|i| Ok(audio.get(i)?.to_vec1::<f32>()?))
+        .collect()
 }
 
-fn spec(md: &ModelDir, o: &TempoOpts, mode: Mode, prompt_samples: usize, sample_length: usize) -> Result<RunSpec> {
+fn spec(
+    md: &ModelDir,
+    o: &TempoOpts,
+    mode: Mode,
+    prompt_samples: usize,
+    sample_length: usize,
+) -> Result<RunSpec> {
     let cfg = &md.config;
     let sr = cfg.vqvae.sample_rate;
     let min_dur = cfg.priors[cfg.top_level()]
@@ -115,8 +127,13 @@ fn spec(md: &ModelDir, o: &TempoOpts, mode: Mode, prompt_samples: usize, sample_
         model: std::path::absolute(&md.path).unwrap_or(md.path.clone()),
         model_id: model_identity(md)?,
         mode,
-        prompt: (mode == Mode::Primed).then(|| std::path::absolute(&o.prompt).unwrap_or(o.prompt.clone())),
-        prompt_samples: if mode == Mode::Primed { prompt_samples } else { 0 },
+        prompt: (mode == Mode::Primed)
+            .then(|| std::path::absolute(&o.prompt).unwrap_or(o.prompt.clone())),
+        prompt_samples: if mode == Mode::Primed {
+            prompt_samples
+        } else {
+            0
+        },
         sample_length,
         total_length,
         sample_rate: sr,
@@ -166,7 +183,12 @@ fn run_fresh(md: &ModelDir, dir: &Path, spec: &RunSpec, progress: bool) -> Resul
 }
 
 /// Sample, decode and measure; `progress(message)` between stages.
-pub fn measure(md: &ModelDir, o: &TempoOpts, show_bars: bool, progress: &mut dyn FnMut(&str)) -> Result<TempoResult> {
+pub fn measure(
+    md: &ModelDir,
+    o: &TempoOpts,
+    show_bars: bool,
+    progress: &mut dyn FnMut(&str),
+) -> Result<TempoResult> {
     let cfg = &md.config;
     let dev = Device::Cpu;
     let sr = cfg.vqvae.sample_rate;
@@ -178,8 +200,12 @@ pub fn measure(md: &ModelDir, o: &TempoOpts, show_bars: bool, progress: &mut dyn
     }
     levels.sort_unstable_by(|a, b| b.cmp(a));
     levels.dedup();
-    let o = TempoOpts { levels: levels.clone(), ..o.clone() };
-    let prompt_samples = seconds_to_samples(o.prompt_seconds, sr, top_hop).context("--prompt-seconds")?;
+    let o = TempoOpts {
+        levels: levels.clone(),
+        ..o.clone()
+    };
+    let prompt_samples =
+        seconds_to_samples(o.prompt_seconds, sr, top_hop).context("--prompt-seconds")?;
     let sample_length = seconds_to_samples(o.seconds, sr, top_hop).context("--seconds")?;
     if prompt_samples >= sample_length {
         bail!(
@@ -188,7 +214,8 @@ pub fn measure(md: &ModelDir, o: &TempoOpts, show_bars: bool, progress: &mut dyn
             o.seconds
         );
     }
-    let audio = crate::audio::load(&o.prompt).with_context(|| format!("loading the prompt {}", o.prompt.display()))?;
+    let audio = crate::audio::load(&o.prompt)
+        .with_context(|| format!("loading the prompt {}", o.prompt.display()))?;
     if audio.samples.len() < prompt_samples {
         bail!(
             "the prompt {} is {:.2} s long, shorter than --prompt-seconds {}",
@@ -204,7 +231,12 @@ pub fn measure(md: &ModelDir, o: &TempoOpts, show_bars: bool, progress: &mut dyn
         dsp::tempo_bpm(&x[prompt_samples.min(end)..end], sr)
     };
     let seeds: Vec<u64> = (0..o.seeds as u64).map(|i| o.seed + i).collect();
-    let mut rows = vec![row("the prompt itself (audio)", vec![dsp::tempo_bpm(prompt, sr)], truth, true)];
+    let mut rows = vec![row(
+        "the prompt itself (audio)",
+        vec![dsp::tempo_bpm(prompt, sr)],
+        truth,
+        true,
+    )];
 
     let t0 = std::time::Instant::now();
     progress(&format!(
@@ -213,9 +245,17 @@ pub fn measure(md: &ModelDir, o: &TempoOpts, show_bars: bool, progress: &mut dyn
         prompt_samples as f64 / sr as f64,
         sample_length as f64 / sr as f64
     ));
-    let primed = run_fresh(md, &o.work.join("primed"), &spec(md, &o, Mode::Primed, prompt_samples, sample_length)?, show_bars)?;
+    let primed = run_fresh(
+        md,
+        &o.work.join("primed"),
+        &spec(md, &o, Mode::Primed, prompt_samples, sample_length)?,
+        show_bars,
+    )?;
     let ancestral = if o.ancestral {
-        progress(&format!("tempo: sampling {} unprimed sample(s) (baseline)", o.seeds));
+        progress(&format!(
+            "tempo: sampling {} unprimed sample(s) (baseline)",
+            o.seeds
+        ));
         Some(run_fresh(
             md,
             &o.work.join("ancestral"),
@@ -235,12 +275,32 @@ pub fn measure(md: &ModelDir, o: &TempoOpts, show_bars: bool, progress: &mut dyn
             .get(&level)
             .with_context(|| format!("the primed run has no level-{level} codes"))?
             .rows;
-        let est: Vec<f64> = decode_rows(&vq, rows_l, level, &dev)?.iter().map(|x| cont(x)).collect();
-        rows.push(row(&format!("primed continuation, {name}"), est, truth, false));
+        let est: Vec<f64> = decode_rows(&vq, rows_l, level, &dev)?
+            .iter()
+            .map(|x| cont(x))
+            .collect();
+        rows.push(row(
+            &format!("primed continuation, {name}"),
+            est,
+            truth,
+            false,
+        ));
         if let Some(a) = &ancestral {
-            let r = &a.levels.get(&level).context("the unprimed run has no codes")?.rows;
-            let est: Vec<f64> = decode_rows(&vq, r, level, &dev)?.iter().map(|x| cont(x)).collect();
-            rows.push(row(&format!("unprimed sample, {name} (same span)"), est, truth, true));
+            let r = &a
+                .levels
+                .get(&level)
+                .context("the unprimed run has no codes")?
+                .rows;
+            let est: Vec<f64> = decode_rows(&vq, r, level, &dev)?
+                .iter()
+                .map(|x| cont(x))
+                .collect();
+            rows.push(row(
+                &format!("unprimed sample, {name} (same span)"),
+                est,
+                truth,
+                true,
+            ));
         }
         // The prompt's own codes, decoded, and looped: what the level can carry at all.
         let pc = primed
@@ -250,13 +310,21 @@ pub fn measure(md: &ModelDir, o: &TempoOpts, show_bars: bool, progress: &mut dyn
         let recon = decode_rows(&vq, std::slice::from_ref(pc), level, &dev)?;
         rows.push(row(
             &format!("the prompt through the VQ-VAE, {name}"),
-            vec![dsp::tempo_bpm(&recon[0][..prompt_samples.min(recon[0].len())], sr)],
+            vec![dsp::tempo_bpm(
+                &recon[0][..prompt_samples.min(recon[0].len())],
+                sr,
+            )],
             truth,
             true,
         ));
         let loop_codes = looped(pc, sample_length / cfg.vqvae.hop_length(level));
         let lc = decode_rows(&vq, &[loop_codes], level, &dev)?;
-        rows.push(row(&format!("repeat the prompt's codes, {name}"), vec![cont(&lc[0])], truth, true));
+        rows.push(row(
+            &format!("repeat the prompt's codes, {name}"),
+            vec![cont(&lc[0])],
+            truth,
+            true,
+        ));
     }
     rows.push(row(
         "repeat the prompt (audio loop)",
