@@ -96,7 +96,11 @@ impl VqvaeConfig {
             ("multipliers", &self.multipliers),
         ] {
             if v.len() != self.levels {
-                bail!("vqvae.{name} has {} entries, expected {}", v.len(), self.levels);
+                bail!(
+                    "vqvae.{name} has {} entries, expected {}",
+                    v.len(),
+                    self.levels
+                );
             }
         }
         if self.emb_width == 0 || self.l_bins == 0 || self.width == 0 || self.depth == 0 {
@@ -242,7 +246,10 @@ impl PriorConfig {
 
     pub fn validate(&self) -> Result<()> {
         if self.width == 0 || self.depth == 0 || self.heads == 0 || self.n_ctx == 0 {
-            bail!("prior level {}: width, depth, heads and n_ctx must be positive", self.level);
+            bail!(
+                "prior level {}: width, depth, heads and n_ctx must be positive",
+                self.level
+            );
         }
         if self.n_state() % self.heads != 0 {
             bail!(
@@ -261,7 +268,11 @@ impl PriorConfig {
                 );
             }
         } else if self.attn_order != 0 {
-            bail!("prior level {}: attn_order {} needs `blocks`", self.level, self.attn_order);
+            bail!(
+                "prior level {}: attn_order {} needs `blocks`",
+                self.level,
+                self.attn_order
+            );
         }
         Ok(())
     }
@@ -415,7 +426,10 @@ impl JukeboxConfig {
             "5b" => PriorConfig::official_5b(),
             "5b_lyrics" => PriorConfig::official_5b_lyrics(),
             "1b_lyrics" => PriorConfig::official_1b_lyrics(),
-            _ => bail!("unknown preset `{name}`; expected one of {}", PRESETS.join(", ")),
+            _ => bail!(
+                "unknown preset `{name}`; expected one of {}",
+                PRESETS.join(", ")
+            ),
         };
         Ok(Self {
             vqvae: VqvaeConfig::official(),
@@ -454,7 +468,11 @@ impl JukeboxConfig {
                 );
             }
             if p.bins != self.vqvae.l_bins {
-                bail!("prior level {l}: bins {} differs from l_bins {}", p.bins, self.vqvae.l_bins);
+                bail!(
+                    "prior level {l}: bins {} differs from l_bins {}",
+                    p.bins,
+                    self.vqvae.l_bins
+                );
             }
             p.validate()?;
         }
@@ -475,7 +493,9 @@ impl JukeboxConfig {
         if mt != "jukebox" {
             bail!("config.json has model_type `{mt}`, expected `jukebox`");
         }
-        let vq = v.get("vqvae_config").context("config.json has no vqvae_config")?;
+        let vq = v
+            .get("vqvae_config")
+            .context("config.json has no vqvae_config")?;
         let sample_rate = get_u(v, "sampling_rate").unwrap_or(44100) as u32;
         let vqvae = VqvaeConfig {
             sample_rate,
@@ -491,7 +511,10 @@ impl JukeboxConfig {
             dilation_cycle: get_u(vq, "res_dilation_cycle"),
             multipliers: req_vec(vq, "multipliers")?,
             reverse_decoder_dilation: true,
-            res_scale: vq.get("conv_res_scale").and_then(Value::as_bool).unwrap_or(false),
+            res_scale: vq
+                .get("conv_res_scale")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             commit: get_f(vq, "commit").unwrap_or(0.02),
             l_mu: get_f(vq, "lmu").unwrap_or(0.99),
         };
@@ -576,7 +599,10 @@ impl JukeboxConfig {
                 m.insert("res_conv_width".into(), json!(c.width));
                 m.insert("res_conv_depth".into(), json!(c.depth));
                 m.insert("res_convolution_multiplier".into(), json!(c.m_conv));
-                m.insert("res_dilation_growth_rate".into(), json!(c.dilation_growth_rate));
+                m.insert(
+                    "res_dilation_growth_rate".into(),
+                    json!(c.dilation_growth_rate),
+                );
                 m.insert("res_dilation_cycle".into(), json!(c.dilation_cycle));
                 m.insert("conv_res_scale".into(), json!(c.res_scale));
             }
@@ -658,7 +684,11 @@ pub fn attn_order_from_hf(name: &str) -> Result<usize> {
 
 fn prior_from_hf(p: &Value, level: usize, vq: &VqvaeConfig, hops: &[usize]) -> Result<PriorConfig> {
     // More priors than VQ-VAE levels would index past downs_t/strides_t (found by fuzzing).
-    if level >= vq.levels || vq.downs_t.len() < vq.levels || vq.strides_t.len() < vq.levels || hops.len() < vq.levels {
+    if level >= vq.levels
+        || vq.downs_t.len() < vq.levels
+        || vq.strides_t.len() < vq.levels
+        || hops.len() < vq.levels
+    {
         bail!(
             "prior level {level} has no VQ-VAE level: the VQ-VAE has {} levels (downs_t {:?}, strides_t {:?})",
             vq.levels,
@@ -675,7 +705,11 @@ fn prior_from_hf(p: &Value, level: usize, vq: &VqvaeConfig, hops: &[usize]) -> R
                 .unwrap_or("raw_column_previous_row_attention"),
         )?,
     };
-    let labels = if p.get("metadata_conditioning").and_then(Value::as_bool).unwrap_or(true) {
+    let labels = if p
+        .get("metadata_conditioning")
+        .and_then(Value::as_bool)
+        .unwrap_or(true)
+    {
         let dims = req_vec(p, "metadata_dims")?;
         if dims.len() != 2 {
             bail!("metadata_dims must be [n_genres, n_artists]");
@@ -704,7 +738,10 @@ fn prior_from_hf(p: &Value, level: usize, vq: &VqvaeConfig, hops: &[usize]) -> R
             m_conv: get_f(p, "res_convolution_multiplier").unwrap_or(1.0),
             dilation_growth_rate: get_u(p, "res_dilation_growth_rate").unwrap_or(3),
             dilation_cycle: get_u(p, "res_dilation_cycle"),
-            res_scale: p.get("conv_res_scale").and_then(Value::as_bool).unwrap_or(false),
+            res_scale: p
+                .get("conv_res_scale")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             down_t: vq.downs_t[level + 1],
             stride_t: vq.strides_t[level + 1],
         })
@@ -712,8 +749,14 @@ fn prior_from_hf(p: &Value, level: usize, vq: &VqvaeConfig, hops: &[usize]) -> R
     let n_tokens = get_u(p, "nb_relevant_lyric_tokens").unwrap_or(0);
     let lyrics = if n_tokens == 0 {
         None
-    } else if p.get("is_encoder_decoder").and_then(Value::as_bool).unwrap_or(false) {
-        let e = p.get("encoder_config").context("encoder-decoder prior without encoder_config")?;
+    } else if p
+        .get("is_encoder_decoder")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        let e = p
+            .get("encoder_config")
+            .context("encoder-decoder prior without encoder_config")?;
         Some(LyricsConfig::Encoder {
             n_tokens,
             n_vocab: get_u(p, "lyric_vocab_size").unwrap_or(80),
@@ -751,7 +794,10 @@ fn prior_from_hf(p: &Value, level: usize, vq: &VqvaeConfig, hops: &[usize]) -> R
         bins: get_u(p, "music_vocab_size").unwrap_or(vq.l_bins),
         m_attn: get_f(p, "attention_multiplier").unwrap_or(0.25),
         m_mlp: get_f(p, "mlp_multiplier").unwrap_or(1.0),
-        merged_decoder: p.get("merged_decoder").and_then(Value::as_bool).unwrap_or(false),
+        merged_decoder: p
+            .get("merged_decoder")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         labels,
         cond,
         lyrics,
@@ -807,7 +853,10 @@ mod fixture_tests {
 
     #[test]
     fn parses_reference_fixture_config() {
-        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/reference/fixtures/model/config.json");
+        let p = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/reference/fixtures/model/config.json"
+        );
         let cfg = JukeboxConfig::from_hf_json(&std::fs::read_to_string(p).unwrap()).unwrap();
         assert_eq!(cfg.vqvae.hop_lengths(), vec![8, 32, 128]);
         assert_eq!(cfg.vqvae.l_bins, 64);
@@ -819,6 +868,9 @@ mod fixture_tests {
         assert!(cfg.priors[1].cond.as_ref().unwrap().res_scale);
         assert!(!cfg.priors[0].cond.as_ref().unwrap().res_scale);
         assert_eq!(cfg.hop_fraction, vec![0.5, 0.5, 0.125]);
-        assert_eq!(JukeboxConfig::from_hf_value(&cfg.to_hf_value()).unwrap(), cfg);
+        assert_eq!(
+            JukeboxConfig::from_hf_value(&cfg.to_hf_value()).unwrap(),
+            cfg
+        );
     }
 }

@@ -17,7 +17,9 @@ fn clean_message(msg: &str) -> String {
     msg.lines()
         .filter(|l| {
             let t = l.trim_start();
-            let frame = t.split_once(": ").is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty());
+            let frame = t
+                .split_once(": ")
+                .is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty());
             let location = t.starts_with("at ") && l.starts_with("    ");
             !(frame && l.starts_with(' ') || location)
         })

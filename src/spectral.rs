@@ -6,7 +6,9 @@
 //! for X_k = Σ_n f_n e^{-iθ_kn}, ∂|X_k|/∂f_n = Re(X_k e^{iθ_kn}) / |X_k|, so
 //! grad_f = Σ_k Re(Z_k e^{iθ_kn}) with Z_k = g_k·X_k/|X_k| — one c2r transform per frame.
 
-use candle_core::{backend::BackendStorage, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{
+    backend::BackendStorage, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor,
+};
 use rayon::prelude::*;
 use realfft::num_complex::Complex;
 use realfft::RealFftPlanner;
@@ -118,7 +120,13 @@ impl CustomOp2 for FftMagBwd {
         "rfft-magnitude-bwd"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (r, n) = l1.shape().dims2()?;
         if l2.shape().dims2()? != (r, n / 2 + 1) {
             candle_core::bail!("rfft_magnitude backward: gradient shape {:?}", l2.shape());
@@ -162,7 +170,9 @@ mod tests {
     #[test]
     fn forward_matches_direct_dft() {
         let n = 16;
-        let x: Vec<f64> = (0..3 * n).map(|i| ((i * 37 % 11) as f64 - 5.0) / 7.0).collect();
+        let x: Vec<f64> = (0..3 * n)
+            .map(|i| ((i * 37 % 11) as f64 - 5.0) / 7.0)
+            .collect();
         let t = Tensor::from_vec(x.clone(), (3, n), &Device::Cpu).unwrap();
         let m = rfft_magnitude(&t).unwrap().to_vec2::<f64>().unwrap();
         for r in 0..3 {
@@ -171,9 +181,19 @@ mod tests {
                 assert!((a - b).abs() < 1e-9, "{a} vs {b}");
             }
         }
-        let m32 = rfft_magnitude(&t.to_dtype(DType::F32).unwrap()).unwrap().to_dtype(DType::F64).unwrap();
+        let m32 = rfft_magnitude(&t.to_dtype(DType::F32).unwrap())
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap();
         let m64 = rfft_magnitude(&t).unwrap();
-        let d = (m32 - m64).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+        let d = (m32 - m64)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         assert!(d < 1e-5, "{d}");
     }
 
@@ -182,13 +202,29 @@ mod tests {
         // Batch of several rows (frames), even length, weighted loss so every bin matters.
         let n = 12;
         let rows = 3;
-        let x: Vec<f64> = (0..rows * n).map(|i| ((i * 53 % 17) as f64 - 8.0) / 9.0).collect();
-        let w: Vec<f64> = (0..rows * (n / 2 + 1)).map(|i| 0.3 + (i % 5) as f64 * 0.2).collect();
+        let x: Vec<f64> = (0..rows * n)
+            .map(|i| ((i * 53 % 17) as f64 - 8.0) / 9.0)
+            .collect();
+        let w: Vec<f64> = (0..rows * (n / 2 + 1))
+            .map(|i| 0.3 + (i % 5) as f64 * 0.2)
+            .collect();
         let wt = Tensor::from_vec(w.clone(), (rows, n / 2 + 1), &Device::Cpu).unwrap();
-        let v = Var::from_tensor(&Tensor::from_vec(x.clone(), (rows, n), &Device::Cpu).unwrap()).unwrap();
-        let loss = rfft_magnitude(v.as_tensor()).unwrap().mul(&wt).unwrap().sum_all().unwrap();
+        let v = Var::from_tensor(&Tensor::from_vec(x.clone(), (rows, n), &Device::Cpu).unwrap())
+            .unwrap();
+        let loss = rfft_magnitude(v.as_tensor())
+            .unwrap()
+            .mul(&wt)
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let g = loss.backward().unwrap();
-        let grad = g.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let grad = g
+            .get(v.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
         let f = |x: &[f64]| -> f64 {
             let mut s = 0.0;
             for r in 0..rows {
@@ -205,7 +241,11 @@ mod tests {
             a[i] += eps;
             b[i] -= eps;
             let fd = (f(&a) - f(&b)) / (2.0 * eps);
-            assert!((fd - grad[i]).abs() < 1e-6, "index {i}: fd {fd} vs {}", grad[i]);
+            assert!(
+                (fd - grad[i]).abs() < 1e-6,
+                "index {i}: fd {fd} vs {}",
+                grad[i]
+            );
         }
     }
 }

@@ -17,12 +17,20 @@ pub fn atomic_write_with(path: &Path, fill: impl FnOnce(&mut File) -> Result<()>
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    fs::create_dir_all(&dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
-    let name = path.file_name().context("output path has no file name")?.to_string_lossy();
+    fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .context("output path has no file name")?
+        .to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let result = (|| -> Result<()> {
-        let mut f = File::create(&tmp)
-            .with_context(|| format!("cannot create {} (is the directory writable?)", tmp.display()))?;
+        let mut f = File::create(&tmp).with_context(|| {
+            format!(
+                "cannot create {} (is the directory writable?)",
+                tmp.display()
+            )
+        })?;
         fill(&mut f)?;
         f.flush()?;
         f.sync_all()
@@ -31,7 +39,10 @@ pub fn atomic_write_with(path: &Path, fill: impl FnOnce(&mut File) -> Result<()>
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
-        return Err(e.context(format!("writing {} failed; the previous file is untouched", path.display())));
+        return Err(e.context(format!(
+            "writing {} failed; the previous file is untouched",
+            path.display()
+        )));
     }
     fs::rename(&tmp, path).with_context(|| format!("cannot rename into {}", path.display()))?;
     // Make the rename itself durable.
@@ -95,19 +106,31 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// Up to `n` candidates nearest to `query`: substring matches first, then by edit distance.
-pub fn nearest<'a>(query: &str, candidates: impl IntoIterator<Item = &'a str>, n: usize) -> Vec<String> {
+pub fn nearest<'a>(
+    query: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    n: usize,
+) -> Vec<String> {
     let q = query.to_lowercase();
     let mut scored: Vec<(usize, &str)> = candidates
         .into_iter()
         .map(|c| {
             let cl = c.to_lowercase();
-            let d = if cl.contains(&q) || q.contains(&cl) { 0 } else { edit_distance(&q, &cl) };
+            let d = if cl.contains(&q) || q.contains(&cl) {
+                0
+            } else {
+                edit_distance(&q, &cl)
+            };
             (d, c)
         })
         .collect();
     scored.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(b.1)));
     scored.dedup_by(|a, b| a.1 == b.1);
-    scored.into_iter().take(n).map(|(_, c)| c.to_string()).collect()
+    scored
+        .into_iter()
+        .take(n)
+        .map(|(_, c)| c.to_string())
+        .collect()
 }
 
 #[cfg(test)]
@@ -121,7 +144,11 @@ mod tests {
         atomic_write(&p, b"one").unwrap();
         atomic_write(&p, b"two two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two two");
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "temp file left behind");
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "temp file left behind"
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! resume after a stop at several points, seeds, per-item labels, and clear errors.
 
 use jukebox::checkpoint::ModelDir;
-use jukebox::sample::{self, model_identity, ItemSpec, LevelSettings, Mode, Outcome, RunOptions, RunSpec, RunState};
+use jukebox::sample::{
+    self, model_identity, ItemSpec, LevelSettings, Mode, Outcome, RunOptions, RunSpec, RunState,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,7 +19,13 @@ fn quiet() -> RunOptions<'static> {
     }
 }
 
-fn spec(md: &ModelDir, mode: Mode, prompt: Option<PathBuf>, items: Vec<ItemSpec>, levels: Vec<usize>) -> RunSpec {
+fn spec(
+    md: &ModelDir,
+    mode: Mode,
+    prompt: Option<PathBuf>,
+    items: Vec<ItemSpec>,
+    levels: Vec<usize>,
+) -> RunSpec {
     let settings = md
         .config
         .hop_fraction
@@ -68,7 +76,9 @@ fn run_to_end(md: &ModelDir, dir: &Path) -> RunState {
 
 fn prompt_wav(dir: &Path) -> PathBuf {
     let p = dir.join("prompt.wav");
-    let x: Vec<f32> = (0..20000).map(|i| (i as f32 * 0.05).sin() * 0.5 * ((i / 2205) % 2) as f32).collect();
+    let x: Vec<f32> = (0..20000)
+        .map(|i| (i as f32 * 0.05).sin() * 0.5 * ((i / 2205) % 2) as f32)
+        .collect();
     jukebox::audio::write_wav_i16(&p, &x, 44100).unwrap();
     p
 }
@@ -100,7 +110,13 @@ fn ancestral_all_levels_and_determinism() {
     // Different seeds give different codes; items with other labels differ too.
     assert_ne!(sa.levels[&2].rows[0], sa.levels[&2].rows[1]);
     let c = tmp.path().join("c");
-    let mut s2 = spec(&md, Mode::Ancestral, None, vec![item("#1", "#2", 99), item("#3", "#4", 8)], vec![2]);
+    let mut s2 = spec(
+        &md,
+        Mode::Ancestral,
+        None,
+        vec![item("#1", "#2", 99), item("#3", "#4", 8)],
+        vec![2],
+    );
     s2.max_batch = 1; // batch position and batch size must not change an item's stream
     s2.save(&c).unwrap();
     let sc = run_to_end(&md, &c);
@@ -120,11 +136,15 @@ fn resume_after_stop_equals_uninterrupted() {
     let tmp = tempfile::tempdir().unwrap();
     let items = vec![item("#1", "#2", 3), item("#5", "#1", 4)];
     let full = tmp.path().join("full");
-    spec(&md, Mode::Ancestral, None, items.clone(), vec![2, 1, 0]).save(&full).unwrap();
+    spec(&md, Mode::Ancestral, None, items.clone(), vec![2, 1, 0])
+        .save(&full)
+        .unwrap();
     let want = run_to_end(&md, &full);
     for stop in [0usize, 1, 3, 7] {
         let d = tmp.path().join(format!("stop{stop}"));
-        spec(&md, Mode::Ancestral, None, items.clone(), vec![2, 1, 0]).save(&d).unwrap();
+        spec(&md, Mode::Ancestral, None, items.clone(), vec![2, 1, 0])
+            .save(&d)
+            .unwrap();
         let opts = RunOptions {
             progress: false,
             stop_after_windows: Some(stop),
@@ -145,7 +165,13 @@ fn primed_keeps_prompt_and_continue_extends() {
     let tmp = tempfile::tempdir().unwrap();
     let prompt = prompt_wav(tmp.path());
     let d = tmp.path().join("primed");
-    let s = spec(&md, Mode::Primed, Some(prompt), vec![item("#1", "#2", 1), item("#2", "#3", 2)], vec![2, 1, 0]);
+    let s = spec(
+        &md,
+        Mode::Primed,
+        Some(prompt),
+        vec![item("#1", "#2", 1), item("#2", "#3", 2)],
+        vec![2, 1, 0],
+    );
     s.save(&d).unwrap();
     let st = run_to_end(&md, &d);
     for l in 0..3 {
@@ -175,15 +201,31 @@ fn upsample_only_chosen_samples() {
     let md = ModelDir::open(&model_path()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("top");
-    let items = vec![item("#1", "#2", 1), item("#2", "#3", 2), item("#3", "#4", 3)];
-    spec(&md, Mode::Ancestral, None, items, vec![2]).save(&d).unwrap();
+    let items = vec![
+        item("#1", "#2", 1),
+        item("#2", "#3", 2),
+        item("#3", "#4", 3),
+    ];
+    spec(&md, Mode::Ancestral, None, items, vec![2])
+        .save(&d)
+        .unwrap();
     run_to_end(&md, &d);
     assert!(!d.join("level_1").exists());
     let out = Command::new(env!("CARGO_BIN_EXE_jukebox"))
-        .args(["upsample", d.to_str().unwrap(), "--samples", "0,2", "--quiet"])
+        .args([
+            "upsample",
+            d.to_str().unwrap(),
+            "--samples",
+            "0,2",
+            "--quiet",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let st = RunState::load_or_default(&d).unwrap();
     assert_eq!(st.levels[&1].rows.len(), 2);
     assert_eq!(st.levels[&0].rows.len(), 2);
@@ -192,8 +234,14 @@ fn upsample_only_chosen_samples() {
 }
 
 fn cli(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_jukebox")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    let out = Command::new(env!("CARGO_BIN_EXE_jukebox"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 #[test]
@@ -204,22 +252,87 @@ fn clear_errors() {
     let out = tmp.path().join("r");
     let o = out.to_str().unwrap();
     // Every failing command must leave no run behind.
-    let gone = || assert!(!out.join("run.toml").exists(), "a failed command left a run behind");
-    let (ok, e) = cli(&["sample", "--model", m, "--mode", "primed", "--seconds", "0.3", "--out", o]);
+    let gone = || {
+        assert!(
+            !out.join("run.toml").exists(),
+            "a failed command left a run behind"
+        )
+    };
+    let (ok, e) = cli(&[
+        "sample",
+        "--model",
+        m,
+        "--mode",
+        "primed",
+        "--seconds",
+        "0.3",
+        "--out",
+        o,
+    ]);
     assert!(!ok && e.contains("--prompt"), "{e}");
     let prompt = prompt_wav(tmp.path());
     let p = prompt.to_str().unwrap();
-    let (ok, e) = cli(&["sample", "--model", m, "--prompt", p, "--prompt-seconds", "0.4", "--seconds", "0.3", "--out", o]);
-    assert!(!ok && e.contains("shorter than the requested length"), "{e}");
-    let (ok, e) = cli(&["sample", "--model", m, "--prompt", p, "--prompt-seconds", "1.0", "--seconds", "1.5", "--out", o]);
-    assert!(!ok && e.contains("shorter than the") && e.contains("prompt-seconds"), "{e}");
-    let (ok, e) = cli(&["sample", "--model", m, "--seconds", "0.3", "--artist", "#999", "--out", o]);
+    let (ok, e) = cli(&[
+        "sample",
+        "--model",
+        m,
+        "--prompt",
+        p,
+        "--prompt-seconds",
+        "0.4",
+        "--seconds",
+        "0.3",
+        "--out",
+        o,
+    ]);
+    assert!(
+        !ok && e.contains("shorter than the requested length"),
+        "{e}"
+    );
+    let (ok, e) = cli(&[
+        "sample",
+        "--model",
+        m,
+        "--prompt",
+        p,
+        "--prompt-seconds",
+        "1.0",
+        "--seconds",
+        "1.5",
+        "--out",
+        o,
+    ]);
+    assert!(
+        !ok && e.contains("shorter than the") && e.contains("prompt-seconds"),
+        "{e}"
+    );
+    let (ok, e) = cli(&[
+        "sample",
+        "--model",
+        m,
+        "--seconds",
+        "0.3",
+        "--artist",
+        "#999",
+        "--out",
+        o,
+    ]);
     assert!(!ok && e.contains("999"), "{e}");
     gone();
     let (ok, e) = cli(&["sample", "--model", m, "--seconds", "0", "--out", o]);
     assert!(!ok && e.contains("positive"), "{e}");
     // Longer than the fixture prior's 2 s maximum song length.
-    let (ok, e) = cli(&["sample", "--model", m, "--seconds", "0.3", "--total-seconds", "5", "--out", o]);
+    let (ok, e) = cli(&[
+        "sample",
+        "--model",
+        m,
+        "--seconds",
+        "0.3",
+        "--total-seconds",
+        "5",
+        "--out",
+        o,
+    ]);
     assert!(!ok && e.contains("outside this prior's range"), "{e}");
     let (ok, e) = cli(&["sample", "--resume", tmp.path().to_str().unwrap()]);
     assert!(!ok && e.contains("run.toml"), "{e}");

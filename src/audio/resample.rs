@@ -34,7 +34,10 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
     // rubato's FFT path panics on NaN/inf, and on finite values so large that its sums
     // overflow (both found by the fuzzer); refuse them here. Audio is near [-1, 1].
     const MAX_ABS: f32 = 1e20;
-    if let Some(i) = samples.iter().position(|x| !x.is_finite() || x.abs() > MAX_ABS) {
+    if let Some(i) = samples
+        .iter()
+        .position(|x| !x.is_finite() || x.abs() > MAX_ABS)
+    {
         bail!(
             "cannot resample: sample {i} is {} (not finite or beyond ±{MAX_ABS:e}); the audio is corrupt",
             samples[i]

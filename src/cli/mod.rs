@@ -19,7 +19,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "jukebox", version, about = "OpenAI Jukebox in Rust: encode, sample, train and study music models")]
+#[command(
+    name = "jukebox",
+    version,
+    about = "OpenAI Jukebox in Rust: encode, sample, train and study music models"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -24,7 +24,14 @@ pub fn run(args: Args) -> Result<()> {
         failed += n;
     }
     if failed > 0 {
-        bail!("{failed} parity check(s) failed{}", if args.strict { " (skips count as failures with --strict)" } else { "" });
+        bail!(
+            "{failed} parity check(s) failed{}",
+            if args.strict {
+                " (skips count as failures with --strict)"
+            } else {
+                ""
+            }
+        );
     }
     Ok(())
 }

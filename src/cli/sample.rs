@@ -2,8 +2,10 @@
 
 use anyhow::{bail, Context, Result};
 use jukebox::checkpoint::ModelDir;
-use jukebox::sample::{self, model_identity, ItemSpec, LevelSettings, Mode, Outcome, RunOptions, RunSpec};
 use jukebox::sample::windows::seconds_to_samples;
+use jukebox::sample::{
+    self, model_identity, ItemSpec, LevelSettings, Mode, Outcome, RunOptions, RunSpec,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -125,9 +127,9 @@ pub fn parse_level(s: &str, n_levels: usize) -> Result<usize> {
         "top" => top,
         "middle" => 1,
         "bottom" => 0,
-        x => x
-            .parse::<usize>()
-            .map_err(|_| anyhow::anyhow!("unknown level `{x}`: use top, middle, bottom, all or 0..={top}"))?,
+        x => x.parse::<usize>().map_err(|_| {
+            anyhow::anyhow!("unknown level `{x}`: use top, middle, bottom, all or 0..={top}")
+        })?,
     };
     if l > top {
         bail!("level {l} does not exist: this model has levels 0..={top}");
@@ -151,7 +153,9 @@ fn interrupt_flag() -> Arc<AtomicBool> {
             eprintln!("\nsecond Ctrl-C: stopping now; the last finished window is saved");
             std::process::exit(130);
         }
-        eprintln!("\nCtrl-C: finishing the current window, then saving (Ctrl-C again to stop at once)");
+        eprintln!(
+            "\nCtrl-C: finishing the current window, then saving (Ctrl-C again to stop at once)"
+        );
     });
     flag
 }
@@ -209,7 +213,9 @@ pub fn run(a: Args) -> Result<()> {
         let mut spec = RunSpec::load(src)?;
         let md = open_model(Some(a.model.as_deref().unwrap_or(&spec.model)))?;
         check_same_model(&md, &spec, src)?;
-        let secs = a.seconds.context("--continue needs --seconds, the new total length")?;
+        let secs = a
+            .seconds
+            .context("--continue needs --seconds, the new total length")?;
         let top_hop = md.config.vqvae.hop_length(md.config.top_level());
         let new_len = seconds_to_samples(secs, spec.sample_rate, top_hop)?;
         if new_len <= spec.sample_length {
@@ -231,7 +237,10 @@ pub fn run(a: Args) -> Result<()> {
         return drive(&md, &dir, a.quiet);
     }
     let md = open_model(a.model.as_deref())?;
-    let out = a.out.clone().context("--out RUN_DIR is required for a new run")?;
+    let out = a
+        .out
+        .clone()
+        .context("--out RUN_DIR is required for a new run")?;
     if RunSpec::path(&out).exists() {
         bail!(
             "{} already holds a run; use --resume {} to finish it, or choose another --out",
@@ -269,15 +278,22 @@ pub fn build_spec(a: &Args, md: &ModelDir) -> Result<RunSpec> {
         None => Mode::Ancestral,
         Some(m) => bail!("unknown mode `{m}`"),
     };
-    let seconds = a.seconds.context("--seconds (the total length of each sample) is required")?;
+    let seconds = a
+        .seconds
+        .context("--seconds (the total length of each sample) is required")?;
     let sample_length = seconds_to_samples(seconds, sr, top_hop)?;
     let (prompt, prompt_samples) = match mode {
         Mode::Primed => {
-            let p = a.prompt.clone().context("primed mode needs --prompt FILE")?;
+            let p = a
+                .prompt
+                .clone()
+                .context("primed mode needs --prompt FILE")?;
             if !p.exists() {
                 bail!("the prompt {} does not exist", p.display());
             }
-            let ps = a.prompt_seconds.context("primed mode needs --prompt-seconds")?;
+            let ps = a
+                .prompt_seconds
+                .context("primed mode needs --prompt-seconds")?;
             let n = seconds_to_samples(ps, sr, top_hop)?;
             if n >= sample_length {
                 bail!(
@@ -307,7 +323,10 @@ pub fn build_spec(a: &Args, md: &ModelDir) -> Result<RunSpec> {
         .filter(|l| l.include_time_signal)
         .map_or(0.0, |l| l.min_duration);
     let total_seconds = a.total_seconds.unwrap_or(seconds.max(min_dur));
-    if total_seconds <= 0.0 || !total_seconds.is_finite() || total_seconds > jukebox::audio::MAX_SECONDS {
+    if total_seconds <= 0.0
+        || !total_seconds.is_finite()
+        || total_seconds > jukebox::audio::MAX_SECONDS
+    {
         bail!(
             "--total-seconds must be positive and at most {} s, got {total_seconds}",
             jukebox::audio::MAX_SECONDS
@@ -315,13 +334,18 @@ pub fn build_spec(a: &Args, md: &ModelDir) -> Result<RunSpec> {
     }
     let total_length = (total_seconds * sr as f64).round() as usize;
     let lyrics = match &a.lyrics {
-        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("cannot read lyrics {}", p.display()))?),
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read lyrics {}", p.display()))?,
+        ),
         None => None,
     };
     let items: Vec<ItemSpec> = match &a.labels {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-            let f: LabelsFile = toml::from_str(&text).with_context(|| format!("{} is not a labels file", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            let f: LabelsFile = toml::from_str(&text)
+                .with_context(|| format!("{} is not a labels file", p.display()))?;
             f.item
                 .into_iter()
                 .enumerate()
@@ -344,7 +368,11 @@ pub fn build_spec(a: &Args, md: &ModelDir) -> Result<RunSpec> {
             (0..a.n_samples)
                 .map(|i| ItemSpec {
                     artist: a.artist.clone(),
-                    genres: if a.genres.is_empty() { vec!["unknown".into()] } else { a.genres.clone() },
+                    genres: if a.genres.is_empty() {
+                        vec!["unknown".into()]
+                    } else {
+                        a.genres.clone()
+                    },
                     lyrics: lyrics.clone(),
                     seed: a.seed + i as u64,
                 })
@@ -355,12 +383,21 @@ pub fn build_spec(a: &Args, md: &ModelDir) -> Result<RunSpec> {
     let hop_fraction: Vec<f64> = match &a.hop_fraction {
         Some(s) => s
             .split(',')
-            .map(|x| x.trim().parse::<f64>().map_err(|_| anyhow::anyhow!("bad --hop-fraction value `{x}`")))
+            .map(|x| {
+                x.trim()
+                    .parse::<f64>()
+                    .map_err(|_| anyhow::anyhow!("bad --hop-fraction value `{x}`"))
+            })
             .collect::<Result<_>>()?,
         None => cfg.hop_fraction.clone(),
     };
-    if hop_fraction.len() != cfg.priors.len() || hop_fraction.iter().any(|h| !(*h > 0.0 && *h <= 1.0)) {
-        bail!("--hop-fraction needs {} values in (0, 1], one per level 0,1,2", cfg.priors.len());
+    if hop_fraction.len() != cfg.priors.len()
+        || hop_fraction.iter().any(|h| !(*h > 0.0 && *h <= 1.0))
+    {
+        bail!(
+            "--hop-fraction needs {} values in (0, 1], one per level 0,1,2",
+            cfg.priors.len()
+        );
     }
     let settings = hop_fraction
         .iter()
@@ -396,11 +433,17 @@ pub fn build_spec(a: &Args, md: &ModelDir) -> Result<RunSpec> {
             for b in &bases {
                 let artist = b.y[3];
                 if artist < 0 || artist as usize >= lc.n_artists {
-                    bail!("artist id {artist} is outside this model's 0..{} (level {l})", lc.n_artists);
+                    bail!(
+                        "artist id {artist} is outside this model's 0..{} (level {l})",
+                        lc.n_artists
+                    );
                 }
                 for &g in &b.y[4..4 + lab.max_genres] {
                     if g >= lc.n_genres as i64 {
-                        bail!("genre id {g} is outside this model's 0..{} (level {l})", lc.n_genres);
+                        bail!(
+                            "genre id {g} is outside this model's 0..{} (level {l})",
+                            lc.n_genres
+                        );
                     }
                 }
             }

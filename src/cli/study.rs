@@ -355,7 +355,9 @@ fn rank_prompt(plan: &Plan, root: &Path) -> Result<()> {
     }
     let md = ModelDir::open(Path::new(&plan.model))?;
     let top = md.config.top_level();
-    let Some(prior) = md.config.priors.get(top) else { return Ok(()) };
+    let Some(prior) = md.config.priors.get(top) else {
+        return Ok(());
+    };
     if prior.labels.is_none() {
         return Ok(());
     }
@@ -382,7 +384,8 @@ fn rank_prompt(plan: &Plan, root: &Path) -> Result<()> {
     if few_artists {
         argv.push("--artists".into());
     }
-    let w = <Wrap as clap::Parser>::try_parse_from(argv).context("building the rank-labels request")?;
+    let w =
+        <Wrap as clap::Parser>::try_parse_from(argv).context("building the rank-labels request")?;
     eprintln!("study: ranking the model's labels on the prompt (skip with --no-rank)");
     super::rank_labels::run(w.a).context("ranking labels on the prompt")
 }

@@ -39,9 +39,15 @@ pub fn run(a: Args) -> Result<()> {
         Some(s) => s
             .split(',')
             .map(|x| {
-                let i: usize = x.trim().parse().map_err(|_| anyhow::anyhow!("bad sample index `{x}`"))?;
+                let i: usize = x
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("bad sample index `{x}`"))?;
                 if i >= spec.items.len() {
-                    bail!("sample {i} does not exist: the run has samples 0..{}", spec.items.len());
+                    bail!(
+                        "sample {i} does not exist: the run has samples 0..{}",
+                        spec.items.len()
+                    );
                 }
                 Ok(i)
             })
@@ -58,7 +64,10 @@ pub fn run(a: Args) -> Result<()> {
         if l + 1 < n_levels {
             let above = spec.items_at(l + 1);
             if let Some(i) = chosen.iter().find(|i| !above.contains(i)) {
-                bail!("sample {i} was not sampled at level {}; upsample that level first", l + 1);
+                bail!(
+                    "sample {i} was not sampled at level {}; upsample that level first",
+                    l + 1
+                );
             }
         }
         spec.levels.push(l);

@@ -24,7 +24,10 @@ pub fn run(dir: &Path, report: &mut Report) -> Result<()> {
 fn check(dir: &Path, path: &Path, report: &mut Report) -> Result<()> {
     let dev = Device::Cpu;
     let io = candle_core::safetensors::load(path, &dev)?;
-    let get = |k: &str| io.get(k).with_context(|| format!("{} has no `{k}`", path.display()));
+    let get = |k: &str| {
+        io.get(k)
+            .with_context(|| format!("{} has no `{k}`", path.display()))
+    };
     let md = ModelDir::open(&dir.join("model"))?;
     let vq = load_vqvae(&md, &dev)?;
     let greedy = |level: usize| SampleOpts {
@@ -49,7 +52,15 @@ fn check(dir: &Path, path: &Path, report: &mut Report) -> Result<()> {
         let cond = prior.conditioning(Some(&y), z_cond.as_ref())?;
         let prime = Tensor::zeros((n, 0), DType::I64, &dev)?;
         let seeds = vec![0u64; n];
-        let out = sample_window(&prior, &cond, &prime, prior.cfg.n_ctx, &seeds, &greedy(level), &mut |_, _| {})?;
+        let out = sample_window(
+            &prior,
+            &cond,
+            &prime,
+            prior.cfg.n_ctx,
+            &seeds,
+            &greedy(level),
+            &mut |_, _| {},
+        )?;
         let want = get(toks)?.to_dtype(DType::I64)?;
         let got = out.tokens.to_dtype(DType::I64)?;
         let a = got.flatten_all()?.to_vec1::<i64>()?;

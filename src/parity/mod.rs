@@ -64,7 +64,11 @@ impl Report {
 
     /// Record a float comparison: passes when `error <= tolerance` (and is finite).
     pub fn value(&mut self, name: impl Into<String>, error: f64, tolerance: f64) {
-        let status = if error.is_finite() && error <= tolerance { Status::Pass } else { Status::Fail };
+        let status = if error.is_finite() && error <= tolerance {
+            Status::Pass
+        } else {
+            Status::Fail
+        };
         self.push(Check {
             name: name.into(),
             status,
@@ -84,8 +88,18 @@ impl Report {
     }
 
     /// Record an exact comparison: `mismatches` must be at most `allowed`.
-    pub fn exact(&mut self, name: impl Into<String>, mismatches: usize, allowed: usize, detail: impl Into<String>) {
-        let status = if mismatches <= allowed { Status::Pass } else { Status::Fail };
+    pub fn exact(
+        &mut self,
+        name: impl Into<String>,
+        mismatches: usize,
+        allowed: usize,
+        detail: impl Into<String>,
+    ) {
+        let status = if mismatches <= allowed {
+            Status::Pass
+        } else {
+            Status::Fail
+        };
         self.push(Check {
             name: name.into(),
             status,
@@ -151,7 +165,10 @@ pub fn format_check(c: &Check) -> String {
         Status::Skip(r) => format!("SKIP  {:<48} {r}", c.name),
         st => {
             let tag = if *st == Status::Pass { "ok  " } else { "FAIL" };
-            let mut line = format!("{tag}  {:<48} err {:<10.3e} tol {:.1e}", c.name, c.error, c.tolerance);
+            let mut line = format!(
+                "{tag}  {:<48} err {:<10.3e} tol {:.1e}",
+                c.name, c.error, c.tolerance
+            );
             if !c.detail.is_empty() {
                 line.push_str("  ");
                 line.push_str(&c.detail);
@@ -166,8 +183,14 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
     if a.dims() != b.dims() {
         bail!("shape mismatch: got {:?}, want {:?}", a.dims(), b.dims());
     }
-    let a = a.to_dtype(candle_core::DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-    let b = b.to_dtype(candle_core::DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+    let a = a
+        .to_dtype(candle_core::DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?;
+    let b = b
+        .to_dtype(candle_core::DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?;
     let mut m = 0f64;
     for (x, y) in a.iter().zip(&b) {
         let d = (x - y).abs();
@@ -195,8 +218,11 @@ pub fn detect(dir: &Path) -> Result<FolderKind> {
         if !p.exists() {
             return Ok(None);
         }
-        let t = std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
-        Ok(Some(serde_json::from_str(&t).with_context(|| format!("{} is not valid JSON", p.display()))?))
+        let t =
+            std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+        Ok(Some(serde_json::from_str(&t).with_context(|| {
+            format!("{} is not valid JSON", p.display())
+        })?))
     };
     if let Some(m) = read_json("manifest.json")? {
         if m.get("lyrics_cases").is_some() {
@@ -205,7 +231,10 @@ pub fn detect(dir: &Path) -> Result<FolderKind> {
         if m.get("configs").and_then(|c| c.get("vqvae")).is_some() {
             return Ok(FolderKind::HfFixtures);
         }
-        bail!("{}: manifest.json is not a known fixture manifest", dir.display());
+        bail!(
+            "{}: manifest.json is not a known fixture manifest",
+            dir.display()
+        );
     }
     if dir.join("timing_bins.json").exists() {
         return Ok(FolderKind::Timing);
@@ -214,7 +243,10 @@ pub fn detect(dir: &Path) -> Result<FolderKind> {
         if ix.get("vqvae").is_some() {
             return Ok(FolderKind::OfficialKeys);
         }
-        if ix.as_object().is_some_and(|o| o.keys().any(|k| k.ends_with(".pth.tar") || k.ends_with(".pth"))) {
+        if ix.as_object().is_some_and(|o| {
+            o.keys()
+                .any(|k| k.ends_with(".pth.tar") || k.ends_with(".pth"))
+        }) {
             return Ok(FolderKind::Checkpoints);
         }
     }

@@ -63,7 +63,8 @@ pub fn level_tokens(md: &ModelDir, samples: usize, level: usize) -> usize {
 pub fn load_vqvae(md: &ModelDir, dev: &Device) -> Result<VqVae> {
     crate::guard::check_component_fits(md, crate::checkpoint::Component::Vqvae)?;
     let vb = md.vqvae_vb(DType::F32, dev)?;
-    VqVae::new(&md.config.vqvae, vb).with_context(|| format!("loading the VQ-VAE of {}", md.path.display()))
+    VqVae::new(&md.config.vqvae, vb)
+        .with_context(|| format!("loading the VQ-VAE of {}", md.path.display()))
 }
 
 pub fn load_prior(md: &ModelDir, level: usize, dev: &Device) -> Result<Prior> {
@@ -74,11 +75,17 @@ pub fn load_prior(md: &ModelDir, level: usize, dev: &Device) -> Result<Prior> {
         .with_context(|| format!("the model has no prior for level {level}"))?;
     crate::guard::check_component_fits(md, crate::checkpoint::Component::Prior(level))?;
     let vb = md.prior_vb(level, DType::F32, dev)?;
-    Prior::new(cfg, vb).with_context(|| format!("loading the level-{level} prior of {}", md.path.display()))
+    Prior::new(cfg, vb)
+        .with_context(|| format!("loading the level-{level} prior of {}", md.path.display()))
 }
 
 /// The labels of `items` as the prior at `level` reads them (each prior has its own id lists).
-pub fn base_labels(md: &ModelDir, spec: &RunSpec, level: usize, items: &[usize]) -> Result<(Labeller, Vec<BaseLabel>)> {
+pub fn base_labels(
+    md: &ModelDir,
+    spec: &RunSpec,
+    level: usize,
+    items: &[usize],
+) -> Result<(Labeller, Vec<BaseLabel>)> {
     let cfg = &md.config.priors[level];
     let mut lab = Labeller::for_model(&md.path, cfg, spec.sample_rate as f64)?.strict(true);
     lab.quiet = true;
@@ -99,7 +106,13 @@ pub fn base_labels(md: &ModelDir, spec: &RunSpec, level: usize, items: &[usize])
 }
 
 /// Encode the prompt once (one row per level) and write its reconstructions.
-pub fn encode_prompt(md: &ModelDir, vq: &VqVae, prompt: &Path, samples: usize, dev: &Device) -> Result<Vec<Vec<i64>>> {
+pub fn encode_prompt(
+    md: &ModelDir,
+    vq: &VqVae,
+    prompt: &Path,
+    samples: usize,
+    dev: &Device,
+) -> Result<Vec<Vec<i64>>> {
     let sr = md.config.vqvae.sample_rate;
     let audio = crate::audio::load_prefix(prompt, samples as f64 / sr as f64 + 0.01)
         .with_context(|| format!("loading the prompt {}", prompt.display()))?;
@@ -128,7 +141,13 @@ fn to_tensor(rows: &[Vec<i64>], dev: &Device) -> Result<Tensor> {
 }
 
 /// Decode one level's codes and write `dir/level_K/sample_I.wav` (or `prompt/level_K.wav`).
-pub fn write_level_audio(vq: &VqVae, level: usize, rows: &[Vec<i64>], names: &[PathBuf], dev: &Device) -> Result<()> {
+pub fn write_level_audio(
+    vq: &VqVae,
+    level: usize,
+    rows: &[Vec<i64>],
+    names: &[PathBuf],
+    dev: &Device,
+) -> Result<()> {
     if rows.is_empty() || rows[0].is_empty() {
         return Ok(());
     }
@@ -152,7 +171,10 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
     let mut vq: Option<VqVae> = None;
 
     if spec.mode == Mode::Primed && state.prompt.is_empty() {
-        let prompt = spec.prompt.as_ref().context("primed run without a prompt")?;
+        let prompt = spec
+            .prompt
+            .as_ref()
+            .context("primed run without a prompt")?;
         let v = load_vqvae(md, dev)?;
         let codes = encode_prompt(md, &v, prompt, spec.prompt_samples, dev)?;
         for (l, c) in codes.into_iter().enumerate() {
@@ -162,14 +184,21 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
         vq = Some(v);
     }
     if spec.mode == Mode::Primed && opts.write_audio {
-        let missing = (0..cfg.vqvae.levels).any(|l| !run_dir.join(format!("prompt/level_{l}.wav")).exists());
+        let missing =
+            (0..cfg.vqvae.levels).any(|l| !run_dir.join(format!("prompt/level_{l}.wav")).exists());
         if missing {
             let v = match vq.take() {
                 Some(v) => v,
                 None => load_vqvae(md, dev)?,
             };
             for (l, c) in &state.prompt {
-                write_level_audio(&v, *l, std::slice::from_ref(c), &[run_dir.join(format!("prompt/level_{l}.wav"))], dev)?;
+                write_level_audio(
+                    &v,
+                    *l,
+                    std::slice::from_ref(c),
+                    &[run_dir.join(format!("prompt/level_{l}.wav"))],
+                    dev,
+                )?;
             }
             vq = Some(v);
         }
@@ -188,7 +217,9 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
         let hop_len = cfg.vqvae.hop_length(level);
         let codes = state.levels.entry(level).or_insert_with(|| {
             let start: Vec<i64> = match spec.mode {
-                Mode::Primed => state.prompt.get(&level).cloned().unwrap_or_default()[..spec.prompt_samples / hop_len].to_vec(),
+                Mode::Primed => state.prompt.get(&level).cloned().unwrap_or_default()
+                    [..spec.prompt_samples / hop_len]
+                    .to_vec(),
                 Mode::Ancestral => vec![],
             };
             LevelCodes {
@@ -208,7 +239,10 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
                 spec.sample_length as f64 / sr as f64
             );
         }
-        state.entropy.entry(level).or_insert_with(|| EntropySums::new(items.len()));
+        state
+            .entropy
+            .entry(level)
+            .or_insert_with(|| EntropySums::new(items.len()));
         if !windows.is_empty() {
             let t0 = Instant::now();
             let prior = load_prior(md, level, dev)?;
@@ -220,14 +254,17 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
             let (lab, bases) = base_labels(md, &spec, level, &items)?;
             // Upsamplers read the level above for the same items.
             let upper_rows: Option<Vec<Vec<i64>>> = if pcfg.is_upsampler() {
-                let upper = state
-                    .levels
-                    .get(&(level + 1))
-                    .with_context(|| format!("level {level} needs the codes of level {} first", level + 1))?;
+                let upper = state.levels.get(&(level + 1)).with_context(|| {
+                    format!("level {level} needs the codes of level {} first", level + 1)
+                })?;
                 let upper_items = spec.items_at(level + 1);
                 let need = level_tokens(md, spec.sample_length, level + 1);
                 if upper.len() < need {
-                    bail!("level {} is unfinished ({} of {need} tokens); finish it first", level + 1, upper.len());
+                    bail!(
+                        "level {} is unfinished ({} of {need} tokens); finish it first",
+                        level + 1,
+                        upper.len()
+                    );
                 }
                 Some(
                     items
@@ -237,7 +274,9 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
                                 .iter()
                                 .position(|u| u == i)
                                 .map(|p| upper.rows[p].clone())
-                                .with_context(|| format!("item {i} has no level-{} codes to upsample", level + 1))
+                                .with_context(|| {
+                                    format!("item {i} has no level-{} codes to upsample", level + 1)
+                                })
                         })
                         .collect::<Result<_>>()?,
                 )
@@ -288,7 +327,9 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
                 windows_done += 1;
             }
             pb.finish_with_message(format!("level {level} done"));
-            summary.levels.push((level, new_tokens, t0.elapsed().as_secs_f64()));
+            summary
+                .levels
+                .push((level, new_tokens, t0.elapsed().as_secs_f64()));
         }
         if opts.write_audio {
             let names: Vec<PathBuf> = items
@@ -310,7 +351,12 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
 }
 
 /// The conventions' codes file, with every item's row (rows missing at a level are absent).
-pub fn write_codes_file(md: &ModelDir, run_dir: &Path, spec: &RunSpec, state: &RunState) -> Result<()> {
+pub fn write_codes_file(
+    md: &ModelDir,
+    run_dir: &Path,
+    spec: &RunSpec,
+    state: &RunState,
+) -> Result<()> {
     let dev = Device::Cpu;
     let n_levels = md.config.vqvae.levels;
     let mut levels: Vec<Option<Tensor>> = vec![None; n_levels];
@@ -368,20 +414,31 @@ fn sample_one_window(
         let z_cond = match upper {
             Some(up) => {
                 let f = w.start / (prior.cfg.n_ctx / prior.z_cond_len());
-                let rows: Vec<Vec<i64>> = up[b0..b1].iter().map(|r| r[f..f + prior.z_cond_len()].to_vec()).collect();
+                let rows: Vec<Vec<i64>> = up[b0..b1]
+                    .iter()
+                    .map(|r| r[f..f + prior.z_cond_len()].to_vec())
+                    .collect();
                 Some(to_tensor(&rows, dev)?)
             }
             None => None,
         };
         let y_opt = prior.cfg.labels.is_some().then_some(&y);
         let cond = prior.conditioning(y_opt, z_cond.as_ref())?;
-        let prime_rows: Vec<Vec<i64>> = codes.rows[b0..b1].iter().map(|r| r[w.start..have].to_vec()).collect();
+        let prime_rows: Vec<Vec<i64>> = codes.rows[b0..b1]
+            .iter()
+            .map(|r| r[w.start..have].to_vec())
+            .collect();
         let prime = to_tensor(&prime_rows, dev)?;
         let seeds: Vec<u64> = items[b0..b1].iter().map(|&i| spec.items[i].seed).collect();
         let out = sample_window(prior, &cond, &prime, n_new, &seeds, &opts, &mut |k, _| {
             progress((done_items * n_new + k * (b1 - b0)) / n);
         })
-        .with_context(|| format!("sampling level {level}, window {} (tokens {}..{})", w.index, w.start, w.end))?;
+        .with_context(|| {
+            format!(
+                "sampling level {level}, window {} (tokens {}..{})",
+                w.index, w.start, w.end
+            )
+        })?;
         let toks = out.tokens.to_dtype(DType::I64)?.to_vec2::<i64>()?;
         for (j, row) in toks.into_iter().enumerate() {
             new_rows[b0 + j] = row[row.len() - n_new..].to_vec();

@@ -79,11 +79,15 @@ impl RunSpec {
     pub fn load(run_dir: &Path) -> Result<RunSpec> {
         let p = Self::path(run_dir);
         let text = std::fs::read_to_string(&p).with_context(|| {
-            format!("{} has no readable run.toml: is it a run directory?", run_dir.display())
+            format!(
+                "{} has no readable run.toml: is it a run directory?",
+                run_dir.display()
+            )
         })?;
         let spec: RunSpec = toml::from_str(&text)
             .with_context(|| format!("{} is corrupted or not a run file", p.display()))?;
-        spec.validate().with_context(|| format!("{} is inconsistent", p.display()))?;
+        spec.validate()
+            .with_context(|| format!("{} is inconsistent", p.display()))?;
         Ok(spec)
     }
 

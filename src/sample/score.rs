@@ -33,12 +33,18 @@ pub fn score_rows(
         let z = match upper {
             Some(up) => {
                 let f = w.start / (n_ctx / prior.z_cond_len());
-                let z: Vec<i64> = up.iter().flat_map(|r| r[f..f + prior.z_cond_len()].to_vec()).collect();
+                let z: Vec<i64> = up
+                    .iter()
+                    .flat_map(|r| r[f..f + prior.z_cond_len()].to_vec())
+                    .collect();
                 Some(Tensor::from_vec(z, (n, prior.z_cond_len()), dev)?)
             }
             None => None,
         };
-        let toks: Vec<i64> = rows.iter().flat_map(|r| r[w.start..w.end].to_vec()).collect();
+        let toks: Vec<i64> = rows
+            .iter()
+            .flat_map(|r| r[w.start..w.end].to_vec())
+            .collect();
         let toks = Tensor::from_vec(toks, (n, w.end - w.start), dev)?;
         let y_opt = prior.cfg.labels.is_some().then_some(&y);
         let logits = prior
@@ -48,7 +54,11 @@ pub fn score_rows(
         let bits = nll_bits(&logits, &targets)?;
         let first = have.max(w.start) - w.start;
         let len = w.end - w.start - first;
-        let part = bits.narrow(1, first, len)?.sum(1)?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let part = bits
+            .narrow(1, first, len)?
+            .sum(1)?
+            .to_dtype(DType::F64)?
+            .to_vec1::<f64>()?;
         for (s, p) in sums.iter_mut().zip(part) {
             *s += p;
         }

@@ -95,8 +95,12 @@ impl RunState {
                     s.prompt.insert(level, le_i64(data));
                 }
                 ("entraw", Dtype::F64) => s.entropy.entry(level).or_default().raw = le_f64(data),
-                ("entfilt", Dtype::F64) => s.entropy.entry(level).or_default().filtered = le_f64(data),
-                ("entcount", Dtype::I64) => s.entropy.entry(level).or_default().count = le_i64(data),
+                ("entfilt", Dtype::F64) => {
+                    s.entropy.entry(level).or_default().filtered = le_f64(data)
+                }
+                ("entcount", Dtype::I64) => {
+                    s.entropy.entry(level).or_default().count = le_i64(data)
+                }
                 _ => bail!("unexpected tensor `{name}` of type {:?}", view.dtype()),
             }
         }
@@ -107,15 +111,35 @@ impl RunState {
         let mut bufs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
         for (l, c) in &self.levels {
             let flat: Vec<i64> = c.rows.iter().flatten().copied().collect();
-            bufs.push((format!("level_{l}"), Dtype::I64, vec![c.rows.len(), c.len()], i64_le(&flat)));
+            bufs.push((
+                format!("level_{l}"),
+                Dtype::I64,
+                vec![c.rows.len(), c.len()],
+                i64_le(&flat),
+            ));
         }
         for (l, p) in &self.prompt {
             bufs.push((format!("prompt_{l}"), Dtype::I64, vec![p.len()], i64_le(p)));
         }
         for (l, e) in &self.entropy {
-            bufs.push((format!("entraw_{l}"), Dtype::F64, vec![e.raw.len()], f64_le(&e.raw)));
-            bufs.push((format!("entfilt_{l}"), Dtype::F64, vec![e.filtered.len()], f64_le(&e.filtered)));
-            bufs.push((format!("entcount_{l}"), Dtype::I64, vec![e.count.len()], i64_le(&e.count)));
+            bufs.push((
+                format!("entraw_{l}"),
+                Dtype::F64,
+                vec![e.raw.len()],
+                f64_le(&e.raw),
+            ));
+            bufs.push((
+                format!("entfilt_{l}"),
+                Dtype::F64,
+                vec![e.filtered.len()],
+                f64_le(&e.filtered),
+            ));
+            bufs.push((
+                format!("entcount_{l}"),
+                Dtype::I64,
+                vec![e.count.len()],
+                i64_le(&e.count),
+            ));
         }
         let views: Vec<(String, TensorView)> = bufs
             .iter()
@@ -163,7 +187,12 @@ mod tests {
                 rows: vec![vec![1, 2, 3], vec![4, 5, 6]],
             },
         );
-        s.levels.insert(1, LevelCodes { rows: vec![vec![], vec![]] });
+        s.levels.insert(
+            1,
+            LevelCodes {
+                rows: vec![vec![], vec![]],
+            },
+        );
         s.prompt.insert(2, vec![7, 8]);
         s.entropy.insert(
             2,

@@ -28,7 +28,8 @@ pub struct ModelRunner {
 
 impl ModelRunner {
     pub fn new(model: &Path, work: &Path) -> Result<Self> {
-        let md = ModelDir::open(model).with_context(|| format!("cannot open the model {}", model.display()))?;
+        let md = ModelDir::open(model)
+            .with_context(|| format!("cannot open the model {}", model.display()))?;
         Ok(Self {
             md,
             dev: Device::Cpu,
@@ -60,7 +61,9 @@ impl ModelRunner {
             .cells
             .iter()
             .map(|id| {
-                let c = plan.cell(id).with_context(|| format!("plan has no cell `{id}`"))?;
+                let c = plan
+                    .cell(id)
+                    .with_context(|| format!("plan has no cell `{id}`"))?;
                 Ok(if c.no_label {
                     ItemSpec {
                         artist: "unknown".into(),
@@ -83,7 +86,11 @@ impl ModelRunner {
             version: env!("CARGO_PKG_VERSION").into(),
             model: self.md.path.clone(),
             model_id: model_identity(&self.md)?,
-            mode: if primed { Mode::Primed } else { Mode::Ancestral },
+            mode: if primed {
+                Mode::Primed
+            } else {
+                Mode::Ancestral
+            },
             prompt: None,
             prompt_samples: if primed { plan.prompt_samples } else { 0 },
             sample_length: plan.total_samples,
@@ -112,7 +119,10 @@ impl CellRunner for ModelRunner {
     fn prepare(&mut self, plan: &Plan, prompt: &[f32]) -> Result<Vec<PromptRecon>> {
         let n = plan.prompt_samples;
         if prompt.len() < n {
-            bail!("the prompt has {} samples, the plan needs {n}", prompt.len());
+            bail!(
+                "the prompt has {} samples, the plan needs {n}",
+                prompt.len()
+            );
         }
         let dev = self.dev.clone();
         let levels = self.md.config.vqvae.levels;
@@ -122,7 +132,11 @@ impl CellRunner for ModelRunner {
         let mut out = vec![];
         for l in 0..levels {
             let c = vq.encode(&x, l)?.to_dtype(DType::I64)?;
-            let audio = vq.decode(&c, l)?.squeeze(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+            let audio = vq
+                .decode(&c, l)?
+                .squeeze(0)?
+                .to_dtype(DType::F32)?
+                .to_vec1::<f32>()?;
             let c = c.squeeze(0)?.to_vec1::<i64>()?;
             if plan.levels.contains(&l) {
                 out.push(PromptRecon {
@@ -149,7 +163,8 @@ impl CellRunner for ModelRunner {
         let dir = self.work.join(format!("group_{:04}", group.index));
         // A group left by a crash resumes if it is the same group; otherwise it starts again.
         if dir.exists() && RunSpec::load(&dir).ok().as_ref() != Some(&spec) {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot clear {}", dir.display()))?;
         }
         if !dir.exists() {
             spec.save(&dir)?;
@@ -162,7 +177,12 @@ impl CellRunner for ModelRunner {
             }
             st.save(&dir)?;
         }
-        progress(&format!("group {} ({} cells, seed {})", group.index, group.cells.len(), group.seed));
+        progress(&format!(
+            "group {} ({} cells, seed {})",
+            group.index,
+            group.cells.len(),
+            group.seed
+        ));
         let opts = RunOptions {
             device: self.dev.clone(),
             progress: self.progress,
@@ -191,28 +211,50 @@ impl CellRunner for ModelRunner {
             ..spec.clone()
         };
         for &level in &plan.levels {
-            let rows = &state.levels.get(&level).with_context(|| format!("level {level} missing"))?.rows;
+            let rows = &state
+                .levels
+                .get(&level)
+                .with_context(|| format!("level {level} missing"))?
+                .rows;
             let prior = load_prior(&self.md, level, &dev)?;
             let items: Vec<usize> = (0..n).collect();
             let (lab, own) = base_labels(&self.md, &spec, level, &items)?;
             let (_, none) = base_labels(&self.md, &no_label, level, &items)?;
             let hop_len = self.md.config.vqvae.hop_length(level);
             let from = spec.prompt_samples / hop_len;
-            let hop = ((spec.settings[level].hop_fraction * prior.cfg.n_ctx as f64) as usize).max(1);
+            let hop =
+                ((spec.settings[level].hop_fraction * prior.cfg.n_ctx as f64) as usize).max(1);
             let upper = if prior.cfg.is_upsampler() {
-                Some(state.levels.get(&(level + 1)).context("upper level missing")?.rows.clone())
+                Some(
+                    state
+                        .levels
+                        .get(&(level + 1))
+                        .context("upper level missing")?
+                        .rows
+                        .clone(),
+                )
             } else {
                 None
             };
-            let (b_own, cnt) = score_rows(&prior, &lab, &own, rows, upper.as_deref(), from, hop, &dev)?;
-            let (b_none, _) = score_rows(&prior, &lab, &none, rows, upper.as_deref(), from, hop, &dev)?;
+            let (b_own, cnt) =
+                score_rows(&prior, &lab, &own, rows, upper.as_deref(), from, hop, &dev)?;
+            let (b_none, _) =
+                score_rows(&prior, &lab, &none, rows, upper.as_deref(), from, hop, &dev)?;
             drop(prior);
             let vq = self.vq()?;
-            let t = Tensor::from_vec(rows.iter().flatten().copied().collect::<Vec<_>>(), (n, rows[0].len()), &dev)?;
+            let t = Tensor::from_vec(
+                rows.iter().flatten().copied().collect::<Vec<_>>(),
+                (n, rows[0].len()),
+                &dev,
+            )?;
             let audio = vq.decode(&t, level)?.to_dtype(DType::F32)?;
             let ent = state.entropy.get(&level).cloned().unwrap_or_default();
             for i in 0..n {
-                let (er, ef) = if ent.count.len() > i { ent.mean(i) } else { (f64::NAN, f64::NAN) };
+                let (er, ef) = if ent.count.len() > i {
+                    ent.mean(i)
+                } else {
+                    (f64::NAN, f64::NAN)
+                };
                 let c = cnt.max(1) as f64;
                 per_item[i].push(LevelOutcome {
                     level,

@@ -10,7 +10,10 @@ pub fn seconds_to_samples(seconds: f64, sample_rate: u32, top_hop: usize) -> Res
     }
     // Far beyond any model's song length; also keeps `seconds * rate` inside usize/i64.
     if seconds > crate::audio::MAX_SECONDS {
-        bail!("length {seconds:e} s is longer than the {} s limit", crate::audio::MAX_SECONDS);
+        bail!(
+            "length {seconds:e} s is longer than the {} s limit",
+            crate::audio::MAX_SECONDS
+        );
     }
     let raw = (seconds * sample_rate as f64).floor() as usize;
     let n = raw / top_hop * top_hop;
@@ -95,8 +98,22 @@ mod tests {
     #[test]
     fn windows_never_resample() {
         let w = plan_windows(0, 160, 64, 8);
-        assert_eq!(w[0], Window { index: 0, start: 0, end: 64 });
-        assert_eq!(w[1], Window { index: 1, start: 8, end: 72 });
+        assert_eq!(
+            w[0],
+            Window {
+                index: 0,
+                start: 0,
+                end: 64
+            }
+        );
+        assert_eq!(
+            w[1],
+            Window {
+                index: 1,
+                start: 8,
+                end: 72
+            }
+        );
         assert_eq!(w.last().unwrap().end, 160);
         // With a 100-token prompt the first window to sample is the one ending after 100.
         let w = plan_windows(100, 160, 64, 8);

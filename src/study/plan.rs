@@ -260,7 +260,7 @@ impl Plan {
                 bail!("--prompt-bpm must be between 20 and 400, got {b}");
             }
         }
-        let levels = parse_levels(spec.levels.as_deref().unwrap_or("top"), facts.hops.len())?;
+        let levels = parse_levels(spec.levels.as_deref().unwrap_or("all"), facts.hops.len())?;
         let temperature = spec.temperature.unwrap_or(0.98);
         if !(temperature.is_finite() && temperature > 0.0) {
             bail!("--temperature must be > 0, got {temperature}");

@@ -77,7 +77,10 @@ pub fn save_codes(
         .collect();
     let meta = std::collections::BTreeMap::from([
         ("sample_rate".to_string(), sample_rate.to_string()),
-        ("hop_lengths".to_string(), serde_json::to_string(hop_lengths)?),
+        (
+            "hop_lengths".to_string(),
+            serde_json::to_string(hop_lengths)?,
+        ),
         ("format".to_string(), "jukebox-codes".to_string()),
     ]);
     crate::checkpoint::safetensors_io::write(path, items, &meta)
