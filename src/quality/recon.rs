@@ -22,6 +22,10 @@ pub struct ReconRow {
     pub log_mel_db: f64,
     /// Mean SNR in dB (higher is better; silence is 0 dB).
     pub snr_db: f64,
+    /// Bits per second the codec spends (None: not a fixed-rate code).
+    pub kbps: Option<f64>,
+    /// The level a row measures, or (for an equal-bitrate baseline) the level it matches.
+    pub matches_level: Option<usize>,
 }
 
 /// Codebook usage of one level on held-out audio.
@@ -122,7 +126,23 @@ fn mean_row(name: &str, clips: &[Vec<f32>], outs: &[Vec<f32>]) -> ReconRow {
         spectral_convergence: c / n,
         log_mel_db: m / n,
         snr_db: s / n,
+        kbps: None,
+        matches_level: None,
     }
+}
+
+/// 8-bit µ-law at `rate` Hz: resample down, quantise, resample back (a trivial codec of
+/// 8·rate bit/s).
+pub fn mu_law_at(x: &[f32], sr: u32, rate: u32) -> Result<Vec<f32>> {
+    let down = crate::audio::resample(x, sr, rate.max(1))?;
+    let mut up = crate::audio::resample(&mu_law_8bit(&down), rate.max(1), sr)?;
+    up.resize(x.len(), 0.0);
+    Ok(up)
+}
+
+/// kbit/s of one level's codes: tokens per second × log2(codebook size).
+pub fn level_kbps(sr: u32, hop: usize, bins: usize) -> f64 {
+    sr as f64 / hop.max(1) as f64 * (bins.max(2) as f64).log2() / 1000.0
 }
 
 pub fn level_name(level: usize, levels: usize) -> String {
@@ -170,7 +190,10 @@ pub fn measure(
                     .to_vec1::<i64>()?,
             );
         }
-        levels.push(mean_row(&level_name(level, vq.levels()), clips, &outs));
+        let mut row = mean_row(&level_name(level, vq.levels()), clips, &outs);
+        row.kbps = Some(level_kbps(sr, vq.hop_length(level), cfg.l_bins));
+        row.matches_level = Some(level);
+        levels.push(row);
         let (distinct, perplexity) = usage(&all_codes, cfg.l_bins);
         usage_rows.push(UsageRow {
             level,
@@ -184,11 +207,24 @@ pub fn measure(
     let silence: Vec<Vec<f32>> = clips.iter().map(|x| vec![0.0; x.len()]).collect();
     let mu: Vec<Vec<f32>> = clips.iter().map(|x| mu_law_8bit(x)).collect();
     let lp: Vec<Vec<f32>> = clips.iter().map(|x| low_pass(x, sr, 4000.0)).collect();
-    let baselines = vec![
-        mean_row("silence (all zeros)", clips, &silence),
-        mean_row("8-bit µ-law", clips, &mu),
-        mean_row("4 kHz low-pass", clips, &lp),
-    ];
+    let mut baselines = vec![mean_row("silence (all zeros)", clips, &silence)];
+    // The same bit budget as each level, spent on plain 8-bit µ-law at a lower sample rate.
+    for level in (0..vq.levels()).rev() {
+        let kbps = level_kbps(sr, vq.hop_length(level), cfg.l_bins);
+        let rate = (kbps * 1000.0 / 8.0).round() as u32;
+        let outs: Vec<Vec<f32>> = clips
+            .iter()
+            .map(|x| mu_law_at(x, sr, rate))
+            .collect::<Result<_>>()?;
+        let mut row = mean_row(&format!("8-bit µ-law at {rate} Hz"), clips, &outs);
+        row.kbps = Some(kbps);
+        row.matches_level = Some(level);
+        baselines.push(row);
+    }
+    let mut row = mean_row("8-bit µ-law at 44.1 kHz", clips, &mu);
+    row.kbps = Some(sr as f64 * 8.0 / 1000.0);
+    baselines.push(row);
+    baselines.push(mean_row("4 kHz low-pass (unquantised)", clips, &lp));
     Ok(ReconResult {
         levels,
         baselines,

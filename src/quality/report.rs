@@ -33,7 +33,12 @@ pub fn misses(r: &QualityReport) -> Vec<String> {
     let mut out = Vec::new();
     for lv in &r.recon.levels {
         let mut lost = Vec::new();
-        for b in &r.recon.baselines {
+        for b in r
+            .recon
+            .baselines
+            .iter()
+            .filter(|b| b.matches_level.is_none() || b.matches_level == lv.matches_level)
+        {
             let worse: Vec<&str> = [
                 ("STFT distance", lv.stft_distance >= b.stft_distance),
                 (
@@ -141,8 +146,11 @@ pub fn markdown(r: &QualityReport) -> String {
          compare rows), spectral convergence (the same normalised by the input's norm: silence \
          scores 1), log-mel distance (mean |dB| difference of the clip-average mel spectra: \
          timbre balance) and SNR (silence scores 0 dB). Lower is better except SNR. A decoder \
-         that gets the spectrum right but not the phase scores a negative SNR; the spectral \
-         figures are the ones that matter for a VQ-VAE.\n",
+         that gets the spectrum right but not the phase scores a low SNR; the spectral figures \
+         are the ones that matter for a VQ-VAE. Baselines: silence; each level's bit rate \
+         (tokens per second × log2 of the codebook) spent on plain 8-bit µ-law at a lower sample \
+         rate (the trivial codec at equal cost); and two references that spend far more: 8-bit \
+         µ-law at the full rate and an unquantised 4 kHz low-pass.\n",
         r.clips, r.clip_seconds
     );
     let _ = writeln!(
@@ -163,7 +171,11 @@ pub fn markdown(r: &QualityReport) -> String {
         let _ = writeln!(s, "{}", line(x, format!("**{}**", x.name)));
     }
     for x in &r.recon.baselines {
-        let _ = writeln!(s, "{}", line(x, format!("baseline: {}", x.name)));
+        let name = match x.matches_level {
+            Some(l) => format!("baseline: {} (the bit rate of level {l})", x.name),
+            None => format!("baseline: {}", x.name),
+        };
+        let _ = writeln!(s, "{}", line(x, name));
     }
 
     let _ = writeln!(s, "\n## Codebook usage\n");

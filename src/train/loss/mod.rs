@@ -96,8 +96,8 @@ impl Stft {
         1 + len / self.cfg.hop // (len + 2·(n_fft/2) − n_fft) / hop + 1
     }
 
-    /// |STFT(x)| for x of shape (B, T): (B, frames, bins). Centre-padded with reflection.
-    pub fn magnitude(&self, x: &Tensor) -> Result<Tensor> {
+    /// The reflect-padded frames of x (B, T): (B·frames, window), and the frame count.
+    fn framed(&self, x: &Tensor) -> Result<(Tensor, usize)> {
         let (b, t) = x.dims2()?;
         let StftConfig { n_fft, hop, window } = self.cfg;
         let pad = (n_fft / 2) as i64;
@@ -111,6 +111,15 @@ impl Stft {
         }
         let idx = Tensor::from_vec(idx, frames * window, x.device())?;
         let framed = x.index_select(&idx, 1)?.reshape((b * frames, window))?;
+        Ok((framed, frames))
+    }
+
+    /// |STFT(x)| for x of shape (B, T): (B, frames, bins). Centre-padded with reflection.
+    pub fn magnitude(&self, x: &Tensor) -> Result<Tensor> {
+        let b = x.dim(0)?;
+        let StftConfig { n_fft, window, .. } = self.cfg;
+        let off = (n_fft - window) / 2;
+        let (framed, frames) = self.framed(x)?;
         // Window, centre inside n_fft, then |rfft| by FFT (the DFT-basis matmul cost n_fft² per
         // frame and dominated training time; `basis` remains as the reference in tests).
         let hann: Vec<f64> = (0..window)
@@ -119,7 +128,7 @@ impl Stft {
         let hann = Tensor::from_vec(hann, (1, window), x.device())?.to_dtype(x.dtype())?;
         let wf = framed.broadcast_mul(&hann)?;
         let padded = if window < n_fft {
-            wf.pad_with_zeros(1, off as usize, n_fft - window - off as usize)?
+            wf.pad_with_zeros(1, off, n_fft - window - off)?
         } else {
             wf
         };
@@ -131,19 +140,8 @@ impl Stft {
 impl Stft {
     /// The same magnitudes by a DFT-basis matmul: the slow reference the FFT path is tested against.
     pub fn magnitude_dft(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t) = x.dims2()?;
-        let StftConfig { n_fft, hop, window } = self.cfg;
-        let pad = (n_fft / 2) as i64;
-        let off = ((n_fft - window) / 2) as i64;
-        let frames = self.frames(t);
-        let mut idx = Vec::with_capacity(frames * window);
-        for f in 0..frames as i64 {
-            for n in 0..window as i64 {
-                idx.push(reflect(f * hop as i64 + off + n - pad, t as i64) as u32);
-            }
-        }
-        let idx = Tensor::from_vec(idx, frames * window, x.device())?;
-        let framed = x.index_select(&idx, 1)?.reshape((b * frames, window))?;
+        let b = x.dim(0)?;
+        let (framed, frames) = self.framed(x)?;
         let spec = framed.matmul(&self.basis.to_dtype(x.dtype())?)?;
         let bins = self.bins();
         let re = spec.narrow(1, 0, bins)?;
