@@ -115,13 +115,32 @@ fn quality_measures_every_section_on_the_fixture_model() {
     let silence = &r.recon.baselines[0];
     assert_eq!(silence.snr_db, 0.0);
     assert!((silence.spectral_convergence - 1.0).abs() < 1e-9);
-    let mu = &r.recon.baselines[1];
+    // Equal-bitrate µ-law per level (fixture: 64 codes = 6 bits per token), top first: fewer
+    // bits, a lower sample rate, a worse copy.
+    let eq: Vec<_> = r.recon.baselines[1..4].iter().collect();
+    for (b, (level, hop)) in eq.iter().zip([(2, 128.0), (1, 32.0), (0, 8.0)]) {
+        assert_eq!(b.matches_level, Some(level));
+        let kbps = 44.1 / hop * 6.0;
+        assert!((b.kbps.unwrap() - kbps).abs() < 1e-9, "{b:?}");
+        assert!(
+            b.name.contains(&format!("{} Hz", (kbps * 125.0).round())),
+            "{b:?}"
+        );
+    }
+    assert!(eq[0].spectral_convergence > eq[1].spectral_convergence);
+    assert!(eq[1].spectral_convergence > eq[2].spectral_convergence);
+    assert!(eq[0].spectral_convergence < 1.01, "{:?}", eq[0]);
+    let mu = &r.recon.baselines[4];
+    assert_eq!(mu.kbps, Some(352.8));
     assert!(
         mu.snr_db > 20.0 && mu.stft_distance < silence.stft_distance,
         "{mu:?}"
     );
-    let lp = &r.recon.baselines[2];
+    let lp = &r.recon.baselines[5];
     assert!(lp.snr_db > 0.0 && lp.spectral_convergence < 1.0, "{lp:?}");
+    for (lv, level) in r.recon.levels.iter().zip([2, 1, 0]) {
+        assert_eq!(lv.matches_level, Some(level));
+    }
 
     // Prior bits: 3 windows of n_ctx = 64 tokens per level; the unigram never exceeds the
     // uniform guess by more than the smoothing allows.
