@@ -88,6 +88,7 @@ pub fn spec(prompt: &Path) -> PlanSpec {
         artists: Some(vec!["ann".into(), "bob".into()]),
         seeds: Some(2),
         max_batch: Some(3),
+        levels: Some("top".into()),
         ..Default::default()
     }
 }
