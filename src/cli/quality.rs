@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long, default_value_t = 8.0)]
     pub seconds: f64,
     /// Continuations per condition (seeds --seed, --seed + 1, ...).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 6)]
     pub seeds: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -155,12 +155,13 @@ pub fn markdown(r: &QualityReport) -> String {
     );
     let _ = writeln!(
         s,
-        "| codec | STFT distance ↓ | spectral convergence ↓ | log-mel (dB) ↓ | SNR (dB) ↑ |"
+        "| codec | kbit/s | STFT distance ↓ | spectral convergence ↓ | log-mel (dB) ↓ | SNR (dB) ↑ |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
     let line = |x: &super::ReconRow, name: String| {
         format!(
-            "| {name} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} |",
+            x.kbps.map_or("–".to_string(), |k| f(k, 1)),
             f(x.stft_distance, 1),
             f(x.spectral_convergence, 3),
             f(x.log_mel_db, 2),
