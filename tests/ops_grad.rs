@@ -58,7 +58,7 @@ fn grad_check(shapes: &[&[usize]], f: impl Fn(&[Tensor]) -> Res<Tensor>) -> f64 
             .expect("base");
         assert_eq!(g.len(), base.len());
         for e in 0..base.len() {
-            let mut probe = |delta: f64| {
+            let probe = |delta: f64| {
                 let mut d = base.clone();
                 d[e] += delta;
                 let mut inputs: Vec<Tensor> = ts.iter().map(|t| t.detach()).collect();
