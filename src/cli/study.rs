@@ -316,7 +316,9 @@ fn run_study(a: RunArgs) -> Result<()> {
             .join(".work"),
         None => root.join(".work"),
     };
-    if shard.is_none() && !a.fake_runner && !a.no_rank {
+    // The label ranking is part of the report: the single run makes it, and of a sharded run
+    // shard 0 does (it is written once, into the study root), so both give the same report.
+    if shard.is_none_or(|(i, _)| i == 0) && !a.fake_runner && !a.no_rank {
         rank_prompt(&plan, &root)?;
     }
     let mut runner = make_runner(&model, &work, a.fake_runner)?;
@@ -417,6 +419,11 @@ fn emit_jobs(a: &RunArgs, plan: &Plan, root: &Path, kind: Emit) -> Result<()> {
         jukebox,
         image: a.image.clone(),
         pvc: a.pvc.clone(),
+        shard_flags: [(a.no_rank, "--no-rank"), (a.fake_runner, "--fake-runner")]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, f)| f.to_string())
+            .collect(),
         ..Default::default()
     };
     let minutes = o

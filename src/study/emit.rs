@@ -23,6 +23,8 @@ pub struct EmitOptions {
     /// PersistentVolumeClaim that holds the study directory (Kubernetes).
     pub pvc: String,
     pub job_name: String,
+    /// Extra flags for every shard's `jukebox study` (e.g. `--no-rank`, `--fake-runner`).
+    pub shard_flags: Vec<String>,
 }
 
 impl Default for EmitOptions {
@@ -37,6 +39,7 @@ impl Default for EmitOptions {
             image: "jukebox-rs:latest".into(),
             pvc: "jukebox-study".into(),
             job_name: "jukebox-study".into(),
+            shard_flags: vec![],
         }
     }
 }
@@ -80,8 +83,23 @@ fn check(plan: &Plan, o: &EmitOptions) -> Result<()> {
     Ok(())
 }
 
+/// ` --flag --flag` for the shard command line (empty when there are none).
+fn flags(o: &EmitOptions) -> String {
+    o.shard_flags
+        .iter()
+        .map(|f| format!(" {}", sh_quote(f)))
+        .collect()
+}
+
 /// The Slurm files: `array.sbatch` (one task per shard, requeued on preemption or node loss),
-/// `merge.sbatch`, and `submit.sh` that chains them with `--dependency=afterok`.
+/// `merge.sbatch`, `submit.sh` that chains them with one `afterok` per array task, and
+/// `rerun.sh` that requeues cancelled, failed or timed-out tasks and re-arms the merge job.
+///
+/// The merge job depends on each task (`afterok:A_0:A_1:…`), not on the whole array
+/// (`afterok:A`): Slurm keeps the worst exit code of an array's tasks even after a task is
+/// requeued and succeeds, so a whole-array dependency never clears after a rerun. A dependency on
+/// a cancelled task is marked never satisfiable and Slurm does not look at it again, which is why
+/// `rerun.sh` sets the merge job's dependency anew.
 pub fn slurm(
     plan: &Plan,
     study: &Path,
@@ -111,8 +129,11 @@ pub fn slurm(
          #SBATCH --output={out}/slurm/shard_%a.log\n\
          {gres}\
          set -euo pipefail\n\
-         exec {jb} study --resume {dir} --shard \"${{SLURM_ARRAY_TASK_ID}}/{n}\"\n",
+         # Use the CPUs Slurm gave the task, not every core of the node.\n\
+         export RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\n\
+         exec {jb} study --resume {dir} --shard \"${{SLURM_ARRAY_TASK_ID}}/{n}\"{extra}\n",
         n = o.shards,
+        extra = flags(o),
         name = o.job_name,
         last = o.shards - 1,
         cpus = o.cpus,
@@ -134,20 +155,70 @@ pub fn slurm(
     );
     let submit = format!(
         "#!/bin/bash\n\
-         # Submit the shard array, then the merge job once every shard succeeded.\n\
+         # Submit the shard array, then the merge job once every shard task succeeded.\n\
+         # The job ids go to jobs.env, which rerun.sh reads.\n\
          set -euo pipefail\n\
          here=\"$(cd \"$(dirname \"$0\")\" && pwd)\"\n\
          mkdir -p {dir}/slurm\n\
          array=$(sbatch --parsable \"$here/array.sbatch\")\n\
          array=${{array%%;*}}\n\
-         merge=$(sbatch --parsable --dependency=afterok:\"$array\" \"$here/merge.sbatch\")\n\
-         echo \"submitted shard array $array ({n} tasks) and merge job ${{merge%%;*}}\"\n",
+         # One afterok per task, so that a requeued task counts by its last run.\n\
+         tasks=\"\"\n\
+         for i in $(seq 0 {last}); do tasks=\"$tasks${{tasks:+:}}${{array}}_$i\"; done\n\
+         merge=$(sbatch --parsable --dependency=afterok:\"$tasks\" \"$here/merge.sbatch\")\n\
+         merge=${{merge%%;*}}\n\
+         printf 'ARRAY=%s\\nMERGE=%s\\nTASKS=%s\\n' \"$array\" \"$merge\" \"$tasks\" > \"$here/jobs.env.tmp\"\n\
+         mv \"$here/jobs.env.tmp\" \"$here/jobs.env\"\n\
+         echo \"submitted shard array $array ({n} tasks) and merge job $merge\"\n",
         n = o.shards,
+        last = o.shards - 1,
+    );
+    let rerun = format!(
+        "#!/bin/bash\n\
+         # Rerun shard tasks of the submitted array (after scancel, a time limit, a failure):\n\
+         # requeue each one, make it eligible now, and re-arm the merge job, whose dependency on a\n\
+         # cancelled or failed task Slurm has marked as never satisfiable. A rerun task resumes:\n\
+         # finished groups are never recomputed.\n\
+         # usage: rerun.sh SHARD...   (shard = array task id, 0..{last})\n\
+         set -euo pipefail\n\
+         here=\"$(cd \"$(dirname \"$0\")\" && pwd)\"\n\
+         [ $# -gt 0 ] || {{ echo \"usage: $0 SHARD... (0..{last})\" >&2; exit 2; }}\n\
+         . \"$here/jobs.env\"\n\
+         state() {{ scontrol -o show job \"$1\" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | head -n 1 | cut -d= -f2 || true; }}\n\
+         for t in \"$@\"; do\n\
+         \x20 case $t in ''|*[!0-9]*) echo \"rerun.sh: shard $t is not a number\" >&2; exit 2;; esac\n\
+         \x20 id=\"${{ARRAY}}_$t\"\n\
+         \x20 for _ in $(seq 1 120); do [ \"$(state \"$id\")\" = COMPLETING ] || break; sleep 0.5; done\n\
+         \x20 s=$(state \"$id\")\n\
+         \x20 case $s in\n\
+         \x20   PENDING|REQUEUED|RUNNING|CONFIGURING) echo \"shard $t ($id) is $s already\";;\n\
+         \x20   '')\n\
+         \x20     # Slurm has forgotten the task (MinJobAge): submit it again on its own.\n\
+         \x20     new=$(sbatch --parsable --array=\"$t\" \"$here/array.sbatch\"); new=${{new%%;*}}\n\
+         \x20     TASKS=$(echo \"$TASKS\" | tr ':' '\\n' | sed \"s/^${{ARRAY}}_$t\\$/${{new}}_$t/\" | paste -sd:)\n\
+         \x20     echo \"shard $t resubmitted as ${{new}}_$t\";;\n\
+         \x20   *)\n\
+         \x20     scontrol requeue \"$id\"\n\
+         \x20     for _ in $(seq 1 120); do [ \"$(state \"$id\")\" = PENDING ] && break; sleep 0.5; done\n\
+         \x20     scontrol update JobId=\"$id\" StartTime=now\n\
+         \x20     echo \"shard $t ($id, was $s) requeued\";;\n\
+         \x20 esac\n\
+         done\n\
+         if [ \"$(state \"$MERGE\")\" = PENDING ]; then\n\
+         \x20 scontrol update JobId=\"$MERGE\" Dependency=afterok:\"$TASKS\"\n\
+         else\n\
+         \x20 MERGE=$(sbatch --parsable --dependency=afterok:\"$TASKS\" \"$here/merge.sbatch\"); MERGE=${{MERGE%%;*}}\n\
+         fi\n\
+         printf 'ARRAY=%s\\nMERGE=%s\\nTASKS=%s\\n' \"$ARRAY\" \"$MERGE\" \"$TASKS\" > \"$here/jobs.env.tmp\"\n\
+         mv \"$here/jobs.env.tmp\" \"$here/jobs.env\"\n\
+         echo \"merge job $MERGE waits on $TASKS\"\n",
+        last = o.shards - 1,
     );
     Ok(vec![
         ("array.sbatch".into(), array),
         ("merge.sbatch".into(), merge),
         ("submit.sh".into(), submit),
+        ("rerun.sh".into(), rerun),
     ])
 }
 
@@ -169,10 +240,11 @@ pub fn k8s(
         serde_json::json!([{"name": "study", "persistentVolumeClaim": {"claimName": o.pvc}}]);
     let mount = serde_json::json!([{"name": "study", "mountPath": study_in_pod}]);
     let shard_cmd = format!(
-        "exec {} study --resume {} --shard \"$JOB_COMPLETION_INDEX/{}\"",
+        "exec {} study --resume {} --shard \"$JOB_COMPLETION_INDEX/{}\"{}",
         sh_quote(&o.jukebox),
         sh_quote(study_in_pod),
-        o.shards
+        o.shards,
+        flags(o)
     );
     let job = serde_json::json!({
         "apiVersion": "batch/v1",

@@ -346,13 +346,13 @@ pub fn merge(root: &Path) -> Result<()> {
     let mut ns: Vec<usize> = shards.iter().map(|(_, n, _)| *n).collect();
     ns.sort_unstable();
     ns.dedup();
-    merge_shards(root)?;
-    let layout = Layout::new(root);
+    // Check before moving anything: a refused merge leaves the shard folders as they are, so
+    // shards still running (or resumed later) keep their files and their `.work` state.
     let missing: Vec<usize> = plan
         .groups
         .iter()
         .map(|g| g.index)
-        .filter(|g| !layout.is_done(*g))
+        .filter(|g| !group_done(root, &shards, *g))
         .collect();
     if !missing.is_empty() {
         let mut msg = format!(
@@ -371,18 +371,48 @@ pub fn merge(root: &Path) -> Result<()> {
                 root.display()
             ));
         } else {
+            let emitted = slurm_shards(root);
+            let mut parts = vec![];
             for n in ns {
                 let mut idx: Vec<usize> = missing.iter().map(|g| g % n).collect();
-                idx.dedup();
                 idx.sort_unstable();
                 idx.dedup();
                 let list: Vec<String> = idx.iter().map(|i| format!("--shard {i}/{n}")).collect();
-                msg.push_str(&format!("rerun shards {}", list.join(", ")));
+                let mut part = format!("rerun shards {}", list.join(", "));
+                if emitted == Some(n) {
+                    let ids: Vec<String> = idx.iter().map(|i| i.to_string()).collect();
+                    part.push_str(&format!(
+                        " (on Slurm: `{}`)",
+                        root.join("slurm").join("rerun.sh").display().to_string()
+                            + " "
+                            + &ids.join(" ")
+                    ));
+                }
+                parts.push(part);
             }
+            msg.push_str(&parts.join("; or "));
         }
         bail!("{msg} (finished groups are kept and never recomputed)");
     }
+    merge_shards(root)?;
+    let layout = Layout::new(root);
+    if let Some(g) = plan.groups.iter().find(|g| !layout.is_done(g.index)) {
+        bail!(
+            "batch group {} is not in {} after merging the shards",
+            g.index,
+            root.display()
+        );
+    }
     aggregate(root)
+}
+
+/// The number of array tasks of an emitted Slurm recipe (`STUDY/slurm/array.sbatch`), if any.
+fn slurm_shards(root: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(root.join("slurm").join("array.sbatch")).ok()?;
+    let last = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#SBATCH --array=0-"))?;
+    last.trim().parse::<usize>().ok().map(|k| k + 1)
 }
 
 /// Read every item record of a complete study, in plan order (cell, then seed).
