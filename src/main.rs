@@ -5,6 +5,7 @@ mod cli;
 use clap::Parser;
 
 fn main() {
+    jukebox::ops::init_threads();
     let args = cli::Cli::parse();
     if let Err(e) = cli::run(args) {
         eprintln!("error: {}", clean_message(&format!("{e:#}")));

@@ -6,6 +6,7 @@
 
 use candle_core::{DType, Result, Tensor, D};
 
+pub mod conv;
 pub mod gemv;
 
 /// LayerNorm over the last dimension, computed in f32 (or f64) whatever the input dtype,
@@ -62,9 +63,25 @@ pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
 }
 
 /// 1-D convolution (cross-correlation) as in PyTorch `Conv1d`: `x` (N, C_in, L), `w`
-/// (C_out, C_in, K), optional bias (C_out). Written as K shifted matmuls, which is several
-/// times faster than candle's CPU conv1d and has a correct gradient for any batch size.
+/// (C_out, C_in, K), optional bias (C_out). On the CPU in f32 with nothing tracked for
+/// gradients this is [`conv::conv1d`] (one GEMM per tile); otherwise [`conv1d_graph`].
 pub fn conv1d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+) -> Result<Tensor> {
+    if let Some(y) = conv::conv1d(x, w, b, stride, padding, dilation, false, false)? {
+        return Ok(y);
+    }
+    conv1d_graph(x, w, b, stride, padding, dilation)
+}
+
+/// [`conv1d`] written as K shifted matmuls: differentiable (with a correct gradient for any
+/// batch size, unlike candle's CPU conv1d) and on any device.
+pub fn conv1d_graph(
     x: &Tensor,
     w: &Tensor,
     b: Option<&Tensor>,
@@ -129,9 +146,25 @@ pub fn conv1d(
 
 /// Transposed 1-D convolution as in PyTorch `ConvTranspose1d` (no output padding, dilation 1):
 /// `x` (N, C_in, L), `w` (C_in, C_out, K), output length `(L-1)·stride − 2·padding + K`.
-/// Polyphase: output phase r (t ≡ r mod stride) is a sum of shifted matmuls with the taps
-/// k ≡ r; phases are then interleaved and cropped. Differentiable (candle's has no backward).
+/// On the CPU in f32 with nothing tracked, [`conv::conv_transpose1d`]; otherwise
+/// [`conv_transpose1d_graph`].
 pub fn conv_transpose1d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    if let Some(y) = conv::conv_transpose1d(x, w, b, stride, padding)? {
+        return Ok(y);
+    }
+    conv_transpose1d_graph(x, w, b, stride, padding)
+}
+
+/// [`conv_transpose1d`] in polyphase form: output phase r (t ≡ r mod stride) is a sum of
+/// shifted matmuls with the taps k ≡ r; phases are then interleaved and cropped.
+/// Differentiable (candle's has no backward).
+pub fn conv_transpose1d_graph(
     x: &Tensor,
     w: &Tensor,
     b: Option<&Tensor>,
@@ -195,9 +228,17 @@ pub fn conv_transpose1d(
 /// it. candle 0.11.1 otherwise calls `num_cpus::get_physical()`, which parses /proc/cpuinfo,
 /// on *every* matmul: 15–50 µs each, which made small-model sampling ~40× slower. Call it
 /// first thing in `main`, before any thread pool starts.
+///
+/// It also runs candle's elementwise ops on the calling thread (`CANDLE_NUM_THREADS=1`) unless
+/// the user set it: its barrier pool spin-waits for a worker that a busy 2-core machine
+/// deschedules; measured on a study at load 9, scoring took 26.5 s with the pool and 2.8 s
+/// without, and half the CPU time. Matmuls still use every core (they follow the rayon count).
 pub fn init_threads() {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
 }

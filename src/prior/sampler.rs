@@ -67,6 +67,18 @@ impl SampleOpts {
 pub struct StepEntropy {
     pub raw_bits: f32,
     pub filtered_bits: f32,
+    /// −log2 of the drawn token's probability under the raw (unfiltered) distribution: summed
+    /// over a sample, the teacher-forced bits of the sample under its own labels, for free.
+    pub token_bits: f32,
+}
+
+fn token_bits(logits: &[f32], tok: usize) -> f32 {
+    let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    if !m.is_finite() {
+        return f32::NAN;
+    }
+    let z: f64 = logits.iter().map(|&x| ((x - m) as f64).exp()).sum();
+    ((z.ln() - (logits[tok] - m) as f64) / std::f64::consts::LN_2) as f32
 }
 
 fn entropy_bits(logits: &[f32]) -> f32 {
@@ -180,6 +192,7 @@ pub fn sample_token(logits: &[f32], opts: &SampleOpts, u: f64) -> (usize, StepEn
         StepEntropy {
             raw_bits: entropy_bits(logits),
             filtered_bits: entropy_bits(&f),
+            token_bits: token_bits(logits, tok),
         },
     )
 }

@@ -445,6 +445,9 @@ fn sample_one_window(
             for e in &out.entropy[j] {
                 ent.raw[b0 + j] += e.raw_bits as f64;
                 ent.filtered[b0 + j] += e.filtered_bits as f64;
+                if let Some(t) = ent.token.get_mut(b0 + j) {
+                    *t += e.token_bits as f64;
+                }
                 ent.count[b0 + j] += 1;
             }
         }

@@ -8,44 +8,64 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 
 /// Bits of each item's tokens at positions `from..total`, scored in the windows the sampler
-/// uses (`plan_windows(from, total, n_ctx, hop)`), under the labels `bases`.
-/// Returns (sum of bits per item, number of scored tokens).
+/// uses (`plan_windows(from, total, n_ctx, hop)`), under each label set of `sets` (one
+/// `BaseLabel` per row). Returns (per set, the sum of bits per item; number of scored tokens).
+///
+/// All sets go through the transformer as one batch per window, and a set equal to an earlier
+/// one is not scored again: upsamplers trained with a single label give the same bits with and
+/// without the sample's labels, and the study asks for both.
 #[allow(clippy::too_many_arguments)]
 pub fn score_rows(
     prior: &Prior,
     lab: &Labeller,
-    bases: &[BaseLabel],
+    sets: &[&[BaseLabel]],
     rows: &[Vec<i64>],
     upper: Option<&[Vec<i64>]>,
     from: usize,
     hop: usize,
     dev: &Device,
-) -> Result<(Vec<f64>, usize)> {
+) -> Result<(Vec<Vec<f64>>, usize)> {
     let n = rows.len();
     let total = rows.first().map_or(0, Vec::len);
     let n_ctx = prior.cfg.n_ctx;
-    let mut sums = vec![0f64; n];
+    // Map each set to its first equal set; score only the distinct ones.
+    let first_equal: Vec<usize> = (0..sets.len())
+        .map(|s| (0..s).find(|&e| sets[e] == sets[s]).unwrap_or(s))
+        .collect();
+    let distinct: Vec<usize> = (0..sets.len()).filter(|&s| first_equal[s] == s).collect();
+    let k = distinct.len();
+    let bases: Vec<BaseLabel> = distinct
+        .iter()
+        .flat_map(|&s| sets[s].iter().cloned())
+        .collect();
+    if bases.len() != k * n {
+        anyhow::bail!(
+            "score_rows: every label set needs one label per row ({n} rows, {} labels)",
+            bases.len()
+        );
+    }
+    let mut sums = vec![vec![0f64; n]; k];
     let mut counted = 0usize;
     let mut have = from;
     for w in plan_windows(from, total, n_ctx, hop) {
-        let (flat, _) = lab.get_y_batch(bases, w.start as i64)?;
-        let y = Tensor::from_vec(flat, (n, lab.y_len()), dev)?;
+        let (flat, _) = lab.get_y_batch(&bases, w.start as i64)?;
+        let y = Tensor::from_vec(flat, (k * n, lab.y_len()), dev)?;
         let z = match upper {
             Some(up) => {
                 let f = w.start / (n_ctx / prior.z_cond_len());
-                let z: Vec<i64> = up
-                    .iter()
+                let z: Vec<i64> = (0..k)
+                    .flat_map(|_| up.iter())
                     .flat_map(|r| r[f..f + prior.z_cond_len()].to_vec())
                     .collect();
-                Some(Tensor::from_vec(z, (n, prior.z_cond_len()), dev)?)
+                Some(Tensor::from_vec(z, (k * n, prior.z_cond_len()), dev)?)
             }
             None => None,
         };
-        let toks: Vec<i64> = rows
-            .iter()
+        let toks: Vec<i64> = (0..k)
+            .flat_map(|_| rows.iter())
             .flat_map(|r| r[w.start..w.end].to_vec())
             .collect();
-        let toks = Tensor::from_vec(toks, (n, w.end - w.start), dev)?;
+        let toks = Tensor::from_vec(toks, (k * n, w.end - w.start), dev)?;
         let y_opt = prior.cfg.labels.is_some().then_some(&y);
         let logits = prior
             .forward(&toks, y_opt, z.as_ref())
@@ -59,11 +79,15 @@ pub fn score_rows(
             .sum(1)?
             .to_dtype(DType::F64)?
             .to_vec1::<f64>()?;
-        for (s, p) in sums.iter_mut().zip(part) {
-            *s += p;
+        for (i, p) in part.into_iter().enumerate() {
+            sums[i / n][i % n] += p;
         }
         counted += len;
         have = w.end;
     }
-    Ok((sums, counted))
+    let out = first_equal
+        .iter()
+        .map(|&e| sums[distinct.iter().position(|&d| d == e).expect("distinct")].clone())
+        .collect();
+    Ok((out, counted))
 }

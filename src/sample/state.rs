@@ -14,6 +14,9 @@ pub struct EntropySums {
     pub raw: Vec<f64>,
     pub filtered: Vec<f64>,
     pub count: Vec<i64>,
+    /// Sums of the drawn tokens' bits (raw distribution); empty in states written before it
+    /// was recorded, which then get scored instead.
+    pub token: Vec<f64>,
 }
 
 impl EntropySums {
@@ -22,6 +25,7 @@ impl EntropySums {
             raw: vec![0.0; n],
             filtered: vec![0.0; n],
             count: vec![0; n],
+            token: vec![0.0; n],
         }
     }
 
@@ -98,6 +102,7 @@ impl RunState {
                 ("entfilt", Dtype::F64) => {
                     s.entropy.entry(level).or_default().filtered = le_f64(data)
                 }
+                ("enttok", Dtype::F64) => s.entropy.entry(level).or_default().token = le_f64(data),
                 ("entcount", Dtype::I64) => {
                     s.entropy.entry(level).or_default().count = le_i64(data)
                 }
@@ -128,6 +133,14 @@ impl RunState {
                 vec![e.raw.len()],
                 f64_le(&e.raw),
             ));
+            if !e.token.is_empty() {
+                bufs.push((
+                    format!("enttok_{l}"),
+                    Dtype::F64,
+                    vec![e.token.len()],
+                    f64_le(&e.token),
+                ));
+            }
             bufs.push((
                 format!("entfilt_{l}"),
                 Dtype::F64,
@@ -200,6 +213,7 @@ mod tests {
                 raw: vec![1.5, 2.5],
                 filtered: vec![1.0, 2.0],
                 count: vec![3, 3],
+                token: vec![4.25, 6.5],
             },
         );
         s.save(d.path()).unwrap();
