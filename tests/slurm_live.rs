@@ -215,9 +215,15 @@ fn slurm_array_with_requeue_matches_single_process() {
             .unwrap()
     };
 
-    // The reference: one process, no shards.
+    // The reference: one process, no shards, one thread like each shard (the thread count does
+    // not change the bytes, but two threads on a busy 2-core machine are much slower).
     let t = Instant::now();
-    let o = jukebox(&["-o", "single"]);
+    let o = Command::new(&jb)
+        .args([&flags[..], &["-o", "single"]].concat())
+        .env("RAYON_NUM_THREADS", "1")
+        .current_dir(d)
+        .output()
+        .unwrap();
     let single_s = t.elapsed().as_secs_f64();
     assert!(o.status.success(), "single-process study: {}", text(&o));
 
