@@ -10,6 +10,8 @@
 
 use crate::checkpoint::keys::Component;
 use crate::checkpoint::ModelDir;
+use crate::config::{LyricsConfig, PriorConfig};
+use crate::prior::attention::{attn_kind, AttnGeom};
 use crate::prior::cache::layer_capacity;
 use crate::prior::transformer::Transformer;
 use anyhow::{bail, Context, Result};
@@ -213,6 +215,64 @@ pub fn check_kv_cache_fits(what: &str, t: &Transformer, batch: usize) -> Result<
     })
 }
 
+/// [`kv_cache_bytes`] per item, from a prior's config alone (before its weights are loaded):
+/// the same layer kinds and geometry [`crate::prior::Prior::new`] builds.
+pub fn kv_cache_bytes_per_item_for(cfg: &PriorConfig) -> Result<u64> {
+    let prime_len = match &cfg.lyrics {
+        Some(LyricsConfig::Merged { n_tokens, .. }) => Some(*n_tokens),
+        _ => None,
+    };
+    let geom = AttnGeom::new(cfg.seq_len(), cfg.blocks, prime_len)?;
+    let mut total = 0u64;
+    for d in 0..cfg.depth {
+        let cap = layer_capacity(attn_kind(cfg.attn_order, d)?, &geom) as u64;
+        total = total.saturating_add(2 * cap * cfg.n_state() as u64 * 4);
+    }
+    Ok(total)
+}
+
+/// Before a study (or any job that samples `levels` in batches of up to `batch` items) starts:
+/// refuse when a level's prior weights (f32) plus its KV cache for `batch` items would not fit,
+/// saying how many items per batch would. Levels run one at a time, so each is checked alone.
+pub fn check_sampling_fits(md: &ModelDir, levels: &[usize], batch: usize) -> Result<()> {
+    for &level in levels {
+        let cfg = md
+            .config
+            .priors
+            .get(level)
+            .with_context(|| format!("the model has no prior for level {level}"))?;
+        let weights = component_bytes(md, Component::Prior(level), 4)?;
+        let per_item = kv_cache_bytes_per_item_for(cfg)?.max(1);
+        let need = weights.saturating_add(per_item.saturating_mul(batch as u64));
+        check_fits_with(
+            &format!(
+                "sampling level {level} of {} in batches of {batch}",
+                md.path.display()
+            ),
+            need,
+            |av| {
+                let k = av.saturating_sub(weights) / per_item;
+                Some(if k == 0 {
+                    format!(
+                        "the prior's f32 weights ({}) and one item's KV cache ({}) already need \
+                         more, so not even --max-batch 1 fits",
+                        format_bytes(weights),
+                        format_bytes(per_item)
+                    )
+                } else {
+                    format!(
+                        "with the prior's f32 weights ({}), {k} item(s) per batch would fit ({} of \
+                         KV cache each): pass --max-batch {k}",
+                        format_bytes(weights),
+                        format_bytes(per_item)
+                    )
+                })
+            },
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +301,33 @@ mod tests {
         let t = "MemTotal:       16000000 kB\nMemFree:  100 kB\nMemAvailable:    8000000 kB\n";
         assert_eq!(meminfo_available(t), Some(8_000_000 * 1024));
         assert_eq!(meminfo_available("MemTotal: 5 kB\n"), None);
+    }
+
+    /// The estimate from the config alone (used before anything is loaded) is the size of the
+    /// cache the sampler really allocates, on every prior of both committed models.
+    #[test]
+    fn config_estimate_is_the_real_cache_size() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut checked = 0;
+        for model in ["tests/fixtures/reference/fixtures/model", "models/default"] {
+            let md = ModelDir::open(&root.join(model)).unwrap();
+            for cfg in &md.config.priors {
+                let dev = candle_core::Device::Cpu;
+                let prior = crate::sample::pipeline::load_prior(&md, cfg.level, &dev).unwrap();
+                let per_item = kv_cache_bytes_per_item_for(cfg).unwrap();
+                assert!(per_item > 0);
+                assert_eq!(per_item, kv_cache_bytes(&prior.transformer, 1), "{model}");
+                let cache = prior.new_cache(3).unwrap();
+                assert_eq!(
+                    3 * per_item,
+                    cache.bytes() as u64,
+                    "{model} level {}",
+                    cfg.level
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 4, "{checked}");
     }
 
     #[test]

@@ -316,6 +316,11 @@ fn run_study(a: RunArgs) -> Result<()> {
             .join(".work"),
         None => root.join(".work"),
     };
+    if a.resume.is_none() && !a.fake_runner {
+        // Refuse a study too big for memory before anything is written (src/guard.rs), so
+        // the suggested --max-batch can be used with the same --out.
+        jukebox::sample::ModelRunner::new(&model, &work)?.check_memory(&plan)?;
+    }
     // The label ranking is part of the report: the single run makes it, and of a sharded run
     // shard 0 does (it is written once, into the study root), so both give the same report.
     if shard.is_none_or(|(i, _)| i == 0) && !a.fake_runner && !a.no_rank {

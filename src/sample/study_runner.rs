@@ -47,6 +47,18 @@ impl ModelRunner {
         Ok(self.vq.as_ref().expect("loaded above"))
     }
 
+    /// Refuse a plan whose largest batch group would not fit in memory at one of its levels
+    /// (prior weights plus KV cache, [`crate::guard::check_sampling_fits`]), before anything is
+    /// computed. `prepare` calls it; the CLI calls it before it writes anything.
+    pub fn check_memory(&self, plan: &Plan) -> Result<()> {
+        let largest = plan.groups.iter().map(|g| g.cells.len()).max().unwrap_or(0);
+        let batch = largest.min(plan.max_batch.max(1));
+        if batch == 0 {
+            return Ok(());
+        }
+        crate::guard::check_sampling_fits(&self.md, &plan.levels, batch)
+    }
+
     fn spec_for(&self, plan: &Plan, group: &BatchGroup) -> Result<RunSpec> {
         let cfg = &self.md.config;
         let top = cfg.top_level();
@@ -117,6 +129,7 @@ impl ModelRunner {
 
 impl CellRunner for ModelRunner {
     fn prepare(&mut self, plan: &Plan, prompt: &[f32]) -> Result<Vec<PromptRecon>> {
+        self.check_memory(plan)?;
         let n = plan.prompt_samples;
         if prompt.len() < n {
             bail!(

@@ -152,6 +152,7 @@ pub fn is_allowed(global: &str) -> bool {
 }
 
 mod vm;
+pub use vm::{MAX_CONTAINERS, MAX_NESTING};
 
 fn arg(args: &[Value], i: usize, f: &str) -> Result<Value> {
     args.get(i)
@@ -304,6 +305,8 @@ pub fn parse(data: &[u8]) -> Result<Parsed> {
         marks: vec![],
         memo: std::collections::HashMap::new(),
         storages: vec![],
+        containers: vec![],
+        tracked: std::collections::HashSet::new(),
     };
     let value = vm.run()?;
     Ok(Parsed {

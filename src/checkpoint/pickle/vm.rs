@@ -1,9 +1,30 @@
 //! The pickle virtual machine: opcodes → [`Value`]s. Nothing is executed; see the parent module.
+//!
+//! ## Container lifetimes
+//!
+//! Lists, dicts and tuples are `Rc`s, and a pickle can make a container that contains itself
+//! (`d = {}; d['x'] = d`: a memo GET or DUP, then SETITEM). An `Rc` cycle is never freed, and
+//! walking it (`Debug`, a consumer that recurses) never ends. A pickle can also nest containers a
+//! million deep (`N` then a million TUPLE1s is 1 MB), and dropping that recursively overflows the
+//! stack. So the VM keeps a strong reference to every container it creates
+//! ([`Vm::containers`], in creation order) and, when it stops:
+//!
+//! - on success it walks the result (iteratively): a container that contains itself, or nesting
+//!   deeper than [`MAX_NESTING`], is refused with an error. Real checkpoints (state dicts,
+//!   optimizer state, hyperparameters) never hold either, and refusing keeps every value this
+//!   module hands out a finite tree or DAG that any consumer can walk or drop safely. (The other
+//!   option, replacing the back-reference with a placeholder, would silently change the data.)
+//! - in every case it then empties each container the result does not reach (that breaks any
+//!   cycle left in the memo or popped off the stack) and releases its references newest first.
+//!   Because it still holds every container while it empties them, no drop recurses more than one
+//!   level, however deep the garbage was.
+//!
+//! On an error the result reaches nothing, so everything is emptied and freed.
 
 use super::{call, persistent_load, StorageRef, Value};
 use anyhow::{bail, Context, Result};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 pub(super) struct Vm<'a> {
@@ -14,6 +35,93 @@ pub(super) struct Vm<'a> {
     pub(super) memo: HashMap<u32, Value>,
     /// Every storage named by a persistent id, in order of appearance.
     pub(super) storages: Vec<Rc<StorageRef>>,
+    /// Every list, dict and tuple pushed so far, in creation order (see the module docs), and
+    /// their addresses. Holding them keeps addresses unique for the VM's lifetime.
+    pub(super) containers: Vec<Value>,
+    pub(super) tracked: HashSet<usize>,
+}
+
+/// Deepest nesting of lists, dicts and tuples accepted in a result. Checkpoints nest a handful of
+/// levels (`{'model': OrderedDict{key: tensor(storage, size, stride)}}`).
+pub const MAX_NESTING: usize = 256;
+
+/// Most containers one pickle may create. A state dict makes about six per tensor; this allows
+/// over half a million tensors while bounding the VM's bookkeeping (about 100 bytes each).
+pub const MAX_CONTAINERS: usize = 1 << 22;
+
+/// The address of a container's shared allocation; `None` for scalars.
+fn addr(v: &Value) -> Option<usize> {
+    match v {
+        Value::Tuple(t) => Some(Rc::as_ptr(t) as *const u8 as usize),
+        Value::List(l) => Some(Rc::as_ptr(l) as *const u8 as usize),
+        Value::Dict(d) => Some(Rc::as_ptr(d) as *const u8 as usize),
+        _ => None,
+    }
+}
+
+/// The `i`-th value a container holds directly (a dict's keys and values alternate).
+fn child(v: &Value, i: usize) -> Option<Value> {
+    match v {
+        Value::Tuple(t) => t.get(i).cloned(),
+        Value::List(l) => l.borrow().get(i).cloned(),
+        Value::Dict(d) => d
+            .borrow()
+            .get(i / 2)
+            .map(|(k, v)| if i % 2 == 0 { k.clone() } else { v.clone() }),
+        _ => None,
+    }
+}
+
+/// Refuse a result that contains itself or nests deeper than [`MAX_NESTING`]; return the
+/// addresses of the containers it reaches. Iterative, each container visited once.
+fn check_result(root: &Value) -> Result<HashSet<usize>> {
+    const ON_PATH: usize = usize::MAX;
+    // address → ON_PATH while being walked, then the height of its subtree.
+    let mut state: HashMap<usize, usize> = HashMap::new();
+    let Some(a) = addr(root) else {
+        return Ok(HashSet::new());
+    };
+    let too_deep = || {
+        anyhow::anyhow!(
+            "pickle nests lists, dicts or tuples more than {MAX_NESTING} deep; a checkpoint never \
+             needs that (hostile or corrupt file)"
+        )
+    };
+    state.insert(a, ON_PATH);
+    // (container, next child to visit, greatest height among its children so far)
+    let mut path: Vec<(Value, usize, usize)> = vec![(root.clone(), 0, 0)];
+    while let Some((node, next, below)) = path.last_mut() {
+        if let Some(c) = child(node, *next) {
+            *next += 1;
+            let Some(ca) = addr(&c) else { continue };
+            match state.get(&ca) {
+                Some(&ON_PATH) => bail!(
+                    "pickle builds a {} that contains itself (a reference cycle); a checkpoint \
+                     never holds one (hostile or corrupt file)",
+                    c.type_name()
+                ),
+                Some(&h) => *below = (*below).max(h),
+                None => {
+                    if path.len() >= MAX_NESTING {
+                        return Err(too_deep());
+                    }
+                    state.insert(ca, ON_PATH);
+                    path.push((c, 0, 0));
+                }
+            }
+        } else {
+            let height = *below + 1;
+            let (node, _, _) = path.pop().expect("path is not empty");
+            if height > MAX_NESTING {
+                return Err(too_deep());
+            }
+            state.insert(addr(&node).expect("only containers are walked"), height);
+            if let Some((_, _, below)) = path.last_mut() {
+                *below = (*below).max(height);
+            }
+        }
+    }
+    Ok(state.into_keys().collect())
 }
 
 impl<'a> Vm<'a> {
@@ -79,8 +187,62 @@ impl<'a> Vm<'a> {
         if self.stack.len() > self.data.len() {
             bail!("pickle stack grows beyond the file size");
         }
+        // Every container reaches the stack when it is made (or returned by a call).
+        if let Some(a) = addr(&v) {
+            if self.tracked.insert(a) {
+                if self.containers.len() >= MAX_CONTAINERS {
+                    bail!(
+                        "pickle creates more than {MAX_CONTAINERS} lists, dicts and tuples; a \
+                         checkpoint never needs that many"
+                    );
+                }
+                self.containers.push(v.clone());
+            }
+        }
         self.stack.push(v);
         Ok(())
+    }
+
+    /// Run the pickle, check the result (module docs) and free everything it does not reach.
+    pub(super) fn run(&mut self) -> Result<Value> {
+        let r = self.run_ops();
+        self.finish(r)
+    }
+
+    fn finish(&mut self, r: Result<Value>) -> Result<Value> {
+        match r.and_then(|v| check_result(&v).map(|keep| (v, keep))) {
+            Ok((v, keep)) => {
+                self.release(&keep);
+                Ok(v)
+            }
+            Err(e) => {
+                self.release(&HashSet::new());
+                Err(e)
+            }
+        }
+    }
+
+    /// Empty every container not in `keep` and drop the VM's references, newest first. Nothing
+    /// is freed recursively: while a container is emptied, the VM still holds all the others.
+    fn release(&mut self, keep: &HashSet<usize>) {
+        self.stack.clear();
+        self.memo.clear();
+        for c in &self.containers {
+            if addr(c).is_some_and(|a| keep.contains(&a)) {
+                continue;
+            }
+            match c {
+                Value::List(l) => drop(std::mem::take(&mut *l.borrow_mut())),
+                Value::Dict(d) => drop(std::mem::take(&mut *d.borrow_mut())),
+                _ => {}
+            }
+        }
+        // A tuple holds only values made before it, which are still held here: newest first,
+        // each free reaches one level down at most.
+        while let Some(c) = self.containers.pop() {
+            drop(c);
+        }
+        self.tracked.clear();
     }
     fn utf8(b: &[u8]) -> Result<String> {
         String::from_utf8(b.to_vec()).context("pickle string is not UTF-8")
@@ -92,7 +254,7 @@ impl<'a> Vm<'a> {
             .with_context(|| format!("pickle memo has no entry {i}"))
     }
 
-    pub(super) fn run(&mut self) -> Result<Value> {
+    fn run_ops(&mut self) -> Result<Value> {
         loop {
             let at = self.pos;
             let op = self.u8()?;
@@ -416,4 +578,145 @@ fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>> {
         out.push((k, v));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Weak;
+
+    enum W {
+        T(Weak<Vec<Value>>),
+        L(Weak<RefCell<Vec<Value>>>),
+        D(Weak<RefCell<Vec<(Value, Value)>>>),
+    }
+
+    impl W {
+        fn alive(&self) -> bool {
+            match self {
+                W::T(w) => w.strong_count() > 0,
+                W::L(w) => w.strong_count() > 0,
+                W::D(w) => w.strong_count() > 0,
+            }
+        }
+    }
+
+    /// Run `data`, note a weak reference to every container the VM made, then finish as `run`
+    /// does. Returns the result and how many containers are still alive once it is dropped.
+    fn run_and_count_survivors(data: &[u8]) -> (String, usize) {
+        let mut vm = Vm {
+            data,
+            pos: 0,
+            stack: vec![],
+            marks: vec![],
+            memo: HashMap::new(),
+            storages: vec![],
+            containers: vec![],
+            tracked: HashSet::new(),
+        };
+        let r = vm.run_ops();
+        let weak: Vec<W> = vm
+            .containers
+            .iter()
+            .map(|c| match c {
+                Value::Tuple(t) => W::T(Rc::downgrade(t)),
+                Value::List(l) => W::L(Rc::downgrade(l)),
+                Value::Dict(d) => W::D(Rc::downgrade(d)),
+                _ => unreachable!("only containers are tracked"),
+            })
+            .collect();
+        assert!(!weak.is_empty());
+        let r = vm.finish(r);
+        let shown = match &r {
+            Ok(v) => v.type_name(),
+            Err(e) => format!("error: {e:#}"),
+        };
+        drop(r);
+        drop(vm);
+        (shown, weak.iter().filter(|w| w.alive()).count())
+    }
+
+    /// `d = {}; d[1] = d; d[2] = (d,)`, then `tail`.
+    fn cyclic_dict_then(tail: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, 2, b'}', b'q', 0, b'K', 1, b'h', 0, b's'];
+        p.extend_from_slice(&[b'K', 2, b'h', 0, 0x85, b's']);
+        p.extend_from_slice(tail);
+        p
+    }
+
+    #[test]
+    fn every_container_is_freed_on_success_error_and_refusal() {
+        for (tail, want) in [
+            // popped garbage, result None
+            (&b"0N."[..], "None"),
+            // garbage left on the stack under a list result
+            (b"]K\x05a.", "list"),
+            // the parse fails after the cycle was made
+            (b"\xff", "error: unknown pickle opcode"),
+            // the cycle is the result
+            (b".", "error: pickle builds a dict that contains itself"),
+        ] {
+            let (shown, alive) = run_and_count_survivors(&cyclic_dict_then(tail));
+            assert!(shown.starts_with(want), "{tail:?}: {shown}");
+            assert_eq!(alive, 0, "{tail:?}: {alive} container(s) leaked");
+        }
+    }
+
+    /// The input the fuzzer's leak detector flagged: a legacy checkpoint whose `sys_info` pickle
+    /// DUPs a dict into itself and then fails. Every container must still be freed.
+    #[test]
+    fn the_fuzzer_leak_input_leaks_nothing() {
+        let file = include_bytes!("../../../fuzz/regressions/legacy_pickle/leak-rc-cycle-dict-dup");
+        // magic number (15 bytes) and protocol (6 bytes) pickles, then sys_info.
+        assert_eq!(&file[21..23], b"\x80\x02");
+        let (shown, alive) = run_and_count_survivors(&file[21..]);
+        assert!(shown.starts_with("error: "), "{shown}");
+        assert_eq!(alive, 0, "{alive} container(s) leaked");
+    }
+
+    #[test]
+    fn the_result_keeps_its_containers() {
+        // ([None], {1: [None]}) with the list shared.
+        let p = b"\x80\x02]Naq\x00}K\x01h\x00s\x86.";
+        let mut vm = Vm {
+            data: p,
+            pos: 0,
+            stack: vec![],
+            marks: vec![],
+            memo: HashMap::new(),
+            storages: vec![],
+            containers: vec![],
+            tracked: HashSet::new(),
+        };
+        let v = vm.run().unwrap();
+        let Value::Tuple(t) = &v else { panic!() };
+        let (Value::List(l), Value::Dict(d)) = (&t[0], &t[1]) else {
+            panic!()
+        };
+        assert_eq!(l.borrow().len(), 1);
+        let Value::List(l2) = &d.borrow()[0].1 else {
+            panic!()
+        };
+        assert!(Rc::ptr_eq(l, l2));
+        // Held by their parents only: the VM let go of its references.
+        assert_eq!(Rc::strong_count(t), 1);
+        assert_eq!(Rc::strong_count(l), 2);
+        assert_eq!(Rc::strong_count(d), 1);
+    }
+
+    #[test]
+    fn nesting_limit_is_exact() {
+        let nest = |n: usize| {
+            let mut p = vec![0x80, 2, b'N'];
+            p.extend(std::iter::repeat_n(0x85, n));
+            p.push(b'.');
+            p
+        };
+        assert!(crate::checkpoint::pickle::parse(&nest(MAX_NESTING)).is_ok());
+        let e = format!(
+            "{:#}",
+            crate::checkpoint::pickle::parse(&nest(MAX_NESTING + 1)).unwrap_err()
+        );
+        assert!(e.contains("more than 256 deep"), "{e}");
+    }
 }
