@@ -158,6 +158,18 @@ impl ResConv1dBlock {
 
 impl Module for ResConv1dBlock {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // Inference on the CPU: the whole block in one tiled pass.
+        if let Some(y) = ops::conv::res_block(
+            x,
+            &self.conv1.weight,
+            &self.conv1.bias,
+            &self.conv2.weight,
+            &self.conv2.bias,
+            self.dilation,
+            self.res_scale,
+        )? {
+            return Ok(y);
+        }
         let h = self.conv1.forward(&x.relu()?)?;
         let h = self.conv2.forward(&h.relu()?)?;
         if self.res_scale == 1.0 {
