@@ -260,7 +260,7 @@ fn emit_slurm_and_k8s() {
         .unwrap()
         .contains("study merge"));
     // bash accepts the scripts.
-    for f in ["array.sbatch", "merge.sbatch", "submit.sh"] {
+    for f in ["array.sbatch", "merge.sbatch", "submit.sh", "rerun.sh"] {
         let st = Command::new("bash")
             .arg("-n")
             .arg(d.join("big/slurm").join(f))
