@@ -87,7 +87,7 @@ pub struct RunArgs {
     /// Do not rank the model's labels on the prompt (`label_ranking.csv`).
     #[arg(long)]
     pub no_rank: bool,
-    /// Most cells in one batch group [default: 8].
+    /// Most cells in one batch group [default: 16].
     #[arg(long)]
     pub max_batch: Option<usize>,
     /// A plan file (TOML) with explicit cells or settings; its values override the flags.

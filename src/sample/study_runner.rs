@@ -7,6 +7,7 @@ use super::score::score_rows;
 use super::state::RunState;
 use super::Outcome;
 use crate::checkpoint::ModelDir;
+use crate::labels::BaseLabel;
 use crate::study::plan::{BatchGroup, Mode as StudyMode, Plan};
 use crate::study::runner::{CellRunner, LevelOutcome, PromptRecon, SampleOutcome};
 use crate::vqvae::VqVae;
@@ -14,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 pub struct ModelRunner {
     pub md: ModelDir,
@@ -202,10 +204,16 @@ impl CellRunner for ModelRunner {
             write_audio: false,
             ..Default::default()
         };
+        let t0 = Instant::now();
         match pipeline::run(&self.md, &dir, &opts)? {
             Outcome::Finished(_) => {}
             Outcome::Interrupted => bail!("group {} was interrupted", group.index),
         }
+        progress(&format!(
+            "  sampled {} levels in {:.1} s",
+            plan.levels.len(),
+            t0.elapsed().as_secs_f64()
+        ));
         let state = RunState::load_or_default(&dir)?;
         write_codes_file(&self.md, &dir, &spec, &state)?;
         let dev = self.dev.clone();
@@ -249,11 +257,33 @@ impl CellRunner for ModelRunner {
             } else {
                 None
             };
-            let (b_own, cnt) =
-                score_rows(&prior, &lab, &own, rows, upper.as_deref(), from, hop, &dev)?;
-            let (b_none, _) =
-                score_rows(&prior, &lab, &none, rows, upper.as_deref(), from, hop, &dev)?;
+            let t0 = Instant::now();
+            let ent = state.entropy.get(&level).cloned().unwrap_or_default();
+            // The sampler recorded each drawn token's bits under the sample's own labels, so
+            // only the no-label score needs a pass, and none when the labels are the same.
+            let recorded = ent.token.len() == n && ent.count.len() == n;
+            let (b_own, b_none, cnt) = if recorded && own == none {
+                let c = ent.count.first().copied().unwrap_or(0) as usize;
+                (ent.token.clone(), ent.token.clone(), c)
+            } else {
+                let sets: Vec<&[BaseLabel]> = if recorded {
+                    vec![&none]
+                } else {
+                    vec![&own, &none]
+                };
+                let (mut bits, cnt) =
+                    score_rows(&prior, &lab, &sets, rows, upper.as_deref(), from, hop, &dev)?;
+                let b_none = bits.pop().context("bits")?;
+                let b_own = if recorded {
+                    ent.token.clone()
+                } else {
+                    bits.pop().context("bits")?
+                };
+                (b_own, b_none, cnt)
+            };
+            let scored = t0.elapsed().as_secs_f64();
             drop(prior);
+            let t0 = Instant::now();
             let vq = self.vq()?;
             let t = Tensor::from_vec(
                 rows.iter().flatten().copied().collect::<Vec<_>>(),
@@ -261,7 +291,10 @@ impl CellRunner for ModelRunner {
                 &dev,
             )?;
             let audio = vq.decode(&t, level)?.to_dtype(DType::F32)?;
-            let ent = state.entropy.get(&level).cloned().unwrap_or_default();
+            progress(&format!(
+                "  level {level}: scored in {scored:.1} s, decoded in {:.1} s",
+                t0.elapsed().as_secs_f64()
+            ));
             for i in 0..n {
                 let (er, ef) = if ent.count.len() > i {
                     ent.mean(i)
