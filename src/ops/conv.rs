@@ -243,7 +243,7 @@ pub fn conv1d(
         dil: dilation,
     };
     let kk = c_in * k;
-    let mut out = vec![0f32; n * c_out * l_out];
+    let mut out = Vec::<f32>::with_capacity(n * c_out * l_out);
     let op = OutPtr(out.as_mut_ptr());
     let done = with_f32(x, |xs| {
         for_tiles(n, l_out, kk * TILE, |item, t0, nt, col| {
@@ -254,7 +254,10 @@ pub fn conv1d(
             unsafe {
                 let dst = op.0.add(item * c_out * l_out + t0);
                 for (co, &bb) in bv.iter().enumerate() {
-                    std::slice::from_raw_parts_mut(dst.add(co * l_out), nt).fill(bb);
+                    let d = dst.add(co * l_out);
+                    for i in 0..nt {
+                        d.add(i).write(bb);
+                    }
                 }
                 sgemm(
                     c_out,
@@ -283,6 +286,8 @@ pub fn conv1d(
     if done.is_none() {
         return Ok(None);
     }
+    // SAFETY: the tiles wrote every element (each column range of every row, see above).
+    unsafe { out.set_len(n * c_out * l_out) };
     Tensor::from_vec(out, (n, c_out, l_out), &Device::Cpu).map(Some)
 }
 
@@ -321,7 +326,7 @@ pub fn res_block(
     }
     let r = res_scale as f32;
     let kk = c * k;
-    let mut out = vec![0f32; n * c * l];
+    let mut out = Vec::<f32>::with_capacity(n * c * l);
     let op = OutPtr(out.as_mut_ptr());
     let done = with_f32(x, |xs| {
         for_tiles(n, l, (kk + h) * TILE, |item, t0, nt, scratch| {
@@ -354,11 +359,11 @@ pub fn res_block(
                 }
                 let dst = op.0.add(item * c * l + t0);
                 for (co, &bb) in b2v.iter().enumerate() {
-                    let d = std::slice::from_raw_parts_mut(dst.add(co * l), nt);
+                    let d = dst.add(co * l);
                     let src = &xi[co * l + t0..co * l + t0 + nt];
                     let rb = r * bb;
-                    for (dv, &xv) in d.iter_mut().zip(src) {
-                        *dv = xv + rb;
+                    for (i, &xv) in src.iter().enumerate() {
+                        d.add(i).write(xv + rb);
                     }
                 }
                 sgemm(c, nt, h, dst, l, true, w2v.as_ptr(), h, hid.as_ptr(), nt, r);
@@ -369,6 +374,8 @@ pub fn res_block(
     if done.is_none() {
         return Ok(None);
     }
+    // SAFETY: the tiles wrote every element (each column range of every row).
+    unsafe { out.set_len(n * c * l) };
     Tensor::from_vec(out, (n, c, l), &Device::Cpu).map(Some)
 }
 
@@ -453,7 +460,7 @@ pub fn conv_transpose1d(
         pad: m - 1,
         dil: 1,
     };
-    let mut out = vec![0f32; n * c_out * l_out];
+    let mut out = Vec::<f32>::with_capacity(n * c_out * l_out);
     let op = OutPtr(out.as_mut_ptr());
     let done = with_f32(x, |xs| {
         for_tiles(n, q_len, (kk + rows) * TILE, |item, q0, nq, scratch| {
@@ -482,10 +489,17 @@ pub fn conv_transpose1d(
                     for (co, &bb) in bv.iter().enumerate() {
                         let src = &tmp[(r * c_out + co) * nq..(r * c_out + co + 1) * nq];
                         let dst = op.0.add((item * c_out + co) * l_out);
-                        for (i, &v) in src.iter().enumerate() {
-                            let t = (q0 + i) * stride + r;
-                            if t >= padding && t - padding < l_out {
-                                *dst.add(t - padding) = v + bb;
+                        // Columns i with padding ≤ (q0 + i)·stride + r < padding + l_out.
+                        let first = q0 * stride + r;
+                        let i_lo = padding.saturating_sub(first).div_ceil(stride).min(nq);
+                        let i_hi = (padding + l_out)
+                            .saturating_sub(first)
+                            .div_ceil(stride)
+                            .clamp(i_lo, nq);
+                        if i_lo < i_hi {
+                            let d = dst.add(first + i_lo * stride - padding);
+                            for (i, &v) in src[i_lo..i_hi].iter().enumerate() {
+                                d.add(i * stride).write(v + bb);
                             }
                         }
                     }
@@ -497,6 +511,8 @@ pub fn conv_transpose1d(
     if done.is_none() {
         return Ok(None);
     }
+    // SAFETY: the tiles wrote every element (each column range of every row, see above).
+    unsafe { out.set_len(n * c_out * l_out) };
     Tensor::from_vec(out, (n, c_out, l_out), &Device::Cpu).map(Some)
 }
 
