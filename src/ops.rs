@@ -7,11 +7,15 @@
 use candle_core::{DType, Result, Tensor, D};
 
 pub mod conv;
+pub mod fused;
 pub mod gemv;
 
 /// LayerNorm over the last dimension, computed in f32 (or f64) whatever the input dtype,
 /// as the official code does (it upcasts, normalises, casts back).
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    if let Some(y) = fused::layer_norm(x, w, b, eps)? {
+        return Ok(y);
+    }
     let dt = x.dtype();
     let xf = if dt == DType::F64 {
         x.clone()
@@ -38,6 +42,9 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 
 /// `z · σ(1.702 z)`, the official MLP activation.
 pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
+    if let Some(y) = fused::quick_gelu(x)? {
+        return Ok(y);
+    }
     x.mul(&candle_nn::ops::sigmoid(&(x * 1.702)?)?)
 }
 

@@ -1,0 +1,111 @@
+//! Single-pass CPU kernels for the small per-token elementwise work of KV-cached sampling
+//! (LayerNorm, quick-GELU), where the composed candle ops cost one allocation and one
+//! dispatch each (about a dozen per LayerNorm). Inference only: each returns `Ok(None)`
+//! unless every operand is on the CPU, `x` is f32 and nothing is tracked for gradients.
+
+use candle_core::{DType, Device, Result, Tensor};
+
+fn plain_f32(x: &Tensor) -> bool {
+    matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 && !x.track_op()
+}
+
+/// LayerNorm over the last dimension, as [`crate::ops::layer_norm`] computes it (mean, then
+/// the mean of squared deviations, `(x − μ) / sqrt(σ² + eps) · w + b`), in f32.
+pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Option<Tensor>> {
+    if !plain_f32(x) || w.track_op() || b.track_op() || !matches!(w.device(), Device::Cpu) {
+        return Ok(None);
+    }
+    let n = match x.dims().last() {
+        Some(&n) if n > 0 => n,
+        _ => return Ok(None),
+    };
+    let wv: Vec<f32> = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let bv: Vec<f32> = b.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    if wv.len() != n || bv.len() != n {
+        return Ok(None);
+    }
+    let mut y: Vec<f32> = x.flatten_all()?.to_vec1()?;
+    let inv_n = 1.0 / n as f32;
+    for row in y.chunks_exact_mut(n) {
+        let mean = row.iter().sum::<f32>() * inv_n;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() * inv_n;
+        let denom = (var + eps as f32).sqrt();
+        for ((v, &wi), &bi) in row.iter_mut().zip(&wv).zip(&bv) {
+            *v = (*v - mean) / denom * wi + bi;
+        }
+    }
+    Tensor::from_vec(y, x.dims(), &Device::Cpu).map(Some)
+}
+
+/// `z · σ(1.702 z)` elementwise.
+pub fn quick_gelu(x: &Tensor) -> Result<Option<Tensor>> {
+    if !plain_f32(x) {
+        return Ok(None);
+    }
+    let mut y: Vec<f32> = x.flatten_all()?.to_vec1()?;
+    for v in y.iter_mut() {
+        *v *= 1.0 / (1.0 + (-1.702 * *v).exp());
+    }
+    Tensor::from_vec(y, x.dims(), &Device::Cpu).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::uniform;
+
+    fn rand(shape: &[usize], seed: u64, scale: f64) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|i| ((uniform(seed, 0, 0, i as u64) * 2.0 - 1.0) * scale) as f32)
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_err(a: &Tensor, b: &Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    #[test]
+    fn ops_fused_layer_norm_matches_composed() {
+        let x = (rand(&[2, 3, 96], 1, 4.0) + 1.5).unwrap();
+        let w = rand(&[96], 2, 1.0);
+        let b = rand(&[96], 3, 1.0);
+        let got = layer_norm(&x, &w, &b, 1e-5).unwrap().expect("fast path");
+        // The composed ops (what training uses): force them with a tracked weight.
+        let wv = candle_core::Var::from_tensor(&w).unwrap();
+        assert!(layer_norm(&x, wv.as_tensor(), &b, 1e-5).unwrap().is_none());
+        let want = crate::ops::layer_norm(&x, wv.as_tensor(), &b, 1e-5).unwrap();
+        assert!(max_err(&got, &want) < 2e-5, "{}", max_err(&got, &want));
+        // f16 weights are widened.
+        let (wh, bh) = (
+            w.to_dtype(DType::F16).unwrap(),
+            b.to_dtype(DType::F16).unwrap(),
+        );
+        let got = layer_norm(&x, &wh, &bh, 1e-5).unwrap().unwrap();
+        let want = crate::ops::layer_norm(&x, wv.as_tensor(), &b, 1e-5).unwrap();
+        assert!(max_err(&got, &want) < 2e-3);
+    }
+
+    #[test]
+    fn ops_fused_quick_gelu_matches_definition() {
+        let x = rand(&[3, 50], 4, 6.0);
+        let got = quick_gelu(&x).unwrap().expect("fast path");
+        let want = x
+            .mul(&candle_nn::ops::sigmoid(&(&x * 1.702).unwrap()).unwrap())
+            .unwrap();
+        assert!(max_err(&got, &want) < 1e-5);
+        let xv = candle_core::Var::from_tensor(&x).unwrap();
+        assert!(quick_gelu(xv.as_tensor()).unwrap().is_none());
+    }
+}
