@@ -287,6 +287,46 @@ pub fn dense_small(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Option<Tensor>>
 
 /// Dot products of `x (m, K)` with rows `n0..` of `w (n, K)` into `y[mi][n0 + i]`.
 fn dot_rows<T: Wt>(w: &[T], kk: usize, x: &[f32], m: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() && kk % 8 == 0 {
+        // SAFETY: features detected just above; K is a multiple of 8 and slices bound
+        // every access (checked inside).
+        unsafe { dot_rows_avx2(w, kk, x, m, out) };
+        return;
+    }
+    dot_rows_scalar(w, kk, x, m, out);
+}
+
+/// [`dot_rows`] with each 8-wide weight slice widened once in registers and used for every
+/// batch row (the scalar version converted f16 weights one by one: 10 % of an f16 step).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_rows_avx2<T: Wt>(w: &[T], kk: usize, x: &[f32], m: usize, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let rows = w.len() / kk;
+    assert!(x.len() >= m * kk && out.len() >= rows * m && kk % 8 == 0);
+    let xp = x.as_ptr();
+    let mut acc = vec![_mm256_setzero_ps(); m];
+    for r in 0..rows {
+        let wp = w.as_ptr().add(r * kk);
+        acc.iter_mut().for_each(|a| *a = _mm256_setzero_ps());
+        let mut j = 0;
+        while j < kk {
+            let wv = T::load8(wp.add(j));
+            for (mi, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(mi * kk + j)), wv, *a);
+            }
+            j += 8;
+        }
+        for (mi, a) in acc.iter().enumerate() {
+            let mut lanes = [0f32; 8];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), *a);
+            out[r * m + mi] = lanes.iter().sum();
+        }
+    }
+}
+
+fn dot_rows_scalar<T: Wt>(w: &[T], kk: usize, x: &[f32], m: usize, out: &mut [f32]) {
     // out is (rows, m): row-major per weight row, transposed back by the caller.
     for (row, o) in w.chunks_exact(kk).zip(out.chunks_exact_mut(m)) {
         let mut wf = [0f32; 64];
@@ -432,7 +472,7 @@ mod tests {
 
     #[test]
     fn linear_nt_small_matches_matmul() {
-        for &(m, kk, n) in &[(1, 70, 9), (4, 128, 200)] {
+        for &(m, kk, n) in &[(1, 70, 9), (4, 128, 200), (16, 64, 33), (1, 1024, 130)] {
             let x = rand((m, kk), 7);
             let w = rand((n, kk), 8);
             for dt in [DType::F32, DType::F16, DType::BF16] {
