@@ -73,10 +73,12 @@ fn parse_dtype(s: &str) -> Result<DType> {
 }
 
 fn device(cuda: bool) -> Result<Device> {
-    if cuda {
-        Device::new_cuda(0).context("--cuda: no CUDA device (build with `--features cuda`)")
-    } else {
+    if !cuda {
         Ok(Device::Cpu)
+    } else if cfg!(feature = "cuda") {
+        Device::new_cuda(0).context("--cuda: cannot open CUDA device 0")
+    } else {
+        bail!("--cuda: this build has no CUDA support; rebuild with `--features cuda`")
     }
 }
 
