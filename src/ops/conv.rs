@@ -54,6 +54,13 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+impl OutPtr {
+    /// Through a method, so that closures capture the whole (Sync) wrapper, not the field.
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// `dst (m × n, row stride ldd) = [dst +] beta · a (m × k, row stride lda) · b (k × n, row
 /// stride ldb)`, single-threaded.
 ///
@@ -247,12 +254,11 @@ pub fn conv1d(
     let op = OutPtr(out.as_mut_ptr());
     let done = with_f32(x, |xs| {
         for_tiles(n, l_out, kk * TILE, |item, t0, nt, col| {
-            let op = op;
             let xi = &xs[item * c_in * l..(item + 1) * c_in * l];
             im2col(xi, g, t0, nt, pre_relu, &mut col[..kk * nt]);
             // SAFETY: rows co of this item at columns t0..t0+nt belong to this tile only.
             unsafe {
-                let dst = op.0.add(item * c_out * l_out + t0);
+                let dst = op.ptr().add(item * c_out * l_out + t0);
                 for (co, &bb) in bv.iter().enumerate() {
                     let d = dst.add(co * l_out);
                     for i in 0..nt {
@@ -330,7 +336,6 @@ pub fn res_block(
     let op = OutPtr(out.as_mut_ptr());
     let done = with_f32(x, |xs| {
         for_tiles(n, l, (kk + h) * TILE, |item, t0, nt, scratch| {
-            let op = op;
             let xi = &xs[item * c * l..(item + 1) * c * l];
             let (col, hid) = scratch.split_at_mut(kk * TILE);
             let (col, hid) = (&mut col[..kk * nt], &mut hid[..h * nt]);
@@ -357,7 +362,7 @@ pub fn res_block(
                 for v in hid.iter_mut() {
                     *v = v.max(0.0);
                 }
-                let dst = op.0.add(item * c * l + t0);
+                let dst = op.ptr().add(item * c * l + t0);
                 for (co, &bb) in b2v.iter().enumerate() {
                     let d = dst.add(co * l);
                     let src = &xi[co * l + t0..co * l + t0 + nt];
@@ -464,7 +469,6 @@ pub fn conv_transpose1d(
     let op = OutPtr(out.as_mut_ptr());
     let done = with_f32(x, |xs| {
         for_tiles(n, q_len, (kk + rows) * TILE, |item, q0, nq, scratch| {
-            let op = op;
             let xi = &xs[item * c_in * l..(item + 1) * c_in * l];
             let (col, tmp) = scratch.split_at_mut(kk * TILE);
             let (col, tmp) = (&mut col[..kk * nq], &mut tmp[..rows * nq]);
@@ -488,7 +492,7 @@ pub fn conv_transpose1d(
                 for r in 0..stride {
                     for (co, &bb) in bv.iter().enumerate() {
                         let src = &tmp[(r * c_out + co) * nq..(r * c_out + co + 1) * nq];
-                        let dst = op.0.add((item * c_out + co) * l_out);
+                        let dst = op.ptr().add((item * c_out + co) * l_out);
                         // Columns i with padding ≤ (q0 + i)·stride + r < padding + l_out.
                         let first = q0 * stride + r;
                         let i_lo = padding.saturating_sub(first).div_ceil(stride).min(nq);
