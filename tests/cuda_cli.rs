@@ -88,3 +88,52 @@ fn train_device_cuda_is_a_clear_error_without_a_gpu() {
         "{err}"
     );
 }
+
+#[test]
+fn sample_and_study_device_cuda_are_clear_errors_that_write_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let (code, err) = jukebox(&[
+        "sample",
+        "--mode",
+        "ancestral",
+        "--seconds",
+        "1",
+        "--levels",
+        "top",
+        "--quiet",
+        "--device",
+        "cuda",
+        "-o",
+        run.to_str().unwrap(),
+    ]);
+    let gpu = code == Some(0);
+    check_cuda_refusal(code, &err, "", gpu);
+    if !gpu {
+        assert!(!run.exists(), "a refused run must not leave a folder");
+    }
+    let study = tmp.path().join("study");
+    let (code, err) = jukebox(&[
+        "study",
+        "--levels",
+        "top",
+        "--seeds",
+        "1",
+        "--no-rank",
+        "--device",
+        "cuda",
+        "-o",
+        study.to_str().unwrap(),
+    ]);
+    let gpu = code == Some(0);
+    check_cuda_refusal(code, &err, "", gpu);
+    if !gpu {
+        assert!(!study.exists(), "a refused study must not leave a folder");
+    }
+    let (code, err) = jukebox(&["sample", "--device", "tpu", "-o", run.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("unknown device `tpu`: use cpu or cuda"),
+        "{err}"
+    );
+}

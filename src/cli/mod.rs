@@ -82,3 +82,19 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Quality(a) => quality::run(a),
     }
 }
+
+/// `--device`: cpu, or cuda (device 0) in a build with `--features cuda`.
+pub fn device(name: &str) -> Result<candle_core::Device> {
+    use anyhow::{bail, Context};
+    match name {
+        "cpu" => Ok(candle_core::Device::Cpu),
+        "cuda" | "gpu" => {
+            if cfg!(feature = "cuda") {
+                candle_core::Device::new_cuda(0).context("cannot open CUDA device 0")
+            } else {
+                bail!("this build has no CUDA support; rebuild with `--features cuda` or use --device cpu")
+            }
+        }
+        other => bail!("unknown device `{other}`: use cpu or cuda"),
+    }
+}

@@ -90,6 +90,9 @@ pub struct RunArgs {
     /// Most cells in one batch group [default: 16].
     #[arg(long)]
     pub max_batch: Option<usize>,
+    /// cpu (default) or cuda (needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// A plan file (TOML) with explicit cells or settings; its values override the flags.
     #[arg(long)]
     pub plan: Option<PathBuf>,
@@ -186,12 +189,13 @@ fn model_info(model: &Path, fake: bool) -> Result<ModelInfo> {
 /// The runner: the sampling pipeline on the model, or the deterministic fake. Group runs in
 /// progress live in a hidden `.work` folder of the study (or shard) folder, so a group
 /// interrupted mid-way resumes at its last window.
-fn make_runner(model: &Path, work: &Path, fake: bool) -> Result<Box<dyn CellRunner>> {
+fn make_runner(model: &Path, work: &Path, fake: bool, device: &str) -> Result<Box<dyn CellRunner>> {
     if fake {
         return Ok(Box::new(FakeRunner::new()));
     }
     let mut r = jukebox::sample::ModelRunner::new(model, work)?;
     r.progress = true;
+    r.dev = super::device(device)?;
     Ok(Box::new(r))
 }
 
@@ -222,6 +226,9 @@ fn list(ids: Option<&IdSet>, vocab: &dyn LabelResolver, kind: LabelKind, search:
 }
 
 fn run_study(a: RunArgs) -> Result<()> {
+    if !a.fake_runner {
+        super::device(&a.device)?;
+    }
     let shard = a.shard.as_deref().map(st::parse_shard).transpose()?;
     let (plan, root) = if let Some(dir) = &a.resume {
         (st::read_plan(dir)?, dir.clone())
@@ -326,7 +333,7 @@ fn run_study(a: RunArgs) -> Result<()> {
     if shard.is_none_or(|(i, _)| i == 0) && !a.fake_runner && !a.no_rank {
         rank_prompt(&plan, &root)?;
     }
-    let mut runner = make_runner(&model, &work, a.fake_runner)?;
+    let mut runner = make_runner(&model, &work, a.fake_runner, &a.device)?;
     let summary = st::run_study(
         &plan,
         &root,

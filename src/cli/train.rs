@@ -110,17 +110,7 @@ pub fn parse_level(s: &str) -> Result<usize, String> {
 }
 
 fn device(name: &str) -> Result<Device> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" | "gpu" => {
-            if cfg!(feature = "cuda") {
-                Device::new_cuda(0).context("cannot open CUDA device 0")
-            } else {
-                bail!("this build has no CUDA support; rebuild with `--features cuda` or use --device cpu")
-            }
-        }
-        other => bail!("unknown device `{other}`: use cpu or cuda"),
-    }
+    super::device(name)
 }
 
 fn preset_name(c: &Common) -> Result<String> {

@@ -19,7 +19,8 @@ use std::time::Instant;
 
 pub struct ModelRunner {
     pub md: ModelDir,
-    dev: Device,
+    /// Where sampling runs (CPU unless set; `--device cuda`).
+    pub dev: Device,
     vq: Option<VqVae>,
     /// The prompt's codes per level, encoded once.
     prompt_codes: BTreeMap<usize, Vec<i64>>,
