@@ -9,6 +9,8 @@ use candle_core::{DType, Result, Tensor, D};
 pub mod conv;
 pub mod fused;
 pub mod gemv;
+#[cfg(test)]
+mod test_util;
 
 /// LayerNorm over the last dimension, computed in f32 (or f64) whatever the input dtype,
 /// as the official code does (it upcasts, normalises, casts back).

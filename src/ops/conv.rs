@@ -523,28 +523,11 @@ pub fn conv_transpose1d(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::util::uniform;
+
+    use crate::ops::test_util::{max_err, rand_scaled};
 
     fn rand(shape: &[usize], seed: u64) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|i| (uniform(seed, 0, 0, i as u64) * 2.0 - 1.0) as f32)
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_err(a: &Tensor, b: &Tensor) -> f32 {
-        assert_eq!(a.dims(), b.dims());
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
+        rand_scaled(shape, seed, 1.0)
     }
 
     /// Direct definition of PyTorch's Conv1d, in f64.

@@ -52,29 +52,8 @@ pub fn quick_gelu(x: &Tensor) -> Result<Option<Tensor>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::util::uniform;
 
-    fn rand(shape: &[usize], seed: u64, scale: f64) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|i| ((uniform(seed, 0, 0, i as u64) * 2.0 - 1.0) * scale) as f32)
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_err(a: &Tensor, b: &Tensor) -> f32 {
-        assert_eq!(a.dims(), b.dims());
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
+    use crate::ops::test_util::{max_err, rand_scaled as rand};
 
     #[test]
     fn ops_fused_layer_norm_matches_composed() {

@@ -409,26 +409,11 @@ pub fn linear_nt_small(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::util::uniform;
+
+    use crate::ops::test_util::{max_err, rand_scaled};
 
     fn rand(shape: (usize, usize), seed: u64) -> Tensor {
-        let v: Vec<f32> = (0..shape.0 * shape.1)
-            .map(|i| (uniform(seed, 0, 0, i as u64) * 2.0 - 1.0) as f32)
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_err(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
+        rand_scaled(&[shape.0, shape.1], seed, 1.0)
     }
 
     #[test]

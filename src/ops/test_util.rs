@@ -1,0 +1,28 @@
+//! Helpers shared by the ops unit tests.
+
+use crate::util::uniform;
+use candle_core::{Device, Tensor};
+
+/// Deterministic values uniform in [−scale, scale).
+pub fn rand_scaled(shape: &[usize], seed: u64, scale: f64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|i| ((uniform(seed, 0, 0, i as u64) * 2.0 - 1.0) * scale) as f32)
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+/// Largest absolute difference of two tensors of the same shape.
+pub fn max_err(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
