@@ -1,6 +1,7 @@
 //! `jukebox sample`: ancestral, primed, `--continue` and `--resume`.
 
 use anyhow::{bail, Context, Result};
+use candle_core::Device;
 use jukebox::checkpoint::ModelDir;
 use jukebox::sample::windows::seconds_to_samples;
 use jukebox::sample::{
@@ -164,12 +165,12 @@ fn interrupt_flag() -> Arc<AtomicBool> {
 }
 
 /// Run or resume `run_dir`, reporting the outcome.
-pub fn drive(md: &ModelDir, run_dir: &Path, quiet: bool, device: &str) -> Result<()> {
+pub fn drive(md: &ModelDir, run_dir: &Path, quiet: bool, device: Device) -> Result<()> {
     let flag = interrupt_flag();
     let opts = RunOptions {
         progress: !quiet,
         interrupt: Some(&flag),
-        device: super::device(device)?,
+        device,
         ..Default::default()
     };
     match sample::run(md, run_dir, &opts)? {
@@ -208,12 +209,12 @@ fn check_same_model(md: &ModelDir, spec: &RunSpec, run_dir: &Path) -> Result<()>
 
 pub fn run(a: Args) -> Result<()> {
     // A device that cannot be opened is refused before any run folder is written.
-    super::device(&a.device)?;
+    let dev = super::device(&a.device)?;
     if let Some(dir) = &a.resume {
         let spec = RunSpec::load(dir)?;
         let md = open_model(Some(a.model.as_deref().unwrap_or(&spec.model)))?;
         check_same_model(&md, &spec, dir)?;
-        return drive(&md, dir, a.quiet, &a.device);
+        return drive(&md, dir, a.quiet, dev);
     }
     if let Some(src) = &a.continue_run {
         let mut spec = RunSpec::load(src)?;
@@ -240,7 +241,7 @@ pub fn run(a: Args) -> Result<()> {
         spec.sample_length = new_len;
         spec.total_length = spec.total_length.max(new_len);
         spec.save(&dir)?;
-        return drive(&md, &dir, a.quiet, &a.device);
+        return drive(&md, &dir, a.quiet, dev);
     }
     let md = open_model(a.model.as_deref())?;
     let out = a
@@ -257,7 +258,7 @@ pub fn run(a: Args) -> Result<()> {
     let spec = build_spec(&a, &md)?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     spec.save(&out)?;
-    drive(&md, &out, a.quiet, &a.device)
+    drive(&md, &out, a.quiet, dev)
 }
 
 fn copy_run(src: &Path, dst: &Path) -> Result<()> {

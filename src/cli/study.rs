@@ -1,6 +1,7 @@
 //! `jukebox study` and `jukebox study merge`.
 
 use anyhow::{Context, Result};
+use candle_core::Device;
 use jukebox::checkpoint::ModelDir;
 use jukebox::labels::{Field, IdSet};
 use jukebox::study::emit::{self, EmitOptions};
@@ -189,13 +190,23 @@ fn model_info(model: &Path, fake: bool) -> Result<ModelInfo> {
 /// The runner: the sampling pipeline on the model, or the deterministic fake. Group runs in
 /// progress live in a hidden `.work` folder of the study (or shard) folder, so a group
 /// interrupted mid-way resumes at its last window.
-fn make_runner(model: &Path, work: &Path, fake: bool, device: &str) -> Result<Box<dyn CellRunner>> {
-    if fake {
+/// With `check_plan`, a study too big for memory is refused here (src/guard.rs), before
+/// anything is written, so the suggested --max-batch can be used with the same --out.
+fn make_runner(
+    model: &Path,
+    work: &Path,
+    device: Option<Device>,
+    check_plan: Option<&Plan>,
+) -> Result<Box<dyn CellRunner>> {
+    let Some(dev) = device else {
         return Ok(Box::new(FakeRunner::new()));
-    }
+    };
     let mut r = jukebox::sample::ModelRunner::new(model, work)?;
     r.progress = true;
-    r.dev = super::device(device)?;
+    r.dev = dev;
+    if let Some(plan) = check_plan {
+        r.check_memory(plan)?;
+    }
     Ok(Box::new(r))
 }
 
@@ -226,9 +237,12 @@ fn list(ids: Option<&IdSet>, vocab: &dyn LabelResolver, kind: LabelKind, search:
 }
 
 fn run_study(a: RunArgs) -> Result<()> {
-    if !a.fake_runner {
-        super::device(&a.device)?;
-    }
+    // None: the fake runner. A device that cannot be opened is refused before anything else.
+    let device = if a.fake_runner {
+        None
+    } else {
+        Some(super::device(&a.device)?)
+    };
     let shard = a.shard.as_deref().map(st::parse_shard).transpose()?;
     let (plan, root) = if let Some(dir) = &a.resume {
         (st::read_plan(dir)?, dir.clone())
@@ -323,17 +337,12 @@ fn run_study(a: RunArgs) -> Result<()> {
             .join(".work"),
         None => root.join(".work"),
     };
-    if a.resume.is_none() && !a.fake_runner {
-        // Refuse a study too big for memory before anything is written (src/guard.rs), so
-        // the suggested --max-batch can be used with the same --out.
-        jukebox::sample::ModelRunner::new(&model, &work)?.check_memory(&plan)?;
-    }
+    let mut runner = make_runner(&model, &work, device, a.resume.is_none().then_some(&plan))?;
     // The label ranking is part of the report: the single run makes it, and of a sharded run
     // shard 0 does (it is written once, into the study root), so both give the same report.
     if shard.is_none_or(|(i, _)| i == 0) && !a.fake_runner && !a.no_rank {
         rank_prompt(&plan, &root)?;
     }
-    let mut runner = make_runner(&model, &work, a.fake_runner, &a.device)?;
     let summary = st::run_study(
         &plan,
         &root,

@@ -109,10 +109,6 @@ pub fn parse_level(s: &str) -> Result<usize, String> {
     }
 }
 
-fn device(name: &str) -> Result<Device> {
-    super::device(name)
-}
-
 fn preset_name(c: &Common) -> Result<String> {
     match &c.preset {
         Some(p) if TRAIN_PRESETS.contains(&p.as_str()) => Ok(p.clone()),
@@ -185,7 +181,7 @@ pub fn run(args: Args) -> Result<()> {
                 init: c.init.clone(),
                 quiet: c.quiet,
                 stop_after: None,
-                device: device(&c.device)?,
+                device: super::device(&c.device)?,
             };
             let o = train_vqvae(&opts)?;
             report(&o, &out);
@@ -219,7 +215,7 @@ pub fn run(args: Args) -> Result<()> {
                 codes_cache: a.codes_cache.clone(),
                 quiet: c.quiet,
                 stop_after: None,
-                device: device(&c.device)?,
+                device: super::device(&c.device)?,
             };
             let o = train_prior(&opts)?;
             report(&o, &out);

@@ -26,7 +26,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    super::device(&a.device)?;
+    let dev = super::device(&a.device)?;
     let mut spec = RunSpec::load(&a.run_dir)?;
     let md = jukebox::checkpoint::ModelDir::open(a.model.as_deref().unwrap_or(&spec.model))
         .context("cannot open the run's model")?;
@@ -78,5 +78,5 @@ pub fn run(a: Args) -> Result<()> {
         spec.level_items[l] = chosen.clone();
     }
     spec.save(&a.run_dir)?;
-    super::sample::drive(&md, &a.run_dir, a.quiet, &a.device)
+    super::sample::drive(&md, &a.run_dir, a.quiet, dev)
 }

@@ -72,19 +72,16 @@ pub struct StepEntropy {
     pub token_bits: f32,
 }
 
-fn token_bits(logits: &[f32], tok: usize) -> f32 {
-    let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    if !m.is_finite() {
-        return f32::NAN;
-    }
-    let z: f64 = logits.iter().map(|&x| ((x - m) as f64).exp()).sum();
-    ((z.ln() - (logits[tok] - m) as f64) / std::f64::consts::LN_2) as f32
+fn entropy_bits(logits: &[f32]) -> f32 {
+    entropy_and_token_bits(logits, None).0
 }
 
-fn entropy_bits(logits: &[f32]) -> f32 {
+/// Entropy of softmax(`logits`) and, for `tok`, −log2 of its probability (NaN without it or
+/// when no logit is finite), from one pass of exponentials.
+fn entropy_and_token_bits(logits: &[f32], tok: Option<usize>) -> (f32, f32) {
     let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     if !m.is_finite() {
-        return 0.0;
+        return (0.0, f32::NAN);
     }
     let e: Vec<f64> = logits.iter().map(|&x| ((x - m) as f64).exp()).collect();
     let z: f64 = e.iter().sum();
@@ -96,7 +93,10 @@ fn entropy_bits(logits: &[f32]) -> f32 {
             -q * q.log2()
         })
         .sum();
-    h as f32
+    let t = tok.map_or(f64::NAN, |t| {
+        (z.ln() - (logits[t] - m) as f64) / std::f64::consts::LN_2
+    });
+    (h as f32, t as f32)
 }
 
 /// Temperature then top-k / top-p filtering (official `filter_logits`): removed entries
@@ -187,12 +187,13 @@ pub fn draw(filtered: &[f32], u: f64) -> usize {
 pub fn sample_token(logits: &[f32], opts: &SampleOpts, u: f64) -> (usize, StepEntropy) {
     let f = filter_logits(logits, opts.temp, opts.top_k, opts.top_p);
     let tok = draw(&f, u);
+    let (raw_bits, token_bits) = entropy_and_token_bits(logits, Some(tok));
     (
         tok,
         StepEntropy {
-            raw_bits: entropy_bits(logits),
+            raw_bits,
             filtered_bits: entropy_bits(&f),
-            token_bits: token_bits(logits, tok),
+            token_bits,
         },
     )
 }
@@ -338,6 +339,21 @@ mod tests {
             .filter(|&i| draw(&l, uniform(3, 0, 0, i)) == 1)
             .count();
         assert!((ones as f64 / 4000.0 - 0.75).abs() < 0.03, "{ones}");
+    }
+
+    #[test]
+    fn token_bits_are_minus_log2_of_the_raw_probability() {
+        let (h, t) = entropy_and_token_bits(&[0.0, 0.0, 0.0, 0.0], Some(3));
+        assert!((h - 2.0).abs() < 1e-6 && (t - 2.0).abs() < 1e-6, "{h} {t}");
+        // p = (1/4, 3/4): the second token costs log2(4/3) bits; no token gives NaN.
+        let l = [0.0, 3f32.ln()];
+        let (_, t) = entropy_and_token_bits(&l, Some(1));
+        assert!((t - (4.0f32 / 3.0).log2()).abs() < 1e-6, "{t}");
+        assert!(entropy_and_token_bits(&l, None).1.is_nan());
+        // sample_token reports the drawn token's bits under the unfiltered logits.
+        let (tok, s) = sample_token(&l, &SampleOpts::default(), 0.9);
+        assert_eq!(tok, 1);
+        assert!((s.token_bits - (4.0f32 / 3.0).log2()).abs() < 1e-6);
     }
 
     #[test]

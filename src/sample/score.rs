@@ -10,10 +10,7 @@ use candle_core::{DType, Device, Tensor};
 /// Bits of each item's tokens at positions `from..total`, scored in the windows the sampler
 /// uses (`plan_windows(from, total, n_ctx, hop)`), under each label set of `sets` (one
 /// `BaseLabel` per row). Returns (per set, the sum of bits per item; number of scored tokens).
-///
-/// All sets go through the transformer as one batch per window, and a set equal to an earlier
-/// one is not scored again: upsamplers trained with a single label give the same bits with and
-/// without the sample's labels, and the study asks for both.
+/// All sets go through the transformer as one batch per window.
 #[allow(clippy::too_many_arguments)]
 pub fn score_rows(
     prior: &Prior,
@@ -28,16 +25,8 @@ pub fn score_rows(
     let n = rows.len();
     let total = rows.first().map_or(0, Vec::len);
     let n_ctx = prior.cfg.n_ctx;
-    // Map each set to its first equal set; score only the distinct ones.
-    let first_equal: Vec<usize> = (0..sets.len())
-        .map(|s| (0..s).find(|&e| sets[e] == sets[s]).unwrap_or(s))
-        .collect();
-    let distinct: Vec<usize> = (0..sets.len()).filter(|&s| first_equal[s] == s).collect();
-    let k = distinct.len();
-    let bases: Vec<BaseLabel> = distinct
-        .iter()
-        .flat_map(|&s| sets[s].iter().cloned())
-        .collect();
+    let k = sets.len();
+    let bases: Vec<BaseLabel> = sets.iter().flat_map(|s| s.iter().cloned()).collect();
     if bases.len() != k * n {
         anyhow::bail!(
             "score_rows: every label set needs one label per row ({n} rows, {} labels)",
@@ -85,9 +74,5 @@ pub fn score_rows(
         counted += len;
         have = w.end;
     }
-    let out = first_equal
-        .iter()
-        .map(|&e| sums[distinct.iter().position(|&d| d == e).expect("distinct")].clone())
-        .collect();
-    Ok((out, counted))
+    Ok((sums, counted))
 }

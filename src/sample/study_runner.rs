@@ -260,28 +260,30 @@ impl CellRunner for ModelRunner {
             };
             let t0 = Instant::now();
             let ent = state.entropy.get(&level).cloned().unwrap_or_default();
-            // The sampler recorded each drawn token's bits under the sample's own labels, so
-            // only the no-label score needs a pass, and none when the labels are the same.
+            // The sampler recorded each drawn token's bits under the sample's own labels (states
+            // written before that was recorded have none), so a pass scores only what is missing:
+            // the own labels of an old state, and the no-label rows where they differ.
             let recorded = ent.token.len() == n && ent.count.len() == n;
-            let (b_own, b_none, cnt) = if recorded && own == none {
-                let c = ent.count.first().copied().unwrap_or(0) as usize;
-                (ent.token.clone(), ent.token.clone(), c)
+            let same = own == none;
+            let mut sets: Vec<&[BaseLabel]> = vec![];
+            if !recorded {
+                sets.push(&own);
+            }
+            if !same {
+                sets.push(&none);
+            }
+            let (mut bits, cnt) = if sets.is_empty() {
+                (vec![], ent.count.first().copied().unwrap_or(0) as usize)
             } else {
-                let sets: Vec<&[BaseLabel]> = if recorded {
-                    vec![&none]
-                } else {
-                    vec![&own, &none]
-                };
-                let (mut bits, cnt) =
-                    score_rows(&prior, &lab, &sets, rows, upper.as_deref(), from, hop, &dev)?;
-                let b_none = bits.pop().context("bits")?;
-                let b_own = if recorded {
-                    ent.token.clone()
-                } else {
-                    bits.pop().context("bits")?
-                };
-                (b_own, b_none, cnt)
+                score_rows(&prior, &lab, &sets, rows, upper.as_deref(), from, hop, &dev)?
             };
+            let b_none = if same { None } else { bits.pop() };
+            let b_own = if recorded {
+                ent.token.clone()
+            } else {
+                bits.pop().context("own-label bits")?
+            };
+            let b_none = b_none.unwrap_or_else(|| b_own.clone());
             let scored = t0.elapsed().as_secs_f64();
             drop(prior);
             let t0 = Instant::now();
