@@ -71,6 +71,55 @@ pub fn embedding(ids: &Tensor, table: &Tensor) -> Result<Tensor> {
     table.index_select(&ids.flatten_all()?, 0)?.reshape(shape)
 }
 
+/// Output length of [`conv1d`] for input channels `c_in`, weight input channels `wc_in`,
+/// length `l` and kernel size `k`, or the error both of its paths give.
+fn conv1d_out_len(
+    c_in: usize,
+    wc_in: usize,
+    l: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+) -> Result<usize> {
+    if wc_in != c_in {
+        candle_core::bail!("conv1d: input has {c_in} channels, weight expects {wc_in}");
+    }
+    if stride == 0 || dilation == 0 || k == 0 {
+        candle_core::bail!("conv1d: stride, dilation and kernel size must be positive");
+    }
+    let span = dilation * (k - 1) + 1;
+    let lp = l + 2 * padding;
+    if lp < span {
+        candle_core::bail!(
+            "conv1d: input length {l} (padding {padding}) is shorter than the kernel span {span}"
+        );
+    }
+    Ok((lp - span) / stride + 1)
+}
+
+/// Output length of [`conv_transpose1d`], or the error both of its paths give.
+fn conv_transpose1d_out_len(
+    c_in: usize,
+    wc_in: usize,
+    l: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<usize> {
+    if wc_in != c_in {
+        candle_core::bail!("conv_transpose1d: input has {c_in} channels, weight expects {wc_in}");
+    }
+    if stride == 0 || k == 0 || l == 0 {
+        candle_core::bail!("conv_transpose1d: stride, kernel size and length must be positive");
+    }
+    let full = (l - 1) * stride + k;
+    if full < 2 * padding + 1 {
+        candle_core::bail!("conv_transpose1d: padding {padding} leaves no output for length {l}");
+    }
+    Ok(full - 2 * padding)
+}
+
 /// 1-D convolution (cross-correlation) as in PyTorch `Conv1d`: `x` (N, C_in, L), `w`
 /// (C_out, C_in, K), optional bias (C_out). On the CPU in f32 with nothing tracked for
 /// gradients this is [`conv::conv1d`] (one GEMM per tile); otherwise [`conv1d_graph`].
@@ -100,20 +149,8 @@ pub fn conv1d_graph(
 ) -> Result<Tensor> {
     let (_, c_in, l) = x.dims3()?;
     let (c_out, wc_in, k) = w.dims3()?;
-    if wc_in != c_in {
-        candle_core::bail!("conv1d: input has {c_in} channels, weight expects {wc_in}");
-    }
-    if stride == 0 || dilation == 0 || k == 0 {
-        candle_core::bail!("conv1d: stride, dilation and kernel size must be positive");
-    }
-    let span = dilation * (k - 1) + 1;
+    let l_out = conv1d_out_len(c_in, wc_in, l, k, stride, padding, dilation)?;
     let lp = l + 2 * padding;
-    if lp < span {
-        candle_core::bail!(
-            "conv1d: input length {l} (padding {padding}) is shorter than the kernel span {span}"
-        );
-    }
-    let l_out = (lp - span) / stride + 1;
     // Pad once: `padding` each side plus zeros on the right so that every tap's strided
     // window fits and the length is a multiple of the stride. The extra zeros are never read.
     let max_q = (k - 1) * dilation / stride;
@@ -182,17 +219,7 @@ pub fn conv_transpose1d_graph(
 ) -> Result<Tensor> {
     let (n, c_in, l) = x.dims3()?;
     let (wc_in, c_out, k) = w.dims3()?;
-    if wc_in != c_in {
-        candle_core::bail!("conv_transpose1d: input has {c_in} channels, weight expects {wc_in}");
-    }
-    if stride == 0 || k == 0 || l == 0 {
-        candle_core::bail!("conv_transpose1d: stride, kernel size and length must be positive");
-    }
-    let full = (l - 1) * stride + k;
-    if full < 2 * padding + 1 {
-        candle_core::bail!("conv_transpose1d: padding {padding} leaves no output for length {l}");
-    }
-    let l_out = full - 2 * padding;
+    let l_out = conv_transpose1d_out_len(c_in, wc_in, l, k, stride, padding)?;
     let m = k.div_ceil(stride); // taps per phase (at most)
     let q = l + m - 1; // outputs per phase; q·stride ≥ full
     let xp = if m > 1 {

@@ -158,27 +158,6 @@ fn im2col(xs: &[f32], g: Geo, t0: usize, nt: usize, relu: bool, col: &mut [f32])
     }
 }
 
-/// Output length of a convolution, or an error as the general path gives.
-fn conv_out_len(
-    l: usize,
-    k: usize,
-    stride: usize,
-    padding: usize,
-    dilation: usize,
-) -> Result<usize> {
-    if stride == 0 || dilation == 0 || k == 0 {
-        candle_core::bail!("conv1d: stride, dilation and kernel size must be positive");
-    }
-    let span = dilation * (k - 1) + 1;
-    let lp = l + 2 * padding;
-    if lp < span {
-        candle_core::bail!(
-            "conv1d: input length {l} (padding {padding}) is shorter than the kernel span {span}"
-        );
-    }
-    Ok((lp - span) / stride + 1)
-}
-
 /// Runs `tile(item, t0, nt, scratch)` for every tile of `n` items × `l_out` columns in
 /// parallel; `scratch` is a per-task buffer of `scratch_len` floats.
 fn for_tiles(
@@ -229,10 +208,7 @@ pub fn conv1d(
     }
     let (n, c_in, l) = x.dims3()?;
     let (c_out, wc_in, k) = w.dims3()?;
-    if wc_in != c_in {
-        candle_core::bail!("conv1d: input has {c_in} channels, weight expects {wc_in}");
-    }
-    let l_out = conv_out_len(l, k, stride, padding, dilation)?;
+    let l_out = super::conv1d_out_len(c_in, wc_in, l, k, stride, padding, dilation)?;
     let wv = to_vec(w)?;
     let bv = match b {
         Some(b) => to_vec(b)?,
@@ -406,17 +382,7 @@ pub fn conv_transpose1d(
     }
     let (n, c_in, l) = x.dims3()?;
     let (wc_in, c_out, k) = w.dims3()?;
-    if wc_in != c_in {
-        candle_core::bail!("conv_transpose1d: input has {c_in} channels, weight expects {wc_in}");
-    }
-    if stride == 0 || k == 0 || l == 0 {
-        candle_core::bail!("conv_transpose1d: stride, kernel size and length must be positive");
-    }
-    let full = (l - 1) * stride + k;
-    if full < 2 * padding + 1 {
-        candle_core::bail!("conv_transpose1d: padding {padding} leaves no output for length {l}");
-    }
-    let l_out = full - 2 * padding;
+    let l_out = super::conv_transpose1d_out_len(c_in, wc_in, l, k, stride, padding)?;
     let m = k.div_ceil(stride);
     let q_len = l + m - 1; // q·stride + r covers 0..full
     let wv = to_vec(w)?;
