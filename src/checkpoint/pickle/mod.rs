@@ -298,16 +298,7 @@ pub struct Parsed {
 
 /// Parse one pickle starting at `data[0]`.
 pub fn parse(data: &[u8]) -> Result<Parsed> {
-    let mut vm = vm::Vm {
-        data,
-        pos: 0,
-        stack: vec![],
-        marks: vec![],
-        memo: std::collections::HashMap::new(),
-        storages: vec![],
-        containers: vec![],
-        tracked: std::collections::HashSet::new(),
-    };
+    let mut vm = vm::Vm::new(data);
     let value = vm.run()?;
     Ok(Parsed {
         value,

@@ -125,6 +125,20 @@ fn check_result(root: &Value) -> Result<HashSet<usize>> {
 }
 
 impl<'a> Vm<'a> {
+    /// A VM at the start of the pickle `data`.
+    pub(super) fn new(data: &'a [u8]) -> Self {
+        Vm {
+            data,
+            pos: 0,
+            stack: vec![],
+            marks: vec![],
+            memo: HashMap::new(),
+            storages: vec![],
+            containers: vec![],
+            tracked: HashSet::new(),
+        }
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self
             .pos
@@ -604,16 +618,7 @@ mod tests {
     /// Run `data`, note a weak reference to every container the VM made, then finish as `run`
     /// does. Returns the result and how many containers are still alive once it is dropped.
     fn run_and_count_survivors(data: &[u8]) -> (String, usize) {
-        let mut vm = Vm {
-            data,
-            pos: 0,
-            stack: vec![],
-            marks: vec![],
-            memo: HashMap::new(),
-            storages: vec![],
-            containers: vec![],
-            tracked: HashSet::new(),
-        };
+        let mut vm = Vm::new(data);
         let r = vm.run_ops();
         let weak: Vec<W> = vm
             .containers
@@ -678,16 +683,7 @@ mod tests {
     fn the_result_keeps_its_containers() {
         // ([None], {1: [None]}) with the list shared.
         let p = b"\x80\x02]Naq\x00}K\x01h\x00s\x86.";
-        let mut vm = Vm {
-            data: p,
-            pos: 0,
-            stack: vec![],
-            marks: vec![],
-            memo: HashMap::new(),
-            storages: vec![],
-            containers: vec![],
-            tracked: HashSet::new(),
-        };
+        let mut vm = Vm::new(p);
         let v = vm.run().unwrap();
         let Value::Tuple(t) = &v else { panic!() };
         let (Value::List(l), Value::Dict(d)) = (&t[0], &t[1]) else {
