@@ -3,7 +3,8 @@
 //! a set of files (as training's fixed validation windows are).
 
 use crate::dataset::Corpus;
-use crate::train::data::{Pool, Track};
+use crate::train::data::Pool;
+use crate::train::run_vqvae::length_pool;
 use anyhow::{Context, Result};
 
 /// One clip: the corpus item it comes from, where it starts (samples), and its audio.
@@ -57,23 +58,7 @@ pub fn clips(
     len: usize,
     align: usize,
 ) -> Result<Vec<Clip>> {
-    let pool: Pool<f32> = Pool::new(
-        items
-            .iter()
-            .map(|&i| {
-                let it = &corpus.items[i];
-                Track {
-                    data: Vec::new(),
-                    len: it.n_samples as usize,
-                    artist: it.artist_id,
-                    genres: it.genre_ids.clone(),
-                    offset_samples: it.offset_samples() as usize,
-                    total_samples: it.song_samples() as usize,
-                    name: it.rel.clone(),
-                }
-            })
-            .collect(),
-    );
+    let pool: Pool<f32> = length_pool(items.iter().map(|&i| &corpus.items[i]));
     if items.is_empty() || n == 0 {
         return Ok(Vec::new());
     }

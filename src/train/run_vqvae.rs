@@ -71,10 +71,11 @@ pub(crate) fn split_items(
     (pick(&s.train), pick(&s.valid))
 }
 
-fn length_pool(items: &[Item]) -> Pool<f32> {
+/// A pool of the corpus items' lengths and labels, with no audio in it (`data` is empty).
+pub(crate) fn length_pool<'a>(items: impl IntoIterator<Item = &'a Item>) -> Pool<f32> {
     Pool::new(
         items
-            .iter()
+            .into_iter()
             .map(|it| Track {
                 data: Vec::new(),
                 len: it.n_samples as usize,
