@@ -25,8 +25,34 @@ def rget(**kw):
         if all(m.get(k) == v for k, v in kw.items()):
             return m
     return None
+def rss_mb(m):
+    # torch: VmHWM of the timed steps (peak_rss_timed_mb), else the process peak (peak_rss_mb);
+    # rust: peak_rss in bytes, of the timed steps
+    for key in ("peak_rss_timed_mb", "peak_rss_mb"):
+        if m.get(key) is not None:
+            return m[key]
+    return m["peak_rss"] / 2**20 if m.get("peak_rss") is not None else None
+def train_note(r, t):
+    f = lambda v: "?" if v is None else f"{v:.0f}"
+    g = lambda m, key: "?" if m.get(key) is None else f"{m[key]:.1f}"
+    note = (f"RSS MB rust {f(rss_mb(r))} torch {f(rss_mb(t))}; load rust {g(r, 'load_start')}->"
+            f"{g(r, 'load_end')} torch {g(t, 'load_start')}->{g(t, 'load_end')}")
+    if (r.get("batch"), r.get("steps")) != (t.get("batch"), t.get("steps")):
+        note += f"; batch/steps differ: rust {r.get('batch')}/{r.get('steps')} torch {t['batch']}/{t['steps']}"
+    return note
 for t in torch:
     k = t["kind"]
+    if k in ("train_vqvae", "train_prior"):
+        # timed optimiser steps (forward, backward, clip, Adam) after the warm-up steps
+        r = rget(kind=k)
+        if r:
+            if k == "train_vqvae":
+                add(f"{k} ({t['config']}) audio s/s", r.get("audio_s_per_wall_s"), t["audio_s_per_wall_s"], 2.0,
+                    train_note(r, t))
+            else:
+                rt = r.get("tokens_per_s", r.get("tokens_per_s_total"))
+                add(f"{k} ({t['config']}) tokens/s", rt, t["tokens_per_s"], 2.0, train_note(r, t))
+        continue
     if k.startswith("vqvae_"):
         r = rget(kind=k, config=t["config"])
         if r:

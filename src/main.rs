@@ -5,7 +5,14 @@ mod cli;
 use clap::Parser;
 
 fn main() {
-    jukebox::ops::init_threads();
+    // Training runs candle's elementwise ops on every core (its pool spins only while an op
+    // runs; training ops are large); everything else keeps them on the calling thread.
+    let training = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .is_some_and(|c| c == "train")
+        || std::env::args().any(|a| a == "--train" || a.starts_with("--train="));
+    jukebox::ops::init_threads_for(training);
     let args = cli::Cli::parse();
     if let Err(e) = cli::run(args) {
         eprintln!("error: {}", clean_message(&format!("{e:#}")));

@@ -9,6 +9,7 @@
 pub mod init;
 pub mod prior;
 pub mod sys;
+pub mod train;
 pub mod vqvae;
 
 use serde::Serialize;
@@ -77,6 +78,27 @@ pub struct Measurement {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub params: Option<usize>,
     pub threads: usize,
+    /// Training benches: `rust` (the PyTorch reference writes `torch`).
+    #[serde(rename = "impl", skip_serializing_if = "Option::is_none")]
+    pub implementation: Option<String>,
+    /// Training benches: timed optimiser steps, and the untimed warm-up steps before them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_steps: Option<usize>,
+    /// Training benches: window in samples (VQ-VAE) or tokens (prior).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<usize>,
+    /// Training benches: loss of the first (warm-up) and last step (a sanity check that it trains).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_first: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_last: Option<f64>,
+    /// 1-minute load average before and after a long measurement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_start: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_end: Option<f64>,
     /// 1-minute load average when the figure was taken (noise indicator).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load1: Option<f64>,

@@ -58,9 +58,101 @@ pub struct Args {
     /// Write every measurement as a JSON line here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Run on the GPU (needs a build with `--features cuda`).
-    #[arg(long)]
+    /// Run on the GPU (needs a build with `--features cuda`); the same as `--device cuda`.
+    #[arg(long, hide = true)]
     pub cuda: bool,
+    /// Device: cpu or cuda (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Training throughput instead: `vqvae` or `prior` optimiser steps on `--config`.
+    #[arg(long, value_name = "vqvae|prior")]
+    pub train: Option<String>,
+    /// Training config (TOML as for `jukebox train`; default bench/configs/train_<kind>.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Training: timed optimiser steps.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Training: untimed steps before them.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Training (VQ-VAE): the recording whose random windows are trained on.
+    #[arg(long, default_value = "data/prompts/amen.wav")]
+    pub audio: PathBuf,
+}
+
+fn write_json(path: &std::path::Path, all: &[Measurement]) -> Result<()> {
+    let mut text = String::new();
+    for m in all {
+        text += &serde_json::to_string(m)?;
+        text.push('\n');
+    }
+    jukebox::util::atomic_write(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote {} measurements to {}", all.len(), path.display());
+    Ok(())
+}
+
+/// `--train vqvae|prior`: optimiser steps of the real training step, timed.
+fn run_train(a: &Args, kind: &str, dev: &Device) -> Result<()> {
+    use jukebox::bench::train::{bench_train_prior, bench_train_vqvae, TrainBenchOpts};
+    use jukebox::train::config::{read_toml, PriorRunConfig, VqvaeRunConfig};
+    if !["vqvae", "prior"].contains(&kind) {
+        bail!("--train `{kind}` is not one of vqvae, prior");
+    }
+    if a.steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    let path = a.config.clone().unwrap_or_else(|| {
+        jukebox::util::resolve_default(&format!("bench/configs/train_{kind}.toml"))
+    });
+    let o = TrainBenchOpts {
+        config: path
+            .file_stem()
+            .map_or("config".into(), |s| s.to_string_lossy().into_owned()),
+        steps: a.steps,
+        warmup: a.warmup,
+    };
+    let bar = indicatif::ProgressBar::new((a.steps + a.warmup) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} steps, {msg} (ETA {eta})",
+        )?
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("train {kind}"));
+    let warmup = a.warmup;
+    let mut progress = |done: usize, _total: usize, dt: f64| {
+        let phase = if done <= warmup { "warm-up" } else { "timed" };
+        bar.set_message(format!("{phase}, last step {dt:.2} s"));
+        bar.set_position(done as u64);
+    };
+    eprintln!(
+        "jukebox bench --train {kind}: {} threads, load average {:.2}, config {} ({} warm-up steps not timed)",
+        rayon::current_num_threads(),
+        bench::load_average().unwrap_or(f64::NAN),
+        path.display(),
+        a.warmup
+    );
+    let m = if kind == "vqvae" {
+        let cfg: VqvaeRunConfig = read_toml(&path)?;
+        cfg.model.validate()?;
+        let audio_path = jukebox::util::resolve_default(&a.audio.to_string_lossy());
+        let audio = jukebox::audio::load(&audio_path)
+            .with_context(|| format!("bench audio {}", audio_path.display()))?;
+        bench_train_vqvae(&cfg, &audio.samples, &o, dev, &mut progress)?
+    } else {
+        let cfg: PriorRunConfig = read_toml(&path)?;
+        cfg.model.validate()?;
+        bench_train_prior(&cfg, &o, dev, &mut progress)?
+    };
+    bar.finish_and_clear();
+    if let Some(path) = &a.json {
+        write_json(path, std::slice::from_ref(&m))?;
+    }
+    println!("{}", serde_json::to_string(&m)?);
+    eprintln!("{}", bench::summary_line(&m));
+    Ok(())
 }
 
 fn parse_dtype(s: &str) -> Result<DType> {
@@ -83,8 +175,15 @@ fn device(cuda: bool) -> Result<Device> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    jukebox::ops::init_threads();
-    let dev = device(a.cuda)?;
+    jukebox::ops::init_threads_for(a.train.is_some());
+    let dev = if a.cuda {
+        device(true)?
+    } else {
+        super::device(&a.device)?
+    };
+    if let Some(kind) = &a.train {
+        return run_train(&a, kind, &dev);
+    }
     let mut presets: Vec<String> = vec![];
     for p in &a.prior {
         if p == "all" {
@@ -182,14 +281,7 @@ pub fn run(a: Args) -> Result<()> {
             .with_context(|| format!("prior benchmark `{p}`"))?;
     }
     if let Some(path) = &a.json {
-        let mut text = String::new();
-        for m in &all {
-            text += &serde_json::to_string(m)?;
-            text.push('\n');
-        }
-        jukebox::util::atomic_write(path, text.as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("wrote {} measurements to {}", all.len(), path.display());
+        write_json(path, &all)?;
     }
     println!("{:-<100}", "");
     for m in &all {

@@ -105,19 +105,19 @@ unsafe fn sgemm(
 
 /// Geometry of a strided, dilated, padded convolution over one item.
 #[derive(Clone, Copy, Debug)]
-struct Geo {
-    c_in: usize,
-    l_in: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-    dil: usize,
+pub(crate) struct Geo {
+    pub c_in: usize,
+    pub l_in: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub dil: usize,
 }
 
 /// Gathers the taps of output columns `t0..t0 + nt` into `col` ((C_in·K) × nt, row
 /// `ci·K + j` = input `x[ci, t·stride + j·dil − pad]`, zero outside the input), applying
 /// ReLU on the way when `relu`.
-fn im2col(xs: &[f32], g: Geo, t0: usize, nt: usize, relu: bool, col: &mut [f32]) {
+pub(crate) fn im2col(xs: &[f32], g: Geo, t0: usize, nt: usize, relu: bool, col: &mut [f32]) {
     let f = |v: f32| if relu { v.max(0.0) } else { v };
     for ci in 0..g.c_in {
         let xr = &xs[ci * g.l_in..(ci + 1) * g.l_in];
@@ -225,52 +225,70 @@ pub fn conv1d(
         pad: padding,
         dil: dilation,
     };
-    let kk = c_in * k;
+    let out = with_f32(x, |xs| {
+        Ok(conv1d_raw(xs, n, g, &wv, &bv, l_out, pre_relu, post_relu))
+    })?;
+    match out {
+        Some(out) => Tensor::from_vec(out, (n, c_out, l_out), &Device::Cpu).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// [`conv1d`] on raw row-major slices: `xs` (n, g.c_in, g.l_in), `wv` (C_out, C_in·K), `bv`
+/// (C_out); returns (n, C_out, l_out).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv1d_raw(
+    xs: &[f32],
+    n: usize,
+    g: Geo,
+    wv: &[f32],
+    bv: &[f32],
+    l_out: usize,
+    pre_relu: bool,
+    post_relu: bool,
+) -> Vec<f32> {
+    let (c_in, l, c_out) = (g.c_in, g.l_in, bv.len());
+    let kk = c_in * g.k;
+    debug_assert_eq!(wv.len(), c_out * kk);
     let mut out = Vec::<f32>::with_capacity(n * c_out * l_out);
     let op = OutPtr(out.as_mut_ptr());
-    let done = with_f32(x, |xs| {
-        for_tiles(n, l_out, kk * TILE, |item, t0, nt, col| {
-            let xi = &xs[item * c_in * l..(item + 1) * c_in * l];
-            im2col(xi, g, t0, nt, pre_relu, &mut col[..kk * nt]);
-            // SAFETY: rows co of this item at columns t0..t0+nt belong to this tile only.
-            unsafe {
-                let dst = op.ptr().add(item * c_out * l_out + t0);
-                for (co, &bb) in bv.iter().enumerate() {
-                    let d = dst.add(co * l_out);
-                    for i in 0..nt {
-                        d.add(i).write(bb);
-                    }
+    for_tiles(n, l_out, kk * TILE, |item, t0, nt, col| {
+        let xi = &xs[item * c_in * l..(item + 1) * c_in * l];
+        im2col(xi, g, t0, nt, pre_relu, &mut col[..kk * nt]);
+        // SAFETY: rows co of this item at columns t0..t0+nt belong to this tile only.
+        unsafe {
+            let dst = op.ptr().add(item * c_out * l_out + t0);
+            for (co, &bb) in bv.iter().enumerate() {
+                let d = dst.add(co * l_out);
+                for i in 0..nt {
+                    d.add(i).write(bb);
                 }
-                sgemm(
-                    c_out,
-                    nt,
-                    kk,
-                    dst,
-                    l_out,
-                    true,
-                    wv.as_ptr(),
-                    kk,
-                    col.as_ptr(),
-                    nt,
-                    1.0,
-                );
-                if post_relu {
-                    for co in 0..c_out {
-                        for v in std::slice::from_raw_parts_mut(dst.add(co * l_out), nt) {
-                            *v = v.max(0.0);
-                        }
+            }
+            sgemm(
+                c_out,
+                nt,
+                kk,
+                dst,
+                l_out,
+                true,
+                wv.as_ptr(),
+                kk,
+                col.as_ptr(),
+                nt,
+                1.0,
+            );
+            if post_relu {
+                for co in 0..c_out {
+                    for v in std::slice::from_raw_parts_mut(dst.add(co * l_out), nt) {
+                        *v = v.max(0.0);
                     }
                 }
             }
-        });
-        Ok(())
-    })?;
-    if done.is_none() {
-        return Ok(None);
-    }
+        }
+    });
     // SAFETY: the tiles wrote every element (each column range of every row, see above).
     unsafe { out.set_len(n * c_out * l_out) };
-    Tensor::from_vec(out, (n, c_out, l_out), &Device::Cpu).map(Some)
+    out
 }
 
 /// Fast official `ResConv1DBlock`: `x + r · (conv1x1(relu(conv_k(relu(x)))))`, where
@@ -383,8 +401,6 @@ pub fn conv_transpose1d(
     let (n, c_in, l) = x.dims3()?;
     let (wc_in, c_out, k) = w.dims3()?;
     let l_out = super::conv_transpose1d_out_len(c_in, wc_in, l, k, stride, padding)?;
-    let m = k.div_ceil(stride);
-    let q_len = l + m - 1; // q·stride + r covers 0..full
     let wv = to_vec(w)?;
     let bv = match b {
         Some(b) => to_vec(b)?,
@@ -396,7 +412,36 @@ pub fn conv_transpose1d(
             bv.len()
         );
     }
-    // Packed weight: row (r·C_out + co), column (mi·C_in + ci) = W[ci, co, r + mi·stride].
+    let out = with_f32(x, |xs| {
+        Ok(conv_transpose1d_raw(
+            xs, n, c_in, l, &wv, &bv, k, stride, padding, l_out,
+        ))
+    })?;
+    match out {
+        Some(out) => Tensor::from_vec(out, (n, c_out, l_out), &Device::Cpu).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// [`conv_transpose1d`] on raw row-major slices: `xs` (n, c_in, l), `wv` (C_in, C_out, K),
+/// `bv` (C_out); returns (n, C_out, l_out).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_transpose1d_raw(
+    xs: &[f32],
+    n: usize,
+    c_in: usize,
+    l: usize,
+    wv: &[f32],
+    bv: &[f32],
+    k: usize,
+    stride: usize,
+    padding: usize,
+    l_out: usize,
+) -> Vec<f32> {
+    let c_out = bv.len();
+    let m = k.div_ceil(stride);
+    let q_len = l + m - 1; // q·stride + r covers 0..full
+                           // Packed weight: row (r·C_out + co), column (mi·C_in + ci) = W[ci, co, r + mi·stride].
     let (rows, kk) = (stride * c_out, m * c_in);
     let mut wp = vec![0f32; rows * kk];
     for r in 0..stride {
@@ -433,57 +478,51 @@ pub fn conv_transpose1d(
     };
     let mut out = Vec::<f32>::with_capacity(n * c_out * l_out);
     let op = OutPtr(out.as_mut_ptr());
-    let done = with_f32(x, |xs| {
-        for_tiles(n, q_len, (kk + rows) * TILE, |item, q0, nq, scratch| {
-            let xi = &xs[item * c_in * l..(item + 1) * c_in * l];
-            let (col, tmp) = scratch.split_at_mut(kk * TILE);
-            let (col, tmp) = (&mut col[..kk * nq], &mut tmp[..rows * nq]);
-            im2col(xi, g, q0, nq, false, col);
-            // SAFETY: buffer extents as given; output positions (q0..q0+nq)·stride + r − pad
-            // are this tile's alone.
-            unsafe {
-                sgemm(
-                    rows,
-                    nq,
-                    kk,
-                    tmp.as_mut_ptr(),
-                    nq,
-                    false,
-                    wq.as_ptr(),
-                    kk,
-                    col.as_ptr(),
-                    nq,
-                    1.0,
-                );
-                for r in 0..stride {
-                    for (co, &bb) in bv.iter().enumerate() {
-                        let src = &tmp[(r * c_out + co) * nq..(r * c_out + co + 1) * nq];
-                        let dst = op.ptr().add((item * c_out + co) * l_out);
-                        // Columns i with padding ≤ (q0 + i)·stride + r < padding + l_out.
-                        let first = q0 * stride + r;
-                        let i_lo = padding.saturating_sub(first).div_ceil(stride).min(nq);
-                        let i_hi = (padding + l_out)
-                            .saturating_sub(first)
-                            .div_ceil(stride)
-                            .clamp(i_lo, nq);
-                        if i_lo < i_hi {
-                            let d = dst.add(first + i_lo * stride - padding);
-                            for (i, &v) in src[i_lo..i_hi].iter().enumerate() {
-                                d.add(i * stride).write(v + bb);
-                            }
+    for_tiles(n, q_len, (kk + rows) * TILE, |item, q0, nq, scratch| {
+        let xi = &xs[item * c_in * l..(item + 1) * c_in * l];
+        let (col, tmp) = scratch.split_at_mut(kk * TILE);
+        let (col, tmp) = (&mut col[..kk * nq], &mut tmp[..rows * nq]);
+        im2col(xi, g, q0, nq, false, col);
+        // SAFETY: buffer extents as given; output positions (q0..q0+nq)·stride + r − pad
+        // are this tile's alone.
+        unsafe {
+            sgemm(
+                rows,
+                nq,
+                kk,
+                tmp.as_mut_ptr(),
+                nq,
+                false,
+                wq.as_ptr(),
+                kk,
+                col.as_ptr(),
+                nq,
+                1.0,
+            );
+            for r in 0..stride {
+                for (co, &bb) in bv.iter().enumerate() {
+                    let src = &tmp[(r * c_out + co) * nq..(r * c_out + co + 1) * nq];
+                    let dst = op.ptr().add((item * c_out + co) * l_out);
+                    // Columns i with padding ≤ (q0 + i)·stride + r < padding + l_out.
+                    let first = q0 * stride + r;
+                    let i_lo = padding.saturating_sub(first).div_ceil(stride).min(nq);
+                    let i_hi = (padding + l_out)
+                        .saturating_sub(first)
+                        .div_ceil(stride)
+                        .clamp(i_lo, nq);
+                    if i_lo < i_hi {
+                        let d = dst.add(first + i_lo * stride - padding);
+                        for (i, &v) in src[i_lo..i_hi].iter().enumerate() {
+                            d.add(i * stride).write(v + bb);
                         }
                     }
                 }
             }
-        });
-        Ok(())
-    })?;
-    if done.is_none() {
-        return Ok(None);
-    }
+        }
+    });
     // SAFETY: the tiles wrote every element (each column range of every row, see above).
     unsafe { out.set_len(n * c_out * l_out) };
-    Tensor::from_vec(out, (n, c_out, l_out), &Device::Cpu).map(Some)
+    out
 }
 
 #[cfg(test)]

@@ -112,6 +112,11 @@ impl Adam {
         Ok(Self { cfg, slots, t: 0 })
     }
 
+    /// Number of trained scalars.
+    pub fn num_params(&self) -> usize {
+        self.slots.iter().map(|s| s.var.elem_count()).sum()
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.slots.iter().map(|s| s.name.as_str())
     }

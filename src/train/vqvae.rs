@@ -322,10 +322,21 @@ impl VqTrainer {
 
     /// One optimisation step on a batch of windows (B, T) at 0-based `step`.
     pub fn train_step(&mut self, x: &Tensor, step: u64) -> Result<VqStep> {
+        let t0 = std::time::Instant::now();
         let (total, p) = self.loss(x, step)?;
         let loss = total.to_scalar::<f32>()? as f64;
+        let t1 = std::time::Instant::now();
         let grads = total.backward()?;
+        let t2 = std::time::Instant::now();
         let opt = self.opt.step(&grads, step)?;
+        if std::env::var_os("JUKEBOX_PROFILE").is_some() {
+            eprintln!(
+                "forward {:.3} s, backward {:.3} s, optimiser {:.3} s",
+                (t1 - t0).as_secs_f64(),
+                (t2 - t1).as_secs_f64(),
+                t2.elapsed().as_secs_f64()
+            );
+        }
         Ok(VqStep {
             loss,
             recons: p.recons,

@@ -56,6 +56,21 @@ impl Conv1d {
     }
 }
 
+impl Conv1d {
+    /// `forward(relu(x))`, with the ReLU fused into the convolution where a fast path runs.
+    pub fn forward_relu_in(&self, x: &Tensor) -> Result<Tensor> {
+        ops::conv1d_ex(
+            x,
+            &self.weight,
+            Some(&self.bias),
+            self.stride,
+            self.padding,
+            self.dilation,
+            true,
+        )
+    }
+}
+
 impl Module for Conv1d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         ops::conv1d(
@@ -170,8 +185,8 @@ impl Module for ResConv1dBlock {
         )? {
             return Ok(y);
         }
-        let h = self.conv1.forward(&x.relu()?)?;
-        let h = self.conv2.forward(&h.relu()?)?;
+        let h = self.conv1.forward_relu_in(x)?;
+        let h = self.conv2.forward_relu_in(&h)?;
         if self.res_scale == 1.0 {
             x + h
         } else {
