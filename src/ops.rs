@@ -9,6 +9,7 @@ use candle_core::{DType, Result, Tensor, D};
 pub mod conv;
 pub mod conv_train;
 pub mod fused;
+pub mod fused_train;
 pub mod gemv;
 #[cfg(test)]
 mod test_util;
@@ -18,6 +19,10 @@ mod test_util;
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
     if let Some(y) = fused::layer_norm(x, w, b, eps)? {
         return Ok(y);
+    }
+    if train_fast() && fused_train::applicable(&[x, w, b]) {
+        let op = fused_train::LayerNormOp { eps: eps as f32 };
+        return x.contiguous()?.apply_op3(w, b, op);
     }
     let dt = x.dtype();
     let xf = if dt == DType::F64 {
@@ -48,12 +53,22 @@ pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
     if let Some(y) = fused::quick_gelu(x)? {
         return Ok(y);
     }
+    if train_fast() && fused_train::applicable(&[x]) {
+        return x.contiguous()?.apply_op1(fused_train::QuickGeluOp);
+    }
     x.mul(&candle_nn::ops::sigmoid(&(x * 1.702)?)?)
 }
 
 /// Official `Conv1D` dense layer: `y = x · w + b` with `w` stored (n_in, n_out).
 /// `x` is (.., n_in).
 pub fn dense(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let tracked = x.track_op() || w.track_op() || b.track_op();
+    if tracked && train_fast() && fused_train::applicable(&[x, w, b]) && x.rank() >= 2 {
+        let (n_in, n_out) = w.dims2()?;
+        if x.dims()[x.rank() - 1] == n_in && b.dims() == [n_out] {
+            return x.contiguous()?.apply_op3(w, b, fused_train::DenseOp);
+        }
+    }
     let dims = x.dims().to_vec();
     let n_in = dims[dims.len() - 1];
     let rows = x.elem_count() / n_in;
@@ -144,7 +159,7 @@ pub fn set_train_fast(on: bool) {
     TRAIN_FAST.store(on, std::sync::atomic::Ordering::SeqCst);
 }
 
-fn train_fast() -> bool {
+pub(crate) fn train_fast() -> bool {
     TRAIN_FAST.load(std::sync::atomic::Ordering::SeqCst)
 }
 

@@ -237,6 +237,46 @@ pub fn attend_split(
     Ok((o, p))
 }
 
+/// Training on the CPU: [`attend`] with a causal mask (or none) as one fused op with its own
+/// backward ([`ops::fused_train::AttnOp`]); `None` where it does not apply.
+fn attend_fused(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    causal: bool,
+    heads: usize,
+) -> Result<Option<Tensor>> {
+    let tracked = q.track_op() || k.track_op() || v.track_op();
+    if !tracked || !ops::train_fast() || !ops::fused_train::applicable(&[q, k, v]) {
+        return Ok(None);
+    }
+    let (b, l, s) = q.dims3()?;
+    if k.dims3()? != (b, l, s) || v.dims3()? != (b, l, s) || s % heads != 0 {
+        return Ok(None);
+    }
+    let d = s / heads;
+    let r = |x: &Tensor| split_heads(x, heads)?.reshape((b * heads, l, d));
+    let op = ops::fused_train::AttnOp {
+        scale: score_scale(d) as f32,
+        causal,
+    };
+    let o = r(q)?.apply_op3(&r(k)?, &r(v)?, op)?;
+    merge_heads(&o.reshape((b, heads, l, d))?).map(Some)
+}
+
+/// [`attend`] with a causal mask (`causal`) or none, through the fused op where it applies.
+fn attend_masked(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool, heads: usize) -> Result<Tensor> {
+    if let Some(o) = attend_fused(q, k, v, causal, heads)? {
+        return Ok(o);
+    }
+    let m = if causal {
+        Some(causal_mask(q.dim(1)?, k.dim(1)?, q.device())?)
+    } else {
+        None
+    };
+    Ok(attend(q, k, v, m.as_ref(), heads)?.0)
+}
+
 fn pad_to_blocks(x: &Tensor, bc: usize) -> Result<Tensor> {
     let (b, l, s) = x.dims3()?;
     let lp = l.div_ceil(bc) * bc;
@@ -284,8 +324,7 @@ pub fn self_attention_full(
             );
             let nb = q.dim(1)? / bc;
             let r = |x: &Tensor| x.reshape((b * nb, bc, s));
-            let m = causal_mask(bc, bc, dev)?;
-            let (o, _) = attend(&r(&q)?, &r(&k)?, &r(&v)?, Some(&m), heads)?;
+            let o = attend_masked(&r(&q)?, &r(&k)?, &r(&v)?, true, heads)?;
             Ok((o.reshape((b, nb * bc, s))?.narrow(1, 0, l)?, None))
         }
         AttnKind::Transpose => {
@@ -301,8 +340,7 @@ pub fn self_attention_full(
                     .contiguous()?
                     .reshape((b * bc, nb, s))
             };
-            let m = causal_mask(nb, nb, dev)?;
-            let (o, _) = attend(&r(&q)?, &r(&k)?, &r(&v)?, Some(&m), heads)?;
+            let o = attend_masked(&r(&q)?, &r(&k)?, &r(&v)?, true, heads)?;
             let o = o
                 .reshape((b, bc, nb, s))?
                 .transpose(1, 2)?
@@ -324,11 +362,11 @@ pub fn self_attention_full(
                 let x = Tensor::cat(&[&z, &x.narrow(1, 0, nb - 1)?], 1)?;
                 x.reshape((b * nb, bc, s))
             };
-            let (o, _) = attend(
+            let o = attend_masked(
                 &q.reshape((b * nb, bc, s))?,
                 &shift(&k)?,
                 &shift(&v)?,
-                None,
+                false,
                 heads,
             )?;
             Ok((o.reshape((b, nb * bc, s))?.narrow(1, 0, l)?, None))

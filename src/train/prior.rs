@@ -98,9 +98,15 @@ pub struct PriorBatch {
 pub fn masked_bits(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<(Tensor, f64)> {
     let v = logits.dim(D::Minus1)?;
     let n = logits.elem_count() / v;
-    let lp = super::loss::log_softmax(&logits.to_dtype(DType::F32)?.reshape((n, v))?)?;
+    let z = logits.to_dtype(DType::F32)?.reshape((n, v))?;
     let t = targets.to_dtype(DType::U32)?.reshape((n, 1))?;
-    let nll = lp.gather(&t, 1)?.neg()?.reshape(n)?;
+    let nll = if crate::ops::train_fast() && crate::ops::fused_train::applicable(&[&z]) {
+        z.contiguous()?
+            .apply_op2(&t.reshape(n)?, crate::ops::fused_train::CrossEntropyOp)?
+    } else {
+        let lp = super::loss::log_softmax(&z)?;
+        lp.gather(&t, 1)?.neg()?.reshape(n)?
+    };
     let m = mask.to_dtype(DType::F32)?.reshape(n)?;
     let count = m.sum_all()?.to_scalar::<f32>()? as f64;
     let bits = ((nll * &m)?.sum_all()? / (count.max(1.0) * std::f64::consts::LN_2))?;
