@@ -11,6 +11,7 @@
 //! The composed ops stay as the reference: `tests` compare outputs and gradients, and check the
 //! gradients against f64 finite differences of the composed ops.
 
+use super::attn_train as attn;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Layout, Result};
 use candle_core::{Shape, Storage, Tensor};
 use rayon::prelude::*;
@@ -222,33 +223,6 @@ pub struct AttnOp {
     pub causal: bool,
 }
 
-impl AttnOp {
-    /// Softmax weights of one problem into `p` (L × L).
-    fn weights(&self, q: &[f32], k: &[f32], l: usize, d: usize, p: &mut [f32]) {
-        for i in 0..l {
-            let row = &mut p[i * l..(i + 1) * l];
-            let kmax = if self.causal { i + 1 } else { l };
-            let qi = &q[i * d..(i + 1) * d];
-            let mut m = f32::NEG_INFINITY;
-            for j in 0..kmax {
-                let kj = &k[j * d..(j + 1) * d];
-                let s = qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * self.scale;
-                row[j] = s;
-                m = m.max(s);
-            }
-            let mut z = 0f32;
-            for v in &mut row[..kmax] {
-                *v = (*v - m).exp();
-                z += *v;
-            }
-            for v in &mut row[..kmax] {
-                *v /= z;
-            }
-            row[kmax..].fill(0.0);
-        }
-    }
-}
-
 impl CustomOp3 for AttnOp {
     fn name(&self) -> &'static str {
         "attention-train"
@@ -275,19 +249,16 @@ impl CustomOp3 for AttnOp {
             || vec![0f32; l * l],
             |p, (i, o)| {
                 let r = i * sz..(i + 1) * sz;
-                self.weights(&q[r.clone()], &k[r.clone()], l, d, p);
-                let vv = &v[r];
-                for a in 0..l {
-                    let orow = &mut o[a * d..(a + 1) * d];
-                    orow.fill(0.0);
-                    for (j, &pj) in p[a * l..(a + 1) * l].iter().enumerate() {
-                        if pj != 0.0 {
-                            for (ov, &vj) in orow.iter_mut().zip(&vv[j * d..(j + 1) * d]) {
-                                *ov += pj * vj;
-                            }
-                        }
-                    }
-                }
+                attn::weights(
+                    &q[r.clone()],
+                    &k[r.clone()],
+                    l,
+                    d,
+                    self.causal,
+                    self.scale,
+                    p,
+                );
+                attn::apply(p, &v[r], l, d, o);
             },
         );
         Ok((CpuStorage::F32(o), l1.shape().clone()))
@@ -314,54 +285,10 @@ impl CustomOp3 for AttnOp {
                 || (vec![0f32; l * l], vec![0f32; l * l]),
                 |(p, ds), (i, (dq, (dk, dv)))| {
                     let r = i * sz..(i + 1) * sz;
-                    let (q, k, v, g) = (&qs[r.clone()], &ks[r.clone()], &vs[r.clone()], &gs[r]);
-                    self.weights(q, k, l, d, p);
-                    // dp = g·vᵀ; ds = p ⊙ (dp − Σ_j p·dp); dv = pᵀ·g.
-                    for a in 0..l {
-                        let ga = &g[a * d..(a + 1) * d];
-                        let pr = &p[a * l..(a + 1) * l];
-                        let mut dot = 0f32;
-                        for j in 0..l {
-                            let dp = if pr[j] != 0.0 {
-                                ga.iter()
-                                    .zip(&v[j * d..(j + 1) * d])
-                                    .map(|(x, y)| x * y)
-                                    .sum()
-                            } else {
-                                0.0
-                            };
-                            ds[a * l + j] = dp;
-                            dot += pr[j] * dp;
-                        }
-                        for j in 0..l {
-                            ds[a * l + j] = pr[j] * (ds[a * l + j] - dot) * self.scale;
-                            if pr[j] != 0.0 {
-                                for (dvv, &gv) in dv[j * d..(j + 1) * d].iter_mut().zip(ga) {
-                                    *dvv += pr[j] * gv;
-                                }
-                            }
-                        }
-                    }
-                    // dq = ds·k; dk = dsᵀ·q (scale folded into ds).
-                    for a in 0..l {
-                        for j in 0..l {
-                            let s = ds[a * l + j];
-                            if s != 0.0 {
-                                for (x, &y) in dq[a * d..(a + 1) * d]
-                                    .iter_mut()
-                                    .zip(&k[j * d..(j + 1) * d])
-                                {
-                                    *x += s * y;
-                                }
-                                for (x, &y) in dk[j * d..(j + 1) * d]
-                                    .iter_mut()
-                                    .zip(&q[a * d..(a + 1) * d])
-                                {
-                                    *x += s * y;
-                                }
-                            }
-                        }
-                    }
+                    let (q, k) = (&qs[r.clone()], &ks[r.clone()]);
+                    attn::weights(q, k, l, d, self.causal, self.scale, p);
+                    let dims = (l, d, self.scale);
+                    attn::backward(q, k, &vs[r.clone()], &gs[r], p, dims, ds, dq, dk, dv);
                 },
             );
         Ok((

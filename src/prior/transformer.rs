@@ -257,6 +257,37 @@ impl Transformer {
     }
 }
 
+/// Training on the CPU: the factorised patterns straight from `c` (B, L, 3S) as one custom op
+/// ([`ops::attn_train::QkvAttnOp`]); `None` where it does not apply.
+fn qkv_attention_fast(
+    kind: AttnKind,
+    c: &Tensor,
+    g: &AttnGeom,
+    heads: usize,
+) -> Result<Option<Tensor>> {
+    use ops::attn_train::{Pattern, QkvAttnOp};
+    let pattern = match kind {
+        AttnKind::Block => Pattern::Block,
+        AttnKind::Transpose => Pattern::Transpose,
+        AttnKind::PrevBlock => Pattern::PrevBlock,
+        _ => return Ok(None),
+    };
+    if !c.track_op() || !ops::train_fast() || !ops::fused_train::applicable(&[c]) {
+        return Ok(None);
+    }
+    let (_, l, s3) = c.dims3()?;
+    let op = QkvAttnOp {
+        pattern,
+        bc: g.block_ctx,
+        heads,
+        scale: attention::score_scale(s3 / 3 / heads) as f32,
+    };
+    if !op.supports(l, s3) {
+        return Ok(None);
+    }
+    c.contiguous()?.apply_op1(op).map(Some)
+}
+
 fn split_qkv(c: &Tensor, s: usize) -> Result<(Tensor, Tensor, Tensor)> {
     Ok((
         c.narrow(2, 0, s)?,
@@ -292,6 +323,8 @@ impl Layer {
             let (k, v) = self.enc_kv(encoder_kv, s)?;
             let (o, w) = attention::cross_attention(&c, &k, &v, heads)?;
             (o, Some(w))
+        } else if let Some(o) = qkv_attention_fast(self.kind, &c, g, heads)? {
+            (o, None)
         } else {
             let s = c.dim(2)? / 3;
             let (q, k, v) = split_qkv(&c, s)?;
