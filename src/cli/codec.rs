@@ -133,6 +133,18 @@ pub fn run_encode(args: EncodeArgs) -> Result<()> {
 }
 
 pub fn run_decode(args: DecodeArgs) -> Result<()> {
+    // Only WAV is written: refuse another extension before any work, rather than writing a WAV
+    // under a name that says otherwise.
+    match args.out.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("wav") => {}
+        other => bail!(
+            "-o {}: decode writes WAV only (16-bit PCM); name the output *.wav{}",
+            args.out.display(),
+            other
+                .map(|e| format!(" (`.{e}` is not written; convert the WAV afterwards)"))
+                .unwrap_or_default()
+        ),
+    }
     let model = load_model(&args.model)?;
     if args.level >= model.levels() {
         bail!(

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
+// `--seconds -1` is a number out of range (said by the checks below), not an unknown flag.
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     /// Model directory (default: models/default).
     #[arg(long)]
@@ -337,6 +339,12 @@ pub fn build_spec(a: &Args, md: &ModelDir) -> Result<RunSpec> {
         bail!(
             "--total-seconds must be positive and at most {} s, got {total_seconds}",
             jukebox::audio::MAX_SECONDS
+        );
+    }
+    if !(a.temperature.is_finite() && a.temperature >= 0.0) {
+        bail!(
+            "--temperature must be a finite number >= 0 (0 is greedy), got {}",
+            a.temperature
         );
     }
     let total_length = (total_seconds * sr as f64).round() as usize;

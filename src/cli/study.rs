@@ -15,7 +15,7 @@ use std::sync::Arc;
 const AMEN_BPM: f64 = 137.0;
 
 #[derive(clap::Args, Debug)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, allow_negative_numbers = true)]
 pub struct Args {
     #[command(subcommand)]
     pub command: Option<Sub>,
@@ -70,7 +70,7 @@ pub struct RunArgs {
     /// Study directory [default: studies/default].
     #[arg(short = 'o', long = "out")]
     pub out: Option<PathBuf>,
-    /// Levels to sample: top, top,middle or all [default: top].
+    /// Levels to sample: top, top,middle or all [default: all].
     #[arg(long)]
     pub levels: Option<String>,
     /// Sampling temperature [default: 0.98].

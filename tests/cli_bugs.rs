@@ -1,0 +1,86 @@
+//! Regression tests for CLI bugs a new user hit: each failed before its fix.
+
+use std::process::Command;
+
+fn jukebox(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_jukebox"))
+        .args(args)
+        .output()
+        .expect("run jukebox");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `decode -o y.mp3` wrote a RIFF WAV under that name and exited 0.
+#[test]
+fn decode_refuses_an_extension_it_does_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    for ext in ["mp3", "flac", "ogg"] {
+        let out = dir.path().join(format!("y.{ext}"));
+        let (ok, text) = jukebox(&[
+            "decode",
+            "missing-codes.safetensors",
+            "--level",
+            "top",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(!ok, "decode -o y.{ext} succeeded: {text}");
+        assert!(text.contains("WAV only"), "{text}");
+        assert!(text.contains(&format!("`.{ext}`")), "{text}");
+        assert!(!out.exists(), "y.{ext} was written");
+    }
+}
+
+/// `--seconds -1` and `--temperature -1` were "unexpected argument '-1'"; they are numbers out
+/// of range and must be reported as such.
+#[test]
+fn negative_numbers_are_values_not_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = out.to_str().unwrap();
+    for args in [
+        vec!["sample", "--mode", "ancestral", "--seconds", "-1", "-o", o],
+        vec![
+            "sample",
+            "--mode",
+            "ancestral",
+            "--seconds",
+            "2",
+            "--temperature",
+            "-1",
+            "-o",
+            o,
+        ],
+        vec!["study", "--seconds", "-1", "--dry-run", "-o", o],
+    ] {
+        let (ok, text) = jukebox(&args);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(!text.contains("unexpected argument"), "{args:?}: {text}");
+        let flag = if args.contains(&"--temperature") {
+            "temperature"
+        } else {
+            "seconds"
+        };
+        assert!(text.contains(flag), "{args:?}: {text}");
+        assert!(!out.exists(), "{args:?} wrote {o} before refusing");
+    }
+}
+
+/// `study --help` said `--levels [default: top]` while the study samples all levels.
+#[test]
+fn study_help_states_the_levels_default_the_code_uses() {
+    let (ok, text) = jukebox(&["study", "--help"]);
+    assert!(ok);
+    let line = text
+        .lines()
+        .skip_while(|l| !l.contains("--levels"))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(line.contains("[default: all]"), "{line}");
+}
