@@ -149,7 +149,7 @@ pub fn bench_train_vqvae(
 pub fn random_prior_batch(cfg: &PriorRunConfig, step: u64, dev: &Device) -> Result<PriorBatch> {
     let m = &cfg.model;
     let (b, n) = (cfg.train.batch_size, m.n_ctx);
-    let mut r = splitmix64(step ^ 0x7072_696f_72);
+    let mut r = splitmix64(step ^ 0x70_7269_6f72);
     let mut next = |k: usize| {
         r = splitmix64(r);
         (r % k.max(1) as u64) as i64

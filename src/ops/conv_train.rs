@@ -184,7 +184,7 @@ impl Conv1dOp {
             span >= self.padding && l_out + 2 * (span - self.padding) - span == l
         } else {
             self.dilation == 1
-                && (l_out - 1) * self.stride + k >= 2 * self.padding + 1
+                && (l_out - 1) * self.stride + k > 2 * self.padding
                 && (l_out - 1) * self.stride + k - 2 * self.padding == l
         }
     }
