@@ -342,7 +342,7 @@ impl CustomOp1 for QkvAttnOp {
                 }
             }
         });
-        Tensor::from_vec(dc, (b, l, s3), &candle_core::Device::Cpu).map(Some)
+        super::custom::tensor(dc, (b, l, s3)).map(Some)
     }
 }
 
@@ -351,7 +351,7 @@ mod tests {
     use super::*;
     use crate::ops::test_util::rand_scaled;
     use crate::prior::attention::{allowed, score_scale, self_attention_full, AttnGeom, AttnKind};
-    use candle_core::{DType, Device, Var};
+    use candle_core::{DType, Var};
 
     const HEADS: usize = 2;
     const BLOCKS: usize = 4;

@@ -18,35 +18,15 @@
 //! check the gradients by f64 finite differences through the graph ops.
 
 use super::conv::{conv1d_raw, conv_transpose1d_raw, im2col, Geo};
-use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Storage, Tensor};
+pub use super::custom::applicable;
+use super::custom::{slice, tensor, with_data};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Column tile of the weight-gradient pass.
 const TILE: usize = 256;
 /// Fixed number of partial weight gradients (independent of the thread count, for determinism).
 const CHUNKS: usize = 8;
-
-/// The contiguous f32 elements of a storage under a layout.
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let Some((a, b)) = l.contiguous_offsets() else {
-        candle_core::bail!("{what}: operand is not contiguous");
-    };
-    Ok(&s.as_slice::<f32>()?[a..b])
-}
-
-/// Runs `f` on a tensor's contiguous f32 elements (copying only if strided).
-fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let t = t.detach().contiguous()?;
-    let (st, l) = t.storage_and_layout();
-    match &*st {
-        Storage::Cpu(c) => f(slice(c, l, "conv backward")?),
-        _ => candle_core::bail!("conv backward: not a CPU tensor"),
-    }
-}
-
-fn tensor(v: Vec<f32>, shape: impl Into<Shape>) -> Result<Tensor> {
-    Tensor::from_vec(v, shape, &Device::Cpu)
-}
 
 /// `Σ_items a_item (A × T) · im2col(src_item)ᵀ (T × C·K)` → (A × C·K), with `src` (n, g.c_in,
 /// g.l_in) gathered by `g` for T = `t` output columns (ReLU applied to `src` when `relu`).
@@ -355,18 +335,12 @@ impl CustomOp3 for ConvTranspose1dOp {
     }
 }
 
-/// Whether the custom ops may run on these operands (CPU f32).
-pub fn applicable(ts: &[&Tensor]) -> bool {
-    ts.iter()
-        .all(|t| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ops::test_util::rand_scaled;
     use crate::ops::{conv1d_graph, conv_transpose1d_graph};
-    use candle_core::Var;
+    use candle_core::{DType, Device, Var};
 
     /// (x, w, b) as variables, with shapes for a conv1d (`transpose` false) or a transposed one.
     fn vars(

@@ -12,44 +12,13 @@
 //! gradients against f64 finite differences of the composed ops.
 
 use super::attn_train as attn;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Layout, Result};
-use candle_core::{Shape, Storage, Tensor};
+pub use super::custom::applicable;
+use super::custom::{column_sums, data, slice, tensor as cpu, with_data};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Fixed number of row chunks for parameter-gradient sums (independent of the thread count).
 const CHUNKS: usize = 16;
-
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let Some((a, b)) = l.contiguous_offsets() else {
-        candle_core::bail!("{what}: operand is not contiguous");
-    };
-    Ok(&s.as_slice::<f32>()?[a..b])
-}
-
-/// Copies of a tensor's elements as f32 (detached, contiguous).
-fn data(t: &Tensor) -> Result<Vec<f32>> {
-    t.detach().flatten_all()?.to_vec1::<f32>()
-}
-
-/// Runs `f` on a tensor's contiguous f32 elements without copying where possible.
-fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let t = t.detach().contiguous()?;
-    let (st, l) = t.storage_and_layout();
-    match &*st {
-        Storage::Cpu(c) => f(slice(c, l, "fused backward")?),
-        _ => candle_core::bail!("fused backward: not a CPU tensor"),
-    }
-}
-
-fn cpu(v: Vec<f32>, shape: &Shape) -> Result<Tensor> {
-    Tensor::from_vec(v, shape, &Device::Cpu)
-}
-
-/// Whether the fused training ops may run (CPU, f32).
-pub fn applicable(ts: &[&Tensor]) -> bool {
-    ts.iter()
-        .all(|t| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32)
-}
 
 /// Rows per parallel task for row-wise ops over `n`-wide rows (about 16 K elements a task).
 fn rows_per_task(n: usize) -> usize {
@@ -502,25 +471,7 @@ impl CustomOp3 for DenseOp {
                     );
                 }
                 // Bias: fixed row chunks summed in order (thread-count independent).
-                let per = rows.div_ceil(CHUNKS).max(1);
-                let parts: Vec<Vec<f32>> = gs
-                    .par_chunks(n_out * per)
-                    .map(|c| {
-                        let mut s = vec![0f32; n_out];
-                        for r in c.chunks_exact(n_out) {
-                            for (s, v) in s.iter_mut().zip(r) {
-                                *s += v;
-                            }
-                        }
-                        s
-                    })
-                    .collect();
-                let mut db = vec![0f32; n_out];
-                for p in &parts {
-                    for (d, v) in db.iter_mut().zip(p) {
-                        *d += v;
-                    }
-                }
+                let db = column_sums(gs, n_out, CHUNKS);
                 Ok((dx, dw, db))
             })
         })?;
@@ -536,7 +487,7 @@ impl CustomOp3 for DenseOp {
 mod tests {
     use super::*;
     use crate::ops::test_util::rand_scaled;
-    use candle_core::{Var, D};
+    use candle_core::{DType, Device, Var, D};
 
     fn var(shape: &[usize], seed: u64, scale: f64, dt: DType) -> Var {
         Var::from_tensor(&rand_scaled(shape, seed, scale).to_dtype(dt).unwrap()).unwrap()
