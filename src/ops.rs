@@ -235,8 +235,13 @@ pub fn conv1d_graph(
             xr.narrow(3, r, 1)?.squeeze(3)?.narrow(2, q, l_out)?
         };
         // (C_out, C_in) view of tap j; broadcast over the batch (stride 0, no copy).
-        let wj = w.narrow(2, j, 1)?.squeeze(2)?;
-        let t = wj.broadcast_left(n)?.matmul(&xs)?;
+        let wj = w.narrow(2, j, 1)?.squeeze(2)?.broadcast_left(n)?;
+        // cuBLAS takes neither a stride-0 batch nor a strided (polyphase) time axis: copy there.
+        let t = if x.device().is_cpu() {
+            wj.matmul(&xs)?
+        } else {
+            wj.contiguous()?.matmul(&xs.contiguous()?)?
+        };
         y = Some(match y {
             None => t,
             Some(acc) => (acc + t)?,
@@ -305,9 +310,13 @@ pub fn conv_transpose1d_graph(
         while r + mi * stride < k {
             let kk = r + mi * stride;
             // y_r[q] += W_k^T · x[q − mi]  →  x_pad offset (m − 1 − mi).
-            let wk = w.narrow(2, kk, 1)?.squeeze(2)?.t()?; // (C_out, C_in)
+            let wk = w.narrow(2, kk, 1)?.squeeze(2)?.t()?.broadcast_left(n)?; // (C_out, C_in)
             let xs = xp.narrow(2, m - 1 - mi, q)?;
-            let t = wk.broadcast_left(n)?.matmul(&xs)?;
+            let t = if x.device().is_cpu() {
+                wk.matmul(&xs)?
+            } else {
+                wk.contiguous()?.matmul(&xs.contiguous()?)?
+            };
             acc = Some(match acc {
                 None => t,
                 Some(a) => (a + t)?,

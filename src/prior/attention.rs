@@ -222,7 +222,14 @@ pub fn attend_split(
     mask: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
     let d = qh.dim(D::Minus1)?;
-    let w = (qh.matmul(&kh.t()?)? * score_scale(d))?;
+    // cuBLAS needs unit-stride rows: the KV cache's keys (a narrowed, transposed view) are
+    // copied on a GPU; the CPU matmul takes them as they are.
+    let (qh, kt, vh) = if qh.device().is_cpu() {
+        (qh.clone(), kh.t()?, vh.clone())
+    } else {
+        (qh.contiguous()?, kh.t()?.contiguous()?, vh.contiguous()?)
+    };
+    let w = (qh.matmul(&kt)? * score_scale(d))?;
     let w = match mask {
         Some(m) => {
             let m = m.to_dtype(w.dtype())?;
@@ -233,7 +240,7 @@ pub fn attend_split(
         None => w,
     };
     let p = ops::softmax_last_dim(&w.to_dtype(DType::F32)?)?.to_dtype(vh.dtype())?;
-    let o = p.matmul(vh)?;
+    let o = p.matmul(&vh)?;
     Ok((o, p))
 }
 

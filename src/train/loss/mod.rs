@@ -116,6 +116,10 @@ impl Stft {
 
     /// |STFT(x)| for x of shape (B, T): (B, frames, bins). Centre-padded with reflection.
     pub fn magnitude(&self, x: &Tensor) -> Result<Tensor> {
+        // The FFT op is CPU-only; on a GPU the DFT-basis matmul is the fast way anyway.
+        if !x.device().is_cpu() {
+            return self.magnitude_dft(x);
+        }
         let b = x.dim(0)?;
         let StftConfig { n_fft, window, .. } = self.cfg;
         let off = (n_fft - window) / 2;
