@@ -430,7 +430,7 @@ mod tests {
         for (c, k, l) in cases() {
             let (ci, co) = (3, 5);
             let [x, w, b] = vars(2, ci, co, l, k, matches!(c, Case::ConvT(_)), DType::F32);
-            let r = rand_scaled(&graph(c, &x, &w, &b).dims().to_vec(), 4, 1.0);
+            let r = rand_scaled(graph(c, &x, &w, &b).dims(), 4, 1.0);
             let yg = graph(c, &x, &w, &b);
             let yc = custom(c, &x, &w, &b);
             assert!(
