@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 /// Output columns per tile: the gathered taps (C_in·K × TILE) of a 64-channel, 3-tap layer
 /// take 192 KiB, which stays in L2 together with the weights and the output tile.
-const TILE: usize = 256;
+pub(crate) const TILE: usize = 256;
 
 /// Whether the fast path may run on these operands.
 fn applicable(ts: &[&Tensor]) -> bool {
@@ -67,7 +67,7 @@ impl OutPtr {
 /// # Safety
 /// Every pointer must be valid for the extents its dimensions and strides give.
 #[allow(clippy::too_many_arguments)]
-unsafe fn sgemm(
+pub(crate) unsafe fn sgemm(
     m: usize,
     n: usize,
     k: usize,
@@ -160,7 +160,7 @@ pub(crate) fn im2col(xs: &[f32], g: Geo, t0: usize, nt: usize, relu: bool, col: 
 
 /// Runs `tile(item, t0, nt, scratch)` for every tile of `n` items × `l_out` columns in
 /// parallel; `scratch` is a per-task buffer of `scratch_len` floats.
-fn for_tiles(
+pub(crate) fn for_tiles(
     n: usize,
     l_out: usize,
     scratch_len: usize,
@@ -324,58 +324,76 @@ pub fn res_block(
     if b1v.len() != h || b2v.len() != c {
         return Ok(None);
     }
-    let r = res_scale as f32;
-    let kk = c * k;
+    let out = with_f32(x, |xs| {
+        Ok(res_block_raw(
+            xs,
+            n,
+            g,
+            (&w1v, &b1v, &w2v, &b2v),
+            res_scale as f32,
+        ))
+    })?;
+    match out {
+        Some(out) => Tensor::from_vec(out, (n, c, l), &Device::Cpu).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// [`res_block`] on raw row-major slices: `xs` (n, g.c_in, g.l_in), weights as PyTorch stores
+/// them (w1 (H, C·K), b1 (H), w2 (C, H), b2 (C)), residual scale `r`.
+pub(crate) fn res_block_raw(
+    xs: &[f32],
+    n: usize,
+    g: Geo,
+    (w1v, b1v, w2v, b2v): (&[f32], &[f32], &[f32], &[f32]),
+    r: f32,
+) -> Vec<f32> {
+    let (c, l, h) = (g.c_in, g.l_in, b1v.len());
+    let kk = c * g.k;
     let mut out = Vec::<f32>::with_capacity(n * c * l);
     let op = OutPtr(out.as_mut_ptr());
-    let done = with_f32(x, |xs| {
-        for_tiles(n, l, (kk + h) * TILE, |item, t0, nt, scratch| {
-            let xi = &xs[item * c * l..(item + 1) * c * l];
-            let (col, hid) = scratch.split_at_mut(kk * TILE);
-            let (col, hid) = (&mut col[..kk * nt], &mut hid[..h * nt]);
-            im2col(xi, g, t0, nt, true, col);
-            for (row, &bb) in hid.chunks_exact_mut(nt).zip(&b1v) {
-                row.fill(bb);
+    for_tiles(n, l, (kk + h) * TILE, |item, t0, nt, scratch| {
+        let xi = &xs[item * c * l..(item + 1) * c * l];
+        let (col, hid) = scratch.split_at_mut(kk * TILE);
+        let (col, hid) = (&mut col[..kk * nt], &mut hid[..h * nt]);
+        im2col(xi, g, t0, nt, true, col);
+        for (row, &bb) in hid.chunks_exact_mut(nt).zip(b1v) {
+            row.fill(bb);
+        }
+        // SAFETY: the buffers hold the extents given; the output columns t0..t0+nt of
+        // this item belong to this tile only.
+        unsafe {
+            sgemm(
+                h,
+                nt,
+                kk,
+                hid.as_mut_ptr(),
+                nt,
+                true,
+                w1v.as_ptr(),
+                kk,
+                col.as_ptr(),
+                nt,
+                1.0,
+            );
+            for v in hid.iter_mut() {
+                *v = v.max(0.0);
             }
-            // SAFETY: the buffers hold the extents given; the output columns t0..t0+nt of
-            // this item belong to this tile only.
-            unsafe {
-                sgemm(
-                    h,
-                    nt,
-                    kk,
-                    hid.as_mut_ptr(),
-                    nt,
-                    true,
-                    w1v.as_ptr(),
-                    kk,
-                    col.as_ptr(),
-                    nt,
-                    1.0,
-                );
-                for v in hid.iter_mut() {
-                    *v = v.max(0.0);
+            let dst = op.ptr().add(item * c * l + t0);
+            for (co, &bb) in b2v.iter().enumerate() {
+                let d = dst.add(co * l);
+                let src = &xi[co * l + t0..co * l + t0 + nt];
+                let rb = r * bb;
+                for (i, &xv) in src.iter().enumerate() {
+                    d.add(i).write(xv + rb);
                 }
-                let dst = op.ptr().add(item * c * l + t0);
-                for (co, &bb) in b2v.iter().enumerate() {
-                    let d = dst.add(co * l);
-                    let src = &xi[co * l + t0..co * l + t0 + nt];
-                    let rb = r * bb;
-                    for (i, &xv) in src.iter().enumerate() {
-                        d.add(i).write(xv + rb);
-                    }
-                }
-                sgemm(c, nt, h, dst, l, true, w2v.as_ptr(), h, hid.as_ptr(), nt, r);
             }
-        });
-        Ok(())
-    })?;
-    if done.is_none() {
-        return Ok(None);
-    }
+            sgemm(c, nt, h, dst, l, true, w2v.as_ptr(), h, hid.as_ptr(), nt, r);
+        }
+    });
     // SAFETY: the tiles wrote every element (each column range of every row).
     unsafe { out.set_len(n * c * l) };
-    Tensor::from_vec(out, (n, c, l), &Device::Cpu).map(Some)
+    out
 }
 
 /// Fast `conv_transpose1d` (PyTorch `ConvTranspose1d`, no output padding, dilation 1: `x`

@@ -119,7 +119,7 @@ fn bias_grad(dy: &[f32], n: usize, c: usize, t: usize) -> Vec<f32> {
 }
 
 /// `dx ⊙ (x > 0)`, in place (a select, not a branch: the sign pattern is unpredictable).
-fn relu_mask(dx: &mut [f32], x: &[f32]) {
+pub(crate) fn relu_mask(dx: &mut [f32], x: &[f32]) {
     dx.par_chunks_mut(1 << 14)
         .zip(x.par_chunks(1 << 14))
         .for_each(|(d, x)| {

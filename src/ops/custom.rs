@@ -63,3 +63,31 @@ pub(crate) fn column_sums(m: &[f32], n: usize, chunks: usize) -> Vec<f32> {
     }
     out
 }
+
+/// `dst (m × n) = [dst +] beta · a (m × k) · b (k × n)`, every operand given by its pointer and
+/// (column stride, row stride); on the rayon pool when `parallel`.
+///
+/// # Safety
+/// Every pointer must be valid for the extents its dimensions and strides give.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_strided(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    (dcs, drs): (isize, isize),
+    acc: bool,
+    a: *const f32,
+    (acs, ars): (isize, isize),
+    b: *const f32,
+    (bcs, brs): (isize, isize),
+    beta: f32,
+    parallel: bool,
+) {
+    let par = if parallel {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    gemm::gemm(
+        m, n, k, dst, dcs, drs, acc, a, acs, ars, b, bcs, brs, 1.0, beta, false, false, false, par,
+    );
+}

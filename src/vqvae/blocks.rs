@@ -171,6 +171,46 @@ impl ResConv1dBlock {
     }
 }
 
+impl ResConv1dBlock {
+    /// Training on the CPU: the whole block as one custom op with its own backward
+    /// ([`ops::resblock_train::ResBlockOp`]); `None` where it does not apply.
+    fn forward_train_fast(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        let ps = [
+            &self.conv1.weight,
+            &self.conv1.bias,
+            &self.conv2.weight,
+            &self.conv2.bias,
+        ];
+        let tracked = x.track_op() || ps.iter().any(|p| p.track_op());
+        let mut all = vec![x];
+        all.extend(ps);
+        if !tracked || !ops::train_fast() || !ops::fused_train::applicable(&all) {
+            return Ok(None);
+        }
+        let (_, c, _) = x.dims3()?;
+        let (hidden, _, k) = self.conv1.weight.dims3()?;
+        let op = ops::resblock_train::ResBlockOp {
+            hidden,
+            k,
+            dilation: self.dilation,
+            res_scale: self.res_scale as f32,
+        };
+        let packed = Tensor::cat(
+            &[
+                &self.conv1.weight.flatten_all()?,
+                &self.conv1.bias,
+                &self.conv2.weight.flatten_all()?,
+                &self.conv2.bias,
+            ],
+            0,
+        )?;
+        if !op.supports(c, packed.dim(0)?) || self.conv2.weight.dims3()? != (c, hidden, 1) {
+            return Ok(None);
+        }
+        x.contiguous()?.apply_op2(&packed, op).map(Some)
+    }
+}
+
 impl Module for ResConv1dBlock {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // Inference on the CPU: the whole block in one tiled pass.
@@ -183,6 +223,9 @@ impl Module for ResConv1dBlock {
             self.dilation,
             self.res_scale,
         )? {
+            return Ok(y);
+        }
+        if let Some(y) = self.forward_train_fast(x)? {
             return Ok(y);
         }
         let h = self.conv1.forward_relu_in(x)?;
