@@ -7,6 +7,9 @@
 //!   training codes ([`bits`]).
 //! - Tempo: primed continuations of a prompt of known tempo against looping the prompt,
 //!   silence and unprimed samples ([`tempo`]).
+//! - Labels: genres and artists ranked on a prompt (whole windows and each window's first
+//!   tokens, against no label and the log2(#genres) bound), and top-1 genre accuracy on
+//!   held-out files against chance ([`labels`]).
 //!
 //! Held-out means the validation split training uses: [`crate::dataset::Corpus::split`] with
 //! the training seed and validation fraction (defaults 0 and 0.1, as `train.toml`), per corpus:
@@ -14,12 +17,14 @@
 
 pub mod bits;
 pub mod heldout;
+pub mod labels;
 pub mod recon;
 pub mod report;
 pub mod tempo;
 
 pub use bits::{BitsOpts, BitsRow};
 pub use heldout::SplitInfo;
+pub use labels::{LabelOpts, LabelResult};
 pub use recon::{ReconResult, ReconRow, UsageRow};
 pub use report::markdown;
 pub use tempo::{TempoOpts, TempoResult, TempoRow};
@@ -48,6 +53,8 @@ pub struct QualityOpts {
     pub bits: BitsOpts,
     /// Continuations of a prompt; skipped when absent.
     pub tempo: Option<TempoOpts>,
+    /// The label sections; skipped when absent.
+    pub labels: Option<LabelOpts>,
     /// Progress bars of the sampler.
     pub bars: bool,
 }
@@ -65,6 +72,7 @@ pub struct QualityReport {
     pub recon: ReconResult,
     pub bits: Vec<BitsRow>,
     pub tempo: Option<TempoResult>,
+    pub labels: Option<LabelResult>,
     /// (stage, wall seconds).
     pub timings: Vec<(String, f64)>,
 }
@@ -174,6 +182,15 @@ pub fn measure(opts: &QualityOpts) -> Result<QualityReport> {
         }
         None => None,
     };
+    let labels = match &opts.labels {
+        Some(o) => {
+            let t = Instant::now();
+            let r = labels::measure(&md, o, &dev, &mut log)?;
+            timings.push(("labels".to_string(), t.elapsed().as_secs_f64()));
+            Some(r)
+        }
+        None => None,
+    };
     log("done");
     Ok(QualityReport {
         model: opts.model.display().to_string(),
@@ -186,6 +203,7 @@ pub fn measure(opts: &QualityOpts) -> Result<QualityReport> {
         recon,
         bits,
         tempo,
+        labels,
         timings,
     })
 }

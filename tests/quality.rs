@@ -2,7 +2,7 @@
 //! synthetic corpus: every section is measured, the baselines have their known values, and
 //! the counts follow from the sizes asked for.
 
-use jukebox::quality::{self, BitsOpts, QualityOpts, TempoOpts};
+use jukebox::quality::{self, BitsOpts, LabelOpts, QualityOpts, TempoOpts};
 use jukebox::util::splitmix64;
 use std::path::{Path, PathBuf};
 
@@ -86,6 +86,17 @@ fn quality_measures_every_section_on_the_fixture_model() {
             top_p: 0.0,
             work: tmp.join("work"),
             ancestral: true,
+        }),
+        labels: Some(LabelOpts {
+            prompt: tmp.join("prompt.wav"),
+            prompt_genre: Some("#1".into()),
+            artists: true,
+            early: 16,
+            corpus: Some(corpus.clone()),
+            split_seed: 0,
+            valid_fraction: 0.1,
+            max_files: 4,
+            windows_per_file: 1,
         }),
         bars: false,
     };
@@ -178,8 +189,19 @@ fn quality_measures_every_section_on_the_fixture_model() {
     // The scratch runs are gone.
     assert!(!tmp.join("work").exists());
 
+    // Labels: the prompt spread and held-out genre accuracy on the 2 held-out files.
+    let l = r.labels.as_ref().unwrap();
+    let p = l.prompt.measured().unwrap();
+    assert!(p.genres.baseline.whole.is_finite() && p.genres.spread(true).is_finite());
+    let a = l.accuracy.measured().unwrap();
+    assert_eq!(a.files.len(), 2);
+    assert!(r.timings.iter().any(|t| t.0 == "labels"));
+
     let md = quality::markdown(&r);
     for needle in [
+        "## Labels: prompt label spread (top level)",
+        "## Labels: held-out genre accuracy (top level)",
+        "| **top-1 genre accuracy** |",
         "## VQ-VAE reconstruction",
         "## Codebook usage",
         "## Prior bits per token (held out)",

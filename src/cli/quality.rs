@@ -1,7 +1,7 @@
 //! `jukebox quality`: measure a model on held-out audio and write the Markdown report.
 
 use anyhow::{bail, Context, Result};
-use jukebox::quality::{self, BitsOpts, QualityOpts, TempoOpts};
+use jukebox::quality::{self, BitsOpts, LabelOpts, QualityOpts, TempoOpts};
 use jukebox::util::resolve_default;
 use std::path::PathBuf;
 
@@ -10,10 +10,12 @@ pub struct Args {
     /// Model directory (HF layout).
     #[arg(long, default_value = "models/default")]
     pub model: PathBuf,
-    /// The corpus the VQ-VAE was trained on (reconstruction and codebook figures).
+    /// The corpus the VQ-VAE was trained on (reconstruction and codebook figures); required
+    /// except with --labels-only.
     #[arg(long)]
-    pub corpus: PathBuf,
-    /// The corpus the priors were trained on (bits per token); default: --corpus.
+    pub corpus: Option<PathBuf>,
+    /// The corpus the priors were trained on (bits per token, held-out genre accuracy);
+    /// default: --corpus.
     #[arg(long)]
     pub prior_corpus: Option<PathBuf>,
     /// The training split's seed and validation fraction (`train.seed`, `train.valid_fraction`).
@@ -32,8 +34,8 @@ pub struct Args {
     /// Training clips counted for the unigram baseline.
     #[arg(long, default_value_t = 24)]
     pub unigram_clips: usize,
-    /// Prompt of known tempo for the continuations.
-    #[arg(long, default_value = "data/prompts/amen.wav")]
+    /// Prompt of known tempo for the continuations, and whose labels are ranked.
+    #[arg(long, default_value = DEFAULT_PROMPT)]
     pub prompt: PathBuf,
     /// The prompt's true tempo.
     #[arg(long, default_value_t = 137.0)]
@@ -70,6 +72,28 @@ pub struct Args {
     /// Skip the continuations altogether.
     #[arg(long)]
     pub no_tempo: bool,
+    /// The prompt's genre, whose rank is reported [default: breakbeat for the default prompt,
+    /// when the model has it].
+    #[arg(long, value_name = "NAME")]
+    pub prompt_genre: Option<String>,
+    /// Skip the label sections (prompt label spread, held-out genre accuracy).
+    #[arg(long, conflicts_with = "labels_only")]
+    pub no_labels: bool,
+    /// Measure only the label sections and print them (no --corpus needed: without one the
+    /// held-out genre accuracy is skipped).
+    #[arg(long)]
+    pub labels_only: bool,
+    /// Rank genres only on the prompt, not artists.
+    #[arg(long)]
+    pub no_label_artists: bool,
+    /// Tokens at the start of each window for the early-token label figures.
+    #[arg(long, default_value_t = jukebox::quality::labels::EARLY)]
+    pub label_early: usize,
+    /// Held-out files scored for genre accuracy at most, and top-level windows per file.
+    #[arg(long, default_value_t = 32)]
+    pub label_files: usize,
+    #[arg(long, default_value_t = 2)]
+    pub label_windows: usize,
     /// Scratch folder for the sampling runs (default: a folder in the system temp dir).
     #[arg(long)]
     pub work: Option<PathBuf>,
@@ -78,6 +102,8 @@ pub struct Args {
     #[arg(short = 'o', long = "out", visible_alias = "output")]
     pub out: Option<PathBuf>,
 }
+
+const DEFAULT_PROMPT: &str = "data/prompts/amen.wav";
 
 /// Everything from a `## Reading` heading line to the end of `text`, if present: the
 /// hand-written interpretation that survives regenerating the figures.
@@ -99,6 +125,9 @@ pub fn run(a: Args) -> Result<()> {
         ("--clips", a.clips),
         ("--windows", a.windows),
         ("--seeds", a.seeds),
+        ("--label-early", a.label_early),
+        ("--label-files", a.label_files),
+        ("--label-windows", a.label_windows),
     ] {
         if v == 0 {
             bail!("{flag} must be at least 1");
@@ -119,7 +148,45 @@ pub fn run(a: Args) -> Result<()> {
     let md = jukebox::checkpoint::ModelDir::open(&model)
         .with_context(|| format!("cannot open the model {}", model.display()))?;
     let levels = super::sample::parse_levels(&a.levels, md.config.vqvae.levels)?;
+    let prompt_genre = a.prompt_genre.clone().or_else(|| {
+        (a.prompt == std::path::Path::new(DEFAULT_PROMPT)).then(|| "breakbeat".to_string())
+    });
+    let label_opts = LabelOpts {
+        prompt: prompt.clone(),
+        prompt_genre,
+        artists: !a.no_label_artists,
+        early: a.label_early,
+        corpus: a.prior_corpus.clone().or_else(|| a.corpus.clone()),
+        split_seed: a.split_seed,
+        valid_fraction: a.valid_fraction,
+        max_files: a.label_files,
+        windows_per_file: a.label_windows,
+    };
+    if a.labels_only {
+        let t0 = std::time::Instant::now();
+        let mut log = |m: &str| eprintln!("[{:6.1} s] {m}", t0.elapsed().as_secs_f64());
+        let r = quality::labels::measure(&md, &label_opts, &candle_core::Device::Cpu, &mut log)?;
+        let secs = t0.elapsed().as_secs_f64();
+        log("done");
+        let text = format!(
+            "Measured on {} with `jukebox quality --labels-only` (CPU, {secs:.0} s):\n\n```sh\n{}\n```\n\n{}",
+            quality::utc_date(),
+            command_line(),
+            quality::report::labels_markdown(&r)
+        );
+        match &a.out {
+            Some(out) => {
+                jukebox::util::atomic_write(out, text.as_bytes())?;
+                eprintln!("wrote {}", out.display());
+            }
+            None => print!("{text}"),
+        }
+        return Ok(());
+    }
     drop(md);
+    let Some(corpus) = a.corpus.clone() else {
+        bail!("--corpus DIR is required (the VQ-VAE's training corpus), except with --labels-only");
+    };
     let genres = if a.genre.is_empty() {
         vec!["unknown".to_string()]
     } else {
@@ -130,7 +197,7 @@ pub fn run(a: Args) -> Result<()> {
     });
     let opts = QualityOpts {
         model: model.clone(),
-        corpus: a.corpus.clone(),
+        corpus,
         prior_corpus: a.prior_corpus.clone(),
         split_seed: a.split_seed,
         valid_fraction: a.valid_fraction,
@@ -156,6 +223,7 @@ pub fn run(a: Args) -> Result<()> {
             work,
             ancestral: !a.no_ancestral,
         }),
+        labels: (!a.no_labels).then_some(label_opts),
         bars: true,
     };
     let mut report = quality::measure(&opts)?;

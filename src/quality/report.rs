@@ -1,6 +1,7 @@
 //! The Markdown report: one table per measurement, each with its baselines, and a list of
 //! every comparison the model loses (the misses a reader must see explained).
 
+use super::labels::{self, label_bound, LabelResult, Section, Spread};
 use super::recon::level_name;
 use super::{QualityReport, SplitInfo};
 use std::fmt::Write;
@@ -93,7 +94,301 @@ pub fn misses(r: &QualityReport) -> Vec<String> {
             }
         }
     }
+    if let Some(l) = &r.labels {
+        out.extend(label_misses(l));
+    }
     out
+}
+
+/// The label comparisons the model loses: the prompt's known genre not ranked first, held-out
+/// genre accuracy not above chance.
+pub fn label_misses(l: &LabelResult) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(p) = l.prompt.measured() {
+        if let Some((id, name)) = &p.expected {
+            for (early, what) in [(false, "whole windows"), (true, "early tokens")] {
+                let rank = p.genres.rank_of(*id, early).unwrap_or(0);
+                if rank != 1 {
+                    out.push(format!(
+                        "Labels, prompt ({what}): its genre `{name}` ranks {rank} of {}, not first.",
+                        p.genres.scored.len()
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(a) = l.accuracy.measured() {
+        for (early, what) in [(false, "whole windows"), (true, "first {} tokens")] {
+            if a.accuracy(early) <= a.chance() {
+                out.push(format!(
+                    "Labels, held-out genre accuracy ({}): {} is not above chance ({}).",
+                    what.replace("{}", &a.early.to_string()),
+                    pct(a.accuracy(early)),
+                    pct(a.chance())
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.0} %", 100.0 * x)
+    } else {
+        "n/a".into()
+    }
+}
+
+fn delta(x: f64, base: f64) -> String {
+    if (x - base).is_finite() {
+        format!("{:+.4}", x - base)
+    } else {
+        "n/a".into()
+    }
+}
+
+/// Per-label tables are printed up to this many labels.
+const MAX_LABEL_ROWS: usize = 32;
+
+fn spread_rows(s: &mut String, sp: &Spread) {
+    let kind = sp.field.name();
+    let b = &sp.baseline;
+    let cell = |x: Option<&labels::LabelScore>, early: bool| match x {
+        Some(x) => {
+            let (v, base) = if early {
+                (x.early, b.early)
+            } else {
+                (x.whole, b.whole)
+            };
+            format!("`{}` {} ({})", x.name, f(v, 4), delta(v, base))
+        }
+        None => "–".into(),
+    };
+    let _ = writeln!(
+        s,
+        "| best {kind} (Δ vs no label) | {} | {} |",
+        cell(sp.best(false), false),
+        cell(sp.best(true), true)
+    );
+    let _ = writeln!(
+        s,
+        "| worst {kind} (Δ vs no label) | {} | {} |",
+        cell(sp.worst(false), false),
+        cell(sp.worst(true), true)
+    );
+    let _ = writeln!(
+        s,
+        "| **spread: worst − best {kind}** ({} {kind}s) | **{}** | **{}** |",
+        sp.scored.len(),
+        f(sp.spread(false), 4),
+        f(sp.spread(true), 4)
+    );
+}
+
+fn label_table(s: &mut String, sp: &Spread, early_k: usize) {
+    if sp.scored.len() > MAX_LABEL_ROWS {
+        let _ = writeln!(
+            s,
+            "\n({} {}s: the per-label table is left out.)",
+            sp.scored.len(),
+            sp.field.name()
+        );
+        return;
+    }
+    let kind = sp.field.name();
+    let _ = writeln!(
+        s,
+        "\n| {kind} | whole windows | Δ vs no label | rank | first {early_k} tokens | Δ vs no label | rank |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+    let b = &sp.baseline;
+    let _ = writeln!(
+        s,
+        "| baseline: no label | {} | – | – | {} | – | – |",
+        f(b.whole, 4),
+        f(b.early, 4)
+    );
+    for x in sp.ranked(false) {
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} | {} | {} | {} | {} |",
+            x.name,
+            f(x.whole, 4),
+            delta(x.whole, b.whole),
+            sp.rank_of(x.id, false).unwrap_or(0),
+            f(x.early, 4),
+            delta(x.early, b.early),
+            sp.rank_of(x.id, true).unwrap_or(0)
+        );
+    }
+}
+
+/// The label sections as Markdown (also printed alone by `jukebox quality --labels-only`).
+pub fn labels_markdown(l: &LabelResult) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "## Labels: prompt label spread (top level)\n");
+    match &l.prompt {
+        Section::Skipped(why) => {
+            let _ = writeln!(s, "Skipped: {why}.");
+        }
+        Section::Measured(p) => {
+            let g = p.genres.scored.len();
+            let _ = writeln!(
+                s,
+                "`{}`: {:.2} s = {} top-level tokens, scored teacher-forced in {} window(s) of \
+                 {} tokens (the windows of `jukebox rank-labels` and `logits`; the whole-window \
+                 figure is what `rank-labels` prints). Every genre is scored with artist \
+                 `unknown`, every artist with genre `unknown`; song length max(prompt, the \
+                 prior's minimum), offset 0. \"First {} tokens\" averages positions 0..{} of each \
+                 window ({} positions), where the window has the least context of its own and a \
+                 label matters most. Baseline: no label (artist and genre `unknown`). Bound: \
+                 against no label a true label saves at most log2({g}) = {:.2} bits per window, \
+                 i.e. ≤ {} bits/token over whole windows and ≤ {} over the first {} tokens; the \
+                 spread worst − best has no such bound (it is what a wrong label costs).\n",
+                p.prompt,
+                p.seconds,
+                p.tokens,
+                p.windows,
+                p.n_ctx,
+                p.early,
+                p.early,
+                p.early_positions,
+                label_bound(g),
+                f(p.bound_whole(), 4),
+                f(p.bound_early(), 4),
+                p.early
+            );
+            let _ = writeln!(
+                s,
+                "| figure (bits/token) | whole windows | first {} tokens of each window |",
+                p.early
+            );
+            let _ = writeln!(s, "|---|---:|---:|");
+            let _ = writeln!(
+                s,
+                "| baseline: no label | {} | {} |",
+                f(p.genres.baseline.whole, 4),
+                f(p.genres.baseline.early, 4)
+            );
+            spread_rows(&mut s, &p.genres);
+            if let Some((id, name)) = &p.expected {
+                let cell = |early: bool| match p.genres.get(*id) {
+                    Some(x) => {
+                        let (v, b) = if early {
+                            (x.early, p.genres.baseline.early)
+                        } else {
+                            (x.whole, p.genres.baseline.whole)
+                        };
+                        format!(
+                            "rank {} of {g}: {} ({})",
+                            p.genres.rank_of(*id, early).unwrap_or(0),
+                            f(v, 4),
+                            delta(v, b)
+                        )
+                    }
+                    None => "–".into(),
+                };
+                let _ = writeln!(
+                    s,
+                    "| the prompt's genre `{name}` (Δ vs no label) | {} | {} |",
+                    cell(false),
+                    cell(true)
+                );
+            }
+            let _ = writeln!(
+                s,
+                "| bound: log2({g}) bits per window over the tokens (true label vs no label) | {} | {} |",
+                f(p.bound_whole(), 4),
+                f(p.bound_early(), 4)
+            );
+            if let Some(a) = &p.artists {
+                spread_rows(&mut s, a);
+            }
+            if let Some(note) = &p.expected_note {
+                let _ = writeln!(s, "\nNote: {note}.");
+            }
+            label_table(&mut s, &p.genres, p.early);
+            if let Some(a) = &p.artists {
+                label_table(&mut s, a, p.early);
+            }
+        }
+    }
+    let _ = writeln!(s, "\n## Labels: held-out genre accuracy (top level)\n");
+    match &l.accuracy {
+        Section::Skipped(why) => {
+            let _ = writeln!(s, "Skipped: {why}.");
+        }
+        Section::Measured(a) => {
+            let _ = writeln!(
+                s,
+                "Each held-out file of `{}` (the priors' split: seed {}, fraction {}{}) is encoded \
+                 from its start, at most {} window(s), and every genre of the model is scored on \
+                 its top-level codes (artist `unknown`, the file's own timing labels). A hit: the \
+                 genre with the fewest bits is one of the file's genres. Baseline: chance, a genre \
+                 picked at random ({} genres).\n",
+                a.split.corpus,
+                a.split.seed,
+                a.split.valid_fraction,
+                if a.split.held_out {
+                    ""
+                } else {
+                    "; **nothing is held out**: no artist has two files, so these are training files"
+                },
+                a.windows_per_file,
+                a.n_genres
+            );
+            let _ = writeln!(
+                s,
+                "| figure | whole windows | first {} tokens of each window |",
+                a.early
+            );
+            let _ = writeln!(s, "|---|---:|---:|");
+            let _ = writeln!(
+                s,
+                "| **top-1 genre accuracy** | **{}/{} = {}** | **{}/{} = {}** |",
+                a.hits(false),
+                a.files.len(),
+                pct(a.accuracy(false)),
+                a.hits(true),
+                a.files.len(),
+                pct(a.accuracy(true))
+            );
+            let _ = writeln!(
+                s,
+                "| baseline: chance (1/#genres per file genre) | {} | {} |",
+                pct(a.chance()),
+                pct(a.chance())
+            );
+            let _ = writeln!(
+                s,
+                "\n| file | genre | tokens | best genre (whole) | best genre (first {}) |",
+                a.early
+            );
+            let _ = writeln!(s, "|---|---|---:|---|---|");
+            for r in &a.files {
+                let mark = |hit: bool| if hit { " ✓" } else { "" };
+                let _ = writeln!(
+                    s,
+                    "| `{}` | {} | {} | `{}`{} | `{}`{} |",
+                    r.rel,
+                    r.genres.join(", "),
+                    r.tokens,
+                    r.best_whole,
+                    mark(r.hit_whole),
+                    r.best_early,
+                    mark(r.hit_early)
+                );
+            }
+            if !a.left_out.is_empty() {
+                let _ = writeln!(s, "\nLeft out:");
+                for x in &a.left_out {
+                    let _ = writeln!(s, "- {x}");
+                }
+            }
+        }
+    }
+    s
 }
 
 /// The trivial baselines a continuation is judged against (the other baseline rows are context).
@@ -269,6 +564,11 @@ pub fn markdown(r: &QualityReport) -> String {
                 f(x.mean_folded_error, 1)
             );
         }
+    }
+
+    if let Some(l) = &r.labels {
+        let _ = writeln!(s);
+        s.push_str(&labels_markdown(l));
     }
 
     let m = misses(r);
