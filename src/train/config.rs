@@ -33,6 +33,9 @@ pub struct LoopConfig {
     pub bandwidth_windows: usize,
     /// Priors: share of windows trained with artist and genres set to id 0 ("unknown").
     pub label_dropout: f64,
+    /// Priors: share of windows with only the artist or only the genres set to 0 (half each),
+    /// so that a genre with an unknown artist (what `rank-labels` scores) is trained too.
+    pub label_dropout_single: f64,
     /// Priors: the official `init_scale`.
     pub init_scale: f64,
 }
@@ -52,6 +55,7 @@ impl Default for LoopConfig {
             log_every: 10,
             bandwidth_windows: 64,
             label_dropout: 0.15,
+            label_dropout_single: 0.0,
             init_scale: 1.0,
         }
     }
@@ -66,6 +70,14 @@ impl LoopConfig {
             bail!(
                 "train.valid_fraction must be in [0, 1), got {}",
                 self.valid_fraction
+            );
+        }
+        if !(0.0..=1.0).contains(&self.label_dropout_single)
+            || self.label_dropout + self.label_dropout_single > 1.0
+        {
+            bail!(
+                "train.label_dropout_single must be in [0, 1 - label_dropout], got {}",
+                self.label_dropout_single
             );
         }
         if !(0.0..=1.0).contains(&self.label_dropout) {

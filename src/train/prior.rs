@@ -85,6 +85,46 @@ impl PriorData {
     }
 }
 
+/// Which labels a training window loses to dropout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelDrop {
+    None,
+    /// Artist and genres (the "no label" condition).
+    Both,
+    /// The artist only: trains "genre, unknown artist", which `rank-labels` scores.
+    Artist,
+    /// The genres only.
+    Genre,
+}
+
+impl LabelDrop {
+    /// Both with probability `both`, else one of them (evenly) with probability `single`. The
+    /// first draw alone decides `Both`, as before `single` existed, so runs with `single` 0 are
+    /// unchanged.
+    pub fn draw(rng: &mut CounterRng, both: f64, single: f64) -> Self {
+        let u = rng.uniform();
+        if u < both {
+            Self::Both
+        } else if u < both + single {
+            if rng.uniform() < 0.5 {
+                Self::Artist
+            } else {
+                Self::Genre
+            }
+        } else {
+            Self::None
+        }
+    }
+
+    fn artist(self) -> bool {
+        matches!(self, Self::Both | Self::Artist)
+    }
+
+    fn genres(self) -> bool {
+        matches!(self, Self::Both | Self::Genre)
+    }
+}
+
 /// One batch of prior windows.
 pub struct PriorBatch {
     pub tokens: Tensor,
@@ -123,6 +163,8 @@ pub struct PriorTrainer {
     pub init_scale: f64,
     /// Share of training windows whose artist and genres are replaced by id 0 ("unknown").
     pub label_dropout: f64,
+    /// Share of windows with only the artist or only the genres dropped (half each).
+    pub label_dropout_single: f64,
     pub device: Device,
 }
 
@@ -199,12 +241,13 @@ impl PriorTrainer {
             seed,
             init_scale,
             label_dropout,
+            label_dropout_single: 0.0,
             device: device.clone(),
         })
     }
 
     /// Label columns of the window `w`, with dropout when `drop`.
-    fn y_row(&self, data: &PriorData, w: WindowPos, drop: bool) -> Vec<i64> {
+    fn y_row(&self, data: &PriorData, w: WindowPos, drop: LabelDrop) -> Vec<i64> {
         let Some(lab) = &self.cfg.labels else {
             return vec![];
         };
@@ -224,14 +267,14 @@ impl PriorTrainer {
             total,
             offset,
             sample_length,
-            if drop {
+            if drop.artist() {
                 0
             } else {
                 (tr.artist as usize).min(lab.n_artists.saturating_sub(1)) as i64
             },
         ];
         for g in 0..lab.max_genres {
-            let id = if drop {
+            let id = if drop.genres() {
                 if g == 0 {
                     0
                 } else {
@@ -249,12 +292,27 @@ impl PriorTrainer {
         row
     }
 
-    /// Assemble a batch from window positions; `drop[i]` applies label dropout to item i.
+    /// Assemble a batch from window positions; `drop[i]` applies label dropout (artist and
+    /// genres) to item i.
     pub fn batch(
         &self,
         data: &PriorData,
         windows: &[WindowPos],
         drop: &[bool],
+    ) -> Result<PriorBatch> {
+        let drops: Vec<LabelDrop> = drop
+            .iter()
+            .map(|&d| if d { LabelDrop::Both } else { LabelDrop::None })
+            .collect();
+        self.batch_with(data, windows, &drops)
+    }
+
+    /// [`Self::batch`] with a [`LabelDrop`] per item.
+    pub fn batch_with(
+        &self,
+        data: &PriorData,
+        windows: &[WindowPos],
+        drop: &[LabelDrop],
     ) -> Result<PriorBatch> {
         let (b, n) = (windows.len(), self.cfg.n_ctx);
         let mut toks = Vec::with_capacity(b * n);
@@ -265,7 +323,7 @@ impl PriorTrainer {
             let len = data.pool.tracks[w.track].len;
             toks.extend(data.pool.slice(w, n).into_iter().map(|x| x as i64));
             mask.extend((0..n).map(|j| if w.start + j < len { 1f32 } else { 0.0 }));
-            ys.extend(self.y_row(data, w, drop.get(i).copied().unwrap_or(false)));
+            ys.extend(self.y_row(data, w, drop.get(i).copied().unwrap_or(LabelDrop::None)));
             if self.cfg.cond.is_some() {
                 let up = &data.upper[w.track];
                 let (s, m) = (w.start / data.ratio, n / data.ratio);
@@ -305,14 +363,15 @@ impl PriorTrainer {
                     .draw(self.seed ^ lvl, step, s, self.cfg.n_ctx, data.ratio)
             })
             .collect();
-        let drop: Vec<bool> = (0..batch_size as u64)
+        let drop: Vec<LabelDrop> = (0..batch_size as u64)
             .map(|s| {
-                CounterRng::new(self.seed, Stream::LabelDrop, lvl * 1_000_003 + s, step).uniform()
-                    < self.label_dropout
+                let mut rng =
+                    CounterRng::new(self.seed, Stream::LabelDrop, lvl * 1_000_003 + s, step);
+                LabelDrop::draw(&mut rng, self.label_dropout, self.label_dropout_single)
             })
             .collect();
-        let n_drop = drop.iter().filter(|d| **d).count();
-        Ok((self.batch(data, &windows, &drop)?, n_drop))
+        let n_drop = drop.iter().filter(|d| **d == LabelDrop::Both).count();
+        Ok((self.batch_with(data, &windows, &drop)?, n_drop))
     }
 
     /// Mean bits per real token of a batch, differentiable; also the token count.
@@ -440,5 +499,59 @@ impl PriorTrainer {
         self.opt.load_state(ck.state.adam_t, &ck.optimizer)?;
         self.seed = ck.state.seed;
         Ok(ck.state.step)
+    }
+}
+
+#[cfg(test)]
+mod label_drop_tests {
+    use super::*;
+
+    fn draws(both: f64, single: f64) -> Vec<LabelDrop> {
+        (0..4000u64)
+            .map(|s| {
+                let mut rng = CounterRng::new(7, Stream::LabelDrop, s, 3);
+                LabelDrop::draw(&mut rng, both, single)
+            })
+            .collect()
+    }
+
+    /// Without single-label dropout the draws are the joint dropout of before (the same
+    /// windows, so existing runs resume identically); with it, artist-only and genre-only
+    /// windows appear at the requested rate.
+    #[test]
+    fn single_label_dropout_rates_and_compatibility() {
+        let old: Vec<bool> = (0..4000u64)
+            .map(|s| CounterRng::new(7, Stream::LabelDrop, s, 3).uniform() < 0.15)
+            .collect();
+        let joint = draws(0.15, 0.0);
+        assert!(joint
+            .iter()
+            .all(|d| matches!(d, LabelDrop::None | LabelDrop::Both)));
+        assert_eq!(
+            old,
+            joint
+                .iter()
+                .map(|d| *d == LabelDrop::Both)
+                .collect::<Vec<_>>()
+        );
+        let mixed = draws(0.15, 0.3);
+        let share = |k: LabelDrop| mixed.iter().filter(|d| **d == k).count() as f64 / 4000.0;
+        for (k, want) in [
+            (LabelDrop::Both, 0.15),
+            (LabelDrop::Artist, 0.15),
+            (LabelDrop::Genre, 0.15),
+        ] {
+            assert!(
+                (share(k) - want).abs() < 0.025,
+                "{k:?}: {} vs {want}",
+                share(k)
+            );
+        }
+        // The same windows are fully dropped as without single dropout.
+        for (m, j) in mixed.iter().zip(&joint) {
+            assert_eq!(*m == LabelDrop::Both, *j == LabelDrop::Both);
+        }
+        assert!(LabelDrop::Artist.artist() && !LabelDrop::Artist.genres());
+        assert!(LabelDrop::Genre.genres() && !LabelDrop::Genre.artist());
     }
 }

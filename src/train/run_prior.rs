@@ -311,6 +311,7 @@ pub fn train_prior(opts: &PriorOpts) -> Result<Outcome> {
         t.label_dropout,
         &dev,
     )?;
+    tr.label_dropout_single = t.label_dropout_single;
     let start = if opts.resume {
         let dir = ckpt::latest(&opts.out)?;
         let s = tr
