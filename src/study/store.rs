@@ -110,6 +110,9 @@ pub(crate) mod nan_as_null {
 /// One item (cell × seed).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct ItemRecord {
+    /// The runner that made this item; a study never mixes runner kinds.
+    #[serde(default)]
+    pub runner: super::plan::RunnerKind,
     pub cell: String,
     pub seed: u64,
     pub sample: usize,
