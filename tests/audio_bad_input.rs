@@ -1,5 +1,5 @@
 //! Bad audio input: each case gives a clear error that names the file (never a panic), and
-//! valid-but-odd input is accepted with a warning (conventions: "Audio input").
+//! valid-but-odd input is accepted with a warning (docs/CONVENTIONS.md, "Lengths and audio").
 
 mod audio_common;
 use audio_common::*;

@@ -381,7 +381,7 @@ fn run_study(a: RunArgs) -> Result<()> {
 }
 
 /// Rank the model's genres (and artists, when the list is short) by how well they explain the
-/// prompt (issue 12), once per study, so the report shows them beside the sweep.
+/// prompt (`jukebox rank-labels`, src/cli/rank_labels.rs), once per study, so the report shows them beside the sweep.
 fn rank_prompt(plan: &Plan, root: &Path) -> Result<()> {
     let out = root.join("label_ranking.csv");
     if out.exists() {

@@ -1,4 +1,4 @@
-//! The three claims of the founding study, measured over seeds (issue 12):
+//! The three claims the study measures (README, "What it does", `jukebox study`), over seeds:
 //! 1. primed beats ancestral (prompt retention and bits per token);
 //! 2. labels lower the sampling entropy and make the style more consistent across seeds;
 //! 3. seeds vary a lot within a cell, compared with the distance between cells.

@@ -253,7 +253,7 @@ pub struct ModelFacts {
     pub hops: Vec<usize>,
 }
 
-/// Defaults for the no-flag study (conventions "Budgets").
+/// Defaults for the no-flag study (docs/CONVENTIONS.md, "Budgets").
 /// Two bars of the bundled Amen prompt at 137 BPM: users advise cutting a prime on a bar line.
 pub const DEFAULT_PROMPT_SECONDS: f64 = 3.504;
 pub const DEFAULT_CONTINUATION_SECONDS: f64 = 3.0;
