@@ -79,7 +79,7 @@ pub fn splitmix64(mut x: u64) -> u64 {
 }
 
 /// A uniform draw in [0, 1) that depends only on (seed, level, window, step), never on batch
-/// position, so an item samples the same whatever it is batched with (see conventions).
+/// position, so an item samples the same whatever it is batched with (docs/CONVENTIONS.md, "Determinism").
 pub fn uniform(seed: u64, level: u64, window: u64, step: u64) -> f64 {
     let mut h = splitmix64(seed);
     h = splitmix64(h ^ level.wrapping_mul(0xA24B_AED4_963E_E407));

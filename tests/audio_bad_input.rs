@@ -1,5 +1,5 @@
 //! Bad audio input: each case gives a clear error that names the file (never a panic), and
-//! valid-but-odd input is accepted with a warning (conventions: "Audio input").
+//! valid-but-odd input is accepted with a warning (docs/CONVENTIONS.md, "Lengths and audio").
 
 mod audio_common;
 use audio_common::*;
@@ -170,35 +170,175 @@ fn rate_and_channels_out_of_range() {
     assert_err(&p, &[&format!("{rate} Hz"), "outside the supported range"]);
 }
 
+/// What one mutated file gave.
+#[derive(Debug)]
+enum Outcome {
+    /// Decoded: the number of samples.
+    Ok(usize),
+    /// A named error: the message.
+    Err(String),
+}
+
+/// Load `bytes` written as `name`, checking what holds for every outcome: a decode is finite and
+/// within [-1, 1]; an error names the file; the decoder never panicked (a symphonia panic is
+/// caught inside `load` and turned into an "internal panic" error, which must not happen here).
+fn outcome(dir: &Path, name: &str, bytes: &[u8], bad: &mut Vec<String>) -> Outcome {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    let r = std::panic::catch_unwind(|| load(&p));
+    match r {
+        Err(_) => {
+            bad.push(format!("{name}: load panicked"));
+            Outcome::Err("panic".into())
+        }
+        Ok(Ok(a)) => {
+            if !a.samples.iter().all(|x| x.is_finite() && x.abs() <= 1.0) {
+                bad.push(format!(
+                    "{name}: decoded samples outside [-1, 1] or non-finite"
+                ));
+            }
+            Outcome::Ok(a.samples.len())
+        }
+        Ok(Err(e)) => {
+            let m = format!("{e:#}");
+            if !m.contains(&p.display().to_string()) {
+                bad.push(format!("{name}: error does not name the file: {m}"));
+            }
+            if m.contains("internal panic") {
+                bad.push(format!("{name}: the decoder panicked: {m}"));
+            }
+            Outcome::Err(m)
+        }
+    }
+}
+
 #[test]
-fn corrupted_fixtures_never_panic() {
-    // Deterministic mutations of every fixture: truncations and byte flips. Each load must return
-    // (Ok or a named error), never panic or hang.
+fn corrupted_fixtures_by_class() {
+    // Deterministic mutations, in classes with what each class must give. Every failure is
+    // collected and reported together with per-class counts.
     let d = tempfile::tempdir().unwrap();
-    let mut wav = Vec::new();
-    {
-        let p = d.path().join("base.wav");
-        write_hound(&p, &[sine(440.0, 44100, 2000, 0.5)], 44100, 16, false);
-        wav.push(("base.wav", std::fs::read(&p).unwrap()));
-    }
-    for f in [
-        "tone440_48k_stereo.flac",
-        "tone1000_44k_mono.mp3",
-        "tone660_22k_stereo.ogg",
-    ] {
-        wav.push((f, std::fs::read(fixture(f)).unwrap()));
-    }
     let mut state = 0x1234_5678u64;
     let mut next = || {
         state = jukebox::util::splitmix64(state);
         state
     };
-    let mut errors = 0;
-    for (name, bytes) in &wav {
-        let ext = Path::new(name).extension().unwrap().to_str().unwrap();
+    let mut bad: Vec<String> = Vec::new();
+    let mut counts: Vec<String> = Vec::new();
+    let tally = |counts: &mut Vec<String>, class: &str, outs: &[Outcome]| {
+        let errs = outs.iter().filter(|o| matches!(o, Outcome::Err(_))).count();
+        counts.push(format!(
+            "{class}: {} mutations, {errs} errors, {} decodes",
+            outs.len(),
+            outs.len() - errs
+        ));
+    };
+
+    // The 16-bit PCM WAV: 2000 frames, a 44-byte header.
+    let frames = 2000usize;
+    let wav = {
+        let p = d.path().join("base.wav");
+        write_hound(&p, &[sine(440.0, 44100, frames, 0.5)], 44100, 16, false);
+        std::fs::read(&p).unwrap()
+    };
+    assert_eq!(wav.len(), 44 + 2 * frames);
+
+    // 1. WAV truncations: the header declares 2000 frames, so every cut is an error that says
+    //    the file is short (empty, truncated/malformed header, no samples, or too few frames);
+    //    a cut inside "RIFF" leaves no signature, so "not an audio file" is right there.
+    let mut outs = vec![];
+    let cuts: Vec<usize> = (0..44)
+        .chain((0..40).map(|_| 44 + (next() as usize) % (2 * frames)))
+        .collect();
+    for (k, &cut) in cuts.iter().enumerate() {
+        let name = format!("cut{k}.wav");
+        let o = outcome(d.path(), &name, &wav[..cut], &mut bad);
+        match &o {
+            Outcome::Err(m)
+                if ["empty", "truncated", "malformed", "no audio samples"]
+                    .iter()
+                    .any(|w| m.contains(w))
+                    || (cut < 4 && m.contains("not an audio file")) => {}
+            o => bad.push(format!(
+                "wav cut at {cut}: want a truncation error, got {o:?}"
+            )),
+        }
+        outs.push(o);
+    }
+    tally(&mut counts, "wav truncation", &outs);
+
+    // 2. WAV data flips: any bytes are valid 16-bit PCM, so the file decodes, same length.
+    let mut outs = vec![];
+    for k in 0..40 {
+        let mut b = wav.clone();
+        for _ in 0..1 + next() % 16 {
+            let i = 44 + (next() as usize) % (2 * frames);
+            b[i] = next() as u8;
+        }
+        let o = outcome(d.path(), &format!("data{k}.wav"), &b, &mut bad);
+        if !matches!(o, Outcome::Ok(n) if n == frames) {
+            bad.push(format!(
+                "wav data flip {k}: want {frames} samples, got {o:?}"
+            ));
+        }
+        outs.push(o);
+    }
+    tally(&mut counts, "wav data flip", &outs);
+
+    // 3. WAV header flips: a named error, or a decode (finite, in range: checked in `outcome`).
+    let mut outs = vec![];
+    for k in 0..40 {
+        let mut b = wav.clone();
+        for _ in 0..1 + next() % 4 {
+            let i = (next() as usize) % 44;
+            b[i] = next() as u8;
+        }
+        outs.push(outcome(d.path(), &format!("hdr{k}.wav"), &b, &mut bad));
+    }
+    tally(&mut counts, "wav header flip", &outs);
+
+    // 4. NaN / infinity written into a 32-bit float WAV: always the non-finite error.
+    let fwav = {
+        let p = d.path().join("float.wav");
+        write_hound(&p, &[sine(440.0, 44100, frames, 0.5)], 44100, 32, true);
+        std::fs::read(&p).unwrap()
+    };
+    let data = fwav.len() - 4 * frames;
+    let mut outs = vec![];
+    for k in 0..20 {
+        let mut b = fwav.clone();
+        let v = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][k % 3];
+        let f = (next() as usize) % frames;
+        b[data + 4 * f..data + 4 * f + 4].copy_from_slice(&v.to_le_bytes());
+        let o = outcome(d.path(), &format!("nonfinite{k}.wav"), &b, &mut bad);
+        match &o {
+            Outcome::Err(m) if m.contains("non-finite") && m.contains(&format!("frame {f}")) => {}
+            o => bad.push(format!(
+                "{v} at frame {f}: want the non-finite error, got {o:?}"
+            )),
+        }
+        outs.push(o);
+    }
+    tally(&mut counts, "float wav NaN/inf", &outs);
+
+    // 5. Compressed fixtures, cut or flipped: a named error, or a decode no longer than the
+    //    whole file's (a valid decode of the part that is there). FLAC declares its length
+    //    (STREAMINFO), so a cut FLAC is always an error.
+    for f in [
+        "tone440_48k_stereo.flac",
+        "tone1000_44k_mono.mp3",
+        "tone660_22k_stereo.ogg",
+    ] {
+        let bytes = std::fs::read(fixture(f)).unwrap();
+        let ext = Path::new(f).extension().unwrap().to_str().unwrap();
+        let full = match outcome(d.path(), &format!("whole.{ext}"), &bytes, &mut bad) {
+            Outcome::Ok(n) => n,
+            o => panic!("{f} does not decode: {o:?}"),
+        };
+        let (mut cuts, mut flips) = (vec![], vec![]);
         for k in 0..40 {
             let mut b = bytes.clone();
-            if k % 2 == 0 {
+            let cut = k % 2 == 0;
+            if cut {
                 b.truncate((next() as usize) % b.len());
             } else {
                 for _ in 0..1 + next() % 16 {
@@ -206,16 +346,32 @@ fn corrupted_fixtures_never_panic() {
                     b[i] = next() as u8;
                 }
             }
-            let p = d.path().join(format!("m{k}.{ext}"));
-            std::fs::write(&p, &b).unwrap();
-            match load(&p) {
-                Ok(a) => assert!(a.samples.iter().all(|x| x.is_finite() && x.abs() <= 1.0)),
-                Err(e) => {
-                    errors += 1;
-                    assert!(format!("{e:#}").contains(&p.display().to_string()), "{e:#}");
+            let o = outcome(d.path(), &format!("m{k}.{ext}"), &b, &mut bad);
+            if let Outcome::Ok(n) = o {
+                if cut && ext == "flac" {
+                    bad.push(format!("{f} cut {k}: a cut FLAC decoded ({n} samples)"));
+                }
+                if cut && n > full {
+                    bad.push(format!(
+                        "{f} cut {k}: {n} samples from a cut file, {full} whole"
+                    ));
                 }
             }
+            if cut {
+                cuts.push(o)
+            } else {
+                flips.push(o)
+            }
         }
+        tally(&mut counts, &format!("{ext} truncation"), &cuts);
+        tally(&mut counts, &format!("{ext} byte flip"), &flips);
     }
-    assert!(errors > 20, "only {errors} of 160 mutations were rejected");
+    assert!(
+        bad.is_empty(),
+        "{} of the mutations broke their class's rule:\n{}\nper class:\n{}",
+        bad.len(),
+        bad.join("\n"),
+        counts.join("\n")
+    );
+    eprintln!("{}", counts.join("\n"));
 }

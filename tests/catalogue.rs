@@ -1,6 +1,6 @@
-//! The bad-input catalogue (issue 9): every case runs the `jukebox` binary on a hostile or
+//! The bad-input catalogue (docs/RELIABILITY.md): every case runs the `jukebox` binary on a hostile or
 //! broken input and checks a clear message, a non-zero exit code, and no panic or backtrace.
-//! The few inputs the conventions call valid-but-unusual (silence, 8 channels, 192 kHz) must
+//! The few inputs docs/CONVENTIONS.md calls valid-but-unusual (silence, 8 channels, 192 kHz) must
 //! succeed with a warning instead.
 //!
 //! Builders for the hostile files live in `catalogue/support.rs`.

@@ -304,47 +304,6 @@ fn hostile_safetensors_are_refused() {
 }
 
 #[test]
-fn corrupted_files_never_panic() {
-    // Flip bytes and truncate the torch fixtures at many places: every outcome is Ok or a clean
-    // error, and whatever opens can be fully materialised.
-    for name in ["dense_views.pth.tar", "dense_module_zip.pth"] {
-        let orig = std::fs::read(refdir().join("checkpoints").join(name)).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join(name);
-        let mut state = 0x9e3779b97f4a7c15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for i in 0..150 {
-            let mut b = orig.clone();
-            if i % 3 == 0 {
-                b.truncate((next() as usize) % b.len());
-            } else {
-                // Corrupt inside the pickle region most of the time: that is where parsing happens.
-                let span = if i % 2 == 0 {
-                    7000.min(b.len())
-                } else {
-                    b.len()
-                };
-                for _ in 0..4 {
-                    let at = (next() as usize) % span;
-                    b[at] = next() as u8;
-                }
-            }
-            std::fs::write(&p, &b).unwrap();
-            if let Ok(s) = Store::open(&p) {
-                for e in s.entries.values() {
-                    let _ = e.load(DType::F32, &Device::Cpu);
-                }
-            }
-        }
-    }
-}
-
-#[test]
 fn pickle_bombs_are_cheap_or_refused() {
     use jukebox::checkpoint::pickle::parse;
     // A 1 MB string fetched from the memo 500k times: values are shared, not copied.
@@ -383,23 +342,283 @@ fn pickle_bombs_are_cheap_or_refused() {
     }
 }
 
-#[test]
-fn random_bytes_never_panic() {
-    let mut state = 0x2545f4914f6cdd1du64;
-    let mut next = || {
+/// xorshift64: the mutation stream, fixed per seed.
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         state
-    };
-    for i in 0..3000 {
-        let n = (next() % 200) as usize;
-        let mut b: Vec<u8> = (0..n).map(|_| next() as u8).collect();
-        if i % 2 == 0 && !b.is_empty() {
-            b[0] = 0x80; // look like a pickle
-        }
-        let _ = jukebox::checkpoint::pickle::parse(&b);
     }
+}
+
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Open a mutated checkpoint (and load every tensor of whatever opens) under `catch_unwind`,
+/// recording in `bad` every broken rule: a panic; an error with an empty message, or (for
+/// `Store::open`) one that does not name the file; a tensor that loads with a
+/// shape other than its entry's; and, when `intact` is given (a truncation keeps every byte it
+/// keeps), a tensor whose values differ from the intact file's. Returns whether the open failed.
+fn check_mutant(p: &Path, what: &str, intact: Option<&Store>, bad: &mut Vec<String>) -> bool {
+    let opened = std::panic::catch_unwind(|| Store::open(p));
+    let store = match opened {
+        Err(x) => {
+            bad.push(format!("{what}: Store::open panicked: {}", panic_text(x)));
+            return true;
+        }
+        Ok(Err(e)) => {
+            let m = format!("{e:#}");
+            let file = p.file_name().unwrap().to_str().unwrap();
+            let names_it = m.contains(file);
+            if m.trim().is_empty() || !names_it {
+                bad.push(format!("{what}: unclear error: {m:?}"));
+            }
+            return true;
+        }
+        Ok(Ok(s)) => s,
+    };
+    for (k, e) in &store.entries {
+        match std::panic::catch_unwind(|| e.load(DType::F32, &Device::Cpu)) {
+            Err(x) => bad.push(format!("{what}: loading `{k}` panicked: {}", panic_text(x))),
+            Ok(Err(err)) => {
+                if format!("{err}").trim().is_empty() {
+                    bad.push(format!("{what}: loading `{k}`: empty error"));
+                }
+            }
+            Ok(Ok(t)) => {
+                if t.dims() != e.shape.as_slice() {
+                    bad.push(format!(
+                        "{what}: `{k}` loaded as {:?}, entry says {:?}",
+                        t.dims(),
+                        e.shape
+                    ));
+                }
+                if let Some(good) = intact.and_then(|s| s.entries.get(k)) {
+                    let want = good.load(DType::F32, &Device::Cpu).unwrap();
+                    if good.shape == e.shape
+                        && f32s(&want)
+                            .iter()
+                            .zip(f32s(&t))
+                            .any(|(a, b)| a.to_bits() != b.to_bits())
+                    {
+                        bad.push(format!("{what}: `{k}` loaded with wrong values"));
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Offsets of every `sig` in `b`.
+fn find_all(b: &[u8], sig: &[u8]) -> Vec<usize> {
+    b.windows(sig.len())
+        .enumerate()
+        .filter(|(_, w)| *w == sig)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[test]
+fn random_bytes_give_clear_errors() {
+    // 200 seeds of random bytes, as each kind of checkpoint file and straight into the pickle
+    // reader: always a clear error, never a panic.
+    use jukebox::checkpoint::pickle::parse;
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = vec![];
+    let mut refused = 0;
+    for seed in 0..200u64 {
+        let mut next = xorshift(0x2545f4914f6cdd1d ^ (seed * 0x9e3779b97f4a7c15 + 1));
+        let n = (next() % 4096) as usize;
+        let mut b: Vec<u8> = (0..n).map(|_| next() as u8).collect();
+        // Start like each format half the time, so the parsers behind the sniffing run too.
+        match (seed % 8, b.len()) {
+            (0, 2..) => b[..2].copy_from_slice(&[0x80, 2]),
+            (2, 4..) => b[..4].copy_from_slice(b"PK\x03\x04"),
+            (4, 8..) => {
+                let h = (next() % (n as u64 + 16)).to_le_bytes();
+                b[..8].copy_from_slice(&h);
+                if n > 9 {
+                    b[8] = b'{';
+                }
+            }
+            (6, 12..) => b[..12].copy_from_slice(b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8"),
+            _ => {}
+        }
+        for ext in ["pth.tar", "pth", "safetensors"] {
+            let p = dir.path().join(format!("rand{seed}.{ext}"));
+            std::fs::write(&p, &b).unwrap();
+            let what = format!("random seed {seed} as .{ext}");
+            if check_mutant(&p, &what, None, &mut bad) {
+                refused += 1;
+            } else {
+                bad.push(format!("{what}: random bytes opened as a checkpoint"));
+            }
+        }
+        match std::panic::catch_unwind(|| parse(&b)) {
+            Err(x) => bad.push(format!(
+                "seed {seed}: pickle::parse panicked: {}",
+                panic_text(x)
+            )),
+            Ok(Err(e)) if format!("{e:#}").trim().is_empty() => {
+                bad.push(format!("seed {seed}: pickle::parse gave an empty error"))
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} broken rules ({refused} of 600 files refused):\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn mutated_fixtures_give_clear_errors_or_correct_loads() {
+    // Structured mutations of real checkpoints: truncation at many offsets (including every
+    // signature boundary), byte flips in headers, corrupt zip local/central entries, corrupt
+    // pickle opcodes, and wrong safetensors header lengths.
+    let dir = tempfile::tempdir().unwrap();
+    let st_path = dir.path().join("fixture.safetensors");
+    {
+        let dev = Device::Cpu;
+        let mut m = std::collections::HashMap::new();
+        m.insert(
+            "a".to_string(),
+            Tensor::arange(0f32, 96., &dev)
+                .unwrap()
+                .reshape((8, 12))
+                .unwrap(),
+        );
+        m.insert(
+            "b".to_string(),
+            Tensor::arange(0f32, 7., &dev)
+                .unwrap()
+                .to_dtype(DType::F16)
+                .unwrap(),
+        );
+        candle_core::safetensors::save(&m, &st_path).unwrap();
+    }
+    let ck = refdir().join("checkpoints");
+    let files = [
+        ck.join("dense_views.pth.tar"),
+        ck.join("dense_module_zip.pth"),
+        ck.join("hf_sharded/pytorch_model-00001-of-00002.bin"),
+        st_path.clone(),
+    ];
+    let mut bad = vec![];
+    let mut summary = vec![];
+    for (fi, src) in files.iter().enumerate() {
+        let orig = std::fs::read(src).unwrap();
+        let intact = Store::open(src).unwrap();
+        let name = src.file_name().unwrap().to_str().unwrap();
+        let p = dir.path().join(format!("m_{name}"));
+        let mut next = xorshift(0x9e3779b97f4a7c15 + fi as u64);
+        let len = orig.len();
+        let mut mutants: Vec<(String, Vec<u8>, bool)> = vec![];
+        // Truncations: 60 random offsets, the first 64 bytes, and around every zip signature.
+        let mut cuts: Vec<usize> = (0..60).map(|_| (next() as usize) % len).collect();
+        cuts.extend(0..64.min(len));
+        for sig in [&b"PK\x03\x04"[..], b"PK\x01\x02", b"PK\x05\x06"] {
+            for at in find_all(&orig, sig) {
+                cuts.extend([at, at + 2, at + 30]);
+            }
+        }
+        cuts.retain(|&c| c < len);
+        for c in cuts {
+            mutants.push((format!("cut at {c}"), orig[..c].to_vec(), true));
+        }
+        // Header flips: 1-4 bytes in the first 512.
+        for k in 0..60 {
+            let mut b = orig.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % 512.min(len);
+                b[at] ^= 1 + (next() % 255) as u8;
+            }
+            mutants.push((format!("header flip {k}"), b, false));
+        }
+        // Zip entries: corrupt fields of every local and central record.
+        for sig in [&b"PK\x03\x04"[..], b"PK\x01\x02"] {
+            for (k, at) in find_all(&orig, sig).into_iter().enumerate() {
+                let mut b = orig.clone();
+                let f = at + 4 + (next() as usize) % 42;
+                if f < len {
+                    b[f] ^= 0xff;
+                    mutants.push((format!("zip record {k} byte {}", f - at), b, false));
+                }
+            }
+        }
+        // Pickle opcodes: in the first pickle (legacy) or data.pkl (zip), change opcodes to
+        // other opcodes, to garbage, and lengths to huge values.
+        let pk = if orig.starts_with(&[0x80]) {
+            Some(0)
+        } else {
+            find_all(&orig, b"data.pkl").first().map(|&i| i + 8)
+        };
+        if let Some(start) = pk {
+            let end = (start + 4000).min(len);
+            for k in 0..80 {
+                let mut b = orig.clone();
+                let at = start + (next() as usize) % (end - start);
+                b[at] = match k % 4 {
+                    0 => b"(tq}h]X\x8a\x81R.sbceu"[(next() % 16) as usize],
+                    1 => 0xff,
+                    2 => next() as u8,
+                    _ => {
+                        for j in 1..5.min(len - at) {
+                            b[at + j] = 0xff;
+                        }
+                        b[at]
+                    }
+                };
+                mutants.push((format!("pickle byte {k} at {at}"), b, false));
+            }
+        }
+        // Safetensors header length: off by one, zero, past the end, huge.
+        if src == &st_path {
+            let h = u64::from_le_bytes(orig[..8].try_into().unwrap());
+            for v in [
+                0,
+                1,
+                h - 1,
+                h + 1,
+                len as u64 - 8,
+                len as u64,
+                u64::MAX,
+                1 << 40,
+            ] {
+                let mut b = orig.clone();
+                b[..8].copy_from_slice(&v.to_le_bytes());
+                mutants.push((format!("header length {v}"), b, false));
+            }
+        }
+        let mut refused = 0;
+        for (what, b, is_cut) in &mutants {
+            std::fs::write(&p, b).unwrap();
+            let what = format!("{name} {what}");
+            if check_mutant(&p, &what, is_cut.then_some(&intact), &mut bad) {
+                refused += 1;
+            }
+        }
+        summary.push(format!(
+            "{name}: {} mutants, {refused} refused at open",
+            mutants.len()
+        ));
+    }
+    eprintln!("{}", summary.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} broken rules:\n{}\n{}",
+        bad.len(),
+        bad.join("\n"),
+        summary.join("\n")
+    );
 }
 
 #[test]

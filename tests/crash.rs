@@ -1,4 +1,4 @@
-//! Crash safety (issue 9): `jukebox sample`, `jukebox study` and `jukebox train` are killed with
+//! Crash safety (docs/RELIABILITY.md): `jukebox sample`, `jukebox study` and `jukebox train` are killed with
 //! SIGKILL at random points, several times over, then resumed. Sample and study outputs must
 //! equal an uninterrupted run byte for byte; training must leave a valid checkpoint and finish
 //! with the same weights. After every kill, each file a reader would open must parse: atomic

@@ -1,4 +1,4 @@
-//! Full disk (issue 9): on a small tmpfs a run that needs more space than there is stops with a
+//! Full disk (docs/RELIABILITY.md): on a small tmpfs a run that needs more space than there is stops with a
 //! clear error, the previous state / checkpoint stays intact and loadable, and once space is
 //! freed the run resumes to the same result as an uninterrupted one.
 //!

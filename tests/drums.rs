@@ -350,7 +350,7 @@ fn builtin_patterns_parse_and_round_trip() {
     }
 }
 
-/// A test that needs a Debian package: skip with a reason, or fail under CI (conventions).
+/// A test that needs a Debian package: skip with a reason, or fail under CI (docs/CONVENTIONS.md, "Tests").
 fn system_kit(name: &str) -> Option<PathBuf> {
     let dir = Path::new(drums::SYSTEM_KITS).join(name);
     if dir.join("drumkit.xml").is_file() {

@@ -1,5 +1,5 @@
 //! The label pathway, end to end, on a corpus where the genre label is the only way to predict
-//! the first tokens of a window (issue 25 §1).
+//! the first tokens of a window (models/default/TRAINING.md, "Why the labels seem to do nothing").
 //!
 //! Why: the bundled model's labels change nothing measurable (`rank-labels` finds every genre
 //! within ±0.004 bits/token of "no label"). That is either the code ignoring labels somewhere

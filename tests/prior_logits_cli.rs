@@ -4,7 +4,7 @@ use candle_core::{DType, Device, D};
 use std::process::Command;
 
 fn write_codes(path: &std::path::Path) {
-    // Level codes from the HF end-to-end fixture, as a conventions codes file.
+    // Level codes from the HF end-to-end fixture, as a codes file (docs/CONVENTIONS.md).
     let dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference/fixtures");
     let io = candle_core::safetensors::load(dir.join("e2e_io.safetensors"), &Device::Cpu).unwrap();

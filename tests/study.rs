@@ -271,3 +271,98 @@ fn report_links_exist_and_are_offline() {
     let html = std::fs::read_to_string(root.join("index.html")).unwrap();
     assert!(html.contains("<td>rock</td><td>3.2</td>"));
 }
+
+/// The fake runner under another name: what a model runner looks like to the study.
+struct AsModel(FakeRunner);
+
+impl study::CellRunner for AsModel {
+    fn prepare(
+        &mut self,
+        plan: &study::Plan,
+        prompt: &[f32],
+    ) -> anyhow::Result<Vec<study::PromptRecon>> {
+        self.0.prepare(plan, prompt)
+    }
+    fn run_group(
+        &mut self,
+        plan: &study::Plan,
+        group: &study::BatchGroup,
+        prompt: &[f32],
+        progress: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<Vec<study::SampleOutcome>> {
+        self.0.run_group(plan, group, prompt, progress)
+    }
+}
+
+#[test]
+fn runner_kinds_are_recorded_and_never_mixed() {
+    use study::RunnerKind;
+    let tmp = tempfile::tempdir().unwrap();
+    let prompt_path = write_prompt(tmp.path());
+    let fake_plan = plan(&prompt_path);
+    assert_eq!(fake_plan.runner, RunnerKind::Fake);
+    let prompt = study::load_prompt(&prompt_path, &fake_plan).unwrap();
+    let mut model_plan = fake_plan.clone();
+    model_plan.runner = RunnerKind::Model;
+
+    // A plan and a runner of different kinds: refused before anything is written.
+    let x = tmp.path().join("x");
+    let e = study::run_study(
+        &model_plan,
+        &x,
+        &prompt,
+        &mut FakeRunner::new(),
+        &RunOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("made by the model runner but this run uses the fake runner"),
+        "{e:#}"
+    );
+    assert!(!x.exists(), "a refused run wrote files");
+
+    // Item records carry the kind.
+    let f = tmp.path().join("f");
+    run_full(&f, &prompt_path);
+    let items = study::read_items(&f, &fake_plan).unwrap();
+    assert!(items.iter().all(|i| i.runner == RunnerKind::Fake));
+
+    // Shard 0 by the fake runner, shard 1 by a "model" runner of a model-kind plan, joined in
+    // one folder: merge refuses and names the foreign item.
+    let m = tmp.path().join("m");
+    let opts = |i| RunOptions {
+        shard: Some((i, 2)),
+        verbose: false,
+    };
+    study::run_study(
+        &model_plan,
+        &m,
+        &prompt,
+        &mut AsModel(FakeRunner::new()),
+        &opts(1),
+    )
+    .unwrap();
+    let s = tmp.path().join("s");
+    study::run_study(&fake_plan, &s, &prompt, &mut FakeRunner::new(), &opts(0)).unwrap();
+    std::fs::rename(s.join("shards/0-of-2"), m.join("shards/0-of-2")).unwrap();
+    let e = study::merge(&m).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("was made by the fake runner") && msg.contains("records the model runner"),
+        "{msg}"
+    );
+    assert!(m.join("shards/0-of-2").exists() && m.join("shards/1-of-2").exists());
+    // Resuming the mixed folder is refused too.
+    let e = study::run_study(
+        &model_plan,
+        &m,
+        &prompt,
+        &mut AsModel(FakeRunner::new()),
+        &opts(0),
+    )
+    .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("was made by the fake runner"),
+        "{e:#}"
+    );
+}

@@ -299,10 +299,138 @@ fn emit_slurm_and_k8s() {
         merge["spec"]["template"]["spec"]["containers"][0]["command"][2],
         "merge"
     );
-    // More shards than groups is refused by the library, clamped by the CLI.
+    // More shards than groups is refused by the library, clamped by the CLI: the job runs one
+    // shard per batch group, and every shard command divides by that number.
     let o = jukebox(
         &[&base[..], &["--emit", "k8s", "--shards", "999"]].concat(),
         d,
     );
-    assert!(o.status.success());
+    assert!(o.status.success(), "{}", text(&o));
+    let n = plan.groups.len();
+    let job: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("big/k8s/study-job.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        job["spec"]["completions"], n,
+        "--shards 999 not clamped to {n} groups"
+    );
+    assert_eq!(
+        job["spec"]["parallelism"], n,
+        "--shards 999 not clamped to {n} groups"
+    );
+    let cmd = job["spec"]["template"]["spec"]["containers"][0]["command"][2]
+        .as_str()
+        .unwrap();
+    assert!(
+        cmd.contains(&format!("--shard \"$JOB_COMPLETION_INDEX/{n}\"")) && !cmd.contains("999"),
+        "{cmd}"
+    );
+    // The same clamp for Slurm: an array of one task per group.
+    let o = jukebox(
+        &[&base[..], &["--emit", "slurm", "--shards", "999"]].concat(),
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let array = std::fs::read_to_string(d.join("big/slurm/array.sbatch")).unwrap();
+    assert!(
+        array.contains(&format!("#SBATCH --array=0-{}\n", n - 1))
+            && array.contains(&format!("/{n}\""))
+            && !array.contains("999"),
+        "{array}"
+    );
+    // The plan itself is unchanged by --emit.
+    assert_eq!(jukebox::study::read_plan(&d.join("big")).unwrap(), plan);
+}
+
+#[test]
+fn fake_runner_is_recorded_and_never_mixed() {
+    let (tmp, model, prompt) = setup();
+    let d = tmp.path();
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plans/tiny.toml");
+    let base = [
+        "study",
+        "--fake-runner",
+        "--model",
+        &model,
+        "--prompt",
+        &prompt,
+        "--plan",
+        tiny.to_str().unwrap(),
+    ];
+    let o = jukebox(&[&base[..], &["--dry-run"]].concat(), d);
+    assert!(
+        o.status.success() && text(&o).contains("runner: fake"),
+        "{}",
+        text(&o)
+    );
+    let o = jukebox(&[&base[..], &["-o", "fake"]].concat(), d);
+    assert!(o.status.success(), "{}", text(&o));
+    // plan.toml, claims.csv and the report all say so.
+    let plan_text = std::fs::read_to_string(d.join("fake/plan.toml")).unwrap();
+    assert!(
+        plan_text.lines().any(|l| l == "runner = \"fake\""),
+        "{plan_text}"
+    );
+    let claims = support::read_csv(&d.join("fake/claims.csv"));
+    assert!(!claims.is_empty());
+    assert!(claims.iter().all(|r| r["runner"] == "fake"), "{claims:?}");
+    let html = std::fs::read_to_string(d.join("fake/index.html")).unwrap();
+    assert!(
+        html.contains("fake runner: numbers are not from a model"),
+        "no fake-runner banner in the report"
+    );
+
+    // Resuming a fake study without --fake-runner is refused before anything runs.
+    let o = jukebox(&["study", "--resume", "fake"], d);
+    let t = text(&o);
+    assert!(
+        !o.status.success()
+            && t.contains("made by the fake runner")
+            && t.contains("uses the model runner")
+            && t.contains("with --fake-runner"),
+        "{t}"
+    );
+    // A model-runner plan (here: the fake study's plan relabelled) refuses --fake-runner, both
+    // on --resume and for new runs into the same folder.
+    std::fs::create_dir(d.join("real")).unwrap();
+    std::fs::write(
+        d.join("real/plan.toml"),
+        plan_text.replace("runner = \"fake\"", "runner = \"model\""),
+    )
+    .unwrap();
+    let o = jukebox(&["study", "--fake-runner", "--resume", "real"], d);
+    let t = text(&o);
+    assert!(
+        !o.status.success()
+            && t.contains("made by the model runner")
+            && t.contains("uses the fake runner"),
+        "{t}"
+    );
+    let o = jukebox(&[&base[..], &["-o", "real"]].concat(), d);
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("made by the model runner"),
+        "{t}"
+    );
+    assert!(!d.join("real/cells").exists(), "a refused run wrote items");
+
+    // `study merge` refuses shard folders made by another runner kind: a fake shard copied
+    // into a model-runner study.
+    let o = jukebox(&[&base[..], &["-o", "two", "--shard", "0/2"]].concat(), d);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::create_dir_all(d.join("real/shards")).unwrap();
+    std::fs::rename(d.join("two/shards/0-of-2"), d.join("real/shards/0-of-2")).unwrap();
+    let o = jukebox(&["study", "merge", "real"], d);
+    let t = text(&o);
+    assert!(
+        !o.status.success()
+            && t.contains("was made by the fake runner")
+            && t.contains("records the model runner")
+            && t.contains("cannot be merged"),
+        "{t}"
+    );
+    assert!(
+        d.join("real/shards/0-of-2").exists(),
+        "a refused merge moved the shard"
+    );
 }

@@ -1,4 +1,4 @@
-//! The memory guard on `jukebox study` (issue 9, "Limits"), on the bundled model: a study whose
+//! The memory guard on `jukebox study` (docs/RELIABILITY.md), on the bundled model: a study whose
 //! batch groups would not fit (prior weights + KV cache) is refused before anything is written,
 //! with a message that says which `--max-batch` fits; that `--max-batch` then runs under the
 //! same limit. A study resumed under a limit too small for its groups is refused without touching

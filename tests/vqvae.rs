@@ -274,7 +274,7 @@ fn codes_file_round_trip() {
     );
     let e = codes.level(1).expect_err("no level 1");
     assert!(format!("{e}").contains("[0, 2]"), "{e}");
-    // Stored as int64, as conventions require.
+    // Stored as int64, as docs/CONVENTIONS.md ("Codes files") requires.
     let bytes = std::fs::read(&p).expect("read");
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("st");
     assert_eq!(

@@ -3,7 +3,7 @@
 //! Decoding uses symphonia (WAV, AIFF, FLAC, MP3, OGG Vorbis), mixing to mono by averaging as the
 //! official code (librosa) does, then resamples with rubato's band-limited resamplers. Bad input
 //! (empty, truncated, lying headers, unsupported codecs, non-finite samples) is an error that names
-//! the file; valid audio in an unusual shape is converted with a warning (see conventions).
+//! the file; valid audio in an unusual shape is converted with a warning (docs/CONVENTIONS.md, "Lengths and audio").
 
 mod decode;
 mod resample;
@@ -15,9 +15,9 @@ pub use write::{write_wav_f32, write_wav_i16};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
-/// The model's sample rate (spec §0).
+/// The model's sample rate (upstream jukebox/hparams.py `sr=44100`).
 pub const SAMPLE_RATE: u32 = 44_100;
-/// Lowest and highest accepted source rates (conventions: "Audio input").
+/// Lowest and highest accepted source rates (docs/CONVENTIONS.md, "Lengths and audio").
 pub const MIN_SOURCE_RATE: u32 = 8_000;
 pub const MAX_SOURCE_RATE: u32 = 384_000;
 /// Most channels accepted (mixed to mono by averaging).

@@ -1,4 +1,5 @@
-//! Key names: Hugging Face layout ↔ official state-dict keys (spec §5.4, both directions).
+//! Key names: Hugging Face layout ↔ official state-dict keys (both directions; the official keys are the module paths of upstream
+//! jukebox/vqvae/vqvae.py `VQVAE.__init__` and jukebox/prior/prior.py `SimplePrior.__init__`).
 //!
 //! The HF converter renames official keys in a fixed sequence of string edits; this module
 //! implements it as a structural map on dot-separated segments, so that both directions are exact
@@ -427,7 +428,7 @@ fn prior_official_to_hf(k: &str) -> Result<String> {
     })
 }
 
-/// The official key grammar (spec §5.2), one pattern per kind of entry. In a pattern, `#` is an
+/// The official key grammar (module paths of upstream `VQVAE` and `SimplePrior`), one pattern per kind of entry. In a pattern, `#` is an
 /// index and `a|b` alternatives.
 pub const VQVAE_GRAMMAR: &[&str] = &[
     "encoders.#.level_blocks.#.model.#.0.weight|bias",

@@ -1,12 +1,13 @@
-//! `jukebox encode` / `jukebox decode`: audio ↔ VQ-VAE codes files (conventions: int64
-//! `level_K` tensors [samples, tokens] with `sample_rate` and `hop_lengths` metadata).
+//! `jukebox encode` / `jukebox decode`: audio ↔ VQ-VAE codes files (docs/CONVENTIONS.md,
+//! "Codes files": int64 `level_K` tensors [samples, tokens] with `sample_rate` and `hop_lengths`
+//! metadata).
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use jukebox::vqvae::{self, VqVae};
 use std::path::{Path, PathBuf};
 
-/// A level flag: 0/1/2 or bottom/middle/top (conventions: "Levels").
+/// A level flag: 0/1/2 or bottom/middle/top (docs/CONVENTIONS.md, "Levels").
 pub fn parse_level(s: &str) -> Result<usize, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "bottom" => Ok(0),

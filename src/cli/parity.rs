@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Fixture folders (e.g. ../shared/reference/fixtures). Each is recognised by its manifest.
+    /// Fixture folders (e.g. tests/fixtures/reference/fixtures). Each is recognised by its manifest.
     #[arg(required = true)]
     pub dirs: Vec<PathBuf>,
     /// Treat skipped checks as failures (CI uses this).

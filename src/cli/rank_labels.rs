@@ -62,7 +62,7 @@ pub struct Args {
 const DEFAULT_MODEL: &str = "models/default";
 const DEFAULT_PROMPT: &str = "data/prompts/amen.wav";
 
-/// Defaults resolve against the crate root too (conventions); user paths are taken as given.
+/// Defaults resolve against the crate root too (docs/CONVENTIONS.md, "Default paths"); user paths are taken as given.
 fn resolve_default_path(p: &std::path::Path, default: &str) -> PathBuf {
     match p.to_str() {
         Some(s) if s == default => jukebox::util::resolve_default(s),

@@ -244,8 +244,15 @@ fn run_study(a: RunArgs) -> Result<()> {
         Some(super::device(&a.device)?)
     };
     let shard = a.shard.as_deref().map(st::parse_shard).transpose()?;
+    let this_runner = if a.fake_runner {
+        st::RunnerKind::Fake
+    } else {
+        st::RunnerKind::Model
+    };
     let (plan, root) = if let Some(dir) = &a.resume {
-        (st::read_plan(dir)?, dir.clone())
+        let plan = st::read_plan(dir)?;
+        st::check_runner(dir, plan.runner, this_runner)?;
+        (plan, dir.clone())
     } else {
         let mut spec = PlanSpec {
             model: a.model.as_ref().map(|p| p.display().to_string()),
@@ -305,7 +312,8 @@ fn run_study(a: RunArgs) -> Result<()> {
             .map(PathBuf::from)
             .unwrap_or_else(|| resolve_default("data/prompts/amen.wav"));
         spec.prompt = Some(prompt.display().to_string());
-        let plan = Plan::build(&spec, vocab.as_ref(), &facts)?;
+        let mut plan = Plan::build(&spec, vocab.as_ref(), &facts)?;
+        plan.runner = this_runner;
         let root = a
             .out
             .clone()
@@ -322,6 +330,9 @@ fn run_study(a: RunArgs) -> Result<()> {
                 default_rate(l)
             }
         };
+        if plan.runner == st::RunnerKind::Fake {
+            println!("runner: fake (--fake-runner; numbers are not from a model)");
+        }
         print!("{}", plan.describe(&rate));
         println!("output: {}", root.display());
         return Ok(());
@@ -370,7 +381,7 @@ fn run_study(a: RunArgs) -> Result<()> {
 }
 
 /// Rank the model's genres (and artists, when the list is short) by how well they explain the
-/// prompt (issue 12), once per study, so the report shows them beside the sweep.
+/// prompt (`jukebox rank-labels`, src/cli/rank_labels.rs), once per study, so the report shows them beside the sweep.
 fn rank_prompt(plan: &Plan, root: &Path) -> Result<()> {
     let out = root.join("label_ranking.csv");
     if out.exists() {

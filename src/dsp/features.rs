@@ -4,7 +4,9 @@ use super::{log_mel, stft_mag, stft_mag_valid};
 
 /// Upper edges of the energy bands (Hz); the last band runs to Nyquist.
 pub const BAND_EDGES_HZ: [f64; 5] = [150.0, 400.0, 1000.0, 2500.0, 6000.0];
-/// The official multispectral loss configurations (n_fft, hop, window), spec §2.5.
+/// The official multispectral loss configurations (n_fft, hop, window), upstream
+/// jukebox/hparams.py (`multispec_loss_n_fft`, `multispec_loss_hop_length`,
+/// `multispec_loss_window_size`), used by jukebox/utils/audio_utils.py `multispectral_loss`.
 pub const MULTISPEC_CONFIGS: [(usize, usize, usize); 3] =
     [(2048, 240, 1200), (1024, 120, 600), (512, 50, 240)];
 

@@ -1,6 +1,6 @@
 //! `jukebox parity DIR`: check this crate against reference fixtures.
 //!
-//! A folder is recognised by what it holds (see `docs/conventions` in the repo README):
+//! A folder is recognised by what it holds (`tests/fixtures/reference/README.md`):
 //! - `manifest.json` with `configs.vqvae`: the HF-port fixtures (VQ-VAE, priors, end to end);
 //! - `manifest.json` with `lyrics_cases`: the official lyrics/dense prior fixtures;
 //! - `timing_bins.json`: official timing-label bins;

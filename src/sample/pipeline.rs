@@ -350,7 +350,7 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
     Ok(Outcome::Finished(summary))
 }
 
-/// The conventions' codes file, with every item's row (rows missing at a level are absent).
+/// The codes file of docs/CONVENTIONS.md ("Codes files"), with every item's row (rows missing at a level are absent).
 pub fn write_codes_file(
     md: &ModelDir,
     run_dir: &Path,

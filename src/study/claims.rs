@@ -1,10 +1,10 @@
-//! The three claims of the founding study, measured over seeds (issue 12):
+//! The three claims the study measures (README, "What it does", `jukebox study`), over seeds:
 //! 1. primed beats ancestral (prompt retention and bits per token);
 //! 2. labels lower the sampling entropy and make the style more consistent across seeds;
 //! 3. seeds vary a lot within a cell, compared with the distance between cells.
 
 use super::metrics::{f, level_set, Separability};
-use super::plan::{Mode, Plan};
+use super::plan::{Mode, Plan, RunnerKind};
 use super::stats;
 use super::store::ItemRecord;
 use std::fmt::Write;
@@ -306,14 +306,16 @@ pub fn measure(plan: &Plan, items: &[ItemRecord], sep: &[Separability]) -> Vec<C
     out
 }
 
-pub fn claims_csv(claims: &[Claim]) -> String {
+/// `claims.csv`; its last column, `runner`, says what produced the numbers (`model`, or `fake`
+/// for the fake runner, whose numbers are not from a model).
+pub fn claims_csv(claims: &[Claim], runner: RunnerKind) -> String {
     let mut s = String::from(
-        "claim,level,metric,a,b,n,mean_a,se_a,mean_b,se_b,diff,diff_se,p,ci_lo,ci_hi,expect,verdict,cells\n",
+        "claim,level,metric,a,b,n,mean_a,se_a,mean_b,se_b,diff,diff_se,p,ci_lo,ci_hi,expect,verdict,cells,runner\n",
     );
     for c in claims {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             c.claim,
             c.level,
             c.metric,
@@ -331,7 +333,8 @@ pub fn claims_csv(claims: &[Claim]) -> String {
             f(c.ci.1),
             c.expect,
             c.verdict,
-            c.cells.join(" ")
+            c.cells.join(" "),
+            runner
         );
     }
     s

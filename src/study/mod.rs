@@ -18,7 +18,7 @@ pub mod store;
 pub mod svg;
 pub mod vocab;
 
-pub use plan::{BatchGroup, Cell, Mode, Plan, PlanSpec, Vocab};
+pub use plan::{BatchGroup, Cell, Mode, Plan, PlanSpec, RunnerKind, Vocab};
 pub use runner::{CellRunner, FakeRunner, LevelOutcome, PromptRecon, SampleOutcome};
 
 use anyhow::{bail, Context, Result};
@@ -104,6 +104,7 @@ pub fn write_or_check_plan(root: &Path, plan: &Plan) -> Result<()> {
         let old = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let old_plan = Plan::from_toml(&old, &path)?;
+        check_runner(root, old_plan.runner, plan.runner)?;
         if old_plan != *plan {
             bail!(
                 "{} already holds a different study plan; resume it with `jukebox study --resume {}`, \
@@ -115,6 +116,62 @@ pub fn write_or_check_plan(root: &Path, plan: &Plan) -> Result<()> {
         return Ok(());
     }
     crate::util::atomic_write(&path, text.as_bytes())
+}
+
+/// Refuse to continue or join a study made by one runner kind with another.
+pub fn check_runner(root: &Path, study: RunnerKind, this: RunnerKind) -> Result<()> {
+    if study != this {
+        let flag = |k: RunnerKind| match k {
+            RunnerKind::Fake => "with --fake-runner",
+            RunnerKind::Model => "without --fake-runner",
+        };
+        bail!(
+            "{} is a study made by the {study} runner but this run uses the {this} runner; \
+             a study never mixes runner kinds (run {}, or choose a new --out)",
+            root.display(),
+            flag(study)
+        );
+    }
+    Ok(())
+}
+
+/// The item records of the finished groups under `root` (a study or shard folder) made by a
+/// runner other than `want`, as (path, kind). Items of unfinished groups may be debris of an
+/// interrupted run and are left to the resume.
+fn foreign_items(root: &Path, plan: &Plan, want: RunnerKind) -> Result<Vec<(String, RunnerKind)>> {
+    let layout = Layout::new(root);
+    let mut out = vec![];
+    for g in plan.groups.iter().filter(|g| layout.is_done(g.index)) {
+        let Some(i) = plan.seed_index(g.seed) else {
+            continue;
+        };
+        for c in &g.cells {
+            let p = root.join(Layout::rel_item(c, i));
+            let rec = store::read_item(&p)?;
+            if rec.runner != want {
+                out.push((p.display().to_string(), rec.runner));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Refuse a study folder (and its shard folders) holding items made by another runner kind.
+fn check_item_runners(root: &Path, plan: &Plan) -> Result<()> {
+    let mut roots = vec![root.to_path_buf()];
+    roots.extend(store::shard_roots(root)?.into_iter().map(|(_, _, p)| p));
+    for r in roots {
+        if let Some((p, k)) = foreign_items(&r, plan, plan.runner)?.first() {
+            bail!(
+                "{p} was made by the {k} runner but {} records the {} runner; \
+                 a study never mixes runner kinds, so these folders cannot be merged \
+                 (remove the foreign shard folder and rerun it with the study's runner)",
+                Layout::new(root).plan().display(),
+                plan.runner
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Read `STUDY/plan.toml`.
@@ -220,6 +277,7 @@ fn write_item(layout: &Layout, plan: &Plan, out: &SampleOutcome, prompt: &Prompt
         crate::util::atomic_write(&layout.cell_dir(cell).join("cell.toml"), text.as_bytes())?;
     }
     let rec = ItemRecord {
+        runner: plan.runner,
         cell: cell.clone(),
         seed: out.seed,
         sample,
@@ -239,7 +297,9 @@ pub fn run_study(
     opts: &RunOptions,
 ) -> Result<RunSummary> {
     plan.check()?;
+    check_runner(root, plan.runner, runner.kind())?;
     write_or_check_plan(root, plan)?;
+    check_item_runners(root, plan)?;
     let shards = store::shard_roots(root)?;
     let work = match opts.shard {
         Some((i, n)) => Layout::new(Layout::new(root).shard_root(i, n)),
@@ -348,6 +408,7 @@ pub fn merge(root: &Path) -> Result<()> {
     ns.dedup();
     // Check before moving anything: a refused merge leaves the shard folders as they are, so
     // shards still running (or resumed later) keep their files and their `.work` state.
+    check_item_runners(root, &plan)?;
     let missing: Vec<usize> = plan
         .groups
         .iter()
@@ -432,6 +493,17 @@ pub fn read_items(root: &Path, plan: &Plan) -> Result<Vec<ItemRecord>> {
 pub fn aggregate(root: &Path) -> Result<()> {
     let plan = read_plan(root)?;
     let items = read_items(root, &plan)?;
+    if let Some(i) = items.iter().find(|i| i.runner != plan.runner) {
+        bail!(
+            "item {} seed {} in {} was made by the {} runner but the plan records the {} runner; \
+             a study never mixes runner kinds",
+            i.cell,
+            i.seed,
+            root.display(),
+            i.runner,
+            plan.runner
+        );
+    }
     let pj = Layout::new(root).prompt_dir().join("prompt.json");
     let info: PromptInfo = serde_json::from_str(
         &std::fs::read_to_string(&pj).with_context(|| format!("cannot read {}", pj.display()))?,
@@ -447,7 +519,7 @@ pub fn aggregate(root: &Path) -> Result<()> {
     w("separability.csv", &metrics::separability_csv(&sep))?;
     w("cell_pairs.csv", &metrics::cell_pairs_csv(&pairs))?;
     let claims = claims::measure(&plan, &items, &sep);
-    w("claims.csv", &claims::claims_csv(&claims))?;
+    w("claims.csv", &claims::claims_csv(&claims, plan.runner))?;
     let ranking = report::read_label_ranking(&root.join("label_ranking.csv"));
     let html = report::render(&report::ReportData {
         plan: &plan,

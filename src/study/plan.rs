@@ -37,6 +37,33 @@ impl Mode {
     }
 }
 
+/// What produced a study's numbers: the sampling pipeline on a model, or the deterministic
+/// fake runner (`--fake-runner`, for tests and demos). Recorded in `plan.toml`, in every item
+/// record, in `claims.csv` and in the report, so a fake study never reads as a real one and the
+/// two are never mixed. A plan or record written before this field existed reads as `model`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum RunnerKind {
+    #[default]
+    Model,
+    Fake,
+}
+
+impl RunnerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunnerKind::Model => "model",
+            RunnerKind::Fake => "fake",
+        }
+    }
+}
+
+impl std::fmt::Display for RunnerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One label set in one mode.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Cell {
@@ -73,6 +100,9 @@ pub struct BatchGroup {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Plan {
     pub version: u32,
+    /// What runs the cells (see [`RunnerKind`]); [`Plan::build`] sets `model`.
+    #[serde(default)]
+    pub runner: RunnerKind,
     pub model: String,
     pub prompt: String,
     pub prompt_seconds: f64,
@@ -223,7 +253,7 @@ pub struct ModelFacts {
     pub hops: Vec<usize>,
 }
 
-/// Defaults for the no-flag study (conventions "Budgets").
+/// Defaults for the no-flag study (docs/CONVENTIONS.md, "Budgets").
 /// Two bars of the bundled Amen prompt at 137 BPM: users advise cutting a prime on a bar line.
 pub const DEFAULT_PROMPT_SECONDS: f64 = 3.504;
 pub const DEFAULT_CONTINUATION_SECONDS: f64 = 3.0;
@@ -412,6 +442,7 @@ impl Plan {
 
         Ok(Plan {
             version: PLAN_VERSION,
+            runner: RunnerKind::Model,
             model: spec.model.clone().unwrap_or_default(),
             prompt: spec.prompt.clone().unwrap_or_default(),
             prompt_seconds,

@@ -111,6 +111,14 @@ pub fn render(d: &ReportData) -> String {
         super::features::spectrogram_opts().db_min,
         super::features::spectrogram_opts().db_max
     );
+    if p.runner == super::plan::RunnerKind::Fake {
+        let _ = writeln!(
+            s,
+            "<p id=\"fake-runner\" style=\"background:#c00;color:#fff;font-weight:bold;padding:0.5em\">\
+             fake runner: numbers are not from a model (this study was made with \
+             <code>--fake-runner</code>, a deterministic stand-in for tests and demos)</p>"
+        );
+    }
     prompt_section(&mut s, d);
     ranking_section(&mut s, d);
     claims_section(&mut s, d);

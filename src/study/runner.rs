@@ -5,7 +5,7 @@
 //! model said while sampling. Everything downstream (files, metrics, claims, report) is the
 //! study's job, so a real runner only has to sample.
 
-use super::plan::{BatchGroup, Mode, Plan};
+use super::plan::{BatchGroup, Mode, Plan, RunnerKind};
 use crate::util::uniform;
 use anyhow::{bail, Result};
 
@@ -61,6 +61,11 @@ pub trait CellRunner {
         prompt: &[f32],
         progress: &mut dyn FnMut(&str),
     ) -> Result<Vec<SampleOutcome>>;
+
+    /// What kind of runner this is; a plan records it and a run refuses a different kind.
+    fn kind(&self) -> RunnerKind {
+        RunnerKind::Model
+    }
 
     /// Throughput guess for `--dry-run` estimates (tokens per second per batch at `level`).
     fn tokens_per_second(&self, level: usize) -> f64 {
@@ -189,6 +194,10 @@ impl FakeRunner {
 }
 
 impl CellRunner for FakeRunner {
+    fn kind(&self) -> RunnerKind {
+        RunnerKind::Fake
+    }
+
     fn prepare(&mut self, plan: &Plan, prompt: &[f32]) -> Result<Vec<PromptRecon>> {
         Ok(plan
             .levels

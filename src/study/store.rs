@@ -110,6 +110,9 @@ pub(crate) mod nan_as_null {
 /// One item (cell × seed).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct ItemRecord {
+    /// The runner that made this item; a study never mixes runner kinds.
+    #[serde(default)]
+    pub runner: super::plan::RunnerKind,
     pub cell: String,
     pub seed: u64,
     pub sample: usize,
@@ -156,7 +159,7 @@ pub fn write_wav(path: &Path, samples: &[f32], sample_rate: u32) -> Result<()> {
         .with_context(|| format!("cannot write audio {}", path.display()))
 }
 
-/// A codes file as the conventions define it: int64 tensors `level_K` of shape [1, tokens], with
+/// A codes file as docs/CONVENTIONS.md ("Codes files") defines it: int64 tensors `level_K` of shape [1, tokens], with
 /// the sample rate and hop lengths in the header metadata. Written by hand so that the header's
 /// key order (and so the bytes) is fixed.
 pub fn write_codes(

@@ -100,8 +100,11 @@ pub fn write_prompt(dir: &Path) -> PathBuf {
     p
 }
 
+/// The plan the library tests run with the fake runner (so it records `runner = "fake"`).
 pub fn plan(prompt: &Path) -> Plan {
-    Plan::build(&spec(prompt), &vocab(), &facts()).unwrap()
+    let mut p = Plan::build(&spec(prompt), &vocab(), &facts()).unwrap();
+    p.runner = jukebox::study::RunnerKind::Fake;
+    p
 }
 
 /// Every file under `root` (relative path → bytes).

@@ -1,6 +1,6 @@
 //! A pickle reader that never executes anything.
 //!
-//! Globals become data. The allow-list (conventions.md, "Checkpoints") names the globals that are
+//! Globals become data. The allow-list ([`ALLOWED_GLOBALS`], docs/CONVENTIONS.md "Checkpoints") names the globals that are
 //! *interpreted*: `OrderedDict` becomes a dict, `_rebuild_tensor_v2` / `_rebuild_parameter` a
 //! tensor reference, `torch.Size` a tuple, `_codecs.encode` bytes, numpy scalars/dtypes an inert
 //! placeholder. Any other global becomes [`Value::Opaque`] carrying its name; calling or building
@@ -132,7 +132,7 @@ pub fn storage_dtype(global: &str) -> Option<DType> {
     })
 }
 
-/// The globals we interpret (conventions.md). Storage classes are allowed too (see
+/// The globals we interpret (docs/CONVENTIONS.md, "Checkpoints"). Storage classes are allowed too (see
 /// [`storage_dtype`]); other `torch.*Storage` classes (e.g. CharStorage) are allowed but their
 /// dtype is unsupported.
 pub const ALLOWED_GLOBALS: &[&str] = &[
