@@ -1,6 +1,6 @@
 //! The KV cache for sampling, kept outside the model and sized to one window.
 //!
-//! Each layer keeps only what its attention type can still read (spec §3.9): the whole window
+//! Each layer keeps only what its attention type can still read (as `openai/jukebox@08efbbc` `jukebox/transformer/factored_attention.py` `FactoredAttention`): the whole window
 //! for dense and transpose layers, the current block for block layers, two blocks for
 //! previous-block layers, the first P positions for prime layers, and the projected encoder
 //! states for cross layers. Position p lives in slot `p mod cap`.

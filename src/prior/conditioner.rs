@@ -1,4 +1,4 @@
-//! The upsampler conditioner (spec §3.4): upper-level codes → embedding → DecoderConvBlock
+//! The upsampler conditioner (`openai/jukebox@08efbbc` `jukebox/prior/conditioners.py` `Conditioner`): upper-level codes → embedding → DecoderConvBlock
 //! (conv, then per stage Resnet1D + ConvTranspose) → LayerNorm. Output (N, n_ctx, W).
 //!
 //! Keys under `conditioner_blocks.0`: `x_emb.weight`, `cond.model.0.*`,

@@ -1,4 +1,4 @@
-//! Label sections of `jukebox quality` (issue 25 §4): does the top prior use its artist and
+//! Label sections of `jukebox quality`: does the top prior use its artist and
 //! genre labels?
 //!
 //! A true label can save at most log2(#genres) bits per *window* against no label (see

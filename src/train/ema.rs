@@ -1,4 +1,4 @@
-//! The EMA codebook with random restarts (official `BottleneckBlock`, spec §2.4).
+//! The EMA codebook with random restarts (`openai/jukebox@08efbbc` `jukebox/vqvae/bottleneck.py` `BottleneckBlock`).
 //!
 //! Buffers live on the host, outside the autodiff graph. Quantisation uses the official distance
 //! expansion ‖x‖² − 2x·k + ‖k‖² in f32 and takes the first minimum.

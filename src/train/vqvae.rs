@@ -1,4 +1,4 @@
-//! One VQ-VAE training step, validation and checkpoint state (spec §2.4, §2.5).
+//! One VQ-VAE training step, validation and checkpoint state (`openai/jukebox@08efbbc` `jukebox/vqvae/vqvae.py` `VQVAE.forward`).
 
 use super::ckpt::{Checkpoint, LoopState};
 use super::ema::{CodebookStats, EmaCodebook};

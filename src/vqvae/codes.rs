@@ -1,4 +1,4 @@
-//! Codes files (conventions): safetensors with int64 tensors `level_0`, `level_1`, `level_2`
+//! Codes files (docs/CONVENTIONS.md): safetensors with int64 tensors `level_0`, `level_1`, `level_2`
 //! of shape [samples, tokens], and `sample_rate` and `hop_lengths` in the header metadata.
 
 use anyhow::{bail, Context, Result};

@@ -1,4 +1,4 @@
-//! The hierarchical VQ-VAE (spec §2), with official state-dict keys:
+//! The hierarchical VQ-VAE (`openai/jukebox@08efbbc` `jukebox/vqvae/vqvae.py`), with official state-dict keys:
 //! `encoders.{L}.level_blocks.{b}…`, `decoders.{L}.level_blocks.{b}…`, `decoders.{L}.out`,
 //! `bottleneck.level_blocks.{L}.k`.
 //!

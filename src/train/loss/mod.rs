@@ -1,4 +1,4 @@
-//! VQ-VAE and prior training losses (spec §2.5, §3.1), built from differentiable candle ops.
+//! VQ-VAE and prior training losses (`openai/jukebox@08efbbc` `jukebox/vqvae/vqvae.py` `_loss_fn`, `jukebox/utils/audio_utils.py` `multispectral_loss`; the prior's cross-entropy of `jukebox/prior/autoregressive.py`), built from differentiable candle ops.
 //!
 //! The STFT is framing (one `index_select`) plus a matmul with a windowed DFT basis, so it
 //! trains through; candle has no differentiable FFT.
