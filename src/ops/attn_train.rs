@@ -13,6 +13,7 @@
 //! - previous-block: queries of block g attend to all keys of block g − 1 (block 0 to zeros,
 //!   which gives exactly zero output and no gradient).
 
+use super::custom::SharedOut;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -154,19 +155,6 @@ pub struct QkvAttnOp {
     pub scale: f32,
 }
 
-/// A pointer that problems write through at disjoint positions.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: each problem writes only its own (position, channel) elements (module docs).
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
-}
-
 impl QkvAttnOp {
     /// (groups, problem length, causal) for sequence length `l`.
     fn shape(&self, l: usize) -> (usize, usize, bool) {
@@ -282,7 +270,7 @@ impl CustomOp1 for QkvAttnOp {
         let (s, d) = (s3 / 3, s3 / 3 / self.heads);
         let (_, len, causal) = self.shape(l);
         let mut o = vec![0f32; b * l * s];
-        let op = Out(o.as_mut_ptr());
+        let op = SharedOut(o.as_mut_ptr());
         self.for_problems(b, l, |item, head, g, sc| {
             sc.ensure(d);
             let [q, k, v, _, out, _, _, p, _] = &mut sc.bufs[..] else {
@@ -312,7 +300,7 @@ impl CustomOp1 for QkvAttnOp {
         let cv = c.detach().flatten_all()?.to_vec1::<f32>()?;
         let gv = g.detach().flatten_all()?.to_vec1::<f32>()?;
         let mut dc = vec![0f32; cv.len()];
-        let op = Out(dc.as_mut_ptr());
+        let op = SharedOut(dc.as_mut_ptr());
         self.for_problems(b, l, |item, head, grp, sc| {
             sc.ensure(d);
             let [q, k, v, go, dq, dk, dv, p, ds] = &mut sc.bufs[..] else {
@@ -349,7 +337,7 @@ impl CustomOp1 for QkvAttnOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::test_util::rand_scaled;
+    use crate::ops::test_util::{rand_scaled, rel_max as rel};
     use crate::prior::attention::{allowed, score_scale, self_attention_full, AttnGeom, AttnKind};
     use candle_core::{DType, Var};
 
@@ -390,12 +378,6 @@ mod tests {
     }
 
     const KINDS: [AttnKind; 3] = [AttnKind::Block, AttnKind::Transpose, AttnKind::PrevBlock];
-
-    fn rel(a: &Tensor, b: &Tensor) -> f64 {
-        let f = |t: Tensor| -> f64 { t.to_dtype(DType::F64).unwrap().to_scalar().unwrap() };
-        f((a - b).unwrap().abs().unwrap().max_all().unwrap())
-            / f(b.abs().unwrap().max_all().unwrap()).max(1e-12)
-    }
 
     /// Output and `dc` equal the graph path's (batch 2, 2 heads of 4 channels, 16 positions).
     #[test]

@@ -338,7 +338,7 @@ impl CustomOp3 for ConvTranspose1dOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::test_util::rand_scaled;
+    use crate::ops::test_util::{rand_scaled, rel_max as rel};
     use crate::ops::{conv1d_graph, conv_transpose1d_graph};
     use candle_core::{DType, Device, Var};
 
@@ -414,14 +414,6 @@ mod tests {
                 300,
             ),
         ]
-    }
-
-    fn rel(a: &Tensor, b: &Tensor) -> f64 {
-        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap();
-        let m = b.abs().unwrap().max_all().unwrap();
-        let d: f64 = d.to_dtype(DType::F64).unwrap().to_scalar().unwrap();
-        let m: f64 = m.to_dtype(DType::F64).unwrap().to_scalar().unwrap();
-        d / m.max(1e-12)
     }
 
     /// The custom op's output and gradients equal the graph path's (batch 2, 3 → 5 channels).

@@ -91,3 +91,18 @@ pub(crate) unsafe fn gemm_strided(
         m, n, k, dst, dcs, drs, acc, a, acs, ars, b, bcs, brs, 1.0, beta, false, false, false, par,
     );
 }
+
+/// A pointer that parallel tasks write through at disjoint elements (each op says which).
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(pub(crate) *mut f32);
+// SAFETY: users write only element sets that no other task touches, into a buffer that outlives
+// the parallel loop (each use states its partition).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// Through a method, so that closures capture the whole (Sync) wrapper, not the field.
+    pub(crate) fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}

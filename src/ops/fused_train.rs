@@ -486,17 +486,11 @@ impl CustomOp3 for DenseOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::test_util::rand_scaled;
+    use crate::ops::test_util::{rand_scaled, rel_max as rel};
     use candle_core::{DType, Device, Var, D};
 
     fn var(shape: &[usize], seed: u64, scale: f64, dt: DType) -> Var {
         Var::from_tensor(&rand_scaled(shape, seed, scale).to_dtype(dt).unwrap()).unwrap()
-    }
-
-    fn rel(a: &Tensor, b: &Tensor) -> f64 {
-        let f = |t: Tensor| -> f64 { t.to_dtype(DType::F64).unwrap().to_scalar().unwrap() };
-        let d = f((a - b).unwrap().abs().unwrap().max_all().unwrap());
-        d / f(b.abs().unwrap().max_all().unwrap()).max(1e-12)
     }
 
     /// Each op under test: its inputs' shapes, the fused op, and the composed (graph) op.

@@ -9,7 +9,7 @@
 
 use super::conv::{conv1d_raw, im2col, res_block_raw, Geo, TILE};
 use super::conv_train::relu_mask;
-use super::custom::{gemm_strided, slice, tensor, with_data};
+use super::custom::{gemm_strided, slice, tensor, with_data, SharedOut};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -23,19 +23,6 @@ pub struct ResBlockOp {
     pub k: usize,
     pub dilation: usize,
     pub res_scale: f32,
-}
-
-/// A pointer that tiles write through at disjoint column ranges.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: each tile writes only its own columns of the hidden-gradient buffer.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
 }
 
 impl ResBlockOp {
@@ -110,7 +97,7 @@ impl CustomOp2 for ResBlockOp {
                 // Pass 1, per tile: recompute the hidden layer, accumulate the parameter
                 // gradients, store the hidden pre-activation gradient.
                 let mut dhid = vec![0f32; n * h * l];
-                let out = Out(dhid.as_mut_ptr());
+                let out = SharedOut(dhid.as_mut_ptr());
                 let tiles = l.div_ceil(TILE);
                 let total = n * tiles;
                 let per = total.div_ceil(CHUNKS).max(1);
@@ -251,7 +238,7 @@ impl CustomOp2 for ResBlockOp {
 mod tests {
     use super::*;
     use crate::ops::conv1d_graph;
-    use crate::ops::test_util::rand_scaled;
+    use crate::ops::test_util::{rand_scaled, rel_max as rel};
     use candle_core::{DType, Device, Var};
 
     const C: usize = 3;
@@ -284,12 +271,6 @@ mod tests {
             dilation: dil,
             res_scale: r as f32,
         }
-    }
-
-    fn rel(a: &Tensor, b: &Tensor) -> f64 {
-        let f = |t: Tensor| -> f64 { t.to_dtype(DType::F64).unwrap().to_scalar().unwrap() };
-        f((a - b).unwrap().abs().unwrap().max_all().unwrap())
-            / f(b.abs().unwrap().max_all().unwrap()).max(1e-12)
     }
 
     /// Output and gradients equal the graph path's (batch 2, lengths over several tiles).

@@ -26,3 +26,15 @@ pub fn max_err(a: &Tensor, b: &Tensor) -> f32 {
         .to_scalar()
         .unwrap()
 }
+
+/// max |a − b| / max |b| (f64), for comparing a fast op with its reference.
+pub fn rel_max(a: &Tensor, b: &Tensor) -> f64 {
+    let f = |t: Tensor| -> f64 {
+        t.to_dtype(candle_core::DType::F64)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    let d = f((a - b).unwrap().abs().unwrap().max_all().unwrap());
+    d / f(b.abs().unwrap().max_all().unwrap()).max(1e-12)
+}
