@@ -345,4 +345,37 @@ mod tests {
             }
         }
     }
+
+    /// Output and gradients do not depend on the thread count (fixed-chunk sums).
+    #[test]
+    fn res_block_op_is_thread_count_independent() {
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    let x = Var::from_tensor(&rand_scaled(&[2, C, 900], 7, 1.0)).unwrap();
+                    let p = Var::from_tensor(&rand_scaled(&[op(3, 1.0).packed_len(C)], 8, 0.6))
+                        .unwrap();
+                    let y = x.apply_op2(&p, op(3, 1.0)).unwrap();
+                    let g = y.sum_all().unwrap().backward().unwrap();
+                    let mut out: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+                    for v in [&x, &p] {
+                        out.extend(
+                            g.get(v)
+                                .unwrap()
+                                .flatten_all()
+                                .unwrap()
+                                .to_vec1::<f32>()
+                                .unwrap(),
+                        );
+                    }
+                    out
+                })
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
+    }
 }
