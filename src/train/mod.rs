@@ -34,10 +34,11 @@
 //!   All four components together: about 8 M weights, 16 MiB in f16.
 //! - `tiny`: test sizes that train in seconds.
 //!
-//! Step times on the 2-core development VM while other builds ran (load ≈ 5, so the idle figure
-//! should be lower): prior `small` 2.6–4.7 s/step at batch 4; VQ-VAE `small` at batch 4 ×
-//! 32768 samples 28–40 s/step (most of it the backward pass of the three decoders and the
-//! spectral loss), hence the 16384-sample preset window.
+//! Step times: `jukebox bench --train vqvae|prior --config FILE` times real optimiser steps of
+//! any config on this machine (bench/RESULTS.md "Training throughput" has the measured figures
+//! and the PyTorch comparison). On the CPU the layers train through custom ops with hand-written
+//! backward passes (`ops::conv_train`, `ops::resblock_train`, `ops::fused_train`,
+//! `ops::attn_train`); `ops::set_train_fast(false)` selects the graph-op reference path.
 //!
 //! # Labels
 //! Id 0 is "unknown" in both vocabularies; `label_dropout` (default 0.15) of training windows
