@@ -42,7 +42,9 @@
 //!
 //! # Labels
 //! Id 0 is "unknown" in both vocabularies; `label_dropout` (default 0.15) of training windows
-//! get artist 0 and genres [0, -1, ...] so that a no-label control means something.
+//! get artist 0 and genres [0, -1, ...] so that a no-label control means something;
+//! `label_dropout_single` (default 0) drops only the artist or only the genres in a further share,
+//! so that a genre with an unknown artist (what `rank-labels` scores) is trained too.
 
 pub mod assemble;
 pub mod ckpt;
