@@ -84,3 +84,43 @@ fn study_help_states_the_levels_default_the_code_uses() {
         .join(" ");
     assert!(line.contains("[default: all]"), "{line}");
 }
+
+/// Wrong kinds of file get messages that say what they are and what to do.
+#[test]
+fn wrong_kinds_of_file_are_named() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = format!("{root}/README.md");
+    let wav = format!("{root}/data/prompts/amen.wav");
+    let config = format!("{root}/models/default/config.json");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "sample",
+                "--model",
+                &readme,
+                "--mode",
+                "ancestral",
+                "--seconds",
+                "2",
+                "-o",
+                d,
+            ],
+            "is a file, not a model directory",
+        ),
+        (
+            vec!["decode", &wav, "--level", "top", "-o", "x.wav"],
+            "WAV audio file: make codes from it with `jukebox encode`",
+        ),
+        (vec!["inspect", &readme], "(it looks like text)"),
+        (vec!["inspect", &config], "(it looks like JSON)"),
+        (vec!["encode", &wav, "-o", d], "is a directory"),
+    ];
+    for (args, want) in cases {
+        let (ok, text) = jukebox(&args);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(text.contains(want), "{args:?}: want `{want}` in: {text}");
+        assert!(!text.contains("found bytes"), "{args:?}: {text}");
+    }
+}

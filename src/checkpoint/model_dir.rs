@@ -187,11 +187,15 @@ fn read_preset(dir: &Path) -> Result<Option<String>> {
 impl ModelDir {
     /// Open a model directory in any supported layout (see the module docs).
     pub fn open(path: &Path) -> Result<ModelDir> {
-        if !path.is_dir() {
+        if path.is_file() {
             bail!(
-                "model directory {} does not exist or is not a directory",
+                "{} is a file, not a model directory: give the folder that holds config.json and \
+                 the weights (or the official .pth.tar files)",
                 path.display()
             );
+        }
+        if !path.is_dir() {
+            bail!("model directory {} does not exist", path.display());
         }
         let cfg_path = path.join("config.json");
         let config = if cfg_path.is_file() {

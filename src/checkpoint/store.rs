@@ -243,11 +243,15 @@ impl Store {
         } else if head.is_empty() {
             bail!("{} is empty: not a checkpoint", path.display())
         } else {
+            let what = crate::util::sniff_kind(head)
+                .map(|k| format!("it looks like {k}"))
+                .unwrap_or_else(|| {
+                    format!("it starts with bytes {:02x?}", &head[..head.len().min(8)])
+                });
             bail!(
-                "{} is not a checkpoint: expected safetensors, a torch zip (PK..) or a legacy torch pickle (0x80 ..), \
-                 found bytes {:02x?}",
-                path.display(),
-                &head[..head.len().min(8)]
+                "{} is not a checkpoint ({what}): expected safetensors, a torch zip (PK..) or a \
+                 legacy torch pickle (0x80 ..)",
+                path.display()
             )
         }
     }

@@ -106,6 +106,12 @@ pub fn encode_samples(
 }
 
 pub fn run_encode(args: EncodeArgs) -> Result<()> {
+    if args.out.is_dir() {
+        bail!(
+            "-o {} is a directory: name the codes file to write (e.g. codes.safetensors)",
+            args.out.display()
+        );
+    }
     let model = load_model(&args.model)?;
     let levels: Vec<usize> = match args.level {
         Some(l) if l >= model.levels() => {

@@ -90,8 +90,16 @@ pub fn save_codes(
 pub fn load_codes(path: &Path) -> Result<Codes> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read codes file {}", path.display()))?;
-    let st = SafeTensors::deserialize(&bytes)
-        .with_context(|| format!("{} is not a safetensors codes file", path.display()))?;
+    let st = SafeTensors::deserialize(&bytes).with_context(|| {
+        let hint = match crate::util::sniff_kind(&bytes[..bytes.len().min(16)]) {
+            Some(k) if k.contains("audio") => {
+                format!(" (it is {k}: make codes from it with `jukebox encode`)")
+            }
+            Some(k) => format!(" (it looks like {k})"),
+            None => String::new(),
+        };
+        format!("{} is not a safetensors codes file{hint}", path.display())
+    })?;
     let (_, meta) = SafeTensors::read_metadata(&bytes)
         .with_context(|| format!("{}: unreadable safetensors header", path.display()))?;
     let meta = meta.metadata().clone().unwrap_or_default();
