@@ -133,6 +133,33 @@ pub fn nearest<'a>(
         .collect()
 }
 
+/// What the first bytes of a file look like, for error messages about the wrong kind of file
+/// (`None` when nothing is recognised).
+pub fn sniff_kind(head: &[u8]) -> Option<&'static str> {
+    let starts = |p: &[u8]| head.starts_with(p);
+    if starts(b"RIFF") && head.get(8..12) == Some(b"WAVE") {
+        Some("a WAV audio file")
+    } else if starts(b"fLaC") {
+        Some("a FLAC audio file")
+    } else if starts(b"OggS") {
+        Some("an Ogg audio file")
+    } else if starts(b"ID3") || (head.len() >= 2 && head[0] == 0xff && head[1] & 0xe0 == 0xe0) {
+        Some("an MP3 audio file")
+    } else if starts(b"PK\x03\x04") {
+        Some("a zip archive")
+    } else if head.first().is_some_and(|&b| b == b'{' || b == b'[') {
+        Some("JSON")
+    } else if !head.is_empty()
+        && head.iter().all(|&b| {
+            b == b'\n' || b == b'\r' || b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80
+        })
+    {
+        Some("text")
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,32 +192,5 @@ mod tests {
         let c = ["rock", "pop", "jazz", "hip hop"];
         assert_eq!(nearest("rokc", c, 1), vec!["rock"]);
         assert_eq!(nearest("hop", c, 1), vec!["hip hop"]);
-    }
-}
-
-/// What the first bytes of a file look like, for error messages about the wrong kind of file
-/// (`None` when nothing is recognised).
-pub fn sniff_kind(head: &[u8]) -> Option<&'static str> {
-    let starts = |p: &[u8]| head.starts_with(p);
-    if starts(b"RIFF") && head.get(8..12) == Some(b"WAVE") {
-        Some("a WAV audio file")
-    } else if starts(b"fLaC") {
-        Some("a FLAC audio file")
-    } else if starts(b"OggS") {
-        Some("an Ogg audio file")
-    } else if starts(b"ID3") || (head.len() >= 2 && head[0] == 0xff && head[1] & 0xe0 == 0xe0) {
-        Some("an MP3 audio file")
-    } else if starts(b"PK\x03\x04") {
-        Some("a zip archive")
-    } else if head.first().is_some_and(|&b| b == b'{' || b == b'[') {
-        Some("JSON")
-    } else if !head.is_empty()
-        && head.iter().all(|&b| {
-            b == b'\n' || b == b'\r' || b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80
-        })
-    {
-        Some("text")
-    } else {
-        None
     }
 }
