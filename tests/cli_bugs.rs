@@ -124,3 +124,25 @@ fn wrong_kinds_of_file_are_named() {
         assert!(!text.contains("found bytes"), "{args:?}: {text}");
     }
 }
+
+/// A study started outside the checkout wrote into the source tree's `studies/default` when one
+/// existed: the output default now resolves against the current directory only.
+#[test]
+fn study_output_default_is_the_current_directory() {
+    let src_studies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("studies/default");
+    std::fs::create_dir_all(&src_studies).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_jukebox"))
+        .args(["study", "--dry-run"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("output:"))
+        .unwrap_or_default();
+    assert_eq!(line.trim(), "output: studies/default", "{text}");
+}

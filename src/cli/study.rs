@@ -67,7 +67,8 @@ pub struct RunArgs {
     /// First seed [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Study directory [default: studies/default].
+    /// Study directory [default: studies/default, under the current directory; the model and
+    /// prompt defaults fall back to the install location when not found here].
     #[arg(short = 'o', long = "out")]
     pub out: Option<PathBuf>,
     /// Levels to sample: top, top,middle or all [default: all].
@@ -317,7 +318,8 @@ fn run_study(a: RunArgs) -> Result<()> {
         let root = a
             .out
             .clone()
-            .unwrap_or_else(|| resolve_default("studies").join("default"));
+            // An output belongs where the user is: never into the source tree's `studies/`.
+            .unwrap_or_else(|| PathBuf::from("studies/default"));
         (plan, root)
     };
     let model = PathBuf::from(&plan.model);
