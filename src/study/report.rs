@@ -35,17 +35,27 @@ pub fn esc(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-/// Read a simple CSV (no quoted newlines) if it exists.
+/// Read `label_ranking.csv` if it exists, with a real CSV reader: its writer quotes fields that
+/// hold commas or quotes (label names can), which splitting on `,` tore apart.
 pub fn read_label_ranking(path: &Path) -> Option<(Vec<String>, Vec<Vec<String>>)> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let split = |l: &str| {
-        l.split(',')
-            .map(|s| s.trim().trim_matches('"').to_string())
-            .collect::<Vec<_>>()
-    };
-    let header = split(lines.next()?);
-    Some((header, lines.map(split).collect()))
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_path(path)
+        .ok()?;
+    let header = r
+        .headers()
+        .ok()?
+        .iter()
+        .map(|s| s.trim().to_string())
+        .collect();
+    let rows = r
+        .records()
+        .filter_map(|rec| rec.ok())
+        .filter(|rec| rec.iter().any(|f| !f.trim().is_empty()))
+        .map(|rec| rec.iter().map(|f| f.trim().to_string()).collect())
+        .collect();
+    Some((header, rows))
 }
 
 fn level_name(l: usize, n: usize) -> String {
@@ -503,4 +513,32 @@ fn params_section(s: &mut String, d: &ReportData) {
         "<details><summary>plan.toml</summary><pre>{}</pre></details>",
         esc(&p.to_toml().unwrap_or_default())
     );
+}
+
+#[cfg(test)]
+mod csv_tests {
+    use super::read_label_ranking;
+
+    /// A label with a comma and quotes, as the rank-labels writer quotes it, reads back whole
+    /// (splitting on `,` made it two cells and shifted every later column).
+    #[test]
+    fn label_ranking_reads_quoted_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("label_ranking.csv");
+        std::fs::write(
+            &p,
+            "rank,kind,id,label,artist,genre,bits_per_token,delta_bits\n\
+             1,genre,3,\"rock, hard \"\"edge\"\"\",unknown,\"rock, hard \"\"edge\"\"\",3.9,-0.01\n\
+             2,genre,0,(no label),unknown,unknown,3.91,0\n",
+        )
+        .unwrap();
+        let (header, rows) = read_label_ranking(&p).unwrap();
+        assert_eq!(header.len(), 8);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].len(), 8, "{:?}", rows[0]);
+        assert_eq!(rows[0][3], "rock, hard \"edge\"");
+        assert_eq!(rows[0][6], "3.9");
+        assert_eq!(rows[1][3], "(no label)");
+        assert!(read_label_ranking(&dir.path().join("missing.csv")).is_none());
+    }
 }
