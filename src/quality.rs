@@ -7,6 +7,9 @@
 //!   training codes ([`bits`]).
 //! - Tempo: primed continuations of a prompt of known tempo against looping the prompt,
 //!   silence and unprimed samples ([`tempo`]).
+//! - Held-out loops: continuations of drum loops at tempos the corpus lacks ([`loops`]).
+//! - Genre separation: unprimed samples per genre told apart by a nearest-centroid classifier
+//!   fitted on the training audio ([`separation`]).
 //! - Labels: genres and artists ranked on a prompt (whole windows and each window's first
 //!   tokens, against no label and the log2(#genres) bound), and top-1 genre accuracy on
 //!   held-out files against chance ([`labels`]).
@@ -18,15 +21,19 @@
 pub mod bits;
 pub mod heldout;
 pub mod labels;
+pub mod loops;
 pub mod recon;
 pub mod report;
+pub mod separation;
 pub mod tempo;
 
 pub use bits::{BitsOpts, BitsRow};
 pub use heldout::SplitInfo;
 pub use labels::{LabelOpts, LabelResult};
+pub use loops::{LoopsOpts, LoopsResult};
 pub use recon::{ReconResult, ReconRow, UsageRow};
 pub use report::markdown;
+pub use separation::{SeparationOpts, SeparationResult};
 pub use tempo::{TempoOpts, TempoResult, TempoRow};
 
 use crate::checkpoint::ModelDir;
@@ -55,6 +62,10 @@ pub struct QualityOpts {
     pub tempo: Option<TempoOpts>,
     /// The label sections; skipped when absent.
     pub labels: Option<LabelOpts>,
+    /// Continuations of held-out loops; skipped when absent.
+    pub loops: Option<LoopsOpts>,
+    /// Genre separation of unprimed samples; skipped when absent.
+    pub separation: Option<SeparationOpts>,
     /// Progress bars of the sampler.
     pub bars: bool,
 }
@@ -73,6 +84,8 @@ pub struct QualityReport {
     pub bits: Vec<BitsRow>,
     pub tempo: Option<TempoResult>,
     pub labels: Option<LabelResult>,
+    pub loops: Option<LoopsResult>,
+    pub separation: Option<SeparationResult>,
     /// (stage, wall seconds).
     pub timings: Vec<(String, f64)>,
 }
@@ -191,6 +204,29 @@ pub fn measure(opts: &QualityOpts) -> Result<QualityReport> {
         }
         None => None,
     };
+    let loops = match &opts.loops {
+        Some(o) => {
+            let t = Instant::now();
+            let r = loops::measure(&md, o, opts.bars, &mut log)?;
+            timings.push(("held-out loops".to_string(), t.elapsed().as_secs_f64()));
+            Some(r)
+        }
+        None => None,
+    };
+    let top_labels = md.config.priors[md.config.top_level()].labels.is_some();
+    let separation = match &opts.separation {
+        Some(_) if !top_labels => {
+            log("separation: skipped (the top prior takes no genre labels)");
+            None
+        }
+        Some(o) => {
+            let t = Instant::now();
+            let r = separation::measure(&md, o, &mut log)?;
+            timings.push(("genre separation".to_string(), t.elapsed().as_secs_f64()));
+            Some(r)
+        }
+        None => None,
+    };
     log("done");
     Ok(QualityReport {
         model: opts.model.display().to_string(),
@@ -204,6 +240,8 @@ pub fn measure(opts: &QualityOpts) -> Result<QualityReport> {
         bits,
         tempo,
         labels,
+        loops,
+        separation,
         timings,
     })
 }

@@ -176,6 +176,36 @@ fn render_places_every_hit_on_its_grid_sample() {
 }
 
 #[test]
+fn a_missing_voice_is_played_by_its_stand_in() {
+    let p = drums::builtin("amen").unwrap();
+    // No crash: the bar-4 crash is played by the ride, at the ride's gain (0.3 vs 0.1).
+    let kit = test_kit(&[
+        ("Kick", 0.1),
+        ("Snare", 0.1),
+        ("Closed Hat", 0.1),
+        ("Pedal Hat", 0.1),
+        ("Ride", 0.3),
+    ]);
+    let full = drums::render(&p, &impulse_kit(), 137.0, &no_norm(4)).unwrap();
+    let r = drums::render(&p, &kit, 137.0, &no_norm(4)).unwrap();
+    let crash = r.onsets.iter().find(|o| o.role == Role::Crash).unwrap();
+    let at = crash.sample;
+    // Only the crash sample differs: 8/9 at gain 0.3 instead of 0.1 (rides elsewhere: 0.3 vs 0.1).
+    let ride_at: Vec<usize> = r
+        .onsets
+        .iter()
+        .filter(|o| o.role == Role::Ride)
+        .map(|o| o.sample)
+        .collect();
+    assert!(!ride_at.contains(&at), "the crash step has no ride hit");
+    assert!((r.samples[at] - full.samples[at] - 0.2 * 8.0 / 9.0).abs() < 1e-6);
+    // No kick, no snare and no stand-in: still an error that names the voice.
+    let no_snare = test_kit(&[("Kick", 0.1), ("Snare", 0.1)]);
+    let e = drums::render(&p, &no_snare, 137.0, &no_norm(4)).unwrap_err();
+    assert!(e.to_string().contains("cannot play `pedal`"), "{e}");
+}
+
+#[test]
 fn loops_repeat_the_pattern_and_keep_the_tail() {
     let p = drums::builtin("amen").unwrap();
     let kit = impulse_kit();

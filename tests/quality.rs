@@ -2,7 +2,9 @@
 //! synthetic corpus: every section is measured, the baselines have their known values, and
 //! the counts follow from the sizes asked for.
 
-use jukebox::quality::{self, BitsOpts, LabelOpts, QualityOpts, TempoOpts};
+use jukebox::quality::{
+    self, BitsOpts, LabelOpts, LoopsOpts, QualityOpts, SeparationOpts, TempoOpts,
+};
 use jukebox::util::splitmix64;
 use std::path::{Path, PathBuf};
 
@@ -39,13 +41,38 @@ fn corpus(dir: &Path) -> PathBuf {
     let c = dir.join("corpus");
     std::fs::create_dir_all(c.join("audio")).unwrap();
     let mut csv = String::from("path,artist,genres\n");
-    for (a, artist) in ["Kit One", "Kit Two"].iter().enumerate() {
+    for (a, (artist, genre)) in [("Kit One", "breakbeat"), ("Kit Two", "rock")]
+        .iter()
+        .enumerate()
+    {
         for f in 0..3 {
             let rel = format!("audio/{a}-{f}.wav");
             let x = groove(100.0 + 10.0 * f as f64, 3.0, (a * 10 + f) as u64);
             jukebox::audio::write_wav_i16(&c.join(&rel), &x, SR).unwrap();
-            csv.push_str(&format!("{rel},{artist},breakbeat\n"));
+            csv.push_str(&format!("{rel},{artist},{genre}\n"));
         }
+    }
+    std::fs::write(c.join("metadata.csv"), csv).unwrap();
+    c
+}
+
+/// Held-out loops named as `render-breaks` names them, and one file without a tempo.
+fn loops(dir: &Path) -> PathBuf {
+    let c = dir.join("loops");
+    std::fs::create_dir_all(c.join("breaks")).unwrap();
+    let mut csv = String::from("path,artist,genres\n");
+    for (i, (name, bpm)) in [
+        ("amen-120bpm", 120.0),
+        ("rock-90bpm", 90.0),
+        ("untitled", 100.0),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let rel = format!("breaks/{name}.wav");
+        jukebox::audio::write_wav_i16(&c.join(&rel), &groove(*bpm, 2.0, 50 + i as u64), SR)
+            .unwrap();
+        csv.push_str(&format!("{rel},Kit One,breakbeat\n"));
     }
     std::fs::write(c.join("metadata.csv"), csv).unwrap();
     c
@@ -97,6 +124,32 @@ fn quality_measures_every_section_on_the_fixture_model() {
             valid_fraction: 0.1,
             max_files: 4,
             windows_per_file: 1,
+        }),
+        loops: Some(LoopsOpts {
+            dir: loops(&tmp),
+            max_files: 8,
+            prompt_seconds: 0.75,
+            seconds: 1.5,
+            seeds: 1,
+            seed: 3,
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.0,
+            work: tmp.join("work-loops"),
+        }),
+        separation: Some(SeparationOpts {
+            corpus: corpus.clone(),
+            split_seed: 0,
+            valid_fraction: 0.1,
+            seeds: 2,
+            seed: 1,
+            seconds: 1.0,
+            clips_per_genre: 3,
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.0,
+            work: tmp.join("work-separation"),
+            bars: false,
         }),
         bars: false,
     };
@@ -197,8 +250,36 @@ fn quality_measures_every_section_on_the_fixture_model() {
     assert_eq!(a.files.len(), 2);
     assert!(r.timings.iter().any(|t| t.0 == "labels"));
 
+    // Held-out loops: the two named loops, one continuation each; the untitled one is left out.
+    let lp = r.loops.as_ref().unwrap();
+    let bpms: Vec<f64> = lp.rows.iter().map(|x| x.bpm).collect();
+    assert_eq!(bpms, [120.0, 90.0]);
+    assert_eq!(lp.left_out.len(), 1, "{:?}", lp.left_out);
+    assert!(lp.left_out[0].contains("untitled"));
+    for x in &lp.rows {
+        assert_eq!(x.estimates.len(), 1);
+        assert!(x.folded_error.is_finite() && x.loop_folded_error.is_finite());
+    }
+    assert!(!tmp.join("work-loops").exists());
+
+    // Genre separation: both genres, held-out clips and 2 samples each, all classified.
+    let sep = r.separation.as_ref().unwrap();
+    let names: Vec<&str> = sep.rows.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(sep.chance(), 0.5);
+    for x in &sep.rows {
+        assert_eq!(x.predicted.len(), 2);
+        assert!(x.train_clips >= 1 && x.heldout_clips >= 1, "{x:?}");
+        assert!(x.predicted.iter().all(|p| names.contains(&p.as_str())));
+    }
+    let acc = sep.sample_accuracy();
+    assert!((0.0..=1.0).contains(&acc));
+    assert!(!tmp.join("work-separation").exists());
+
     let md = quality::markdown(&r);
     for needle in [
+        "## Tempo of primed continuations: held-out loops",
+        "## Genre separation of unprimed samples (top level)",
         "## Labels: prompt label spread (top level)",
         "## Labels: held-out genre accuracy (top level)",
         "| **top-1 genre accuracy** |",

@@ -94,6 +94,19 @@ pub struct BreaksArgs {
     /// Seconds of ring-out after the last bar line.
     #[arg(long, default_value_t = 0.25)]
     pub tail: f64,
+    /// Comma-separated tempos (BPM) for every pattern, replacing each pattern's own `tempos:`.
+    #[arg(long, value_delimiter = ',')]
+    pub tempos: Vec<f64>,
+    /// Render only this many of the tempos per kit × pattern, picked by the seed (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub tempos_per_pattern: usize,
+    /// Comma-separated swing amounts; each file gets one, picked by the seed (a pattern's own
+    /// swing is kept when it is larger).
+    #[arg(long, value_delimiter = ',')]
+    pub swing: Vec<f64>,
+    /// Label every render with this genre instead of its pattern's `genre:`.
+    #[arg(long)]
+    pub genre: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -254,6 +267,12 @@ fn render_breaks(a: BreaksArgs) -> Result<()> {
     if !(1.0..=600.0).contains(&a.seconds) {
         bail!("--seconds {} must be in 1–600", a.seconds);
     }
+    if let Some(t) = a.tempos.iter().find(|t| !(20.0..=400.0).contains(*t)) {
+        bail!("--tempos: {t} BPM is outside 20–400");
+    }
+    if let Some(s) = a.swing.iter().find(|s| !(0.0..1.0).contains(*s)) {
+        bail!("--swing: {s} must be in [0, 1) (a fraction of a step)");
+    }
     let meta_path = a.out.join("metadata.csv");
     let mut records: Vec<Record> = if meta_path.is_file() {
         metadata::read(&meta_path)?
@@ -266,19 +285,28 @@ fn render_breaks(a: BreaksArgs) -> Result<()> {
         let kit = Kit::load(kit_dir)?;
         let (artist, source, license, author) = kit.info.credits();
         for p in &patterns {
-            for &bpm in &p.tempos {
+            let all = if a.tempos.is_empty() {
+                &p.tempos
+            } else {
+                &a.tempos
+            };
+            let key = format!("{}/{}", slug(&artist), p.name);
+            for bpm in pick_tempos(all, a.tempos_per_pattern, a.seed ^ fnv(&key)) {
                 let rel = format!(
                     "breaks/{}/{}-{}bpm.wav",
                     slug(&artist),
                     p.name,
                     fmt_bpm(bpm)
                 );
-                let seed = a.seed
-                    ^ jukebox::util::splitmix64(
-                        rel.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-                        }),
-                    );
+                let seed = a.seed ^ jukebox::util::splitmix64(fnv(&rel));
+                let mut p = p.clone();
+                if !a.swing.is_empty() {
+                    let pick =
+                        a.swing[(jukebox::util::splitmix64(seed) % a.swing.len() as u64) as usize];
+                    p.swing = p.swing.max(pick);
+                }
+                let genre = a.genre.clone().unwrap_or_else(|| p.genre.clone());
+                let p = &p;
                 let opts = RenderOptions {
                     bars: drums::bars_for_seconds(p, bpm, a.seconds),
                     tail_seconds: a.tail,
@@ -294,14 +322,19 @@ fn render_breaks(a: BreaksArgs) -> Result<()> {
                 let rec = Record {
                     path: rel.clone(),
                     artist: artist.clone(),
-                    genres: vec![p.genre.clone()],
+                    genres: vec![genre],
                     license: license.clone(),
                     source: source.clone(),
                     author: author.clone(),
                     title: format!(
-                        "{} at {} BPM ({} bars, rendered by jukebox-rs)",
+                        "{} at {} BPM{} ({} bars, rendered by jukebox-rs)",
                         p.title,
                         fmt_bpm(bpm),
+                        if p.swing > 0.0 {
+                            format!(", swing {}", p.swing)
+                        } else {
+                            String::new()
+                        },
                         opts.bars
                     ),
                     ..Record::default()
@@ -327,6 +360,28 @@ fn render_breaks(a: BreaksArgs) -> Result<()> {
         meta_path.display()
     );
     Ok(())
+}
+
+/// FNV-1a of a name: a seed that depends on the file, not on the order of the loops.
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// `n` of `tempos` (all when n is 0 or ≥ len), chosen by a seeded shuffle, in ascending order.
+fn pick_tempos(tempos: &[f64], n: usize, seed: u64) -> Vec<f64> {
+    let mut v = tempos.to_vec();
+    if n > 0 && n < v.len() {
+        let mut h = seed;
+        for i in (1..v.len()).rev() {
+            h = jukebox::util::splitmix64(h);
+            v.swap(i, (h % (i as u64 + 1)) as usize);
+        }
+        v.truncate(n);
+    }
+    v.sort_by(f64::total_cmp);
+    v
 }
 
 fn fmt_bpm(bpm: f64) -> String {

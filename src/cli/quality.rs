@@ -94,6 +94,26 @@ pub struct Args {
     pub label_files: usize,
     #[arg(long, default_value_t = 2)]
     pub label_windows: usize,
+    /// A folder of held-out loops (a corpus whose file names carry the tempo, as
+    /// `scripts/fetch-corpus` writes to `<corpus>-heldout-loops`): continue each and read the tempo.
+    #[arg(long, value_name = "DIR")]
+    pub loops: Option<PathBuf>,
+    /// Loops continued at most, and continuations per loop.
+    #[arg(long, default_value_t = 8)]
+    pub loops_files: usize,
+    #[arg(long, default_value_t = 2)]
+    pub loops_seeds: usize,
+    /// Skip the genre separation of unprimed samples.
+    #[arg(long)]
+    pub no_separation: bool,
+    /// Unprimed samples per genre for the separation, their length, and the training clips per
+    /// genre that fit the classifier.
+    #[arg(long, default_value_t = 4)]
+    pub separation_seeds: usize,
+    #[arg(long, default_value_t = 4.0)]
+    pub separation_seconds: f64,
+    #[arg(long, default_value_t = 16)]
+    pub separation_clips: usize,
     /// Scratch folder for the sampling runs (default: a folder in the system temp dir).
     #[arg(long)]
     pub work: Option<PathBuf>,
@@ -128,6 +148,10 @@ pub fn run(a: Args) -> Result<()> {
         ("--label-early", a.label_early),
         ("--label-files", a.label_files),
         ("--label-windows", a.label_windows),
+        ("--loops-files", a.loops_files),
+        ("--loops-seeds", a.loops_seeds),
+        ("--separation-seeds", a.separation_seeds),
+        ("--separation-clips", a.separation_clips),
     ] {
         if v == 0 {
             bail!("{flag} must be at least 1");
@@ -197,7 +221,7 @@ pub fn run(a: Args) -> Result<()> {
     });
     let opts = QualityOpts {
         model: model.clone(),
-        corpus,
+        corpus: corpus.clone(),
         prior_corpus: a.prior_corpus.clone(),
         split_seed: a.split_seed,
         valid_fraction: a.valid_fraction,
@@ -220,10 +244,36 @@ pub fn run(a: Args) -> Result<()> {
             temperature: a.temperature,
             top_k: a.top_k,
             top_p: a.top_p,
-            work,
+            work: work.clone(),
             ancestral: !a.no_ancestral,
         }),
         labels: (!a.no_labels).then_some(label_opts),
+        loops: a.loops.clone().map(|dir| quality::LoopsOpts {
+            dir,
+            max_files: a.loops_files,
+            prompt_seconds: a.prompt_seconds,
+            seconds: a.seconds,
+            seeds: a.loops_seeds,
+            seed: a.seed,
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            work: work.join("loops"),
+        }),
+        separation: (!a.no_separation).then(|| quality::SeparationOpts {
+            corpus: a.prior_corpus.clone().unwrap_or_else(|| corpus.clone()),
+            split_seed: a.split_seed,
+            valid_fraction: a.valid_fraction,
+            seeds: a.separation_seeds,
+            seed: a.seed,
+            seconds: a.separation_seconds,
+            clips_per_genre: a.separation_clips,
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            work: work.join("separation"),
+            bars: true,
+        }),
         bars: true,
     };
     let mut report = quality::measure(&opts)?;

@@ -419,12 +419,69 @@ pub const KNOWN_KITS: &[KnownKit] = &[
         license: "GPL-2",
         author: "Vladimir Sadovnikov, Alexander Belokurov",
     },
+    KnownKit {
+        name: "ElectricEmpireKit",
+        display: "Electric Empire Kit",
+        package: "hydrogen-drumkits",
+        license: "GPL-2+",
+        author: "Artemiy Pavlov (ArtemioLabs)",
+    },
+    KnownKit {
+        name: "HardElectro1",
+        display: "Hard Electro Kit",
+        package: "hydrogen-drumkits",
+        license: "GPL-2+",
+        author: "Artemiy Pavlov (ArtemioLabs)",
+    },
+    KnownKit {
+        name: "Millo-Drums_v.1",
+        display: "Millo Drums",
+        package: "hydrogen-drumkits",
+        license: "GPL-2",
+        author: "Emiliano Grilli (Emillo)",
+    },
+    KnownKit {
+        name: "Millo_MultiLayered2",
+        display: "Millo MultiLayered 2",
+        package: "hydrogen-drumkits",
+        license: "GPL-2",
+        author: "Emiliano Grilli (Emillo)",
+    },
+    KnownKit {
+        name: "Millo_MultiLayered3",
+        display: "Millo MultiLayered 3",
+        package: "hydrogen-drumkits",
+        license: "GPL-2",
+        author: "Emiliano Grilli (Emillo)",
+    },
+    KnownKit {
+        name: "rumpf_kit_z01_gm",
+        display: "Rumpf Kit",
+        package: "hydrogen-drumkits",
+        license: "CC-BY-3.0",
+        author: "Emanuel Rumpf",
+    },
+    KnownKit {
+        name: "TR808EmulationKit",
+        display: "TR-808 Emulation Kit",
+        package: "hydrogen-data",
+        license: "GPL-2+",
+        author: "Artemiy Pavlov (ArtemioLabs)",
+    },
 ];
 
 impl KitInfo {
     /// (artist label, source, license, author) for metadata rows.
     pub fn credits(&self) -> (String, String, String, String) {
-        match KNOWN_KITS.iter().find(|k| k.name == self.name) {
+        // drumkit.xml names do not always match the folder (`ForzeeStereo` is "Forzee Stereo Drumkit").
+        let folder = self
+            .dir
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned());
+        match KNOWN_KITS
+            .iter()
+            .find(|k| k.name == self.name || folder.as_deref() == Some(k.name))
+        {
             Some(k) => (
                 k.display.into(),
                 k.package.into(),

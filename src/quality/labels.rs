@@ -347,6 +347,30 @@ fn genre_ids_of(ids: &IdSet, name: &str, cands: &[Candidate]) -> Vec<i64> {
     v
 }
 
+/// The model's genre ids (among `genres`) of a corpus item: its numeric ids for a model without
+/// name lists, else its genre names looked up; empty when the model has none of them.
+pub(crate) fn item_genre_ids(
+    ids: &IdSet,
+    it: &crate::dataset::Item,
+    genres: &[Candidate],
+) -> Vec<i64> {
+    let mut v: Vec<i64> = if ids.kind == IdKind::Numeric {
+        it.genre_ids
+            .iter()
+            .map(|&g| g as i64)
+            .filter(|g| genres.iter().any(|c| c.id == *g))
+            .collect()
+    } else {
+        it.genres
+            .iter()
+            .flat_map(|g| genre_ids_of(ids, g, genres))
+            .collect()
+    };
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// Both label sections. Progress lines go to `progress`.
 pub fn measure(
     md: &ModelDir,
@@ -492,22 +516,7 @@ pub fn measure(
                     left_out.push(format!("{}: over --label-files", it.rel));
                     continue;
                 }
-                let true_ids: Vec<i64> = if ids.kind == IdKind::Numeric {
-                    it.genre_ids
-                        .iter()
-                        .map(|&g| g as i64)
-                        .filter(|g| genres.iter().any(|c| c.id == *g))
-                        .collect()
-                } else {
-                    let mut v: Vec<i64> = it
-                        .genres
-                        .iter()
-                        .flat_map(|g| genre_ids_of(&ids, g, &genres))
-                        .collect();
-                    v.sort_unstable();
-                    v.dedup();
-                    v
-                };
+                let true_ids = item_genre_ids(&ids, it, &genres);
                 if true_ids.is_empty() {
                     left_out.push(format!(
                         "{}: genre `{}` is not a genre of the model",

@@ -97,6 +97,12 @@ pub fn misses(r: &QualityReport) -> Vec<String> {
     if let Some(l) = &r.labels {
         out.extend(label_misses(l));
     }
+    if let Some(l) = &r.loops {
+        out.extend(super::loops::misses(l));
+    }
+    if let Some(x) = &r.separation {
+        out.extend(super::separation::misses(x));
+    }
     out
 }
 
@@ -566,9 +572,17 @@ pub fn markdown(r: &QualityReport) -> String {
         }
     }
 
+    if let Some(l) = &r.loops {
+        let _ = writeln!(s);
+        s.push_str(&super::loops::markdown(l));
+    }
     if let Some(l) = &r.labels {
         let _ = writeln!(s);
         s.push_str(&labels_markdown(l));
+    }
+    if let Some(x) = &r.separation {
+        let _ = writeln!(s);
+        s.push_str(&super::separation::markdown(x));
     }
 
     let m = misses(r);
