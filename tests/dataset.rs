@@ -369,4 +369,66 @@ fn render_breaks_cli_adds_labelled_rows() {
     let item = c.items.iter().find(|i| i.rel == amen.path).unwrap();
     // 4 s → one 4-bar loop at 137 BPM (309022 samples) + the default 0.25 s tail.
     assert_eq!(item.n_samples, 309_022 + 11_025);
+    let rock = recs
+        .iter()
+        .find(|r| r.path.starts_with("breaks/colombo-acoustic-drumkit/rock-"))
+        .unwrap();
+    assert_eq!(
+        rock.genres,
+        ["rock"],
+        "each pattern is labelled with its style"
+    );
+
+    // Corpus v2 options: tempos picked per kit × pattern, swing per file, one genre for all.
+    let d2 = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_jukebox"))
+        .args(["dataset", "render-breaks", "--patterns", "amen,rock,think"])
+        .args(["--seconds", "2", "--tempos", "80,100,120,140,160"])
+        .args([
+            "--tempos-per-pattern",
+            "2",
+            "--swing",
+            "0,0.2",
+            "--genre",
+            "drums",
+        ])
+        .arg("--kit")
+        .arg(kit)
+        .arg("-o")
+        .arg(d2.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = metadata::read(&d2.path().join("metadata.csv")).unwrap();
+    assert_eq!(recs.len(), 3 * 2);
+    let allowed = ["80", "100", "120", "140", "160"];
+    for r in &recs {
+        assert_eq!(r.genres, ["drums"]);
+        let bpm = r
+            .path
+            .rsplit('-')
+            .next()
+            .unwrap()
+            .trim_end_matches("bpm.wav");
+        assert!(allowed.contains(&bpm), "{}", r.path);
+        assert!(d2.path().join(&r.path).is_file());
+    }
+    // Two distinct tempos per pattern: six distinct files.
+    let mut paths: Vec<&str> = recs.iter().map(|r| r.path.as_str()).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    assert_eq!(paths.len(), 6);
+    let bad = Command::new(env!("CARGO_BIN_EXE_jukebox"))
+        .args(["dataset", "render-breaks", "--swing", "1.5", "--kit"])
+        .arg(kit)
+        .arg("-o")
+        .arg(d2.path())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--swing: 1.5"));
 }
