@@ -176,6 +176,53 @@ fn render_places_every_hit_on_its_grid_sample() {
 }
 
 #[test]
+fn drumkit_xml_is_parsed_as_xml() {
+    // Format 0.9.7+: a namespace, layers inside <instrumentComponent>, a component gain that is
+    // not the instrument's, entities and a comment.
+    let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<drumkit_info xmlns="http://www.hydrogen-music.org/drumkit">
+ <name>Kit &amp; Co</name>
+ <author>A &lt;a@b&gt;</author>
+ <!-- <name>not this</name> -->
+ <instrumentList>
+  <instrument>
+   <id>0</id><name>Kick</name><volume>0.5</volume><gain>2</gain>
+   <instrumentComponent><gain>9</gain>
+    <layer><filename>k1.wav</filename><min>0</min><max>0.5</max><gain>1</gain></layer>
+    <layer><filename>k2.wav</filename><min>0.5</min><max>1</max><gain>0.8</gain></layer>
+   </instrumentComponent>
+  </instrument>
+  <instrument><id>1</id><name>Snare</name><filename>s.wav</filename></instrument>
+ </instrumentList>
+</drumkit_info>"#;
+    let info = KitInfo::parse_xml(xml, Path::new("/kit")).unwrap();
+    assert_eq!(
+        (info.name.as_str(), info.author.as_str()),
+        ("Kit & Co", "A <a@b>")
+    );
+    assert_eq!(info.instruments.len(), 2);
+    let kick = &info.instruments[0];
+    assert_eq!(
+        (kick.name.as_str(), kick.volume, kick.gain),
+        ("Kick", 0.5, 2.0)
+    );
+    assert_eq!(kick.layers.len(), 2);
+    assert_eq!(kick.layers[1].file, PathBuf::from("/kit/k2.wav"));
+    assert_eq!((kick.layers[1].min, kick.layers[1].gain), (0.5, 0.8));
+    // Old format: one <filename> on the instrument.
+    assert_eq!(
+        info.instruments[1].layers[0].file,
+        PathBuf::from("/kit/s.wav")
+    );
+    // Broken XML and bad numbers are errors that say what is wrong.
+    let e = KitInfo::parse_xml("<drumkit_info><name>x</name>", Path::new("/k")).unwrap_err();
+    assert!(format!("{e:#}").contains("not well-formed"), "{e:#}");
+    let bad = xml.replace("<volume>0.5</volume>", "<volume>loud</volume>");
+    let e = KitInfo::parse_xml(&bad, Path::new("/k")).unwrap_err();
+    assert!(e.to_string().contains("<volume> is `loud`"), "{e}");
+}
+
+#[test]
 fn a_missing_voice_is_played_by_its_stand_in() {
     let p = drums::builtin("amen").unwrap();
     // No crash: the bar-4 crash is played by the ride, at the ride's gain (0.3 vs 0.1).

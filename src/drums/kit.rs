@@ -61,22 +61,22 @@ impl KitInfo {
     }
 
     pub fn parse_xml(xml: &str, dir: &Path) -> Result<KitInfo> {
-        let head = xml.split("<instrumentList").next().unwrap_or(xml);
-        let name = text(head, "name").context("no <name> for the kit")?;
-        let author = text(head, "author").unwrap_or_default();
-        let license = text(head, "license").unwrap_or_default();
+        let doc = roxmltree::Document::parse(xml).context("drumkit.xml is not well-formed XML")?;
+        let root = doc.root_element();
+        let name = text(root, "name").context("no <name> for the kit")?;
+        let author = text(root, "author").unwrap_or_default();
+        let license = text(root, "license").unwrap_or_default();
         let mut instruments = Vec::new();
-        for block in blocks(xml, "instrument") {
-            // The instrument's own fields come before its first layer/component.
-            let own = block.split("<layer>").next().unwrap_or(block);
-            let own = own.split("<instrumentComponent>").next().unwrap_or(own);
-            let Some(iname) = text(own, "name") else {
+        for inst in root.descendants().filter(|n| is(n, "instrument")) {
+            // The instrument's own fields are its children; layers may sit deeper (inside
+            // `<instrumentComponent>` since format 0.9.7).
+            let Some(iname) = text(inst, "name") else {
                 continue;
             };
-            let volume = num(own, "volume")?.unwrap_or(1.0);
-            let gain = num(own, "gain")?.unwrap_or(1.0);
+            let volume = num(inst, "volume")?.unwrap_or(1.0);
+            let gain = num(inst, "gain")?.unwrap_or(1.0);
             let mut layers = Vec::new();
-            for l in blocks(block, "layer") {
+            for l in inst.descendants().filter(|n| is(n, "layer")) {
                 let Some(f) = text(l, "filename") else {
                     continue;
                 };
@@ -89,7 +89,7 @@ impl KitInfo {
             }
             // Old kits (format 0.9.3 and before): one `<filename>` directly on the instrument.
             if layers.is_empty() {
-                if let Some(f) = text(own, "filename") {
+                if let Some(f) = text(inst, "filename") {
                     layers.push(LayerInfo {
                         file: dir.join(f),
                         min: 0.0,
@@ -166,7 +166,36 @@ impl KitInfo {
                 map.insert(role, *i);
             }
         }
+        // A kit with neither (no crash and no ride): the stand-ins of the roles mapped so far.
+        let first = map.clone();
+        for role in Role::ALL {
+            if !map.contains_key(&role) {
+                if let Some(i) = stand_ins(role).iter().find_map(|r| first.get(r)) {
+                    map.insert(role, *i);
+                }
+            }
+        }
         map
+    }
+}
+
+/// Voices a drummer would use instead when a kit lacks one, nearest first (a kit without a crash
+/// plays the ride, one without a pedal hi-hat the closed hi-hat).
+pub fn stand_ins(role: Role) -> &'static [Role] {
+    use Role::*;
+    match role {
+        Crash => &[Ride, OpenHat],
+        Ride => &[ClosedHat, Crash],
+        RideBell => &[Ride, ClosedHat],
+        PedalHat => &[ClosedHat],
+        OpenHat => &[ClosedHat],
+        ClosedHat => &[PedalHat, Ride],
+        SideStick => &[Snare],
+        Clap => &[Snare],
+        TomHigh => &[TomMid, TomLow],
+        TomMid => &[TomHigh, TomLow],
+        TomLow => &[TomMid, TomHigh],
+        Kick | Snare => &[],
     }
 }
 
@@ -340,43 +369,26 @@ pub fn trim_lead(mut s: Vec<f32>) -> Vec<f32> {
     s
 }
 
-/// Inner text of each non-nested `<tag>…</tag>` (exact tag, no attributes) in order.
-fn blocks<'a>(s: &'a str, tag: &str) -> Vec<&'a str> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let mut out = Vec::new();
-    let mut rest = s;
-    while let Some(a) = rest.find(&open) {
-        let after = &rest[a + open.len()..];
-        let Some(b) = after.find(&close) else { break };
-        out.push(&after[..b]);
-        rest = &after[b + close.len()..];
-    }
-    out
+/// An element with this local name (kits may declare a namespace).
+fn is(n: &roxmltree::Node, tag: &str) -> bool {
+    n.is_element() && n.tag_name().name() == tag
 }
 
-/// The unescaped text of the first `<tag>…</tag>`, trimmed.
-fn text(s: &str, tag: &str) -> Option<String> {
-    blocks(s, tag).first().map(|t| unescape(t.trim()))
+/// The trimmed text of the first child element `tag`.
+fn text(n: roxmltree::Node, tag: &str) -> Option<String> {
+    n.children()
+        .find(|c| is(c, tag))
+        .map(|c| c.text().unwrap_or("").trim().to_string())
 }
 
-fn num(s: &str, tag: &str) -> Result<Option<f32>> {
-    match text(s, tag) {
+fn num(n: roxmltree::Node, tag: &str) -> Result<Option<f32>> {
+    match text(n, tag) {
         None => Ok(None),
         Some(t) => t
             .parse::<f32>()
             .map(Some)
             .map_err(|_| anyhow::anyhow!("<{tag}> is `{t}`, not a number")),
     }
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&#x0A;", "\n")
-        .replace("&amp;", "&")
 }
 
 /// What Debian says about the kits we use (the xml often omits the license).

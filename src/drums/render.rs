@@ -103,10 +103,7 @@ pub fn render(pattern: &Pattern, kit: &Kit, bpm: f64, opts: &RenderOptions) -> R
             if at >= total {
                 continue;
             }
-            let Some(voice) = std::iter::once(hit.role)
-                .chain(stand_ins(hit.role).iter().copied())
-                .find_map(|r| kit.voices.get(&r))
-            else {
+            let Some(voice) = kit.voices.get(&hit.role) else {
                 bail!("kit `{}` cannot play `{}`", kit.info.name, hit.role.name());
             };
             let layer = voice.layer_for(velocity);
@@ -147,26 +144,6 @@ pub fn render(pattern: &Pattern, kit: &Kit, bpm: f64, opts: &RenderOptions) -> R
 }
 
 /// Bars for about `seconds` of audio, rounded to whole pattern loops (at least one loop).
-/// Voices a drummer would use instead when a kit lacks one, nearest first (a kit without a crash
-/// plays the ride, one without a pedal hi-hat the closed hi-hat).
-pub fn stand_ins(role: Role) -> &'static [Role] {
-    use Role::*;
-    match role {
-        Crash => &[Ride, OpenHat],
-        Ride => &[ClosedHat, Crash],
-        RideBell => &[Ride, ClosedHat],
-        PedalHat => &[ClosedHat],
-        OpenHat => &[ClosedHat],
-        ClosedHat => &[PedalHat, Ride],
-        SideStick => &[Snare],
-        Clap => &[Snare],
-        TomHigh => &[TomMid, TomLow],
-        TomMid => &[TomHigh, TomLow],
-        TomLow => &[TomMid, TomHigh],
-        Kick | Snare => &[],
-    }
-}
-
 pub fn bars_for_seconds(pattern: &Pattern, bpm: f64, seconds: f64) -> usize {
     let bar_s = pattern.beats_per_bar as f64 * 60.0 / bpm;
     let loops = (seconds / (bar_s * pattern.bars as f64)).round().max(1.0) as usize;
