@@ -146,3 +146,67 @@ fn study_output_default_is_the_current_directory() {
         .unwrap_or_default();
     assert_eq!(line.trim(), "output: studies/default", "{text}");
 }
+
+/// `--device gpu` was taken as cuda; unknown devices are refused with the list.
+#[test]
+fn device_names_are_checked() {
+    for dev in ["gpu", "cuda:x", "tpu"] {
+        let (ok, text) = jukebox(&["logits", "--device", dev, "--codes", "missing.safetensors"]);
+        assert!(!ok);
+        assert!(
+            text.contains(&format!("unknown device `{dev}`")) && text.contains("cuda:N"),
+            "{dev}: {text}"
+        );
+    }
+}
+
+/// The same ideas have the same flags across commands (docs/CLI.md).
+#[test]
+fn consistent_flag_names() {
+    let (_, help) = jukebox(&["rank-labels", "--help"]);
+    assert!(
+        help.contains("--max-batch") && help.contains("--device"),
+        "{help}"
+    );
+    let (_, help) = jukebox(&["train", "assemble", "--help"]);
+    assert!(help.contains("--dtype"), "{help}");
+    for cmd in [["study", "--help"], ["quality", "--help"]] {
+        let (_, help) = jukebox(&cmd);
+        assert!(help.contains("--quiet"), "{cmd:?}: {help}");
+    }
+}
+
+/// docs/CLI.md's flag table is exactly what `jukebox flags` generates from the clap definitions.
+#[test]
+fn cli_doc_lists_every_flag() {
+    let (ok, table) = jukebox(&["flags"]);
+    assert!(ok && table.lines().count() > 100, "{table}");
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/CLI.md")).unwrap();
+    let (_, rest) = doc
+        .split_once("<!-- flags:begin -->\n")
+        .expect("begin marker");
+    let (listed, _) = rest.split_once("<!-- flags:end -->").expect("end marker");
+    assert!(
+        listed == table,
+        "docs/CLI.md is out of date: run `jukebox flags` and paste the table between the markers"
+    );
+}
+
+/// Completions and man pages come from the same definitions.
+#[test]
+fn completions_and_man_pages() {
+    let (ok, bash) = jukebox(&["completions", "bash"]);
+    assert!(
+        ok && bash.contains("rank-labels") && bash.contains("--max-batch"),
+        "{bash}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, text) = jukebox(&["man", "-o", dir.path().to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let page = std::fs::read_to_string(dir.path().join("jukebox-sample.1")).unwrap();
+    assert!(
+        page.contains(".TH") && page.contains("n\\-samples"),
+        "{}",
+        &page[..400.min(page.len())]
+    );
+}

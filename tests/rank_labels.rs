@@ -194,7 +194,7 @@ fn batching_does_not_change_the_ranking() {
             "--prompt-seconds",
             "1",
             "--artists",
-            "--batch-size",
+            "--max-batch",
             batch,
             "-o",
             csv.to_str().unwrap(),
@@ -234,7 +234,9 @@ fn bad_requests_fail_with_a_reason() {
     assert!(fail(&["--search", "zzz"]).contains("zzz"));
     assert!(fail(&["--artist", "nobody"]).contains("#12"));
     assert!(fail(&["--prompt-seconds", "5"]).contains("--prompt-seconds"));
-    assert!(fail(&["--batch-size", "0"]).contains("--batch-size"));
+    assert!(fail(&["--max-batch", "0"]).contains("--max-batch"));
+    // The old name still parses.
+    assert!(fail(&["--batch-size", "0"]).contains("--max-batch"));
 }
 
 /// All 119 v2 genres besides `unknown` in one forward pass per window, on the official-shaped

@@ -2,7 +2,7 @@
 //! negative log-likelihood in bits per token.
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use jukebox::checkpoint::model_dir::ModelDir;
 use jukebox::checkpoint::safetensors_io::{self, WriteItem};
 use jukebox::labels::{Labeller, Meta};
@@ -18,6 +18,9 @@ pub struct Args {
     /// Prior level: 0/1/2 or bottom/middle/top.
     #[arg(long, value_parser = super::codec::parse_level, default_value = "top")]
     pub level: usize,
+    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Codes file (safetensors, `level_K` int64 [samples, tokens]).
     #[arg(long)]
     pub codes: PathBuf,
@@ -50,7 +53,7 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let cfg = md.config.priors[args.level].clone();
-    let dev = Device::Cpu;
+    let dev = super::device(&args.device)?;
     let prior =
         Prior::new(&cfg, md.prior_vb(args.level, DType::F32, &dev)?).with_context(|| {
             format!(
@@ -117,11 +120,7 @@ pub fn run(args: Args) -> Result<()> {
         let (flat, _) = lab
             .get_y_batch(&bases, start as i64)
             .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
-        Ok(Some(Tensor::from_vec(
-            flat,
-            (n, lab.y_len()),
-            &Device::Cpu,
-        )?))
+        Ok(Some(Tensor::from_vec(flat, (n, lab.y_len()), &dev)?))
     };
     let out = prior::score_sequence(
         &prior,

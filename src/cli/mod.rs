@@ -4,6 +4,7 @@ pub mod bench;
 pub mod codec;
 pub mod convert;
 pub mod dataset;
+pub mod docs;
 pub mod inspect;
 pub mod labels;
 pub mod logits;
@@ -61,6 +62,13 @@ pub enum Command {
     Bench(bench::Args),
     /// Measure a model on held-out audio against trivial baselines; write QUALITY.md.
     Quality(quality::Args),
+    /// Print a shell completion script (e.g. `jukebox completions bash > /etc/bash_completion.d/jukebox`).
+    Completions(docs::CompletionsArgs),
+    /// Write man pages for every command.
+    Man(docs::ManArgs),
+    /// Print every flag of every command as the Markdown table of docs/CLI.md.
+    #[command(hide = true)]
+    Flags,
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -80,21 +88,30 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dataset(a) => dataset::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Quality(a) => quality::run(a),
+        Command::Completions(a) => docs::completions(a),
+        Command::Man(a) => docs::man(a),
+        Command::Flags => {
+            print!("{}", docs::flag_table());
+            Ok(())
+        }
     }
 }
 
-/// `--device`: cpu, or cuda (device 0) in a build with `--features cuda`.
+/// `--device`: `cpu`, `cuda` (device 0) or `cuda:N`; CUDA needs a build with `--features cuda`.
 pub fn device(name: &str) -> Result<candle_core::Device> {
     use anyhow::{bail, Context};
-    match name {
-        "cpu" => Ok(candle_core::Device::Cpu),
-        "cuda" | "gpu" => {
-            if cfg!(feature = "cuda") {
-                candle_core::Device::new_cuda(0).context("cannot open CUDA device 0")
-            } else {
-                bail!("this build has no CUDA support; rebuild with `--features cuda` or use --device cpu")
-            }
-        }
-        other => bail!("unknown device `{other}`: use cpu or cuda"),
+    let ordinal = match name {
+        "cpu" => return Ok(candle_core::Device::Cpu),
+        "cuda" => 0,
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => n,
+            _ => bail!("unknown device `{other}`: use cpu, cuda or cuda:N (e.g. cuda:1)"),
+        },
+    };
+    if cfg!(feature = "cuda") {
+        candle_core::Device::new_cuda(ordinal)
+            .with_context(|| format!("cannot open CUDA device {ordinal}"))
+    } else {
+        bail!("this build has no CUDA support; rebuild with `--features cuda` or use --device cpu")
     }
 }

@@ -114,6 +114,9 @@ pub struct Args {
     pub separation_seconds: f64,
     #[arg(long, default_value_t = 16)]
     pub separation_clips: usize,
+    /// Hide the sampler's progress bars (stage lines still go to stderr).
+    #[arg(long)]
+    pub quiet: bool,
     /// Scratch folder for the sampling runs (default: a folder in the system temp dir).
     #[arg(long)]
     pub work: Option<PathBuf>,
@@ -272,9 +275,9 @@ pub fn run(a: Args) -> Result<()> {
             top_k: a.top_k,
             top_p: a.top_p,
             work: work.join("separation"),
-            bars: true,
+            bars: !a.quiet,
         }),
-        bars: true,
+        bars: !a.quiet,
     };
     let mut report = quality::measure(&opts)?;
     report.command = command_line();

@@ -52,8 +52,11 @@ pub struct Args {
     #[arg(long)]
     pub total_seconds: Option<f64>,
     /// Labels per forward pass (default: as many as fit the available memory).
-    #[arg(long)]
+    #[arg(long = "max-batch", alias = "batch-size")]
     pub batch_size: Option<usize>,
+    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Write the full ranking as CSV (e.g. STUDY_DIR/label_ranking.csv).
     #[arg(short = 'o', long = "out")]
     pub out: Option<PathBuf>,
@@ -191,9 +194,9 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--top must be at least 1");
     }
     if args.batch_size == Some(0) {
-        bail!("--batch-size must be at least 1");
+        bail!("--max-batch must be at least 1");
     }
-    let dev = Device::Cpu;
+    let dev = super::device(&args.device)?;
     let sr = md.config.vqvae.sample_rate as f64;
 
     // Candidates before any heavy work, so a bad --search fails fast.

@@ -80,7 +80,7 @@ pub struct Args {
     /// Hide progress bars.
     #[arg(long)]
     pub quiet: bool,
-    /// cpu (default) or cuda (needs a build with `--features cuda`).
+    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }

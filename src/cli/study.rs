@@ -92,9 +92,12 @@ pub struct RunArgs {
     /// Most cells in one batch group [default: 16].
     #[arg(long)]
     pub max_batch: Option<usize>,
-    /// cpu (default) or cuda (needs a build with `--features cuda`).
+    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Hide progress bars.
+    #[arg(long)]
+    pub quiet: bool,
     /// A plan file (TOML) with explicit cells or settings; its values override the flags.
     #[arg(long)]
     pub plan: Option<PathBuf>,
@@ -198,12 +201,13 @@ fn make_runner(
     work: &Path,
     device: Option<Device>,
     check_plan: Option<&Plan>,
+    progress: bool,
 ) -> Result<Box<dyn CellRunner>> {
     let Some(dev) = device else {
         return Ok(Box::new(FakeRunner::new()));
     };
     let mut r = jukebox::sample::ModelRunner::new(model, work)?;
-    r.progress = true;
+    r.progress = progress;
     r.dev = dev;
     if let Some(plan) = check_plan {
         r.check_memory(plan)?;
@@ -350,7 +354,13 @@ fn run_study(a: RunArgs) -> Result<()> {
             .join(".work"),
         None => root.join(".work"),
     };
-    let mut runner = make_runner(&model, &work, device, a.resume.is_none().then_some(&plan))?;
+    let mut runner = make_runner(
+        &model,
+        &work,
+        device,
+        a.resume.is_none().then_some(&plan),
+        !a.quiet,
+    )?;
     // The label ranking is part of the report: the single run makes it, and of a sharded run
     // shard 0 does (it is written once, into the study root), so both give the same report.
     if shard.is_none_or(|(i, _)| i == 0) && !a.fake_runner && !a.no_rank {

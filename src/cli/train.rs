@@ -55,7 +55,7 @@ pub struct Common {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-    /// cpu (default) or cuda (needs a build with `--features cuda`).
+    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
@@ -93,8 +93,11 @@ pub struct AssembleArgs {
     pub top: PathBuf,
     #[arg(long, short = 'o')]
     pub out: PathBuf,
-    /// Store weights in f16 (half the size; codebooks stay f32).
-    #[arg(long)]
+    /// Weight dtype: f32 or f16 (half the size; codebooks stay f32), as `convert --dtype`.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
+    pub dtype: String,
+    /// Shorthand for `--dtype f16`.
+    #[arg(long, hide = true)]
     pub f16: bool,
 }
 
@@ -226,7 +229,7 @@ pub fn run(args: Args) -> Result<()> {
                 vqvae: a.vqvae,
                 priors: vec![a.bottom, a.middle, a.top],
                 out: a.out.clone(),
-                f16: a.f16,
+                f16: a.f16 || a.dtype == "f16",
                 hop_fraction: vec![0.5, 0.5, 0.125],
             })?;
             println!(

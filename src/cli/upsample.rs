@@ -18,9 +18,10 @@ pub struct Args {
     /// Model directory (default: the run's own).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Hide progress bars.
     #[arg(long)]
     pub quiet: bool,
-    /// cpu (default) or cuda (needs a build with `--features cuda`).
+    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
