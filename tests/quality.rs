@@ -101,6 +101,7 @@ fn quality_measures_every_section_on_the_fixture_model() {
         tempo: Some(TempoOpts {
             prompt,
             prompt_bpm: 120.0,
+            bpm_source: "given".into(),
             prompt_seconds: 0.75,
             seconds: 1.5,
             seeds: 2,

@@ -37,9 +37,10 @@ pub struct Args {
     /// Prompt of known tempo for the continuations, and whose labels are ranked.
     #[arg(long, default_value = DEFAULT_PROMPT)]
     pub prompt: PathBuf,
-    /// The prompt's true tempo.
-    #[arg(long, default_value_t = 137.0)]
-    pub prompt_bpm: f64,
+    /// The prompt's true tempo [default: 137 for the bundled Amen prompt; for another prompt,
+    /// estimated from its first --prompt-seconds, and the report says so].
+    #[arg(long)]
+    pub prompt_bpm: Option<f64>,
     /// Seconds of the prompt to continue from.
     #[arg(long, default_value_t = 4.0)]
     pub prompt_seconds: f64,
@@ -166,11 +167,8 @@ pub fn run(a: Args) -> Result<()> {
             a.valid_fraction
         );
     }
-    if !(a.prompt_bpm.is_finite() && a.prompt_bpm > 0.0) {
-        bail!(
-            "--prompt-bpm must be a positive number, got {}",
-            a.prompt_bpm
-        );
+    if let Some(b) = a.prompt_bpm.filter(|b| !(b.is_finite() && *b > 0.0)) {
+        bail!("--prompt-bpm must be a positive number, got {b}");
     }
     let md = jukebox::checkpoint::ModelDir::open(&model)
         .with_context(|| format!("cannot open the model {}", model.display()))?;
@@ -222,6 +220,7 @@ pub fn run(a: Args) -> Result<()> {
     let work = a.work.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("jukebox-quality-{}", std::process::id()))
     });
+    let (prompt_bpm, bpm_source) = prompt_tempo(&a, &prompt)?;
     let opts = QualityOpts {
         model: model.clone(),
         corpus: corpus.clone(),
@@ -236,7 +235,8 @@ pub fn run(a: Args) -> Result<()> {
         },
         tempo: (!a.no_tempo).then(|| TempoOpts {
             prompt,
-            prompt_bpm: a.prompt_bpm,
+            prompt_bpm,
+            bpm_source,
             prompt_seconds: a.prompt_seconds,
             seconds: a.seconds,
             seeds: a.seeds,
@@ -298,6 +298,33 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
+/// The prompt's tempo and where it comes from: `--prompt-bpm`, the bundled Amen prompt's known
+/// 137 BPM, or an estimate on the part of the prompt that primes the model.
+fn prompt_tempo(a: &Args, prompt: &std::path::Path) -> Result<(f64, String)> {
+    if let Some(b) = a.prompt_bpm {
+        return Ok((b, "given by --prompt-bpm".into()));
+    }
+    if a.prompt == std::path::Path::new(DEFAULT_PROMPT) {
+        return Ok((137.0, "the bundled Amen prompt's known".into()));
+    }
+    let audio = jukebox::audio::load(prompt)
+        .with_context(|| format!("loading the prompt {}", prompt.display()))?;
+    let n = ((a.prompt_seconds * audio.sample_rate as f64) as usize).min(audio.samples.len());
+    let b = jukebox::dsp::tempo_bpm(&audio.samples[..n], audio.sample_rate);
+    if b <= 0.0 {
+        bail!(
+            "no tempo found in the first {} s of {}: pass --prompt-bpm",
+            a.prompt_seconds,
+            prompt.display()
+        );
+    }
+    eprintln!("note: --prompt-bpm not given; {b:.1} BPM estimated from the prompt");
+    Ok((
+        b,
+        "estimated (`dsp::tempo_bpm` on the priming part, no --prompt-bpm given)".into(),
+    ))
+}
+
 /// `jukebox quality ...` as typed, arguments quoted where the shell needs it.
 fn command_line() -> String {
     let args: Vec<String> = std::env::args()
@@ -317,7 +344,49 @@ fn command_line() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::reading_section;
+    use super::{prompt_tempo, reading_section, Args};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        a: Args,
+    }
+
+    #[test]
+    fn prompt_tempo_is_given_known_or_estimated() {
+        let parse = |extra: &[&str]| {
+            let mut v = vec!["quality"];
+            v.extend_from_slice(extra);
+            Wrap::try_parse_from(v).unwrap().a
+        };
+        let default = parse(&[]);
+        let (b, src) = prompt_tempo(&default, &default.prompt).unwrap();
+        assert_eq!(b, 137.0);
+        assert!(src.contains("Amen"), "{src}");
+        let given = parse(&["--prompt-bpm", "99.5"]);
+        assert_eq!(prompt_tempo(&given, &given.prompt).unwrap().0, 99.5);
+        // Another prompt: a click every 0.5 s is estimated at 120 BPM (or an octave of it).
+        let dir = tempfile::tempdir().unwrap();
+        let wav = dir.path().join("clicks.wav");
+        let mut x = vec![0f32; 44_100 * 6];
+        for k in 0..12 {
+            for i in 0..400 {
+                x[k * 22_050 + i] = 0.8 * (-(i as f32) / 80.0).exp();
+            }
+        }
+        jukebox::audio::write_wav_i16(&wav, &x, 44_100).unwrap();
+        let other = parse(&["--prompt", wav.to_str().unwrap()]);
+        let (b, src) = prompt_tempo(&other, &wav).unwrap();
+        assert!(jukebox::dsp::tempo_error_folded(b, 120.0) < 2.0, "{b}");
+        assert!(src.contains("estimated"), "{src}");
+        // Silence has no tempo: a clear error asks for the flag.
+        let silent = dir.path().join("silent.wav");
+        jukebox::audio::write_wav_i16(&silent, &vec![0.0; 44_100 * 5], 44_100).unwrap();
+        let quiet = parse(&["--prompt", silent.to_str().unwrap()]);
+        let e = prompt_tempo(&quiet, &silent).unwrap_err();
+        assert!(e.to_string().contains("--prompt-bpm"), "{e}");
+    }
 
     #[test]
     fn reading_section_is_found_and_kept() {

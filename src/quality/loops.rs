@@ -157,6 +157,7 @@ pub fn measure(
         let topts = TempoOpts {
             prompt: corpus.dir.join(&it.rel),
             prompt_bpm: bpm,
+            bpm_source: "from the loop's file name".into(),
             prompt_seconds: o.prompt_seconds,
             seconds: o.seconds,
             seeds: o.seeds,

@@ -538,7 +538,7 @@ pub fn markdown(r: &QualityReport) -> String {
             s,
             "The prompt's first {:.2} s, continued to {:.2} s; seeds {:?}; levels {:?}; {:.0} s of \
              sampling. Tempo (`dsp::tempo_bpm`) is read on the continued span only ({:.2} s after \
-             the prompt), against the prompt's true {} BPM. \"Folded\" forgives octave errors \
+             the prompt), against the prompt's tempo, {} BPM ({}). \"Folded\" forgives octave errors \
              (half or double time). Baselines: loop the prompt (audio, or its codes through the \
              decoder), silence (no tempo: the error is the whole tempo), and unprimed samples \
              with the same labels and seeds (the same span).\n",
@@ -548,7 +548,8 @@ pub fn markdown(r: &QualityReport) -> String {
             t.levels,
             t.sampling_seconds,
             (t.sample_length - t.prompt_samples) as f64 / sr,
-            t.prompt_bpm
+            t.prompt_bpm,
+            t.bpm_source
         );
         let _ = writeln!(
             s,

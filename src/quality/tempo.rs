@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct TempoOpts {
     pub prompt: PathBuf,
-    /// The prompt's true tempo.
+    /// The prompt's true tempo, and where it comes from (for the report).
     pub prompt_bpm: f64,
+    pub bpm_source: String,
     pub prompt_seconds: f64,
     /// Total length, prompt included.
     pub seconds: f64,
@@ -56,6 +57,7 @@ pub struct TempoRow {
 pub struct TempoResult {
     pub sample_rate: u32,
     pub prompt_bpm: f64,
+    pub bpm_source: String,
     pub prompt_samples: usize,
     pub sample_length: usize,
     pub levels: Vec<usize>,
@@ -341,6 +343,7 @@ pub fn measure(
     Ok(TempoResult {
         sample_rate: sr,
         prompt_bpm: truth,
+        bpm_source: o.bpm_source.clone(),
         prompt_samples,
         sample_length,
         levels,
