@@ -261,6 +261,36 @@ fn cli_inspect_and_convert() {
         out.contains("prior level 2") && out.contains("top prior, 5b style"),
         "{out}"
     );
+    // --json: the same facts, machine-readable; keys only with --keys.
+    let (ok, out) = jukebox(&[
+        "inspect",
+        "--json",
+        r.join("fixtures/model").to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect --json is JSON");
+    assert_eq!(v["format"], "safetensors");
+    assert!(
+        v["kind"].as_str().unwrap().contains("Hugging Face layout"),
+        "{v}"
+    );
+    let n: u64 = v["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["n_tensors"].as_u64().unwrap())
+        .sum();
+    assert_eq!(n, 585);
+    assert!(v["keys"].as_array().unwrap().is_empty());
+    let (ok, out) = jukebox(&[
+        "inspect",
+        "--json",
+        "--keys",
+        r.join("fixtures/model").to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["keys"].as_array().unwrap().len(), 585);
     let (ok, out) = jukebox(&[
         "inspect",
         "--keys",

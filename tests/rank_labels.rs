@@ -207,6 +207,28 @@ fn batching_does_not_change_the_ranking() {
     for (k, v) in &one {
         assert!((v - seven[k]).abs() < 1e-5, "{k:?}: {v} vs {}", seven[k]);
     }
+    // --json prints the same ranking, best first, on stdout (and nothing else there).
+    let o = jukebox(&[
+        "rank-labels",
+        "--model",
+        m.to_str().unwrap(),
+        "--prompt",
+        wav.to_str().unwrap(),
+        "--prompt-seconds",
+        "1",
+        "--artists",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON");
+    let scored = v["scored"].as_array().unwrap();
+    assert_eq!(scored.len() + 1, one.len(), "the CSV also has the no-label row");
+    let bits: Vec<f64> = scored.iter().map(|x| x["bits"].as_f64().unwrap()).collect();
+    assert!(
+        bits.windows(2).all(|w| w[0] <= w[1]),
+        "not best first: {bits:?}"
+    );
+    assert!(v["baseline_bits"].as_f64().unwrap() > 0.0);
+    assert!(["artist", "genre"].contains(&scored[0]["candidate"]["field"].as_str().unwrap()));
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Summary of one group of tensors (a component, or a whole file).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Part {
     pub name: String,
     pub kind: String,
@@ -21,7 +21,7 @@ pub struct Part {
     pub dtypes: BTreeMap<String, usize>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Inspection {
     pub path: PathBuf,
     /// Container format(s) and layout.

@@ -11,10 +11,21 @@ pub struct Args {
     /// Also list every tensor: key, dtype and shape (official keys for model directories).
     #[arg(long)]
     pub keys: bool,
+    /// Print JSON: path, format, kind, parts (tensors, parameters, dtypes), metadata and, with
+    /// --keys, every tensor's key, dtype and shape.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let report = jukebox::checkpoint::inspect::inspect(&args.path)?;
-    print!("{}", report.render(args.keys));
+    let mut report = jukebox::checkpoint::inspect::inspect(&args.path)?;
+    if args.json {
+        if !args.keys {
+            report.keys.clear();
+        }
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render(args.keys));
+    }
     Ok(())
 }

@@ -29,6 +29,9 @@ pub struct Args {
     /// Only genres.
     #[arg(long)]
     pub genres: bool,
+    /// Print JSON (source, matching rule, genre slots, and per field its rows of id and name).
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_level(s: &str, n_levels: usize) -> Result<usize> {
@@ -110,13 +113,36 @@ fn how_names_match(kind: IdKind) -> &'static str {
     }
 }
 
-fn render(args: &Args, ids: &IdSet, desc: &str, max_genres: Option<usize>) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "# {desc}");
-    let _ = writeln!(out, "# {}", how_names_match(ids.kind));
-    if let Some(g) = max_genres {
-        let _ = writeln!(out, "# genre slots per item: {g}; `unknown` or #0 is id 0");
-    }
+/// What `labels` shows: printed as text or, with `--json`, serialised as it is.
+#[derive(serde::Serialize, Debug)]
+struct Listing {
+    source: String,
+    search: Option<String>,
+    matching: &'static str,
+    /// Genre slots per item (`unknown` is id 0).
+    max_genres: Option<usize>,
+    fields: Vec<FieldListing>,
+}
+
+#[derive(serde::Serialize, Debug)]
+struct FieldListing {
+    field: &'static str,
+    /// What the rows are (all names, matches of the search, or the nearest names).
+    what: String,
+    /// Numeric-id models: the ids run 0..count.
+    id_count: Option<usize>,
+    /// A v2 genre search: the words it is split into and each word's id (None = unknown).
+    v2_words: Option<Vec<(String, Option<i64>)>>,
+    rows: Vec<Row>,
+}
+
+#[derive(serde::Serialize, Debug)]
+struct Row {
+    id: i64,
+    name: String,
+}
+
+fn listing(args: &Args, ids: &IdSet, desc: &str, max_genres: Option<usize>) -> Listing {
     let fields: &[Field] = if args.artists {
         &[Field::Artist]
     } else if args.genres {
@@ -124,38 +150,35 @@ fn render(args: &Args, ids: &IdSet, desc: &str, max_genres: Option<usize>) -> St
     } else {
         &[Field::Genre, Field::Artist]
     };
+    let mut out = Vec::new();
     for &field in fields {
         let bound = match field {
             Field::Artist => ids.n_artists,
             Field::Genre => ids.n_genres,
         };
         if ids.kind == IdKind::Numeric {
-            match bound {
-                Some(n) if n > 0 => {
-                    let _ = writeln!(out, "# {}s: ids #0 … #{}", field.name(), n - 1);
-                }
-                _ => {
-                    let _ = writeln!(out, "# {}s: none", field.name());
-                }
-            }
+            out.push(FieldListing {
+                field: field.name(),
+                what: format!("{}s", field.name()),
+                id_count: Some(bound.unwrap_or(0)),
+                v2_words: None,
+                rows: Vec::new(),
+            });
             continue;
         }
-        if let (Some(q), Field::Genre, IdKind::V2) = (&args.search, field, ids.kind) {
-            // v2 looks a genre up word by word; show what each word gives.
-            let words: Vec<String> = ids
-                .genre_keys(q)
-                .into_iter()
-                .map(|w| match ids.genres.get(&w) {
-                    Some(id) => format!("{w}={id}"),
-                    None => format!("{w}=unknown"),
-                })
-                .collect();
-            let _ = writeln!(
-                out,
-                "# as a v2 genre, `{q}` is the bag of words: {}",
-                words.join(", ")
-            );
-        }
+        // v2 looks a genre up word by word; show what each word gives.
+        let v2_words = match (&args.search, field, ids.kind) {
+            (Some(q), Field::Genre, IdKind::V2) => Some(
+                ids.genre_keys(q)
+                    .into_iter()
+                    .map(|w| {
+                        let id = ids.genres.get(&w);
+                        (w, id)
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        };
         let (rows, what) = match &args.search {
             Some(q) => {
                 let hits = ids.search(field, q);
@@ -177,14 +200,67 @@ fn render(args: &Args, ids: &IdSet, desc: &str, max_genres: Option<usize>) -> St
                 format!("{}s", field.name()),
             ),
         };
-        let _ = writeln!(out, "# {what}: {} (id\tname)", rows.len());
-        for (name, id) in rows {
-            let shown = if name.is_empty() {
-                "(empty name)".to_string()
+        out.push(FieldListing {
+            field: field.name(),
+            what,
+            id_count: None,
+            v2_words,
+            rows: rows
+                .into_iter()
+                .map(|(name, id)| Row {
+                    id,
+                    name: if name.is_empty() {
+                        "(empty name)".to_string()
+                    } else {
+                        display_name(&name)
+                    },
+                })
+                .collect(),
+        });
+    }
+    Listing {
+        source: desc.to_string(),
+        search: args.search.clone(),
+        matching: how_names_match(ids.kind),
+        max_genres,
+        fields: out,
+    }
+}
+
+fn render(l: &Listing) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# {}", l.source);
+    let _ = writeln!(out, "# {}", l.matching);
+    if let Some(g) = l.max_genres {
+        let _ = writeln!(out, "# genre slots per item: {g}; `unknown` or #0 is id 0");
+    }
+    for f in &l.fields {
+        if let Some(n) = f.id_count {
+            if n > 0 {
+                let _ = writeln!(out, "# {}s: ids #0 … #{}", f.field, n - 1);
             } else {
-                display_name(&name)
-            };
-            let _ = writeln!(out, "{id}\t{shown}");
+                let _ = writeln!(out, "# {}s: none", f.field);
+            }
+            continue;
+        }
+        if let Some(words) = &f.v2_words {
+            let shown: Vec<String> = words
+                .iter()
+                .map(|(w, id)| match id {
+                    Some(id) => format!("{w}={id}"),
+                    None => format!("{w}=unknown"),
+                })
+                .collect();
+            let q = l.search.as_deref().unwrap_or("");
+            let _ = writeln!(
+                out,
+                "# as a v2 genre, `{q}` is the bag of words: {}",
+                shown.join(", ")
+            );
+        }
+        let _ = writeln!(out, "# {}: {} (id\tname)", f.what, f.rows.len());
+        for r in &f.rows {
+            let _ = writeln!(out, "{}\t{}", r.id, r.name);
         }
     }
     out
@@ -192,7 +268,12 @@ fn render(args: &Args, ids: &IdSet, desc: &str, max_genres: Option<usize>) -> St
 
 pub fn run(args: Args) -> Result<()> {
     let (ids, desc, max_genres) = resolve(&args)?;
-    let text = render(&args, &ids, &desc, max_genres);
+    let l = listing(&args, &ids, &desc, max_genres);
+    let text = if args.json {
+        serde_json::to_string_pretty(&l)? + "\n"
+    } else {
+        render(&l)
+    };
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth reporting.
     match stdout.write_all(text.as_bytes()) {
@@ -213,6 +294,7 @@ mod tests {
             search: search.map(str::to_string),
             artists,
             genres,
+            json: false,
         }
     }
 
@@ -221,23 +303,45 @@ mod tests {
         for (set, want) in [("v2", "9\tjazz"), ("v3", "295\tjazz fusion")] {
             let a = args(set, Some("jazz"), false, true);
             let (ids, desc, g) = resolve(&a).unwrap();
-            let text = render(&a, &ids, &desc, g);
+            let text = render(&listing(&a, &ids, &desc, g));
             assert!(text.lines().any(|l| l == want), "{set}: {text}");
             assert!(!text.contains("# artists"), "{text}");
         }
         // The hidden U+200E is shown.
         let a = args("v3", Some("jazz fusion"), false, true);
         let (ids, desc, g) = resolve(&a).unwrap();
-        assert!(render(&a, &ids, &desc, g).contains("107\tjazz fusion<U+200E>"));
+        assert!(render(&listing(&a, &ids, &desc, g)).contains("107\tjazz fusion<U+200E>"));
     }
 
     #[test]
     fn full_listing_has_every_name() {
         let a = args("v2", None, true, false);
         let (ids, desc, g) = resolve(&a).unwrap();
-        let text = render(&a, &ids, &desc, g);
+        let text = render(&listing(&a, &ids, &desc, g));
         assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 4111);
         assert!(text.contains("0\t(empty name)"));
+    }
+
+    #[test]
+    fn json_has_the_same_rows() {
+        let a = args("v2", Some("jazz"), false, true);
+        let (ids, desc, g) = resolve(&a).unwrap();
+        let l = listing(&a, &ids, &desc, g);
+        let v: serde_json::Value = serde_json::to_value(&l).unwrap();
+        assert_eq!(v["max_genres"], 5);
+        assert_eq!(v["search"], "jazz");
+        let f = &v["fields"][0];
+        assert_eq!(f["field"], "genre");
+        assert_eq!(f["v2_words"][0], serde_json::json!(["jazz", 9]));
+        assert!(f["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == 9 && r["name"] == "jazz"));
+        // Every text row is a JSON row.
+        let text = render(&l);
+        let n_text = text.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(n_text, f["rows"].as_array().unwrap().len());
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct Args {
     /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Print the ranking as JSON (baseline bits, every label best first) instead of the table.
+    #[arg(long)]
+    pub json: bool,
     /// Write the full ranking as CSV (e.g. STUDY_DIR/label_ranking.csv).
     #[arg(short = 'o', long = "out")]
     pub out: Option<PathBuf>,
@@ -282,11 +285,19 @@ pub fn run(args: Args) -> Result<()> {
         pb.set_position(done as u64)
     })?;
     pb.finish_and_clear();
-    print_ranking(&ranking, args.top);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&ranking)?);
+    } else {
+        print_ranking(&ranking, args.top);
+    }
     if let Some(out) = &args.out {
         jukebox::util::atomic_write(out, ranking.to_csv().as_bytes())
             .with_context(|| format!("writing {}", out.display()))?;
-        println!("wrote {}", out.display());
+        if args.json {
+            eprintln!("wrote {}", out.display());
+        } else {
+            println!("wrote {}", out.display());
+        }
     }
     Ok(())
 }

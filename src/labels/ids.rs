@@ -45,7 +45,8 @@ impl IdKind {
 }
 
 /// Artist or genre.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Field {
     Artist,
     Genre,

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
 
 /// One label to score: `field` is the axis being ranked, `id` its id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Candidate {
     pub field: Field,
     pub id: i64,
@@ -91,7 +91,7 @@ impl RankRequest {
 }
 
 /// One scored label.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Scored {
     pub candidate: Candidate,
     /// The whole label as words, e.g. `artist unknown, genre rock`.
@@ -101,7 +101,7 @@ pub struct Scored {
     pub bits: f64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Ranking {
     /// Bits per token with artist and genre unknown.
     pub baseline_bits: f64,
