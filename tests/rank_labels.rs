@@ -221,7 +221,11 @@ fn batching_does_not_change_the_ranking() {
     ]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON");
     let scored = v["scored"].as_array().unwrap();
-    assert_eq!(scored.len() + 1, one.len(), "the CSV also has the no-label row");
+    assert_eq!(
+        scored.len() + 1,
+        one.len(),
+        "the CSV also has the no-label row"
+    );
     let bits: Vec<f64> = scored.iter().map(|x| x["bits"].as_f64().unwrap()).collect();
     assert!(
         bits.windows(2).all(|w| w[0] <= w[1]),

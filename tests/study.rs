@@ -248,8 +248,18 @@ fn report_links_exist_and_are_offline() {
         "<svg",
         "sortTable",
         "Run parameters",
+        "id=\"glance\"",
+        "<b>Claim 1</b>",
+        "<b>Claim 3</b>",
     ] {
         assert!(html.contains(needle), "report lacks {needle}");
+    }
+    // Numbers are for people: no six-decimal floats in the HTML (the CSV files keep them).
+    if let Some(i) = html.find(".000000") {
+        panic!(
+            "raw floats in the report: {}",
+            &html[i.saturating_sub(200)..i + 20]
+        );
     }
     // Every anchor target exists.
     let mut rest = html.as_str();
@@ -269,7 +279,29 @@ fn report_links_exist_and_are_offline() {
     .unwrap();
     study::merge(&root).unwrap();
     let html = std::fs::read_to_string(root.join("index.html")).unwrap();
-    assert!(html.contains("<td>rock</td><td>3.2</td>"));
+    assert!(html.contains("<td>rock</td><td>3.20</td>"));
+    // A ranking in the format `rank-labels` writes feeds the summary and its warning.
+    jukebox::util::atomic_write(
+        &root.join("label_ranking.csv"),
+        b"rank,kind,id,label,artist,genre,bits_per_token,delta_bits\n\
+          1,genre,2,rock,unknown,rock,3.900000,-0.000100\n,none,0,no label,unknown,unknown,3.900100,0.000000\n\
+          2,genre,1,jazz,unknown,jazz,3.9002,+0.0001\n",
+    )
+    .unwrap();
+    study::merge(&root).unwrap();
+    let html = std::fs::read_to_string(root.join("index.html")).unwrap();
+    assert!(
+        html.contains("best genre <code>rock</code>"),
+        "summary lacks the ranking"
+    );
+    assert!(
+        html.contains("Warning: no label changes"),
+        "summary lacks the warning"
+    );
+    assert!(
+        html.contains("<td>3.90</td><td>-0.000100</td>"),
+        "ranking cells not humanised"
+    );
 }
 
 /// The fake runner under another name: what a model runner looks like to the study.

@@ -9,6 +9,7 @@
 pub mod claims;
 pub mod emit;
 pub mod features;
+pub mod glance;
 pub mod metrics;
 pub mod plan;
 pub mod report;

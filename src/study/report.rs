@@ -7,7 +7,8 @@
 //! (`#selfcheck`), which the headless-browser test reads.
 
 use super::claims::{Claim, STATEMENTS};
-use super::metrics::{f, CellPair, Separability};
+use super::glance::human as f;
+use super::metrics::{CellPair, Separability};
 use super::plan::{Cell, Mode, Plan};
 use super::store::{ItemRecord, Layout};
 use super::svg;
@@ -129,6 +130,7 @@ pub fn render(d: &ReportData) -> String {
              <code>--fake-runner</code>, a deterministic stand-in for tests and demos)</p>"
         );
     }
+    super::glance::section(&mut s, d);
     prompt_section(&mut s, d);
     ranking_section(&mut s, d);
     claims_section(&mut s, d);
@@ -150,7 +152,7 @@ fn prompt_section(s: &mut String, d: &ReportData) {
          <tr><td>prompt ({:.2} s, tempo {} BPM)</td><td><audio controls preload=\"none\" src=\"prompt/prompt.wav\"></audio></td>\
          <td><img src=\"prompt/prompt.png\" alt=\"prompt spectrogram\"></td></tr>",
         p.prompt_samples as f64 / p.sample_rate as f64,
-        f(d.prompt.tempo_bpm)
+        super::glance::human(d.prompt.tempo_bpm)
     );
     for &l in &p.levels {
         let _ = write!(
@@ -178,7 +180,12 @@ fn ranking_section(s: &mut String, d: &ReportData) {
             for r in rows.iter().take(20) {
                 s.push_str("<tr>");
                 for c in r {
-                    let _ = write!(s, "<td>{}</td>", esc(c));
+                    // Decimals for people; the CSV keeps six places.
+                    let shown = match c.parse::<f64>() {
+                        Ok(x) if c.contains('.') => f(x),
+                        _ => c.clone(),
+                    };
+                    let _ = write!(s, "<td>{}</td>", esc(&shown));
                 }
                 s.push_str("</tr>");
             }

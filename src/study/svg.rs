@@ -1,6 +1,6 @@
 //! The report's inline SVG summary plot: per feature, each cell's mean with its spread over seeds.
 
-use super::metrics::f;
+use super::glance::human as f;
 use std::fmt::Write;
 
 /// One row of a dot plot: a cell's values over seeds.
