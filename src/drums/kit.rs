@@ -169,9 +169,9 @@ impl KitInfo {
         // A kit with neither (no crash and no ride): the stand-ins of the roles mapped so far.
         let first = map.clone();
         for role in Role::ALL {
-            if !map.contains_key(&role) {
+            if let std::collections::btree_map::Entry::Vacant(e) = map.entry(role) {
                 if let Some(i) = stand_ins(role).iter().find_map(|r| first.get(r)) {
-                    map.insert(role, *i);
+                    e.insert(*i);
                 }
             }
         }
