@@ -107,3 +107,44 @@ fn walk(cmd: &clap::Command, path: &str, s: &mut String) {
         walk(sub, &format!("{path} {}", sub.get_name()), s);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    /// Words of a shell line: whitespace-separated, single quotes removed, `# comment` dropped.
+    fn words(line: &str) -> Vec<String> {
+        let line = match line.find(" # ") {
+            Some(i) => &line[..i],
+            None => line,
+        };
+        line.split_whitespace()
+            .map(|w| w.replace('\'', ""))
+            .collect()
+    }
+
+    /// Every example in every `--help` parses: its command and flags exist.
+    #[test]
+    fn help_examples_parse() {
+        let mut cmd = super::super::Cli::command();
+        cmd.build();
+        let mut n = 0;
+        let mut stack: Vec<clap::Command> = vec![cmd];
+        while let Some(c) = stack.pop() {
+            if let Some(h) = c.get_after_help() {
+                for line in h.to_string().lines().map(str::trim) {
+                    if !line.starts_with("jukebox ") {
+                        continue;
+                    }
+                    let w = words(line);
+                    if let Err(e) = super::super::Cli::try_parse_from(&w) {
+                        panic!("example `{line}` does not parse: {e}");
+                    }
+                    n += 1;
+                }
+            }
+            stack.extend(c.get_subcommands().cloned());
+        }
+        assert!(n >= 30, "only {n} examples");
+    }
+}

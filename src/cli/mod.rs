@@ -33,34 +33,76 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a genre × artist × seed study on one prompt and write an HTML report.
+    #[command(
+        after_help = "Examples:\n  jukebox study                                    # the default study → studies/default/index.html\n  jukebox study --genres breakbeat,rock --artists unknown --seeds 4 -o studies/rock\n  jukebox study --dry-run                          # the plan, its batch groups and an estimate\n  jukebox study --resume studies/default           # finish a study that was stopped"
+    )]
     Study(study::Args),
     /// Generate music: ancestral, primed, continue or resume.
+    #[command(
+        after_help = "Examples:\n  jukebox sample --seconds 8 --n-samples 2 -o runs/a\n  jukebox sample --mode primed --prompt data/prompts/amen.wav --prompt-seconds 4 --seconds 8 --genre breakbeat -o runs/amen\n  jukebox sample --continue runs/amen --seconds 12 -o runs/amen-longer\n  jukebox sample --resume runs/amen                # finish a run that was stopped or killed"
+    )]
     Sample(sample::Args),
     /// Run the lower levels of a finished run, for chosen samples.
+    #[command(
+        after_help = "Examples:\n  jukebox upsample runs/amen                       # every sample, every lower level\n  jukebox upsample runs/amen --samples 0,3 --levels middle"
+    )]
     Upsample(upsample::Args),
     /// Encode audio to VQ-VAE codes.
+    #[command(
+        after_help = "Examples:\n  jukebox encode data/prompts/amen.wav -o amen.codes.safetensors\n  jukebox encode song.wav --level top -o top.safetensors"
+    )]
     Encode(codec::EncodeArgs),
     /// Decode VQ-VAE codes of one level to audio.
+    #[command(
+        after_help = "Examples:\n  jukebox decode amen.codes.safetensors --level bottom -o amen-l0.wav\n  jukebox decode runs/a/codes.safetensors --level top --sample 1 -o sketch.wav"
+    )]
     Decode(codec::DecodeArgs),
     /// Show a checkpoint's format, tensors, parameter count and model kind.
+    #[command(
+        after_help = "Examples:\n  jukebox inspect models/default\n  jukebox inspect ~/.cache/jukebox/models/5b/vqvae.pth.tar --keys\n  jukebox inspect models/default --json"
+    )]
     Inspect(inspect::Args),
     /// Convert a checkpoint to `config.json` + `model.safetensors`.
+    #[command(
+        after_help = "Examples:\n  jukebox convert ~/.cache/jukebox/models/5b_lyrics -o models/5b_lyrics\n  jukebox convert models/5b_lyrics --dtype f16 -o models/5b_lyrics-f16"
+    )]
     Convert(convert::Args),
     /// Check this crate against reference fixtures.
+    #[command(
+        after_help = "Examples:\n  jukebox parity tests/fixtures/reference/fixtures\n  jukebox parity --strict tests/fixtures/reference/fixtures-lyrics"
+    )]
     Parity(parity::Args),
     /// List the artist and genre names a model accepts.
+    #[command(
+        after_help = "Examples:\n  jukebox labels                                   # the bundled model's genres and artists\n  jukebox labels --set v2 --search jazz --genres\n  jukebox labels --model models/5b --artists --json"
+    )]
     Labels(labels::Args),
     /// Teacher-forced logits and bits per token of codes under given labels.
+    #[command(
+        after_help = "Examples:\n  jukebox logits --codes amen.codes.safetensors --genre breakbeat\n  jukebox logits --codes amen.codes.safetensors --artist '#3' -o logits.safetensors"
+    )]
     Logits(logits::Args),
     /// Rank every genre (and artist) by how well it explains a prompt.
+    #[command(
+        after_help = "Examples:\n  jukebox rank-labels --prompt data/prompts/amen.wav\n  jukebox rank-labels --prompt data/prompts/amen.wav --artists --top 20 -o ranking.csv\n  jukebox rank-labels --prompt data/prompts/amen.wav --json"
+    )]
     RankLabels(rank_labels::Args),
     /// Train a VQ-VAE or a prior on a corpus.
+    #[command(
+        after_help = "Examples:\n  jukebox train vqvae --corpus work-local/corpus --preset tiny -o runs/vq\n  jukebox train prior --level top --vqvae runs/vq/model --corpus work-local/corpus --preset tiny -o runs/top\n  jukebox train vqvae --corpus work-local/corpus -o runs/vq --resume --steps 2000"
+    )]
     Train(train::Args),
     /// Validate a training corpus and write its label vocabulary.
+    #[command(
+        after_help = "Examples:\n  jukebox dataset check work-local/corpus\n  jukebox dataset render --pattern amen --bpm 137 --bars 4 -o amen.wav\n  jukebox dataset patterns --grid"
+    )]
     Dataset(dataset::Args),
     /// Measure throughput on this machine.
     Bench(bench::Args),
     /// Measure a model on held-out audio against trivial baselines; write QUALITY.md.
+    #[command(
+        after_help = "Examples:\n  jukebox quality --corpus work-local/corpus -o QUALITY.md\n  jukebox quality --labels-only\n  jukebox quality --corpus work-local/corpus --loops work-local/corpus-heldout-loops --no-tempo"
+    )]
     Quality(quality::Args),
     /// Print a shell completion script (e.g. `jukebox completions bash > /etc/bash_completion.d/jukebox`).
     Completions(docs::CompletionsArgs),
