@@ -84,7 +84,7 @@ fn train_device_cuda_is_a_clear_error_without_a_gpu() {
     ]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
-        err.contains("unknown device `tpu`: use cpu or cuda"),
+        err.contains("unknown device `tpu`: use cpu, cuda or cuda:N"),
         "{err}"
     );
 }
@@ -133,7 +133,7 @@ fn sample_and_study_device_cuda_are_clear_errors_that_write_nothing() {
     let (code, err) = jukebox(&["sample", "--device", "tpu", "-o", run.to_str().unwrap()]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
-        err.contains("unknown device `tpu`: use cpu or cuda"),
+        err.contains("unknown device `tpu`: use cpu, cuda or cuda:N"),
         "{err}"
     );
 }
