@@ -33,19 +33,22 @@ pub struct RankingGlance {
     pub field: String,
     pub n_labels: usize,
     pub spread: f64,
+    /// Labels in the larger field (genres or artists): the bound's N.
+    pub n_max: usize,
     /// Largest |bits − no label| over every ranked label.
     pub max_delta: f64,
     pub best: String,
-    /// log2(#labels) bits per window spread over the scored tokens: the most a true label can
-    /// save against no label (see models/default/TRAINING.md).
+    /// log2(#labels) bits per scored window, per token: the most a true label can save against
+    /// no label (see models/default/TRAINING.md). #labels is the larger field's count.
     pub bound: f64,
 }
 
-/// Summarise the ranking; `tokens` is the number of top-level tokens it scored.
+/// Summarise the ranking; `tokens` top-level tokens were scored in windows of `window` tokens.
 pub fn ranking_glance(
     header: &[String],
     rows: &[Vec<String>],
     tokens: usize,
+    window: usize,
 ) -> Option<RankingGlance> {
     let col = |name: &str| header.iter().position(|h| h == name);
     let (kind, label, bits, delta) = (
@@ -72,18 +75,25 @@ pub fn ranking_glance(
         "artist"
     };
     let of: Vec<&(&str, &str, f64, f64)> = parsed.iter().filter(|r| r.0 == field).collect();
-    if of.is_empty() || tokens == 0 {
+    if of.is_empty() || tokens == 0 || window == 0 {
         return None;
     }
+    let n_max = ["genre", "artist"]
+        .iter()
+        .map(|k| parsed.iter().filter(|r| r.0 == *k).count())
+        .max()
+        .unwrap_or(1);
+    let windows = tokens.div_ceil(window);
     let best = of.iter().min_by(|a, b| a.2.total_cmp(&b.2))?;
     let worst = of.iter().max_by(|a, b| a.2.total_cmp(&b.2))?;
     Some(RankingGlance {
         field: field.to_string(),
         n_labels: of.len(),
         spread: worst.2 - best.2,
+        n_max,
         max_delta: parsed.iter().map(|r| r.3.abs()).fold(0.0, f64::max),
         best: best.1.to_string(),
-        bound: (of.len() as f64).log2() / tokens as f64,
+        bound: (n_max as f64).log2() * windows as f64 / tokens as f64,
     })
 }
 
@@ -140,21 +150,27 @@ pub fn section(s: &mut String, d: &ReportData) {
     }
     let top = p.hops.len().saturating_sub(1);
     let tokens = p.prompt_samples / p.hops.get(top).copied().unwrap_or(1).max(1);
-    match d.ranking.and_then(|(h, r)| ranking_glance(h, r, tokens)) {
+    // rank-labels scores in windows of the top prior's context; one window if the model is gone.
+    let window = crate::checkpoint::ModelDir::open(std::path::Path::new(&p.model))
+        .ok()
+        .and_then(|md| md.config.priors.get(md.config.top_level()).map(|c| c.n_ctx))
+        .unwrap_or(tokens);
+    match d.ranking.and_then(|(h, r)| ranking_glance(h, r, tokens, window)) {
         Some(g) => {
             let _ = write!(
                 s,
                 "<li><b>Labels on the prompt</b>: best {} <code>{}</code>; {} {}s span {} bits/token \
                  (best − worst), and no label moves the prompt's bits by more than {} against no \
-                 label. A true label can save at most log2({}) bits per window, {} bits/token over \
-                 these {} tokens.</li>",
+                 label. A true label can save at most log2({}) bits per window of {} tokens: {} \
+                 bits/token over these {} tokens.</li>",
                 g.field,
                 esc(&g.best),
                 g.n_labels,
                 g.field,
                 human(g.spread),
                 human(g.max_delta),
-                g.n_labels,
+                g.n_max,
+                window,
                 human(g.bound),
                 tokens
             );
@@ -208,7 +224,7 @@ mod tests {
             row("2,genre,1,breakbeat,unknown,breakbeat,3.91,+0.008"),
             row("3,artist,2,kit,kit,unknown,3.95,+0.048"),
         ];
-        let g = ranking_glance(&header, &rows, 512).unwrap();
+        let g = ranking_glance(&header, &rows, 512, 512).unwrap();
         assert_eq!(
             (g.field.as_str(), g.n_labels, g.best.as_str()),
             ("genre", 2, "rock")
@@ -216,6 +232,9 @@ mod tests {
         assert!((g.spread - 0.01).abs() < 1e-12);
         assert!((g.max_delta - 0.048).abs() < 1e-12);
         assert!((g.bound - 1.0 / 512.0).abs() < 1e-12);
-        assert!(ranking_glance(&header, &rows, 0).is_none());
+        // Two windows of 256: twice the bits a label can save, over the same tokens.
+        let g = ranking_glance(&header, &rows, 512, 256).unwrap();
+        assert!((g.bound - 2.0 / 512.0).abs() < 1e-12);
+        assert!(ranking_glance(&header, &rows, 0, 512).is_none());
     }
 }
