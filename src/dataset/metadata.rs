@@ -223,15 +223,6 @@ fn csv_rows(text: &str, origin: &str) -> Result<Vec<(usize, Vec<String>)>> {
     Ok(rows)
 }
 
-/// Quote a CSV field when needed.
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ') {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 /// Records as CSV text with the canonical header.
 pub fn to_csv(records: &[Record]) -> String {
     let mut s = CSV_HEADER.join(",");
@@ -250,9 +241,7 @@ pub fn to_csv(records: &[Record]) -> String {
             num(r.offset_seconds),
             num(r.song_seconds),
         ];
-        let f: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        s.push_str(&f.join(","));
-        s.push('\n');
+        s.push_str(&crate::util::csv_line(&fields));
     }
     s
 }

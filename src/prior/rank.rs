@@ -261,15 +261,6 @@ pub fn rank_labels(
     })
 }
 
-/// RFC 4180 field: quoted when it holds a comma, quote or line break.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 impl Ranking {
     /// `label_ranking.csv`: `rank,kind,id,label,artist,genre,bits_per_token,delta_bits`, best
     /// first, with the no-label baseline (kind `none`, empty rank) where it sorts.
@@ -285,17 +276,16 @@ impl Ranking {
                 s.push_str(&base_row);
                 base_done = true;
             }
-            s.push_str(&format!(
-                "{},{},{},{},{},{},{:.6},{:+.6}\n",
-                i + 1,
-                r.candidate.field.name(),
-                r.candidate.id,
-                csv_field(&r.candidate.name),
-                csv_field(&r.artist),
-                csv_field(&r.genre),
-                r.bits,
-                r.bits - self.baseline_bits
-            ));
+            s.push_str(&crate::util::csv_line([
+                (i + 1).to_string(),
+                r.candidate.field.name().to_string(),
+                r.candidate.id.to_string(),
+                r.candidate.name.clone(),
+                r.artist.clone(),
+                r.genre.clone(),
+                format!("{:.6}", r.bits),
+                format!("{:+.6}", r.bits - self.baseline_bits),
+            ]));
         }
         if !base_done {
             s.push_str(&base_row);

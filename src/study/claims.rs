@@ -7,7 +7,6 @@ use super::metrics::{f, level_set, Separability};
 use super::plan::{Mode, Plan, RunnerKind};
 use super::stats;
 use super::store::ItemRecord;
-use std::fmt::Write;
 
 /// One measured comparison.
 #[derive(Clone, Debug, PartialEq)]
@@ -313,15 +312,13 @@ pub fn claims_csv(claims: &[Claim], runner: RunnerKind) -> String {
         "claim,level,metric,a,b,n,mean_a,se_a,mean_b,se_b,diff,diff_se,p,ci_lo,ci_hi,expect,verdict,cells,runner\n",
     );
     for c in claims {
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            c.claim,
-            c.level,
-            c.metric,
-            c.a,
-            c.b,
-            c.n,
+        s.push_str(&crate::util::csv_line([
+            c.claim.to_string(),
+            c.level.to_string(),
+            c.metric.clone(),
+            c.a.clone(),
+            c.b.clone(),
+            c.n.to_string(),
             f(c.mean_a),
             f(c.se_a),
             f(c.mean_b),
@@ -331,11 +328,11 @@ pub fn claims_csv(claims: &[Claim], runner: RunnerKind) -> String {
             f(c.p),
             f(c.ci.0),
             f(c.ci.1),
-            c.expect,
-            c.verdict,
+            c.expect.clone(),
+            c.verdict.clone(),
             c.cells.join(" "),
-            runner
-        );
+            runner.to_string(),
+        ]));
     }
     s
 }

@@ -155,7 +155,10 @@ pub fn section(s: &mut String, d: &ReportData) {
         .ok()
         .and_then(|md| md.config.priors.get(md.config.top_level()).map(|c| c.n_ctx))
         .unwrap_or(tokens);
-    match d.ranking.and_then(|(h, r)| ranking_glance(h, r, tokens, window)) {
+    match d
+        .ranking
+        .and_then(|(h, r)| ranking_glance(h, r, tokens, window))
+    {
         Some(g) => {
             let _ = write!(
                 s,

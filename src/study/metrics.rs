@@ -168,24 +168,22 @@ pub fn metrics_csv(plan: &Plan, items: &[ItemRecord], prompt_tempo: f64) -> Stri
         };
         for l in &it.levels {
             let x = &l.features;
-            let _ = write!(
-                s,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                cell.id,
-                cell.mode.as_str(),
-                csv_field(&cell.genres.join("+")),
-                csv_field(&cell.artist),
-                cell.no_label,
-                it.seed,
-                it.sample,
-                l.level,
-                l.tokens,
-                l.generated_tokens,
+            let mut row = vec![
+                cell.id.clone(),
+                cell.mode.as_str().to_string(),
+                cell.genres.join("+"),
+                cell.artist.clone(),
+                cell.no_label.to_string(),
+                it.seed.to_string(),
+                it.sample.to_string(),
+                l.level.to_string(),
+                l.tokens.to_string(),
+                l.generated_tokens.to_string(),
                 f(l.entropy_raw_bits),
                 f(l.entropy_filtered_bits),
                 f(l.bits_own),
                 f(l.bits_nolabel),
-                l.codes_used,
+                l.codes_used.to_string(),
                 f(l.code_entropy_bits),
                 f(x.tempo_bpm),
                 f(prompt_tempo),
@@ -195,24 +193,13 @@ pub fn metrics_csv(plan: &Plan, items: &[ItemRecord], prompt_tempo: f64) -> Stri
                 f(x.centroid_hz),
                 f(x.bandwidth_hz),
                 f(x.flatness),
-                f(x.rms_db)
-            );
-            for b in &x.bands {
-                let _ = write!(s, ",{}", f(*b));
-            }
-            s.push('\n');
+                f(x.rms_db),
+            ];
+            row.extend(x.bands.iter().map(|b| f(*b)));
+            s.push_str(&crate::util::csv_line(&row));
         }
     }
     s
-}
-
-/// Quote a CSV field when needed.
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 /// `codes_hist.csv`: sparse code histograms of each item's continuation, `code:count` pairs.
