@@ -313,7 +313,7 @@ mod tests {
             let md = ModelDir::open(&root.join(model)).unwrap();
             for cfg in &md.config.priors {
                 let dev = candle_core::Device::Cpu;
-                let prior = crate::sample::pipeline::load_prior(&md, cfg.level, &dev).unwrap();
+                let prior = md.prior(cfg.level, &dev).unwrap();
                 let per_item = kv_cache_bytes_per_item_for(cfg).unwrap();
                 assert!(per_item > 0);
                 assert_eq!(per_item, kv_cache_bytes(&prior.transformer, 1), "{model}");

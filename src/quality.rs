@@ -38,7 +38,6 @@ pub use tempo::{TempoOpts, TempoResult, TempoRow};
 
 use crate::checkpoint::ModelDir;
 use crate::dataset::Corpus;
-use crate::sample::pipeline::load_vqvae;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use std::path::PathBuf;
@@ -115,7 +114,7 @@ pub fn measure(opts: &QualityOpts) -> Result<QualityReport> {
     let dev = Device::Cpu;
     let md = ModelDir::open(&opts.model)
         .with_context(|| format!("cannot open the model {}", opts.model.display()))?;
-    let vq = load_vqvae(&md, &dev)?;
+    let vq = md.vqvae(&dev)?;
     let sr = md.config.vqvae.sample_rate;
     let top_hop = md.config.vqvae.hop_length(md.config.vqvae.levels - 1);
 
@@ -129,7 +128,7 @@ pub fn measure(opts: &QualityOpts) -> Result<QualityReport> {
             opts.corpus.display()
         );
     }
-    let clip_len = crate::sample::windows::seconds_to_samples(opts.clip_seconds, sr, top_hop)
+    let clip_len = crate::prior::windows::seconds_to_samples(opts.clip_seconds, sr, top_hop)
         .context("--clip-seconds")?;
     log(&format!(
         "reconstruction: {} clips of {:.2} s from {} held-out files of {}",

@@ -10,7 +10,6 @@ use jukebox::prior::rank::{self, RankRequest};
 use jukebox::prior::SAMPLE_RATE;
 use jukebox::quality::labels::{self, LabelOpts, Section};
 use jukebox::quality::report::labels_markdown;
-use jukebox::sample::pipeline::{load_prior, load_vqvae};
 use jukebox::util::splitmix64;
 use std::path::{Path, PathBuf};
 
@@ -115,8 +114,8 @@ fn prompt_spread_matches_rank_labels_and_a_missing_corpus_is_skipped() {
     assert!((p.bound_whole() - bound).abs() < 1e-12);
 
     // The whole-window figures are what `rank-labels` computes on the same codes.
-    let prior = load_prior(&md, 2, &dev).unwrap();
-    let vq = load_vqvae(&md, &dev).unwrap();
+    let prior = md.prior(2, &dev).unwrap();
+    let vq = md.vqvae(&dev).unwrap();
     let audio = jukebox::audio::load(&prompt).unwrap();
     let n = audio.samples.len() / 128 * 128;
     let x = candle_core::Tensor::from_slice(&audio.samples[..n], (1, n), &dev).unwrap();

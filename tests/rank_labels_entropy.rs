@@ -53,7 +53,7 @@ fn step_entropy_equals_the_hand_computed_value() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference/fixtures/model");
     let md = ModelDir::open(&model).unwrap();
     let dev = Device::Cpu;
-    let prior = jukebox::sample::pipeline::load_prior(&md, 2, &dev).unwrap();
+    let prior = md.prior(2, &dev).unwrap();
     let cfg = &md.config.priors[2];
     let mut lab = Labeller::for_model(&model, cfg, 44100.0)
         .unwrap()

@@ -4,7 +4,7 @@
 //! claims.csv and the report's claims section, and that a rerun recomputes nothing.
 
 use jukebox::labels::IdSet;
-use jukebox::sample::ModelRunner;
+use jukebox::study::ModelRunner;
 use jukebox::study::{self, Plan, PlanSpec, RunOptions};
 use std::path::{Path, PathBuf};
 

@@ -9,6 +9,7 @@ pub mod convert;
 pub mod inspect;
 pub mod keys;
 pub mod model_dir;
+mod open;
 pub mod pickle;
 pub mod safetensors_io;
 pub mod shards;

@@ -269,7 +269,7 @@ impl ModelDir {
         })
     }
 
-    fn check_component(&self, c: Component) -> Result<()> {
+    fn check_level_exists(&self, c: Component) -> Result<()> {
         if let Component::Prior(l) = c {
             if l >= self.config.priors.len() {
                 bail!(
@@ -284,7 +284,7 @@ impl ModelDir {
 
     /// The tensors of one component with official keys.
     pub fn component(&self, c: Component) -> Result<ComponentTensors> {
-        self.check_component(c)?;
+        self.check_level_exists(c)?;
         match &self.layout {
             Layout::Hf { .. } => {
                 let store = self.hf_store.clone().context("HF store missing")?;
@@ -377,55 +377,4 @@ impl ModelDir {
         super::validate::check_tensors(expected, &found)
             .with_context(|| format!("{}: the {c} does not match its config", self.path.display()))
     }
-
-    /// Check every component against the key/shape table the model code builds for this
-    /// config: one error listing every missing, unexpected and mis-shaped tensor of every
-    /// component. A tied output head (`prior.x_out.weight` with `merged_decoder` false) may be
-    /// absent.
-    pub fn validate(&self) -> Result<()> {
-        let n = self.config.priors.len();
-        let mut problems = vec![];
-        for c in std::iter::once(Component::Vqvae).chain((0..n).map(Component::Prior)) {
-            let mut expected = expected_keys(&self.config, c)?;
-            if let Component::Prior(l) = c {
-                let tied = !self.config.priors[l].merged_decoder;
-                let has_out = self
-                    .component(c)
-                    .map(|t| t.map.contains_key("prior.x_out.weight"))
-                    .unwrap_or(false);
-                if tied && !has_out {
-                    expected.retain(|(k, _)| k != "prior.x_out.weight");
-                }
-            }
-            if let Err(e) = self.check_component_against(c, &expected) {
-                problems.push(format!("{e:#}"));
-            }
-        }
-        if !problems.is_empty() {
-            bail!("{}", problems.join("\n"));
-        }
-        Ok(())
-    }
-}
-
-/// The `(official key, shape)` table that the model code builds for component `c` of
-/// `config`, recorded shape-only (no weights are allocated).
-pub fn expected_keys(config: &JukeboxConfig, c: Component) -> Result<super::validate::KeyTable> {
-    let rec = super::validate::ShapeRecorder::new();
-    let vb = rec.var_builder(DType::F32, &Device::Cpu);
-    match c {
-        Component::Vqvae => {
-            crate::vqvae::VqVae::new(&config.vqvae, vb)
-                .context("building the VQ-VAE shape-only")?;
-        }
-        Component::Prior(l) => {
-            let p = config
-                .priors
-                .get(l)
-                .with_context(|| format!("the config has no prior level {l}"))?;
-            crate::prior::Prior::new(p, vb)
-                .with_context(|| format!("building prior level {l} shape-only"))?;
-        }
-    }
-    Ok(rec.records())
 }

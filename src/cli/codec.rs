@@ -67,7 +67,7 @@ fn load_model(dir: &Path) -> Result<VqVae> {
             dir.display()
         );
     }
-    vqvae::load_model_dir(&dir)
+    jukebox::model::vqvae_from_dir(&dir)
         .with_context(|| format!("loading the VQ-VAE from {}", dir.display()))
 }
 

@@ -6,7 +6,7 @@ use candle_core::{DType, Tensor};
 use jukebox::checkpoint::model_dir::ModelDir;
 use jukebox::checkpoint::safetensors_io::{self, WriteItem};
 use jukebox::labels::{Labeller, Meta};
-use jukebox::prior::{self, Prior};
+use jukebox::prior;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -54,14 +54,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let cfg = md.config.priors[args.level].clone();
     let dev = super::device(&args.device)?;
-    let prior =
-        Prior::new(&cfg, md.prior_vb(args.level, DType::F32, &dev)?).with_context(|| {
-            format!(
-                "building the level-{} prior of {}",
-                args.level,
-                model.display()
-            )
-        })?;
+    let prior = md.prior(args.level, &dev)?;
     let codes = jukebox::vqvae::load_codes(&args.codes)?;
     let tokens = codes
         .level(args.level)

@@ -9,8 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use jukebox::checkpoint::ModelDir;
 use jukebox::labels::{Field, IdSet, Labeller};
 use jukebox::prior::rank::{self, RankRequest, Ranking};
-use jukebox::sample::pipeline::{load_prior, load_vqvae};
-use jukebox::sample::windows::seconds_to_samples;
+use jukebox::prior::windows::seconds_to_samples;
 use std::path::PathBuf;
 
 /// Activation budget per forward pass when the available memory cannot be measured.
@@ -112,7 +111,7 @@ fn encode(
             }
         );
     }
-    let vq = load_vqvae(md, dev)?;
+    let vq = md.vqvae(dev)?;
     let x = Tensor::from_slice(&audio.samples[..samples], (1, samples), dev)?;
     let rows = levels
         .iter()
@@ -227,7 +226,7 @@ pub fn run(args: Args) -> Result<()> {
     let (rows, samples) = encode(&md, &args, &levels, &dev)?;
     let tokens = &rows[0];
     let upper = rows.get(1).map(Vec::as_slice);
-    let prior = load_prior(&md, args.level, &dev)?;
+    let prior = md.prior(args.level, &dev)?;
 
     let mut lab = Labeller::for_model(&model, &cfg, sr)?.strict(true);
     lab.quiet = true;

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use jukebox::checkpoint::ModelDir;
-use jukebox::sample::windows::seconds_to_samples;
+use jukebox::prior::windows::seconds_to_samples;
 use jukebox::sample::{
     self, model_identity, ItemSpec, LevelSettings, Mode, Outcome, RunOptions, RunSpec,
 };

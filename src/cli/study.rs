@@ -206,7 +206,7 @@ fn make_runner(
     let Some(dev) = device else {
         return Ok(Box::new(FakeRunner::new()));
     };
-    let mut r = jukebox::sample::ModelRunner::new(model, work)?;
+    let mut r = jukebox::study::ModelRunner::new(model, work)?;
     r.progress = progress;
     r.dev = dev;
     if let Some(plan) = check_plan {

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// The reserved name of id 0.
-pub const UNKNOWN: &str = "unknown";
+pub use crate::labels::UNKNOWN;
 
 /// The lookup key of a name, as `labels::IdSet` computes it for custom lists: transliterate to
 /// ASCII, lower-case, then the official v2 normalisation ("Céline Dion" → `celine_dion`).

@@ -450,7 +450,7 @@ impl IdSet {
     }
 
     fn is_literally_unknown(s: &str) -> bool {
-        s.trim().eq_ignore_ascii_case("unknown")
+        s.trim().eq_ignore_ascii_case(super::UNKNOWN)
     }
 
     /// Strict lookup for the CLI: a name that is not in the list is an error suggesting the

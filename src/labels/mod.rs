@@ -12,6 +12,9 @@ mod search;
 pub mod timing;
 mod unidecode_table;
 
+/// The name of label id 0 in every list: artist and genre "unknown" (official `ids` files).
+pub const UNKNOWN: &str = "unknown";
+
 pub use ids::{norm_v2, Field, IdKind, IdSet};
 pub use labeller::{BaseLabel, Labeller, Meta, WindowLabel};
 pub use lyrics::{relevant_lyric_tokens, to_ascii, Arith, LyricVocab, LyricWindow};

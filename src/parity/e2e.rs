@@ -4,7 +4,6 @@
 use super::Report;
 use crate::checkpoint::ModelDir;
 use crate::prior::sampler::{sample_window, SampleOpts};
-use crate::sample::pipeline::{load_prior, load_vqvae};
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::path::Path;
@@ -29,7 +28,7 @@ fn check(dir: &Path, path: &Path, report: &mut Report) -> Result<()> {
             .with_context(|| format!("{} has no `{k}`", path.display()))
     };
     let md = ModelDir::open(&dir.join("model"))?;
-    let vq = load_vqvae(&md, &dev)?;
+    let vq = md.vqvae(&dev)?;
     let greedy = |level: usize| SampleOpts {
         temp: 0.0,
         level: level as u64,
@@ -42,7 +41,7 @@ fn check(dir: &Path, path: &Path, report: &mut Report) -> Result<()> {
         (1, "metadata_up1", "tokens_mid", "audio_from_mid"),
         (0, "metadata_up2", "tokens_bottom", "audio_from_bottom"),
     ] {
-        let prior = load_prior(&md, level, &dev)?;
+        let prior = md.prior(level, &dev)?;
         let y = get(meta)?.to_dtype(DType::I64)?;
         let n = y.dim(0)?;
         let z_cond = match &upper {

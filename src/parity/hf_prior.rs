@@ -61,17 +61,6 @@ pub fn run(dir: &Path, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// Build the prior of official `level` from a model directory, in f32 on the CPU.
-pub fn load_prior(md: &ModelDir, level: usize) -> Result<Prior> {
-    let cfg = md
-        .config
-        .priors
-        .get(level)
-        .with_context(|| format!("model has no prior at level {level}"))?;
-    let vb = md.prior_vb(level, DType::F32, &Device::Cpu)?;
-    Prior::new(cfg, vb).with_context(|| format!("building the level-{level} prior"))
-}
-
 fn check_prior(
     dir: &Path,
     md: &ModelDir,
@@ -80,7 +69,7 @@ fn check_prior(
     tag: &str,
     r: &mut Report,
 ) -> Result<()> {
-    let prior = load_prior(md, level)?;
+    let prior = md.prior(level, &Device::Cpu)?;
     let ip = dir.join(format!("{stem}_io.safetensors"));
     let io = candle_core::safetensors::load(&ip, &Device::Cpu)
         .with_context(|| format!("cannot read {}", ip.display()))?;

@@ -17,7 +17,7 @@ const TIE_MARGIN: f32 = 1e-5;
 const SEAM_CHUNK: usize = 8192;
 
 fn load_model(dir: &Path) -> Result<VqVae> {
-    crate::vqvae::load_model_dir(&dir.join("model"))
+    crate::model::vqvae_from_dir(&dir.join("model"))
 }
 
 fn get<'a>(io: &'a HashMap<String, Tensor>, name: &str, file: &Path) -> Result<&'a Tensor> {

@@ -4,9 +4,9 @@
 //! once.
 
 use super::Report;
-use crate::checkpoint::model_dir::expected_keys;
 use crate::checkpoint::Component;
 use crate::config::JukeboxConfig;
+use crate::model::expected_keys;
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::Path;

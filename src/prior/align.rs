@@ -11,7 +11,7 @@
 
 use super::{AttnKind, Prior, Record};
 use crate::labels::{BaseLabel, Labeller};
-use crate::sample::windows::get_starts;
+use crate::prior::windows::get_starts;
 use candle_core::{bail, DType, Device, Result, Tensor};
 
 /// One item's alignment: `a[t][c]` is the attention weight of music token `t` on lyric token

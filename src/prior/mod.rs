@@ -19,6 +19,7 @@ pub mod rank;
 pub mod sampler;
 pub mod score;
 pub mod transformer;
+pub mod windows;
 
 pub use attention::{attn_kind, AttnGeom, AttnKind};
 pub use cache::PriorCache;

@@ -181,7 +181,7 @@ pub fn rank_labels(
     let n_items = bases.len();
     let batch = batch.clamp(1, n_items);
     let t = tokens.len();
-    let windows = super::score::score_starts(t, prior.cfg.n_ctx).len();
+    let windows = super::windows::get_starts(t, prior.cfg.n_ctx, prior.cfg.n_ctx).len();
     let mut bits = Vec::with_capacity(n_items);
     for (bi, chunk) in bases.chunks(batch).enumerate() {
         let n = chunk.len();

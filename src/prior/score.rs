@@ -2,24 +2,9 @@
 //! label ranking): windows of n_ctx tokens with hop n_ctx; the last window ends at the sequence
 //! end and contributes only the positions not scored yet.
 
+use super::windows::get_starts;
 use super::Prior;
 use candle_core::{bail, DType, Result, Tensor};
-
-/// Window starts covering `total` tokens: 0, n_ctx, 2·n_ctx, …, the last one ending at `total`.
-/// A sequence shorter than one window gives the single start 0.
-pub fn score_starts(total: usize, n_ctx: usize) -> Vec<usize> {
-    if total <= n_ctx {
-        return vec![0];
-    }
-    let mut s: Vec<usize> = (0..total)
-        .step_by(n_ctx)
-        .filter(|&s| s + n_ctx <= total)
-        .collect();
-    if s.last().is_none_or(|&l| l + n_ctx < total) {
-        s.push(total - n_ctx);
-    }
-    s
-}
 
 #[derive(Debug, Clone)]
 pub struct ScoreOutput {
@@ -52,7 +37,7 @@ pub fn score_sequence(
         bail!("no tokens to score");
     }
     let n_ctx = prior.cfg.n_ctx;
-    let starts = score_starts(total, n_ctx);
+    let starts = get_starts(total, n_ctx, n_ctx);
     let factor = prior.conditioner.as_ref().map(|c| c.upsample_factor());
     if factor.is_some() && total < n_ctx {
         bail!(
@@ -110,10 +95,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn starts_cover_everything_once() {
-        assert_eq!(score_starts(10, 64), vec![0]);
-        assert_eq!(score_starts(64, 64), vec![0]);
-        assert_eq!(score_starts(128, 64), vec![0, 64]);
-        assert_eq!(score_starts(150, 64), vec![0, 64, 86]);
+    fn scoring_windows_hop_by_a_whole_context() {
+        // Scoring uses the sampler's planner with hop = n_ctx: every token once, the last
+        // window ending at the sequence end.
+        assert_eq!(get_starts(10, 64, 64), vec![0]);
+        assert_eq!(get_starts(64, 64, 64), vec![0]);
+        assert_eq!(get_starts(128, 64, 64), vec![0, 64]);
+        assert_eq!(get_starts(150, 64, 64), vec![0, 64, 86]);
+        assert_eq!(get_starts(192, 64, 64), vec![0, 64, 128]);
     }
 }

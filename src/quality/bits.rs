@@ -7,7 +7,6 @@ use crate::checkpoint::ModelDir;
 use crate::dataset::{Corpus, Vocab};
 use crate::labels::{Labeller, Meta};
 use crate::prior::{nll_bits, SAMPLE_RATE};
-use crate::sample::pipeline::load_prior;
 use crate::vqvae::VqVae;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -135,7 +134,7 @@ pub fn measure(
             "prior bits: level {level}, {} windows of {n_ctx} tokens",
             held.len()
         ));
-        let prior = load_prior(md, level, dev)?;
+        let prior = md.prior(level, dev)?;
         let mut lab = Labeller::for_model(&md.path, pcfg, SAMPLE_RATE)?;
         lab.quiet = true;
         let s0 = margin / hops[level];

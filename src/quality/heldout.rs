@@ -3,8 +3,7 @@
 //! a set of files (as training's fixed validation windows are).
 
 use crate::dataset::Corpus;
-use crate::train::data::Pool;
-use crate::train::run_vqvae::length_pool;
+use crate::train::data::{length_pool, Pool};
 use anyhow::{Context, Result};
 
 /// One clip: the corpus item it comes from, where it starts (samples), and its audio.

@@ -23,9 +23,8 @@ use crate::checkpoint::ModelDir;
 use crate::dataset::Corpus;
 use crate::labels::{BaseLabel, Field, IdKind, IdSet, Labeller, Meta};
 use crate::prior::rank::{self, Candidate, RankRequest};
-use crate::prior::score::score_starts;
+use crate::prior::windows::get_starts;
 use crate::prior::{score_sequence, Prior, SAMPLE_RATE};
-use crate::sample::pipeline::{load_prior, load_vqvae};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::path::PathBuf;
@@ -226,7 +225,7 @@ pub struct LabelResult {
 }
 
 /// Positions scored by [`score_sequence`] that lie among the first `k` positions of the window
-/// that scores them: windows start at [`score_starts`]; the last window, which overlaps the one
+/// that scores them: windows start at [`get_starts`] with hop n_ctx; the last window, which overlaps the one
 /// before, scores only positions not scored yet, so its first positions (scored by the earlier
 /// window, deep in its context) are not early.
 pub fn early_positions(total: usize, n_ctx: usize, k: usize) -> Vec<usize> {
@@ -235,7 +234,7 @@ pub fn early_positions(total: usize, n_ctx: usize, k: usize) -> Vec<usize> {
         return out;
     }
     let mut done = 0usize;
-    for start in score_starts(total, n_ctx) {
+    for start in get_starts(total, n_ctx, n_ctx) {
         let len = n_ctx.min(total - start);
         let skip = done.saturating_sub(start);
         out.extend((skip..k.min(len)).map(|j| start + j));
@@ -399,8 +398,8 @@ pub fn measure(
     }
     let mut lab = Labeller::for_model(&md.path, &pcfg, SAMPLE_RATE)?;
     lab.quiet = true;
-    let prior = load_prior(md, level, dev)?;
-    let vq = load_vqvae(md, dev)?;
+    let prior = md.prior(level, dev)?;
+    let vq = md.vqvae(dev)?;
     let sr = md.config.vqvae.sample_rate;
     let top_hop = md.config.vqvae.hop_length(level);
     let encode = |x: &[f32]| -> Result<Vec<i64>> {
@@ -481,7 +480,7 @@ pub fn measure(
             seconds: audio_s,
             tokens: tokens.len(),
             n_ctx,
-            windows: score_starts(tokens.len(), n_ctx).len(),
+            windows: get_starts(tokens.len(), n_ctx, n_ctx).len(),
             early,
             early_positions: early_positions(tokens.len(), n_ctx, early).len(),
             genres: g,

@@ -17,9 +17,9 @@ use crate::dataset::Corpus;
 use crate::dsp;
 use crate::labels::{Field, IdSet};
 use crate::prior::rank;
-use crate::sample::pipeline::{self, load_vqvae, RunOptions};
+use crate::prior::windows::seconds_to_samples;
+use crate::sample::pipeline::{self, RunOptions};
 use crate::sample::run::{model_identity, ItemSpec, LevelSettings, Mode, RunSpec};
-use crate::sample::windows::seconds_to_samples;
 use crate::sample::{Outcome, RunState};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -330,7 +330,7 @@ pub fn measure(
         .get(&top)
         .context("the separation run has no top-level codes")?
         .rows;
-    let vq = load_vqvae(md, &dev)?;
+    let vq = md.vqvae(&dev)?;
     let t = rows_codes.first().map_or(0, Vec::len);
     let flat: Vec<i64> = rows_codes.iter().flatten().copied().collect();
     let audio = vq

@@ -5,9 +5,9 @@
 use super::recon::level_name;
 use crate::checkpoint::ModelDir;
 use crate::dsp;
-use crate::sample::pipeline::{self, load_vqvae, RunOptions};
+use crate::prior::windows::seconds_to_samples;
+use crate::sample::pipeline::{self, RunOptions};
 use crate::sample::run::{model_identity, ItemSpec, LevelSettings, Mode, RunSpec};
-use crate::sample::windows::seconds_to_samples;
 use crate::sample::{Outcome, RunState};
 use crate::vqvae::VqVae;
 use anyhow::{bail, Context, Result};
@@ -269,7 +269,7 @@ pub fn measure(
     };
     let sampling_seconds = t0.elapsed().as_secs_f64();
     progress("tempo: decoding and measuring");
-    let vq = load_vqvae(md, &dev)?;
+    let vq = md.vqvae(&dev)?;
     for &level in &levels {
         let name = level_name(level, cfg.vqvae.levels);
         let rows_l = &primed

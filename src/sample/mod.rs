@@ -4,12 +4,8 @@
 pub mod pipeline;
 pub mod run;
 pub mod state;
-pub mod windows;
 
 pub use pipeline::{run, Outcome, RunOptions, Summary};
 pub use run::{model_identity, ItemSpec, LevelSettings, Mode, RunSpec};
 pub use state::RunState;
 pub mod score;
-pub mod study_runner;
-
-pub use study_runner::ModelRunner;

@@ -3,10 +3,10 @@
 
 use super::run::{Mode, RunSpec};
 use super::state::{EntropySums, LevelCodes, RunState};
-use super::windows::{plan_windows, Window};
 use crate::checkpoint::ModelDir;
 use crate::labels::{BaseLabel, Labeller, Meta};
 use crate::prior::sampler::{sample_window, SampleOpts};
+use crate::prior::windows::{plan_windows, Window};
 use crate::prior::Prior;
 use crate::vqvae::VqVae;
 use anyhow::{bail, Context, Result};
@@ -58,25 +58,6 @@ impl Default for RunOptions<'_> {
 /// Tokens of each level for a length in samples.
 pub fn level_tokens(md: &ModelDir, samples: usize, level: usize) -> usize {
     samples / md.config.vqvae.hop_length(level)
-}
-
-pub fn load_vqvae(md: &ModelDir, dev: &Device) -> Result<VqVae> {
-    crate::guard::check_component_fits(md, crate::checkpoint::Component::Vqvae)?;
-    let vb = md.vqvae_vb(DType::F32, dev)?;
-    VqVae::new(&md.config.vqvae, vb)
-        .with_context(|| format!("loading the VQ-VAE of {}", md.path.display()))
-}
-
-pub fn load_prior(md: &ModelDir, level: usize, dev: &Device) -> Result<Prior> {
-    let cfg = md
-        .config
-        .priors
-        .get(level)
-        .with_context(|| format!("the model has no prior for level {level}"))?;
-    crate::guard::check_component_fits(md, crate::checkpoint::Component::Prior(level))?;
-    let vb = md.prior_vb(level, DType::F32, dev)?;
-    Prior::new(cfg, vb)
-        .with_context(|| format!("loading the level-{level} prior of {}", md.path.display()))
 }
 
 /// The labels of `items` as the prior at `level` reads them (each prior has its own id lists).
@@ -175,7 +156,7 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
             .prompt
             .as_ref()
             .context("primed run without a prompt")?;
-        let v = load_vqvae(md, dev)?;
+        let v = md.vqvae(dev)?;
         let codes = encode_prompt(md, &v, prompt, spec.prompt_samples, dev)?;
         for (l, c) in codes.into_iter().enumerate() {
             state.prompt.insert(l, c);
@@ -189,7 +170,7 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
         if missing {
             let v = match vq.take() {
                 Some(v) => v,
-                None => load_vqvae(md, dev)?,
+                None => md.vqvae(dev)?,
             };
             for (l, c) in &state.prompt {
                 write_level_audio(
@@ -245,7 +226,7 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
             .or_insert_with(|| EntropySums::new(items.len()));
         if !windows.is_empty() {
             let t0 = Instant::now();
-            let prior = load_prior(md, level, dev)?;
+            let prior = md.prior(level, dev)?;
             crate::guard::check_kv_cache_fits(
                 &format!("the level-{level} KV cache"),
                 &prior.transformer,
@@ -339,7 +320,7 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
             if names.iter().any(|p| !p.exists()) || !windows.is_empty() {
                 let v = match vq.take() {
                     Some(v) => v,
-                    None => load_vqvae(md, dev)?,
+                    None => md.vqvae(dev)?,
                 };
                 write_level_audio(&v, level, &state.levels[&level].rows, &names, dev)?;
                 vq = Some(v);

@@ -1,8 +1,8 @@
 //! Teacher-forced bits per token of existing codes, window by window exactly as they were
 //! sampled, so a sample can be scored under its own labels or under any other labels.
 
-use super::windows::plan_windows;
 use crate::labels::{BaseLabel, Labeller};
+use crate::prior::windows::plan_windows;
 use crate::prior::{nll_bits, Prior};
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};

@@ -3,28 +3,9 @@
 //! label moves the model's likelihood beyond that.
 
 use super::claims::{Claim, STATEMENTS};
-use super::report::{esc, ReportData};
+use super::html::{esc, human};
+use super::report::ReportData;
 use std::fmt::Write as _;
-
-/// A number as a person reads it: 137, 13.5, 2.41, 0.0123 (three significant digits below 1),
-/// 1.63e-7 below 10⁻⁴.
-pub fn human(x: f64) -> String {
-    let a = x.abs();
-    if x.is_nan() {
-        "–".into()
-    } else if a >= 100.0 {
-        format!("{x:.0}")
-    } else if a >= 10.0 {
-        format!("{x:.1}")
-    } else if a >= 1.0 || a == 0.0 {
-        format!("{x:.2}")
-    } else if a < 1e-4 {
-        format!("{x:.2e}")
-    } else {
-        let digits = (2 - a.log10().floor() as i32).clamp(2, 8) as usize;
-        format!("{x:.digits$}")
-    }
-}
 
 /// What the label ranking shows, from `label_ranking.csv`.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,7 +10,9 @@ pub mod claims;
 pub mod emit;
 pub mod features;
 pub mod glance;
+pub mod html;
 pub mod metrics;
+pub mod model_runner;
 pub mod plan;
 pub mod report;
 pub mod runner;
@@ -19,6 +21,7 @@ pub mod store;
 pub mod svg;
 pub mod vocab;
 
+pub use model_runner::ModelRunner;
 pub use plan::{BatchGroup, Cell, Mode, Plan, PlanSpec, RunnerKind, Vocab};
 pub use runner::{CellRunner, FakeRunner, LevelOutcome, PromptRecon, SampleOutcome};
 

@@ -4,8 +4,8 @@
 //! several cells of the same mode × one seed; it is the unit of batching, resume and sharding, and
 //! is written into `plan.toml` so that every rerun or shard batches exactly alike.
 
-use super::vocab::normalise;
 pub use super::vocab::{LabelKind, LabelResolver, Vocab};
+use crate::labels::norm_v2 as normalise;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -17,7 +17,7 @@ pub const PLAN_VERSION: u32 = 1;
 /// batch of 13 is much cheaper than 8 + 5); the memory guard refuses a batch that would not fit.
 pub const DEFAULT_MAX_BATCH: usize = 16;
 /// The label name used by the no-label control (the official unknown id 0).
-pub const UNKNOWN: &str = "unknown";
+pub use crate::labels::UNKNOWN;
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]

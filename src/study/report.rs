@@ -7,7 +7,7 @@
 //! (`#selfcheck`), which the headless-browser test reads.
 
 use super::claims::{Claim, STATEMENTS};
-use super::glance::human as f;
+use super::html::{esc, human as f};
 use super::metrics::{CellPair, Separability};
 use super::plan::{Cell, Mode, Plan};
 use super::store::{ItemRecord, Layout};
@@ -25,15 +25,6 @@ pub struct ReportData<'a> {
     pub claims: &'a [Claim],
     /// `label_ranking.csv` (from `jukebox rank-labels`), as header + rows.
     pub ranking: Option<&'a (Vec<String>, Vec<Vec<String>>)>,
-}
-
-/// HTML-escape text and attribute values.
-pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 /// Read `label_ranking.csv` if it exists, with a real CSV reader: its writer quotes fields that
@@ -152,7 +143,7 @@ fn prompt_section(s: &mut String, d: &ReportData) {
          <tr><td>prompt ({:.2} s, tempo {} BPM)</td><td><audio controls preload=\"none\" src=\"prompt/prompt.wav\"></audio></td>\
          <td><img src=\"prompt/prompt.png\" alt=\"prompt spectrogram\"></td></tr>",
         p.prompt_samples as f64 / p.sample_rate as f64,
-        super::glance::human(d.prompt.tempo_bpm)
+        f(d.prompt.tempo_bpm)
     );
     for &l in &p.levels {
         let _ = write!(

@@ -1,6 +1,6 @@
 //! The report's inline SVG summary plot: per feature, each cell's mean with its spread over seeds.
 
-use super::glance::human as f;
+use super::html::{esc, human as f};
 use std::fmt::Write;
 
 /// One row of a dot plot: a cell's values over seeds.
@@ -32,9 +32,9 @@ pub fn dot_plot(features: &[(&str, Vec<Row>)]) -> String {
             let _ = write!(
                 s,
                 "<a href=\"#{}\"><text x=\"4\" y=\"{y:.1}\"{}>{}</text></a>",
-                super::report::esc(r.anchor),
+                esc(r.anchor),
                 if r.control { " fill=\"#777\"" } else { "" },
-                super::report::esc(r.label)
+                esc(r.label)
             );
         }
     }
@@ -65,7 +65,7 @@ pub fn dot_plot(features: &[(&str, Vec<Row>)]) -> String {
              <text x=\"{:.1}\" y=\"27\" fill=\"#555\">{} … {}</text>\
              <rect x=\"{:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"none\" stroke=\"#ccc\"/>",
             x0 + 8.0,
-            super::report::esc(name),
+            esc(name),
             x0 + 8.0,
             short(lo),
             short(hi),
@@ -90,7 +90,7 @@ pub fn dot_plot(features: &[(&str, Vec<Row>)]) -> String {
                 px(mn),
                 px(mx).max(px(mn) + 0.5),
                 px(mean),
-                super::report::esc(r.label),
+                esc(r.label),
                 f(mean),
                 f(mn),
                 f(mx),

@@ -1,6 +1,7 @@
 //! Label vocabularies for study plans: strict name lookup with suggestions.
 
-use super::plan::UNKNOWN;
+use crate::labels::norm_v2 as normalise;
+use crate::labels::UNKNOWN;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
@@ -214,15 +215,4 @@ impl Vocab {
             n_artists,
         })
     }
-}
-
-pub(crate) fn normalise(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.trim().to_lowercase().chars() {
-        let c = if c.is_ascii_alphanumeric() { c } else { '_' };
-        if !(c == '_' && out.ends_with('_')) {
-            out.push(c);
-        }
-    }
-    out.trim_matches('_').to_string()
 }

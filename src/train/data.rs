@@ -21,6 +21,24 @@ pub struct Track<T> {
     pub name: String,
 }
 
+/// A pool of the corpus items' lengths and labels, with no audio in it (`data` is empty).
+pub fn length_pool<'a>(items: impl IntoIterator<Item = &'a crate::dataset::Item>) -> Pool<f32> {
+    Pool::new(
+        items
+            .into_iter()
+            .map(|it| Track {
+                data: Vec::new(),
+                len: it.n_samples as usize,
+                artist: it.artist_id,
+                genres: it.genre_ids.clone(),
+                offset_samples: it.offset_samples() as usize,
+                total_samples: it.song_samples() as usize,
+                name: it.rel.clone(),
+            })
+            .collect(),
+    )
+}
+
 /// Where one window comes from: track index and start position (in units of `data`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowPos {

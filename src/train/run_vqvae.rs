@@ -3,7 +3,7 @@
 use super::ckpt;
 use super::component::{self, ComponentConfig};
 use super::config::{read_toml, to_toml, VqvaeRunConfig};
-use super::data::{Pool, Track, WindowPos};
+use super::data::{length_pool, Pool, WindowPos};
 use super::driver::{self, Job, LoopOpts, Outcome};
 use super::log::Logger;
 use super::stats::Bandwidth;
@@ -69,24 +69,6 @@ pub(crate) fn split_items(
             .collect::<Vec<_>>()
     };
     (pick(&s.train), pick(&s.valid))
-}
-
-/// A pool of the corpus items' lengths and labels, with no audio in it (`data` is empty).
-pub(crate) fn length_pool<'a>(items: impl IntoIterator<Item = &'a Item>) -> Pool<f32> {
-    Pool::new(
-        items
-            .into_iter()
-            .map(|it| Track {
-                data: Vec::new(),
-                len: it.n_samples as usize,
-                artist: it.artist_id,
-                genres: it.genre_ids.clone(),
-                offset_samples: it.offset_samples() as usize,
-                total_samples: it.song_samples() as usize,
-                name: it.rel.clone(),
-            })
-            .collect(),
-    )
 }
 
 struct VqJob {

@@ -10,7 +10,6 @@ pub mod blocks;
 pub mod bottleneck;
 pub mod chunk;
 pub mod codes;
-pub mod load;
 
 use crate::config::VqvaeConfig;
 use blocks::{Conv1d, DecoderConvBlock, EncoderConvBlock, ResnetSpec};
@@ -19,7 +18,6 @@ use candle_nn::VarBuilder;
 use chunk::{run_chunked, ChunkPlan};
 
 pub use codes::{load_codes, save_codes, Codes};
-pub use load::{load_from, load_model_dir};
 
 /// Default core chunk for encoding, in samples (about 12 s): bounds the level-0 encoder's
 /// activations to ~130 MB per tensor at official size, whatever the song length.

@@ -1,15 +1,15 @@
 //! The study's [`CellRunner`] on a real model: each batch group is one run of the sampling
 //! pipeline (cells as items with the group's shared seed), then scored and decoded.
 
-use super::pipeline::{self, base_labels, load_prior, load_vqvae, write_codes_file, RunOptions};
-use super::run::{model_identity, ItemSpec, LevelSettings, Mode, RunSpec};
-use super::score::score_rows;
-use super::state::RunState;
-use super::Outcome;
+use super::plan::{BatchGroup, Mode as StudyMode, Plan};
+use super::runner::{CellRunner, LevelOutcome, PromptRecon, SampleOutcome};
 use crate::checkpoint::ModelDir;
 use crate::labels::BaseLabel;
-use crate::study::plan::{BatchGroup, Mode as StudyMode, Plan};
-use crate::study::runner::{CellRunner, LevelOutcome, PromptRecon, SampleOutcome};
+use crate::sample::pipeline::{self, base_labels, write_codes_file, RunOptions};
+use crate::sample::run::{model_identity, ItemSpec, LevelSettings, Mode, RunSpec};
+use crate::sample::score::score_rows;
+use crate::sample::state::RunState;
+use crate::sample::Outcome;
 use crate::vqvae::VqVae;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -45,7 +45,7 @@ impl ModelRunner {
 
     fn vq(&mut self) -> Result<&VqVae> {
         if self.vq.is_none() {
-            self.vq = Some(load_vqvae(&self.md, &self.dev)?);
+            self.vq = Some(self.md.vqvae(&self.dev)?);
         }
         Ok(self.vq.as_ref().expect("loaded above"))
     }
@@ -238,7 +238,7 @@ impl CellRunner for ModelRunner {
                 .get(&level)
                 .with_context(|| format!("level {level} missing"))?
                 .rows;
-            let prior = load_prior(&self.md, level, &dev)?;
+            let prior = self.md.prior(level, &dev)?;
             let items: Vec<usize> = (0..n).collect();
             let (lab, own) = base_labels(&self.md, &spec, level, &items)?;
             let (_, none) = base_labels(&self.md, &no_label, level, &items)?;
