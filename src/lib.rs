@@ -13,6 +13,7 @@ pub mod drums;
 pub mod dsp;
 pub mod guard;
 pub mod labels;
+pub mod level;
 pub mod model;
 pub mod ops;
 pub mod parity;

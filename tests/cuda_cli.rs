@@ -41,10 +41,10 @@ fn check_cuda_refusal(code: Option<i32>, err: &str, prefix: &str, gpu_answered: 
 #[test]
 fn bench_cuda_is_a_clear_error_without_a_gpu() {
     let (code, err) = jukebox(&[
-        "bench", "--cuda", "--prior", "small", "--batch", "1", "--fill", "empty", "--prime", "0",
-        "--tokens", "1", "--reps", "1",
+        "bench", "--device", "cuda", "--prior", "small", "--batch", "1", "--fill", "empty",
+        "--prime", "0", "--tokens", "1", "--reps", "1",
     ]);
-    check_cuda_refusal(code, &err, "--cuda: ", code == Some(0));
+    check_cuda_refusal(code, &err, "", code == Some(0));
 }
 
 #[test]

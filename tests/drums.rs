@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 const SR: u32 = 44_100;
 
-/// The Amen pattern as documented in peers-and-data.md §4 (1-based 16th steps per bar).
+/// The Amen pattern as documented in data/prompts/amen.md (1-based 16th steps per bar).
 const AMEN_DOC: &[(Role, [&[usize]; 4])] = &[
     (
         Role::Ride,

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&str] = &[
     // Foundations: no model knowledge.
     "util",
+    "level",
     "config",
     "spectral",
     "dsp",

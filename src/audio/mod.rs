@@ -53,6 +53,12 @@ pub fn load(path: &Path) -> Result<Audio> {
     load_impl(path, None)
 }
 
+/// Extra seconds decoded past a prompt before it is cut to length, by every prompt loader: the
+/// resampler's filter and a compressed format's last frame then end outside the kept samples,
+/// so a prompt's samples do not depend on where decoding stopped. 0.5 s is far more than any
+/// of them (a sinc filter here spans a few ms, an MP3 frame 26 ms) and costs little to decode.
+pub const PREFIX_MARGIN_SECONDS: f64 = 0.5;
+
 /// Decode only the first `max_seconds` of a file (enough for a prompt), to 44.1 kHz mono.
 /// The result may be shorter when the file is shorter.
 pub fn load_prefix(path: &Path, max_seconds: f64) -> Result<Audio> {

@@ -58,9 +58,6 @@ pub struct Args {
     /// Write every measurement as a JSON line here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Run on the GPU (needs a build with `--features cuda`); the same as `--device cuda`.
-    #[arg(long, hide = true)]
-    pub cuda: bool,
     /// Device: cpu or cuda (a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -164,23 +161,9 @@ fn parse_dtype(s: &str) -> Result<DType> {
     })
 }
 
-fn device(cuda: bool) -> Result<Device> {
-    if !cuda {
-        Ok(Device::Cpu)
-    } else if cfg!(feature = "cuda") {
-        Device::new_cuda(0).context("--cuda: cannot open CUDA device 0")
-    } else {
-        bail!("--cuda: this build has no CUDA support; rebuild with `--features cuda`")
-    }
-}
-
 pub fn run(a: Args) -> Result<()> {
     jukebox::ops::init_threads_for(a.train.is_some());
-    let dev = if a.cuda {
-        device(true)?
-    } else {
-        super::device(&a.device)?
-    };
+    let dev = super::device(&a.device)?;
     if let Some(kind) = &a.train {
         return run_train(&a, kind, &dev);
     }
@@ -236,7 +219,7 @@ pub fn run(a: Args) -> Result<()> {
         rayon::current_num_threads(),
         bench::load_average().unwrap_or(f64::NAN)
     );
-    let bw = if a.no_bandwidth || a.cuda {
+    let bw = if a.no_bandwidth || dev.is_cuda() {
         None
     } else {
         eprintln!(

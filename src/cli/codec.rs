@@ -7,18 +7,6 @@ use candle_core::{Device, Tensor};
 use jukebox::vqvae::{self, VqVae};
 use std::path::{Path, PathBuf};
 
-/// A level flag: 0/1/2 or bottom/middle/top (docs/CONVENTIONS.md, "Levels").
-pub fn parse_level(s: &str) -> Result<usize, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "bottom" => Ok(0),
-        "middle" => Ok(1),
-        "top" => Ok(2),
-        t => t
-            .parse::<usize>()
-            .map_err(|_| format!("`{s}` is not a level: use 0, 1, 2 or bottom, middle, top")),
-    }
-}
-
 #[derive(clap::Args, Debug)]
 pub struct EncodeArgs {
     /// Model directory (HF layout: config.json + weights).
@@ -30,7 +18,7 @@ pub struct EncodeArgs {
     #[arg(short = 'o', long = "out", visible_alias = "output")]
     pub out: PathBuf,
     /// Encode only this level (0/bottom, 1/middle, 2/top); default: every level.
-    #[arg(long, value_parser = parse_level)]
+    #[arg(long, value_parser = jukebox::level::parse_level)]
     pub level: Option<usize>,
 }
 
@@ -42,7 +30,7 @@ pub struct DecodeArgs {
     /// Codes file written by `jukebox encode` or `jukebox sample`.
     pub codes: PathBuf,
     /// Which level's codes to decode (0/bottom, 1/middle, 2/top).
-    #[arg(long, value_parser = parse_level)]
+    #[arg(long, value_parser = jukebox::level::parse_level)]
     pub level: usize,
     /// Output WAV file (16-bit PCM, 44.1 kHz mono).
     #[arg(short = 'o', long = "out", visible_alias = "output")]

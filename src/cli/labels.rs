@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use jukebox::checkpoint::ModelDir;
 use jukebox::labels::{display_name, Field, IdKind, IdSet};
+use jukebox::level::Level;
 use jukebox::util::resolve_default;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -35,31 +36,10 @@ pub struct Args {
 }
 
 fn parse_level(s: &str, n_levels: usize) -> Result<usize> {
-    let l = match s.trim().to_ascii_lowercase().as_str() {
-        "top" => n_levels.saturating_sub(1),
-        "middle" => 1,
-        "bottom" => 0,
-        t => t.parse::<usize>().map_err(|_| {
-            anyhow::anyhow!("--level `{s}` is not a level: use 0, 1, 2 or bottom, middle, top")
-        })?,
-    };
-    if l >= n_levels {
-        bail!(
-            "--level {s}: this model has {n_levels} levels (0..{})",
-            n_levels.saturating_sub(1)
-        );
-    }
-    Ok(l)
-}
-
-fn level_name(l: usize, n: usize) -> &'static str {
-    if l + 1 == n {
-        "top"
-    } else if l == 0 {
-        "bottom"
-    } else {
-        "middle"
-    }
+    s.parse::<Level>()
+        .map_err(|e| anyhow::anyhow!("--level: {e}"))?
+        .within(n_levels)
+        .context("--level")
 }
 
 /// The id lists to show and a one-line description of where they come from.
@@ -85,7 +65,7 @@ fn resolve(args: &Args) -> Result<(Arc<IdSet>, String, Option<usize>)> {
     let Some(lc) = &prior.labels else {
         bail!(
             "the level-{level} ({}) prior of {} takes no artist/genre labels",
-            level_name(level, n),
+            Level(level),
             model.display()
         );
     };
@@ -93,7 +73,7 @@ fn resolve(args: &Args) -> Result<(Arc<IdSet>, String, Option<usize>)> {
     let desc = format!(
         "{}, level {level} ({}): {} lists, tables {} artists × {} genres",
         model.display(),
-        level_name(level, n),
+        Level(level),
         match ids.kind {
             IdKind::Custom => format!("custom ({}/labels)", model.display()),
             k => k.name().to_string(),

@@ -16,7 +16,7 @@ pub struct Args {
     #[arg(long, default_value = "models/default")]
     pub model: PathBuf,
     /// Prior level: 0/1/2 or bottom/middle/top.
-    #[arg(long, value_parser = super::codec::parse_level, default_value = "top")]
+    #[arg(long, value_parser = jukebox::level::parse_level, default_value = "top")]
     pub level: usize,
     /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]

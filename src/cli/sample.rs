@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use jukebox::checkpoint::ModelDir;
+use jukebox::level::Level;
 use jukebox::prior::windows::seconds_to_samples;
 use jukebox::sample::{
     self, model_identity, ItemSpec, LevelSettings, Mode, Outcome, RunOptions, RunSpec,
@@ -116,7 +117,10 @@ pub fn parse_levels(s: &str, n_levels: usize) -> Result<Vec<usize>> {
     }
     let mut out = vec![];
     for part in s.split(',') {
-        let l = parse_level(part, n_levels)?;
+        let l = part
+            .parse::<Level>()
+            .map_err(anyhow::Error::msg)?
+            .within(n_levels)?;
         if !out.contains(&l) {
             out.push(l);
         }
@@ -125,22 +129,6 @@ pub fn parse_levels(s: &str, n_levels: usize) -> Result<Vec<usize>> {
         bail!("no levels given");
     }
     Ok(out)
-}
-
-pub fn parse_level(s: &str, n_levels: usize) -> Result<usize> {
-    let top = n_levels - 1;
-    let l = match s.trim() {
-        "top" => top,
-        "middle" => 1,
-        "bottom" => 0,
-        x => x.parse::<usize>().map_err(|_| {
-            anyhow::anyhow!("unknown level `{x}`: use top, middle, bottom, all or 0..={top}")
-        })?,
-    };
-    if l > top {
-        bail!("level {l} does not exist: this model has levels 0..={top}");
-    }
-    Ok(l)
 }
 
 fn open_model(p: Option<&Path>) -> Result<ModelDir> {
@@ -309,7 +297,8 @@ pub fn build_spec(a: &Args, md: &ModelDir) -> Result<RunSpec> {
                     "the prompt ({ps} s) must be shorter than the requested length --seconds {seconds}"
                 );
             }
-            let audio = jukebox::audio::load_prefix(&p, ps + 0.01)?;
+            let audio =
+                jukebox::audio::load_prefix(&p, ps + jukebox::audio::PREFIX_MARGIN_SECONDS)?;
             if audio.samples.len() < n {
                 bail!(
                     "the prompt {} is {:.3} s long, shorter than the {ps} s asked for by --prompt-seconds",

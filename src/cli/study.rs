@@ -6,6 +6,7 @@ use jukebox::checkpoint::ModelDir;
 use jukebox::labels::{Field, IdSet};
 use jukebox::study::emit::{self, EmitOptions};
 use jukebox::study::plan::{LabelKind, LabelResolver, ModelFacts, Plan, PlanSpec, Vocab};
+use jukebox::study::ranking::RankSpec;
 use jukebox::study::{self as st, CellRunner, FakeRunner, RunOptions};
 use jukebox::util::{atomic_write, resolve_default};
 use std::path::{Path, PathBuf};
@@ -401,39 +402,21 @@ fn rank_prompt(plan: &Plan, root: &Path) -> Result<()> {
     }
     let md = ModelDir::open(Path::new(&plan.model))?;
     let top = md.config.top_level();
-    let Some(prior) = md.config.priors.get(top) else {
-        return Ok(());
-    };
-    if prior.labels.is_none() {
+    if md.config.priors.get(top).is_none_or(|p| p.labels.is_none()) {
         return Ok(());
     }
-    let ids = IdSet::for_model(Path::new(&plan.model), prior)?;
-    let few_artists = ids.table(Field::Artist).entries.len() <= 64;
-    #[derive(clap::Parser)]
-    struct Wrap {
-        #[command(flatten)]
-        a: super::rank_labels::Args,
-    }
-    let mut argv = vec![
-        "rank-labels".to_string(),
-        "--model".into(),
-        plan.model.clone(),
-        "--prompt".into(),
-        plan.prompt.clone(),
-        "--prompt-seconds".into(),
-        format!("{}", plan.prompt_seconds),
-        "--top".into(),
-        "10".into(),
-        "-o".into(),
-        out.display().to_string(),
-    ];
-    if few_artists {
-        argv.push("--artists".into());
-    }
-    let w =
-        <Wrap as clap::Parser>::try_parse_from(argv).context("building the rank-labels request")?;
+    let spec = RankSpec::for_study(
+        PathBuf::from(&plan.model),
+        PathBuf::from(&plan.prompt),
+        plan.prompt_seconds,
+    )?;
     eprintln!("study: ranking the model's labels on the prompt (skip with --no-rank)");
-    super::rank_labels::run(w.a).context("ranking labels on the prompt")
+    let ranking = super::rank_labels::rank(&spec).context("ranking labels on the prompt")?;
+    super::rank_labels::print_ranking(&ranking, 10);
+    jukebox::util::atomic_write(&out, ranking.to_csv().as_bytes())
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {}", out.display());
+    Ok(())
 }
 
 /// Rough batched tokens per second per level on this kind of CPU, for estimates only.

@@ -69,7 +69,7 @@ pub struct VqvaeArgs {
 #[derive(clap::Args, Debug)]
 pub struct PriorArgs {
     /// top, middle or bottom (or 2, 1, 0).
-    #[arg(long, value_parser = parse_level)]
+    #[arg(long, value_parser = jukebox::level::parse_level)]
     pub level: usize,
     /// The trained VQ-VAE (a `train vqvae` output, or a model directory).
     #[arg(long)]
@@ -99,17 +99,6 @@ pub struct AssembleArgs {
     /// Shorthand for `--dtype f16`.
     #[arg(long, hide = true)]
     pub f16: bool,
-}
-
-pub fn parse_level(s: &str) -> Result<usize, String> {
-    match s.trim().to_lowercase().as_str() {
-        "top" | "2" => Ok(2),
-        "middle" | "1" => Ok(1),
-        "bottom" | "0" => Ok(0),
-        other => Err(format!(
-            "unknown level `{other}`: use top, middle or bottom (or 2, 1, 0)"
-        )),
-    }
 }
 
 fn preset_name(c: &Common) -> Result<String> {

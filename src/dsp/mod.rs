@@ -1,6 +1,6 @@
 //! Signal analysis on CPU, deterministic: STFT, mel spectra, spectral features, distances,
 //! onset strength and tempo, and spectrogram images. Used by the study report and by training
-//! and quality metrics (peers-and-data §5).
+//! and quality metrics (`models/default/QUALITY.md` describes each).
 //!
 //! Conventions: the STFT matches `torch.stft(center=True, pad_mode="reflect")` with a periodic Hann
 //! window of length `win` centred in `n_fft`, as the official Jukebox code uses; magnitudes are

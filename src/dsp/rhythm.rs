@@ -1,5 +1,5 @@
 //! Onset strength (log-mel spectral flux), tempo by onset autocorrelation, and bar-by-bar onset
-//! pattern correlation: the "prompt retention" measures of the study (peers-and-data §5c).
+//! pattern correlation: the "prompt retention" measures of the study (the study report explains each beside its table).
 
 use super::{apply_filterbank, mel_filterbank, power_to_db, stft_power};
 

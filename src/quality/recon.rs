@@ -145,11 +145,11 @@ pub fn level_kbps(sr: u32, hop: usize, bins: usize) -> f64 {
     sr as f64 / hop.max(1) as f64 * (bins.max(2) as f64).log2() / 1000.0
 }
 
+/// `level 2 (top)`: the number and, for the three official levels, the name.
 pub fn level_name(level: usize, levels: usize) -> String {
-    let names = ["bottom", "middle", "top"];
-    match (levels, level) {
-        (3, l) => format!("level {l} ({})", names[l]),
-        (_, l) => format!("level {l}"),
+    match crate::level::Level(level) {
+        l if levels == 3 => format!("level {level} ({l})"),
+        _ => format!("level {level}"),
     }
 }
 

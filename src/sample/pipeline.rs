@@ -95,8 +95,11 @@ pub fn encode_prompt(
     dev: &Device,
 ) -> Result<Vec<Vec<i64>>> {
     let sr = md.config.vqvae.sample_rate;
-    let audio = crate::audio::load_prefix(prompt, samples as f64 / sr as f64 + 0.01)
-        .with_context(|| format!("loading the prompt {}", prompt.display()))?;
+    let audio = crate::audio::load_prefix(
+        prompt,
+        samples as f64 / sr as f64 + crate::audio::PREFIX_MARGIN_SECONDS,
+    )
+    .with_context(|| format!("loading the prompt {}", prompt.display()))?;
     if audio.samples.len() < samples {
         bail!(
             "the prompt {} is {:.3} s long, shorter than the {:.3} s asked for by --prompt-seconds",

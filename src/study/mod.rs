@@ -14,6 +14,7 @@ pub mod html;
 pub mod metrics;
 pub mod model_runner;
 pub mod plan;
+pub mod ranking;
 pub mod report;
 pub mod runner;
 pub mod stats;
@@ -79,7 +80,7 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
 /// Load the first `plan.prompt_samples` of the prompt, or explain why it is too short.
 pub fn load_prompt(path: &Path, plan: &Plan) -> Result<Vec<f32>> {
     let secs = plan.prompt_samples as f64 / plan.sample_rate as f64;
-    let audio = crate::audio::load_prefix(path, secs + 0.5)
+    let audio = crate::audio::load_prefix(path, secs + crate::audio::PREFIX_MARGIN_SECONDS)
         .with_context(|| format!("cannot load prompt {}", path.display()))?;
     for w in &audio.warnings {
         eprintln!("warning: prompt {}: {w}", path.display());

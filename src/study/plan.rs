@@ -219,12 +219,10 @@ pub fn parse_levels(s: &str, n_levels: usize) -> Result<Vec<usize>> {
                 out.extend((0..=top).rev());
                 continue;
             }
-            "top" => top,
-            "middle" if n_levels == 3 => 1,
-            "bottom" => 0,
             p => p
-                .parse::<usize>()
+                .parse::<crate::level::Level>()
                 .ok()
+                .map(|l| l.0)
                 .filter(|l| *l <= top)
                 .with_context(|| {
                     format!("--levels: `{p}` is not top, middle, bottom, all or a level 0..={top}")

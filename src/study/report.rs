@@ -13,6 +13,7 @@ use super::plan::{Cell, Mode, Plan};
 use super::store::{ItemRecord, Layout};
 use super::svg;
 use super::PromptInfo;
+use crate::level::Level;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -48,15 +49,6 @@ pub fn read_label_ranking(path: &Path) -> Option<(Vec<String>, Vec<Vec<String>>)
         .map(|rec| rec.iter().map(|f| f.trim().to_string()).collect())
         .collect();
     Some((header, rows))
-}
-
-fn level_name(l: usize, n: usize) -> String {
-    match (n, l) {
-        (3, 2) => "top".into(),
-        (3, 1) => "middle".into(),
-        (_, 0) => "bottom".into(),
-        _ => format!("level {l}"),
-    }
 }
 
 const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;max-width:1600px;color:#222}\
@@ -151,7 +143,7 @@ fn prompt_section(s: &mut String, d: &ReportData) {
             "<tr><td>reconstruction, {} (level {l}, hop {})</td>\
              <td><audio controls preload=\"none\" src=\"prompt/level_{l}.wav\"></audio></td>\
              <td><img src=\"prompt/level_{l}.png\" alt=\"reconstruction level {l}\"></td></tr>",
-            level_name(l, p.hops.len()),
+            Level(l),
             p.hops[l]
         );
     }
@@ -263,7 +255,7 @@ fn item_html(s: &mut String, p: &Plan, cell: &Cell, sample: usize) {
             s,
             "<div class=\"small\">{}</div><audio controls preload=\"none\" src=\"{}\"></audio>\
              <img src=\"{}\" alt=\"{} seed {seed} level {l}\" loading=\"eager\">",
-            level_name(l, p.hops.len()),
+            Level(l),
             esc(&wav),
             esc(&png),
             esc(&cell.id)
@@ -352,7 +344,7 @@ fn summary_section(s: &mut String, d: &ReportData) {
         ("entropy (bits)", |l| l.entropy_filtered_bits),
     ];
     for &l in &p.levels {
-        let _ = write!(s, "<h3>{} (level {l})</h3>", level_name(l, p.hops.len()));
+        let _ = write!(s, "<h3>{} (level {l})</h3>", Level(l));
         let panels: Vec<(&str, Vec<svg::Row>)> = feats
             .iter()
             .map(|(name, get)| {

@@ -131,8 +131,5 @@ pub fn assemble(opts: &AssembleOpts) -> Result<Assembled> {
 
 /// Convenience: the prior dirs of a training folder laid out as `ROOT/{bottom,middle,top}`.
 pub fn default_prior_dirs(root: &Path) -> Vec<PathBuf> {
-    ["bottom", "middle", "top"]
-        .iter()
-        .map(|n| root.join(n))
-        .collect()
+    crate::level::NAMES.iter().map(|n| root.join(n)).collect()
 }

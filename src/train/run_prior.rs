@@ -347,7 +347,6 @@ pub fn train_prior(opts: &PriorOpts) -> Result<Outcome> {
         log_columns_with_baseline(),
         opts.resume.then_some(start),
     )?;
-    let names = ["bottom", "middle", "top"];
     let lo = LoopOpts {
         out: opts.out.clone(),
         total_steps: t.steps,
@@ -358,7 +357,7 @@ pub fn train_prior(opts: &PriorOpts) -> Result<Outcome> {
         quiet: opts.quiet,
         resume_hint: format!(
             "jukebox train prior --level {} --vqvae {} --corpus {} --out {} --resume",
-            names.get(opts.level).copied().unwrap_or("top"),
+            crate::level::Level(opts.level),
             opts.vqvae.display(),
             opts.corpus.display(),
             opts.out.display()
