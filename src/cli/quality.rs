@@ -172,7 +172,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let md = jukebox::checkpoint::ModelDir::open(&model)
         .with_context(|| format!("cannot open the model {}", model.display()))?;
-    let levels = super::sample::parse_levels(&a.levels, md.config.vqvae.levels)?;
+    let levels = jukebox::sample::parse_levels(&a.levels, md.config.vqvae.levels)?;
     let prompt_genre = a.prompt_genre.clone().or_else(|| {
         (a.prompt == std::path::Path::new(DEFAULT_PROMPT)).then(|| "breakbeat".to_string())
     });

@@ -56,6 +56,10 @@ impl BaseLabel {
     pub fn artist_id(&self) -> i64 {
         self.y[3]
     }
+    /// The genre slots (`max_genres` of them; −1 pads a shorter bag).
+    pub fn genre_ids(&self, max_genres: usize) -> &[i64] {
+        &self.y[4..4 + max_genres]
+    }
 }
 
 /// One window's `y` row (official `get_y`), with each lyric slot's index into the full token

@@ -2,10 +2,12 @@
 //! windowed as the official `sample.py`, resumable after every window.
 
 pub mod pipeline;
+pub mod request;
 pub mod run;
 pub mod state;
 
 pub use pipeline::{run, Outcome, RunOptions, Summary};
+pub use request::{add_levels, continue_run, create_run, parse_levels, SampleRequest};
 pub use run::{model_identity, ItemSpec, LevelSettings, Mode, RunSpec};
 pub use state::RunState;
 pub mod score;
