@@ -54,6 +54,7 @@ fn spec(
         max_batch: 4,
         items,
         level_items: vec![],
+        parent: None,
     }
 }
 

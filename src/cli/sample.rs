@@ -71,12 +71,19 @@ pub struct Args {
     /// Extend a finished run to a new total length (--seconds).
     #[arg(long = "continue", value_name = "RUN_DIR")]
     pub continue_run: Option<PathBuf>,
+    /// With --continue: extend only this take, into --n-samples new takes (seeds from --seed)
+    /// in a new run --out that records its parent.
+    #[arg(long, requires = "continue_run")]
+    pub take: Option<usize>,
     /// Finish a run that was stopped or killed.
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
     /// Hide progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Progress as bars, or as JSON lines on stderr (for programs such as `jukebox serve`).
+    #[arg(long, value_parser = ["bars", "json"], default_value = "bars")]
+    pub progress: String,
     /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -128,13 +135,31 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     flag
 }
 
+/// One JSON line per change of window or per ~0.2 s of tokens, on stderr.
+fn json_progress() -> impl Fn(&sample::Progress) + Sync {
+    let last = std::sync::Mutex::new((usize::MAX, usize::MAX, std::time::Instant::now()));
+    move |p: &sample::Progress| {
+        let Ok(mut l) = last.lock() else { return };
+        let now = std::time::Instant::now();
+        let new_window = (l.0, l.1) != (p.level, p.window);
+        if new_window || now.duration_since(l.2).as_millis() >= 200 {
+            *l = (p.level, p.window, now);
+            if let Ok(s) = serde_json::to_string(p) {
+                eprintln!("{s}");
+            }
+        }
+    }
+}
+
 /// Run or resume `run_dir`, reporting the outcome.
-pub fn drive(md: &ModelDir, run_dir: &Path, quiet: bool, device: Device) -> Result<()> {
+pub fn drive(md: &ModelDir, run_dir: &Path, quiet: bool, json: bool, device: Device) -> Result<()> {
     let flag = interrupt_flag();
+    let report = json_progress();
     let opts = RunOptions {
-        progress: !quiet,
+        progress: !quiet && !json,
         interrupt: Some(&flag),
         device,
+        on_progress: json.then_some(&report as &(dyn Fn(&sample::Progress) + Sync)),
         ..Default::default()
     };
     match sample::run(md, run_dir, &opts)? {
@@ -161,11 +186,12 @@ pub fn drive(md: &ModelDir, run_dir: &Path, quiet: bool, device: Device) -> Resu
 pub fn run(a: Args) -> Result<()> {
     // A device that cannot be opened is refused before any run folder is written.
     let dev = super::device(&a.device)?;
+    let json = a.progress == "json";
     if let Some(dir) = &a.resume {
         let spec = RunSpec::load(dir)?;
         let md = open_model(Some(a.model.as_deref().unwrap_or(&spec.model)))?;
         spec.check_model(&md, dir)?;
-        return drive(&md, dir, a.quiet, dev);
+        return drive(&md, dir, a.quiet, json, dev);
     }
     if let Some(src) = &a.continue_run {
         let spec = RunSpec::load(src)?;
@@ -173,8 +199,16 @@ pub fn run(a: Args) -> Result<()> {
         let secs = a
             .seconds
             .context("--continue needs --seconds, the new total length")?;
+        if let Some(take) = a.take {
+            let out = a
+                .out
+                .clone()
+                .context("--take needs --out, the new run directory")?;
+            sample::fork_take(&md, src, take, &out, secs, a.n_samples, a.seed)?;
+            return drive(&md, &out, a.quiet, json, dev);
+        }
         let dir = sample::continue_run(&md, src, a.out.as_deref(), secs)?;
-        return drive(&md, &dir, a.quiet, dev);
+        return drive(&md, &dir, a.quiet, json, dev);
     }
     let md = open_model(a.model.as_deref())?;
     let out = a
@@ -190,7 +224,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let spec = RunSpec::build(&request(&a)?, &md)?;
     sample::create_run(&out, &spec)?;
-    drive(&md, &out, a.quiet, dev)
+    drive(&md, &out, a.quiet, json, dev)
 }
 
 /// The library request these flags describe.

@@ -21,6 +21,9 @@ pub struct Args {
     /// Hide progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Progress as bars, or as JSON lines on stderr (for programs such as `jukebox serve`).
+    #[arg(long, value_parser = ["bars", "json"], default_value = "bars")]
+    pub progress: String,
     /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -50,5 +53,5 @@ pub fn run(a: Args) -> Result<()> {
     };
     jukebox::sample::add_levels(&mut spec, n_levels, add, chosen, &a.run_dir)?;
     spec.save(&a.run_dir)?;
-    super::sample::drive(&md, &a.run_dir, a.quiet, dev)
+    super::sample::drive(&md, &a.run_dir, a.quiet, a.progress == "json", dev)
 }

@@ -300,6 +300,7 @@ pub fn measure(
             })
             .collect(),
         level_items: vec![],
+        parent: None,
     };
     spec.validate()?;
     let dir = o.work.join("separation");

@@ -161,6 +161,7 @@ fn spec(
             })
             .collect(),
         level_items: vec![],
+        parent: None,
     };
     s.validate()?;
     Ok(s)

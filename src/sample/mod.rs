@@ -6,8 +6,8 @@ pub mod request;
 pub mod run;
 pub mod state;
 
-pub use pipeline::{run, Outcome, RunOptions, Summary};
-pub use request::{add_levels, continue_run, create_run, parse_levels, SampleRequest};
-pub use run::{model_identity, ItemSpec, LevelSettings, Mode, RunSpec};
+pub use pipeline::{run, Outcome, Progress, RunOptions, Summary};
+pub use request::{add_levels, continue_run, create_run, fork_take, parse_levels, SampleRequest};
+pub use run::{model_identity, ItemSpec, LevelSettings, Mode, Parent, RunSpec};
 pub use state::RunState;
 pub mod score;

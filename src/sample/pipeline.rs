@@ -41,6 +41,20 @@ pub struct RunOptions<'a> {
     pub stop_after_windows: Option<usize>,
     /// Write the per-level WAV files (the study writes its own).
     pub write_audio: bool,
+    /// Called as tokens are sampled (besides or instead of the bars), e.g. for `--progress json`.
+    pub on_progress: Option<&'a (dyn Fn(&Progress) + Sync)>,
+}
+
+/// Where a run stands, for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Progress {
+    pub level: usize,
+    /// Windows finished at this level, and planned in this call.
+    pub window: usize,
+    pub windows: usize,
+    /// Tokens sampled at this level in this call, and planned.
+    pub tokens: usize,
+    pub tokens_total: usize,
 }
 
 impl Default for RunOptions<'_> {
@@ -51,6 +65,7 @@ impl Default for RunOptions<'_> {
             interrupt: None,
             stop_after_windows: None,
             write_audio: true,
+            on_progress: None,
         }
     }
 }
@@ -277,6 +292,18 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
                 .sum();
             let pb = progress_bar(opts.progress, level, new_tokens, windows.len());
             let mut done_tokens = 0usize;
+            let report = |window: usize, tokens: usize| {
+                if let Some(f) = opts.on_progress {
+                    f(&Progress {
+                        level,
+                        window,
+                        windows: windows.len(),
+                        tokens,
+                        tokens_total: new_tokens,
+                    });
+                }
+            };
+            report(0, 0);
             for (wi, w) in windows.iter().enumerate() {
                 if let Some(flag) = opts.interrupt {
                     if flag.load(Ordering::SeqCst) {
@@ -303,10 +330,14 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
                     upper_rows.as_deref(),
                     &items,
                     dev,
-                    &mut |k| pb.set_position((done_tokens + k) as u64),
+                    &mut |k| {
+                        pb.set_position((done_tokens + k) as u64);
+                        report(wi, done_tokens + k);
+                    },
                 )?;
                 done_tokens += n;
                 pb.set_position(done_tokens as u64);
+                report(wi + 1, done_tokens);
                 state.save(run_dir)?;
                 windows_done += 1;
             }

@@ -3,7 +3,8 @@
 //! app (`serve`) both go through these, so a run made by one is understood by the other.
 //! Messages name the CLI flags, which is how most users meet them.
 
-use super::run::{model_identity, ItemSpec, LevelSettings, Mode, RunSpec};
+use super::run::{model_identity, ItemSpec, LevelSettings, Mode, Parent, RunSpec};
+use super::state::{EntropySums, LevelCodes, RunState};
 use crate::checkpoint::ModelDir;
 use crate::level::Level;
 use crate::prior::windows::seconds_to_samples;
@@ -215,6 +216,7 @@ impl RunSpec {
             max_batch: req.max_batch.max(1),
             items: req.items.clone(),
             level_items: vec![],
+            parent: None,
         };
         spec.validate()?;
         spec.check_labels(md)?;
@@ -306,6 +308,98 @@ pub fn continue_run(
     spec.total_length = spec.total_length.max(new_len);
     spec.save(&dir)?;
     Ok(dir)
+}
+
+/// Extend one take of `src` into `n` new takes in a new run `dst` (seeds `seed`, `seed + 1`, …),
+/// `seconds` long in total. The new run starts from that take's codes at every level it was
+/// sampled at and records its parent, so runs form a tree; it is an ordinary run directory
+/// that `--resume`, `--continue` and `upsample` accept.
+pub fn fork_take(
+    md: &ModelDir,
+    src: &Path,
+    take: usize,
+    dst: &Path,
+    seconds: f64,
+    n: usize,
+    seed: u64,
+) -> Result<()> {
+    let parent = RunSpec::load(src)?;
+    parent.check_model(md, src)?;
+    if take >= parent.items.len() {
+        bail!(
+            "take {take} does not exist: {} has takes 0..{}",
+            src.display(),
+            parent.items.len()
+        );
+    }
+    if n == 0 {
+        bail!("--n-samples must be at least 1");
+    }
+    let top_hop = md.config.vqvae.hop_length(md.config.top_level());
+    let new_len = seconds_to_samples(seconds, parent.sample_rate, top_hop)?;
+    if new_len <= parent.sample_length {
+        bail!(
+            "--seconds {seconds} is not longer than the run's {:.2} s",
+            parent.sample_length as f64 / parent.sample_rate as f64
+        );
+    }
+    let state = RunState::load_or_default(src)?;
+    let mut child_state = RunState {
+        prompt: state.prompt.clone(),
+        ..Default::default()
+    };
+    let mut levels = vec![];
+    for &l in &parent.levels {
+        let Some(pos) = parent.items_at(l).iter().position(|&i| i == take) else {
+            continue; // the take was not sampled at this level
+        };
+        let codes = state.levels.get(&l).with_context(|| {
+            format!(
+                "{} has no level-{l} codes yet: finish it first",
+                src.display()
+            )
+        })?;
+        let row = codes.rows.get(pos).cloned().unwrap_or_default();
+        child_state
+            .levels
+            .insert(l, LevelCodes { rows: vec![row; n] });
+        if let Some(e) = state.entropy.get(&l) {
+            let one = |v: &Vec<f64>| vec![v.get(pos).copied().unwrap_or(0.0); n];
+            child_state.entropy.insert(
+                l,
+                EntropySums {
+                    raw: one(&e.raw),
+                    filtered: one(&e.filtered),
+                    token: if e.token.is_empty() {
+                        vec![]
+                    } else {
+                        one(&e.token)
+                    },
+                    count: vec![e.count.get(pos).copied().unwrap_or(0); n],
+                },
+            );
+        }
+        levels.push(l);
+    }
+    let item = &parent.items[take];
+    let mut spec = parent.clone();
+    spec.items = (0..n)
+        .map(|k| ItemSpec {
+            seed: seed + k as u64,
+            ..item.clone()
+        })
+        .collect();
+    spec.levels = levels;
+    spec.level_items = vec![];
+    spec.sample_length = new_len;
+    spec.total_length = spec.total_length.max(new_len);
+    spec.parent = Some(Parent {
+        run: std::path::absolute(src).unwrap_or(src.to_path_buf()),
+        take,
+    });
+    spec.validate()?;
+    create_run(dst, &spec)?;
+    child_state.save(dst)
 }
 
 fn copy_run(src: &Path, dst: &Path) -> Result<()> {

@@ -69,6 +69,16 @@ pub struct RunSpec {
     /// Items sampled at each lower level (`upsample --samples`), by level; all when absent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub level_items: Vec<Vec<usize>>,
+    /// The run and take this run extends (`sample --continue RUN --take I`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Parent>,
+}
+
+/// Where a forked run came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parent {
+    pub run: PathBuf,
+    pub take: usize,
 }
 
 impl RunSpec {

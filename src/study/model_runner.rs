@@ -126,6 +126,7 @@ impl ModelRunner {
             max_batch: plan.max_batch.max(1),
             items,
             level_items: vec![],
+            parent: None,
         })
     }
 }
