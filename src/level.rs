@@ -28,7 +28,7 @@ impl Level {
     pub fn within(self, n_levels: usize) -> Result<usize> {
         if self.0 >= n_levels {
             bail!(
-                "level {} does not exist: this model has levels 0..={}",
+                "level {} does not exist: this model has {n_levels} levels (0..={})",
                 self.0,
                 n_levels.saturating_sub(1)
             );
@@ -47,7 +47,7 @@ impl FromStr for Level {
         }
         t.parse::<usize>().map(Level).map_err(|_| {
             format!(
-                "unknown level `{}`: use top, middle, bottom or 0, 1, 2",
+                "unknown level `{}`: use bottom, middle, top or 0, 1, 2",
                 s.trim()
             )
         })

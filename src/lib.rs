@@ -20,6 +20,7 @@ pub mod parity;
 pub mod prior;
 pub mod quality;
 pub mod sample;
+pub mod serve;
 pub mod spectral;
 pub mod study;
 pub mod train;

@@ -48,6 +48,14 @@ impl Audio {
     }
 }
 
+/// Whether a file name has an extension this crate decodes (wav, flac, mp3, ogg/oga).
+pub fn is_audio_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".wav", ".flac", ".mp3", ".ogg", ".oga"]
+        .iter()
+        .any(|e| lower.ends_with(e))
+}
+
 /// Decode a whole file to 44.1 kHz mono.
 pub fn load(path: &Path) -> Result<Audio> {
     load_impl(path, None)

@@ -12,6 +12,7 @@ pub mod parity;
 pub mod quality;
 pub mod rank_labels;
 pub mod sample;
+pub mod serve;
 pub mod study;
 pub mod train;
 pub mod upsample;
@@ -47,6 +48,11 @@ pub enum Command {
         after_help = "Examples:\n  jukebox upsample runs/amen                       # every sample, every lower level\n  jukebox upsample runs/amen --samples 0,3 --levels middle"
     )]
     Upsample(upsample::Args),
+    /// A local web app: generate takes, listen, pick, extend, upsample, run studies.
+    #[command(
+        after_help = "Examples:\n  jukebox serve                                    # then open http://127.0.0.1:8421/\n  jukebox serve --runs my-runs --models models --jobs 2\n  jukebox serve --bind 0.0.0.0:8421 --token generate   # reachable from other machines, with a token"
+    )]
+    Serve(serve::Args),
     /// Encode audio to VQ-VAE codes.
     #[command(
         after_help = "Examples:\n  jukebox encode data/prompts/amen.wav -o amen.codes.safetensors\n  jukebox encode song.wav --level top -o top.safetensors"
@@ -118,6 +124,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Study(a) => study::run(a),
         Command::Sample(a) => sample::run(a),
         Command::Upsample(a) => upsample::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Encode(a) => codec::run_encode(a),
         Command::Decode(a) => codec::run_decode(a),
         Command::Inspect(a) => inspect::run(a),

@@ -46,7 +46,7 @@ pub struct RunOptions<'a> {
 }
 
 /// Where a run stands, for progress reports.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
     pub level: usize,
     /// Windows finished at this level, and planned in this call.
