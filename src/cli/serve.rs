@@ -56,11 +56,14 @@ pub fn run(a: Args) -> Result<()> {
     };
     let runs = cfg.runs.clone();
     serve(cfg, |url| {
-        println!("jukebox serve: open {url}");
-        println!(
-            "runs in {}; Ctrl-C stops the server (running jobs resume on the next start)",
+        // Write errors are ignored: a closed stdout must not stop the server.
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "jukebox serve: open {url}");
+        let _ = writeln!(
+            out,
+            "runs in {}; Ctrl-C stops the server (interrupted jobs can be resumed from the page)",
             runs.display()
         );
-        let _ = std::io::stdout().flush();
+        let _ = out.flush();
     })
 }

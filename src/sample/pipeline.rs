@@ -340,6 +340,7 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
                 report(wi + 1, done_tokens);
                 state.save(run_dir)?;
                 windows_done += 1;
+                window_delay();
             }
             pb.finish_with_message(format!("level {level} done"));
             summary
@@ -472,6 +473,17 @@ fn sample_one_window(
         r.extend(new);
     }
     Ok(n_new)
+}
+
+/// `JUKEBOX_WINDOW_DELAY_MS` slows every window by that much: tests of interruption (a server
+/// killed mid-job) use it to get a job that is still running when they act.
+fn window_delay() {
+    if let Some(ms) = std::env::var("JUKEBOX_WINDOW_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }
 
 fn progress_bar(show: bool, level: usize, tokens: usize, windows: usize) -> ProgressBar {
