@@ -512,3 +512,53 @@ fn a_server_killed_mid_job_resumes_to_the_same_bytes() {
         );
     }
 }
+
+#[test]
+fn cancel_stops_after_a_window_and_resume_finishes_the_same_bytes() {
+    let d = tempfile::tempdir().unwrap();
+    let runs = d.path().join("runs");
+    let s = start(&runs, &[], &[("JUKEBOX_WINDOW_DELAY_MS", "60")]);
+    let p = s.port;
+    let form = sample_form(1.9, 2, "all", 21);
+    let a = post_json(p, "/api/jobs/sample", form.clone()).json()["job"]
+        .as_u64()
+        .unwrap();
+    // A second job waits in the queue (one job at a time) and can be cancelled there.
+    let b = post_json(p, "/api/jobs/sample", sample_form(1.0, 1, "top", 0)).json()["job"]
+        .as_u64()
+        .unwrap();
+    wait_job(p, a, 120, |j| {
+        j["status"] == "running" && j["progress"]["window"].as_u64().unwrap_or(0) >= 2
+    });
+    assert_eq!(wait_job(p, b, 5, |_| true)["status"], "queued");
+    let r = http(p, "POST", &format!("/api/jobs/{b}/cancel"), b"", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(wait_job(p, b, 5, |_| true)["status"], "cancelled");
+    let r = http(p, "POST", &format!("/api/jobs/{a}/cancel"), b"", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = wait_job(p, a, 60, finished);
+    assert_eq!(j["status"], "cancelled", "{j}");
+    assert!(
+        !runs.join("run-0001/level_0/sample_1.wav").exists(),
+        "cancelled before the end"
+    );
+    let r = http(p, "POST", &format!("/api/jobs/{a}/resume"), b"", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(wait_job(p, a, 240, finished)["status"], "done");
+    // The same request, never cancelled (run-0003: run-0002 is the cancelled queued job's).
+    let c = post_json(p, "/api/jobs/sample", form).json()["job"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(wait_job(p, c, 240, finished)["status"], "done");
+    for f in [
+        "state.safetensors",
+        "level_0/sample_0.wav",
+        "level_0/sample_1.wav",
+    ] {
+        assert_eq!(
+            std::fs::read(runs.join("run-0001").join(f)).unwrap(),
+            std::fs::read(runs.join("run-0003").join(f)).unwrap(),
+            "{f} differs after cancel and resume"
+        );
+    }
+}

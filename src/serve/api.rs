@@ -582,7 +582,7 @@ async fn extend(
             let _ = std::fs::remove_dir_all(&dir);
             bad_anyhow(e)
         })?;
-        let title = format!("extend {run} take {take} to {} s", f.seconds);
+        let title = format!("extend {run} take {take} to {:.2} s", f.seconds);
         let id = queue(&app, Kind::Extend, title, name.clone(), resume_args(&dir))?;
         Ok(Json(json!({ "job": id, "run": name })))
     })

@@ -28,10 +28,11 @@ impl Drop for Server {
 /// so to its jobs).
 pub fn start(runs: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_jukebox"));
-    cmd.arg("serve")
-        .arg("--model")
-        .arg(model())
-        .arg("--runs")
+    cmd.arg("serve");
+    if !extra.contains(&"--model") {
+        cmd.arg("--model").arg(model());
+    }
+    cmd.arg("--runs")
         .arg(runs)
         .args(["--bind", "127.0.0.1:0"])
         .args(extra)

@@ -125,11 +125,10 @@ async function act(method, url, body) {
 // ---- runs as a tree ---------------------------------------------------------------------------
 async function loadRuns() {
   const r = await api("GET", "/api/runs");
-  const text = JSON.stringify(r);
-  if (text === state.runsText) return; // unchanged: keep the players as they are
-  state.runsText = text;
-  state.runs = r.runs; state.studies = r.studies;
-  renderRuns(); renderStudies();
+  // Re-render only what changed: re-rendering the takes would stop one that is playing.
+  const runsText = JSON.stringify(r.runs), studiesText = JSON.stringify(r.studies);
+  if (runsText !== state.runsText) { state.runsText = runsText; state.runs = r.runs; renderRuns(); }
+  if (studiesText !== state.studiesText) { state.studiesText = studiesText; state.studies = r.studies; renderStudies(); }
 }
 
 function takeCard(run, t) {
@@ -147,7 +146,7 @@ function takeCard(run, t) {
       ` take ${t.index} · seed ${t.seed} · ${t.genres.join("+")} · ${t.artist}`),
     audio.length ? audio : el("div", { class: "muted" }, "no audio yet"),
     el("div", { class: "actions" },
-      el("button", { class: "extend", onclick: () => act("POST", `/api/runs/${run.name}/takes/${t.index}/extend`, { seconds: run.seconds + Number(extendSecs.value), takes: Number(extendTakes.value), seed: t.seed + 1000 }) }, "Extend +"),
+      el("button", { class: "extend", title: "continue this take into new takes", onclick: () => act("POST", `/api/runs/${run.name}/takes/${t.index}/extend`, { seconds: run.seconds + Number(extendSecs.value), takes: Number(extendTakes.value), seed: t.seed + 1000 }) }, "Extend +"),
       extendSecs, "s ×", extendTakes,
       lowest > 0 && t.levels.includes(lowest) ? el("button", { class: "upsample", onclick: () => act("POST", `/api/runs/${run.name}/upsample`, { takes: [t.index] }) }, "Upsample") : null,
       el("a", { href: withToken(`/api/runs/${run.name}/takes/${t.index}/zip`), class: "zip" }, "Download zip")));
@@ -208,6 +207,11 @@ function listen() {
     if (key !== state.doneKey) { state.doneKey = key; loadRuns().catch(() => {}); }
   });
 }
+
+// While a study runs, its cells fill in on disk: look every few seconds.
+setInterval(() => {
+  if (state.jobs.some((j) => j.kind === "study" && j.status === "running")) loadRuns().catch(() => {});
+}, 3000);
 
 document.addEventListener("DOMContentLoaded", async () => {
   $("#mode").addEventListener("change", modeChanged);
