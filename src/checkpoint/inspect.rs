@@ -162,6 +162,10 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
     if path.is_dir() {
         return inspect_dir(path);
     }
+    let s = path.to_string_lossy();
+    if !path.exists() && super::hub::is_repo_id(&s) {
+        return inspect_dir(&super::hub::resolve(&s)?);
+    }
     let store = Store::open(path)?;
     let hf = store
         .entries

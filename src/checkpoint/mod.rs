@@ -6,6 +6,7 @@
 //! against the file length before anything is allocated from it.
 
 pub mod convert;
+pub mod hub;
 pub mod inspect;
 pub mod keys;
 pub mod model_dir;

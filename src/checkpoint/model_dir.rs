@@ -195,6 +195,10 @@ impl ModelDir {
             );
         }
         if !path.is_dir() {
+            let s = path.to_string_lossy();
+            if super::hub::is_repo_id(&s) {
+                return ModelDir::open(&super::hub::resolve(&s)?);
+            }
             bail!("model directory {} does not exist", path.display());
         }
         let cfg_path = path.join("config.json");
