@@ -11,6 +11,7 @@ pub mod config;
 pub mod dataset;
 pub mod drums;
 pub mod dsp;
+pub mod facade;
 pub mod guard;
 pub mod labels;
 pub mod level;
@@ -28,3 +29,4 @@ pub mod util;
 pub mod vqvae;
 
 pub use candle_core as candle;
+pub use facade::{Jukebox, Takes};

@@ -30,6 +30,8 @@ const LAYERS: &[&str] = &[
     // Using the models: sampling, then the study built on it.
     "sample",
     "study",
+    // The library in a few calls (`Jukebox`), for programs and the Python package.
+    "facade",
     // The web app: runs the CLI for its jobs and reads run and study directories.
     "serve",
     // Making models, then the tools that measure them (not on the product's data path).
