@@ -95,6 +95,10 @@ pub fn encode_items(
     let mut tracks = Vec::with_capacity(items.len());
     let pb = super::log::progress(items.len() as u64, 0, quiet);
     pb.set_message("encoding the corpus");
+    let meta = HashMap::from([("vqvae".to_string(), fingerprint.to_string())]);
+    // Encoding a large corpus takes long: save what is done every few minutes, so an
+    // interrupted run keeps it (the cache is read back item by item above).
+    let mut last_save = std::time::Instant::now();
     for it in items {
         let k = item_key(it);
         let mut codes = Vec::with_capacity(levels);
@@ -124,10 +128,14 @@ pub fn encode_items(
             name: it.rel.clone(),
         });
         pb.inc(1);
+        if changed && last_save.elapsed().as_secs() >= 180 {
+            write_safetensors(cache, &stored, meta.clone())?;
+            last_save = std::time::Instant::now();
+            changed = false;
+        }
     }
     pb.finish_and_clear();
     if changed {
-        let meta = HashMap::from([("vqvae".to_string(), fingerprint.to_string())]);
         write_safetensors(cache, &stored, meta)?;
     }
     Ok(tracks)
