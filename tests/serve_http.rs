@@ -562,3 +562,82 @@ fn cancel_stops_after_a_window_and_resume_finishes_the_same_bytes() {
         );
     }
 }
+
+#[test]
+fn labels_prompt_audio_events_and_a_study_with_its_report() {
+    let d = tempfile::tempdir().unwrap();
+    let runs = d.path().join("runs");
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+    let s = start(&runs, &["--model", bundled.to_str().unwrap()], &[]);
+    let p = s.port;
+    // Type-ahead lists come from the model's label files.
+    let l = get(p, "/api/models/default/labels").json();
+    assert!(
+        l["genres"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("breakbeat")),
+        "{l}"
+    );
+    assert!(l["artists"].as_array().unwrap().len() > 3, "{l}");
+    assert_eq!(get(p, "/api/models/nope/labels").status, 404);
+    // A near miss is refused with a suggestion, as in the CLI.
+    let mut f = sample_form(4.0, 1, "top", 0);
+    f["prompt_seconds"] = json!(3.0);
+    f["genre"] = json!("brakbeat");
+    let r = post_json(p, "/api/jobs/sample", f.clone());
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("breakbeat"), "{}", r.text());
+    // The event stream starts with the job list.
+    f["genre"] = json!("breakbeat");
+    let job = post_json(p, "/api/jobs/sample", f).json()["job"]
+        .as_u64()
+        .unwrap();
+    let mut sse = std::net::TcpStream::connect(("127.0.0.1", p)).unwrap();
+    use std::io::{Read, Write};
+    sse.write_all(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = String::new();
+    while !got.contains("event: jobs") || !got.contains("\"target\"") {
+        let n = sse.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(got.contains("text/event-stream"), "{got}");
+    drop(sse);
+    assert_eq!(wait_job(p, job, 300, finished)["status"], "done");
+    let prompt = get(p, "/api/runs/run-0001/prompt/2");
+    assert_eq!(prompt.status, 200);
+    assert!(prompt.body.starts_with(b"RIFF"));
+
+    // A small study from the page's form, then its report through the server.
+    let r = post_json(
+        p,
+        "/api/jobs/study",
+        json!({"genres": "breakbeat", "artists": "unknown", "seeds": 1, "prompt_seconds": 1.0,
+               "seconds": 1.5, "levels": "top"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (sj, study) = (
+        r.json()["job"].as_u64().unwrap(),
+        r.json()["study"].as_str().unwrap().to_string(),
+    );
+    let j = wait_job(p, sj, 600, finished);
+    assert_eq!(j["status"], "done", "{j}");
+    let st = get(p, "/api/runs").json()["studies"].clone();
+    assert_eq!(st[0]["name"], study.as_str());
+    assert_eq!(st[0]["groups_done"], st[0]["groups"]);
+    assert_eq!(st[0]["report"], true);
+    let html = get(p, &format!("/studies/{study}/index.html"));
+    assert_eq!(html.status, 200);
+    assert!(html.text().contains("<html"), "not the report");
+    assert_eq!(
+        get(p, &format!("/studies/{study}/prompt/prompt.wav")).status,
+        200
+    );
+    assert_eq!(
+        get(p, &format!("/studies/{study}/../run-0001/run.toml")).status,
+        400
+    );
+}

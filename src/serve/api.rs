@@ -631,6 +631,8 @@ struct StudyForm {
     model: Option<String>,
     prompt: Option<String>,
     prompt_seconds: Option<f64>,
+    /// Total seconds of each sample (default: the CLI's, prompt + 3).
+    seconds: Option<f64>,
     genres: String,
     artists: String,
     #[serde(default = "one")]
@@ -670,6 +672,9 @@ async fn new_study(State(app): State<S>, Json(f): Json<StudyForm>) -> R<Json<Val
     ];
     if let Some(ps) = f.prompt_seconds {
         args.extend(["--prompt-seconds".into(), ps.to_string()]);
+    }
+    if let Some(s) = f.seconds {
+        args.extend(["--seconds".into(), s.to_string()]);
     }
     if let Some(l) = &f.levels {
         args.extend(["--levels".into(), l.clone()]);

@@ -188,6 +188,7 @@ async function startStudy(ev) {
   try {
     await api("POST", "/api/jobs/study", {
       model: $("#model").value, prompt: $("#prompt").value, prompt_seconds: num("#prompt_seconds"),
+      seconds: num("#seconds"),
       genres: $("#study-genres").value, artists: $("#study-artists").value, seeds: num("#study-seeds"),
     });
   } catch (e) { $("#study-error").textContent = e.message; }
