@@ -7,6 +7,7 @@ use crate::checkpoint::ModelDir;
 use crate::config::JukeboxConfig;
 use crate::prior::rank::Ranking;
 use crate::sample::{self, Outcome, Progress, RunOptions, RunSpec, RunState, SampleRequest};
+use crate::study::plan::{ModelFacts, Plan, PlanSpec};
 use crate::study::ranking::{RankJob, RankSpec};
 use crate::vqvae::VqVae;
 use anyhow::{bail, Context, Result};
@@ -198,6 +199,73 @@ impl Jukebox {
         spec.artists = artists;
         spec.device = self.dev.clone();
         RankJob::prepare(&spec)?.run(&mut |_, _| {})
+    }
+}
+
+/// A finished (or resumed) study.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudyOutcome {
+    pub dir: PathBuf,
+    /// The HTML report, when every group is done.
+    pub report: Option<PathBuf>,
+    pub groups_run: usize,
+    pub groups_skipped: usize,
+}
+
+impl Jukebox {
+    /// A genre × artist × seed study on one prompt into `out` (as `jukebox study`; an existing
+    /// study there with the same plan is resumed). `spec.model` is this model; an unset prompt
+    /// is the bundled Amen break at its known 137 BPM.
+    pub fn study(&self, mut spec: PlanSpec, out: &Path, rank: bool) -> Result<StudyOutcome> {
+        spec.model = Some(self.md.path.display().to_string());
+        if spec.prompt.is_none() {
+            spec.prompt = Some(
+                crate::util::resolve_default("data/prompts/amen.wav")
+                    .display()
+                    .to_string(),
+            );
+            spec.prompt_bpm = spec.prompt_bpm.or(Some(137.0));
+        }
+        let top = self.md.config.top_level();
+        let ids = crate::labels::IdSet::for_model(&self.md.path, &self.md.config.priors[top])?;
+        let facts = ModelFacts {
+            sample_rate: self.md.config.vqvae.sample_rate,
+            hops: self.md.config.vqvae.hop_lengths(),
+        };
+        let plan = Plan::build(&spec, ids.as_ref(), &facts)?;
+        let prompt = crate::study::load_prompt(Path::new(&plan.prompt), &plan)?;
+        let mut runner = crate::study::ModelRunner::new(&self.md.path, &out.join(".work"))?;
+        runner.progress = false;
+        runner.dev = self.dev.clone();
+        runner.check_memory(&plan)?;
+        let ranking = out.join("label_ranking.csv");
+        if rank && !ranking.exists() && self.md.config.priors[top].labels.is_some() {
+            let mut rs = RankSpec::for_study(
+                self.md.path.clone(),
+                PathBuf::from(&plan.prompt),
+                plan.prompt_seconds,
+            )?;
+            rs.device = self.dev.clone();
+            let r = RankJob::prepare(&rs)?.run(&mut |_, _| {})?;
+            std::fs::create_dir_all(out)?;
+            crate::util::atomic_write(&ranking, r.to_csv().as_bytes())?;
+        }
+        let s = crate::study::run_study(
+            &plan,
+            out,
+            &prompt,
+            &mut runner,
+            &crate::study::RunOptions {
+                shard: None,
+                verbose: false,
+            },
+        )?;
+        Ok(StudyOutcome {
+            dir: out.to_path_buf(),
+            report: s.reported.then(|| out.join("index.html")),
+            groups_run: s.groups_run,
+            groups_skipped: s.groups_skipped,
+        })
     }
 }
 

@@ -65,6 +65,24 @@ class Jukebox:
         levels: Optional[Sequence[int]] = None,
         progress: Optional[Progress] = None,
     ) -> Takes: ...
+    def study(
+        self,
+        out: Path,
+        *,
+        genres: Sequence[str],
+        artists: Sequence[str],
+        seeds: int = 2,
+        seed: int = 0,
+        prompt: Optional[Path] = None,
+        prompt_seconds: Optional[float] = None,
+        seconds: Optional[float] = None,
+        levels: Optional[str] = None,
+        temperature: Optional[float] = None,
+        controls: bool = True,
+        rank: bool = True,
+    ) -> Dict[str, object]:
+        """A genre x artist x seed study (as `jukebox study`): {dir, report, groups_run, groups_skipped}."""
+        ...
     def encode(self, audio: npt.NDArray[np.float32], level: int = 2) -> npt.NDArray[np.int64]: ...
     def decode(self, codes: npt.NDArray[np.int64], level: int = 2) -> npt.NDArray[np.float32]: ...
     def rank_labels(

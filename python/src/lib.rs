@@ -232,6 +232,52 @@ impl Jukebox {
         to_py_takes(py, t)
     }
 
+    /// A genre × artist × seed study on one prompt into `out` (as `jukebox study`; resumed if
+    /// it exists). Returns {dir, report, groups_run, groups_skipped}.
+    #[pyo3(signature = (out, *, genres, artists, seeds=2, seed=0, prompt=None,
+        prompt_seconds=None, seconds=None, levels=None, temperature=None, controls=true,
+        rank=true))]
+    #[allow(clippy::too_many_arguments)]
+    fn study<'py>(
+        &self,
+        py: Python<'py>,
+        out: PathBuf,
+        genres: Vec<String>,
+        artists: Vec<String>,
+        seeds: u64,
+        seed: u64,
+        prompt: Option<PathBuf>,
+        prompt_seconds: Option<f64>,
+        seconds: Option<f64>,
+        levels: Option<String>,
+        temperature: Option<f64>,
+        controls: bool,
+        rank: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let spec = jukebox::study::PlanSpec {
+            prompt: prompt.map(|p| p.display().to_string()),
+            prompt_seconds,
+            seconds,
+            genres: Some(genres),
+            artists: Some(artists),
+            seeds: Some(seeds),
+            seed: Some(seed),
+            levels,
+            temperature,
+            controls: Some(controls),
+            ..Default::default()
+        };
+        let s = py
+            .allow_threads(|| self.core.study(spec, &out, rank))
+            .map_err(err)?;
+        let d = PyDict::new(py);
+        d.set_item("dir", s.dir.display().to_string())?;
+        d.set_item("report", s.report.map(|p| p.display().to_string()))?;
+        d.set_item("groups_run", s.groups_run)?;
+        d.set_item("groups_skipped", s.groups_skipped)?;
+        Ok(d)
+    }
+
     /// Codes (int64) of mono 44.1 kHz float32 audio at `level` (0 bottom .. 2 top).
     #[pyo3(signature = (audio, level=2))]
     fn encode<'py>(

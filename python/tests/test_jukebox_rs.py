@@ -135,3 +135,17 @@ def test_the_gil_is_released_while_the_model_computes(jb, tmp_path):
     # A thread that needs the GIL kept ticking through most of the sampling.
     assert busy > 0.2
     assert len(ticks) > busy * 200, (len(ticks), busy)
+
+
+def test_a_study_from_python_writes_the_cli_report(tmp_path):
+    jb = jukebox_rs.Jukebox(str(ROOT / "models/default"))
+    s = jb.study(tmp_path / "st", genres=["breakbeat"], artists=["unknown"], seeds=1,
+                 prompt_seconds=1.0, seconds=1.5, levels="top", controls=False)
+    assert s["report"] and Path(s["report"]).is_file()
+    assert s["groups_run"] >= 1 and s["groups_skipped"] == 0
+    for f in ["plan.toml", "metrics.csv", "claims.csv", "label_ranking.csv"]:
+        assert (tmp_path / "st" / f).is_file(), f
+    # Again: everything is done, nothing reruns.
+    again = jb.study(tmp_path / "st", genres=["breakbeat"], artists=["unknown"], seeds=1,
+                     prompt_seconds=1.0, seconds=1.5, levels="top", controls=False)
+    assert again["groups_run"] == 0
