@@ -105,6 +105,7 @@ def test_models_resolve_from_a_hugging_face_cache(tmp_path, monkeypatch):
         shutil.copy(MODEL / f, repo / f"blobs/b{i}")
         (snap / f).symlink_to(f"../../blobs/b{i}")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     jb = jukebox_rs.Jukebox("test/tiny")
     assert jb.model_dir.endswith(commit)
     x = np.zeros(4096, dtype=np.float32)
