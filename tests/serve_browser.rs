@@ -235,6 +235,7 @@ fn the_listen_pick_extend_upsample_loop_in_chromium() {
         "document.querySelectorAll('.run[data-run=\"run-0001\"] > .takes > .take audio').length === 2",
         300,
     );
+    cdp.screenshot(&shots.join("4-extended.png"));
     cdp.wait_for(
         "the spectrograms",
         "[...document.querySelectorAll('.take img')].every(i => i.complete && i.naturalWidth > 0)",
@@ -268,6 +269,7 @@ fn the_listen_pick_extend_upsample_loop_in_chromium() {
         "document.querySelector('.take[data-run=\"run-0001\"][data-take=\"1\"]').classList.contains('favourite')",
         30,
     );
+    cdp.screenshot(&shots.join("3-picked.png"));
 
     // 5. Extend it by a little into two new takes: a child run under it.
     cdp.eval(
@@ -280,6 +282,7 @@ fn the_listen_pick_extend_upsample_loop_in_chromium() {
         "document.querySelectorAll('.run[data-run=\"run-0001\"] .children .run[data-run=\"run-0002\"] .take audio').length === 2",
         300,
     );
+    cdp.screenshot(&shots.join("4-extended.png"));
 
     // 6. Upsample the picked take only.
     cdp.eval("document.querySelector('.take[data-run=\"run-0001\"][data-take=\"1\"] .upsample').click(), true");
@@ -299,9 +302,9 @@ fn the_listen_pick_extend_upsample_loop_in_chromium() {
         60,
     );
     cdp.eval("window.scrollTo(0, 0), true");
-    cdp.screenshot(&shots.join("3-tree.png"));
+    cdp.screenshot(&shots.join("5-upsampled.png"));
     if let Ok(out) = std::env::var("SERVE_E2E_SHOT") {
-        std::fs::copy(shots.join("3-tree.png"), out).unwrap();
+        std::fs::copy(shots.join("5-upsampled.png"), out).unwrap();
     }
 
     // The files behind the page.

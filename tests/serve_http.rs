@@ -588,24 +588,33 @@ fn labels_prompt_audio_events_and_a_study_with_its_report() {
     let r = post_json(p, "/api/jobs/sample", f.clone());
     assert_eq!(r.status, 400);
     assert!(r.text().contains("breakbeat"), "{}", r.text());
-    // The event stream starts with the job list.
+    // Two clients (two tabs) on the event stream both see a job started by a third.
+    use std::io::{Read, Write};
+    let open = || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", p)).unwrap();
+        s.write_all(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        s
+    };
+    let (mut tab1, mut tab2) = (open(), open());
     f["genre"] = json!("breakbeat");
     let job = post_json(p, "/api/jobs/sample", f).json()["job"]
         .as_u64()
         .unwrap();
-    let mut sse = std::net::TcpStream::connect(("127.0.0.1", p)).unwrap();
-    use std::io::{Read, Write};
-    sse.write_all(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut buf = vec![0u8; 4096];
-    let mut got = String::new();
-    while !got.contains("event: jobs") || !got.contains("\"target\"") {
-        let n = sse.read(&mut buf).unwrap();
-        assert!(n > 0, "the stream ended: {got}");
-        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    for sse in [&mut tab1, &mut tab2] {
+        let mut buf = vec![0u8; 4096];
+        let mut got = String::new();
+        while !got.contains("\"target\":\"run-0001\"") {
+            let n = sse.read(&mut buf).unwrap();
+            assert!(n > 0, "the stream ended: {got}");
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        assert!(
+            got.contains("text/event-stream") && got.contains("event: jobs"),
+            "{got}"
+        );
     }
-    assert!(got.contains("text/event-stream"), "{got}");
-    drop(sse);
+    drop((tab1, tab2));
     assert_eq!(wait_job(p, job, 300, finished)["status"], "done");
     let prompt = get(p, "/api/runs/run-0001/prompt/2");
     assert_eq!(prompt.status, 200);
