@@ -607,7 +607,12 @@ impl Prior {
 
 /// Per-position negative log-likelihood in bits: logits (.., V), targets (..) in 0..V.
 pub fn nll_bits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let logits = logits.to_dtype(DType::F32)?;
+    // f32 for f32/f16/bf16 logits; f64 kept (gradient checks).
+    let logits = if logits.dtype() == DType::F64 {
+        logits.clone()
+    } else {
+        logits.to_dtype(DType::F32)?
+    };
     let v = logits.dim(D::Minus1)?;
     check_ids(targets, v, "target")?;
     let max = logits.max_keepdim(D::Minus1)?.detach();

@@ -140,16 +140,18 @@ pub fn masked_bits(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<(
     let n = logits.elem_count() / v;
     let z = logits.to_dtype(DType::F32)?.reshape((n, v))?;
     let t = targets.to_dtype(DType::U32)?.reshape((n, 1))?;
-    let nll = if crate::ops::train_fast() && crate::ops::fused_train::applicable(&[&z]) {
-        z.contiguous()?
+    // Per-token bits: the fused op where it applies, else the scorer's own `nll_bits`, so
+    // training and scoring measure the same thing.
+    let nll_bits = if crate::ops::train_fast() && crate::ops::fused_train::applicable(&[&z]) {
+        (z.contiguous()?
             .apply_op2(&t.reshape(n)?, crate::ops::fused_train::CrossEntropyOp)?
+            / std::f64::consts::LN_2)?
     } else {
-        let lp = super::loss::log_softmax(&z)?;
-        lp.gather(&t, 1)?.neg()?.reshape(n)?
+        crate::prior::nll_bits(&z, &t.reshape(n)?)?
     };
     let m = mask.to_dtype(DType::F32)?.reshape(n)?;
     let count = m.sum_all()?.to_scalar::<f32>()? as f64;
-    let bits = ((nll * &m)?.sum_all()? / (count.max(1.0) * std::f64::consts::LN_2))?;
+    let bits = ((nll_bits * &m)?.sum_all()? / count.max(1.0))?;
     Ok((bits, count))
 }
 

@@ -268,32 +268,5 @@ pub fn log_softmax(logits: &Tensor) -> Result<Tensor> {
     z.broadcast_sub(&lse)
 }
 
-/// Mean cross-entropy in bits per token. `logits` (B, T, V) or (N, V); `targets` the same
-/// leading shape, integer. Computed in f32 whatever the logits dtype.
-pub fn cross_entropy_bits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let v = logits.dim(D::Minus1)?;
-    let n = logits.elem_count() / v;
-    let lf = if logits.dtype() == DType::F64 {
-        logits.clone()
-    } else {
-        logits.to_dtype(DType::F32)?
-    };
-    let lp = log_softmax(&lf.reshape((n, v))?)?;
-    let t = targets.to_dtype(DType::U32)?.reshape((n, 1))?;
-    let nll = lp.gather(&t, 1)?.neg()?;
-    nll.mean_all()? / std::f64::consts::LN_2
-}
-
-/// Per-token cross-entropy in bits, (N,), detached: for per-level validation sums.
-pub fn token_bits(logits: &Tensor, targets: &Tensor) -> Result<Vec<f32>> {
-    let v = logits.dim(D::Minus1)?;
-    let n = logits.elem_count() / v;
-    let lp = log_softmax(&logits.detach().to_dtype(DType::F32)?.reshape((n, v))?)?;
-    let t = targets.to_dtype(DType::U32)?.reshape((n, 1))?;
-    (lp.gather(&t, 1)?.neg()? / std::f64::consts::LN_2)?
-        .flatten_all()?
-        .to_vec1::<f32>()
-}
-
 #[cfg(test)]
 mod tests;

@@ -188,20 +188,21 @@ fn cross_entropy_in_bits() -> Result<()> {
     // Uniform logits over 8 classes: exactly 3 bits per token.
     let logits = Tensor::zeros((2, 5, 8), DType::F32, &dev)?;
     let tgt = Tensor::from_vec(vec![0u32, 1, 2, 3, 4, 5, 6, 7, 0, 1], (2, 5), &dev)?;
-    let b = cross_entropy_bits(&logits, &tgt)?.to_scalar::<f32>()?;
+    let xent = |l: &Tensor, t: &Tensor| crate::prior::nll_bits(l, t)?.mean_all();
+    let b = xent(&logits, &tgt)?.to_scalar::<f32>()?;
     assert!((b - 3.0).abs() < 1e-6, "{b}");
     // A confident correct prediction costs almost nothing; the wrong class costs a lot.
     let mut v = vec![0f32; 8];
     v[3] = 20.0;
     let l = Tensor::from_vec(v, (1, 8), &dev)?;
-    let good = cross_entropy_bits(&l, &Tensor::new(&[3u32], &dev)?)?.to_scalar::<f32>()?;
-    let bad = cross_entropy_bits(&l, &Tensor::new(&[2u32], &dev)?)?.to_scalar::<f32>()?;
+    let good = xent(&l, &Tensor::new(&[3u32], &dev)?)?.to_scalar::<f32>()?;
+    let bad = xent(&l, &Tensor::new(&[2u32], &dev)?)?.to_scalar::<f32>()?;
     assert!(good < 1e-6 && bad > 28.0, "{good} {bad}");
-    assert_eq!(token_bits(&logits, &tgt)?.len(), 10);
+    assert_eq!(crate::prior::nll_bits(&logits, &tgt)?.dims(), &[2, 5]);
     // Gradient check in f64.
     let t3 = Tensor::new(&[1u32, 0, 2], &dev)?;
     let x0: Vec<f64> = signal(3, 4, 7);
-    fd_check(&|l: &Tensor| cross_entropy_bits(l, &t3), &x0, (3, 4), 1e-6)
+    fd_check(&|l: &Tensor| xent(l, &t3), &x0, (3, 4), 1e-6)
 }
 
 #[test]
