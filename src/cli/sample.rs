@@ -18,8 +18,8 @@ pub struct Args {
     /// ancestral (from nothing) or primed (continue --prompt).
     #[arg(long, value_parser = ["ancestral", "primed"])]
     pub mode: Option<String>,
-    /// Run directory to create.
-    #[arg(long, short = 'o', alias = "output")]
+    /// Run directory to create (not needed with --resume; with --continue, a copy to extend).
+    #[arg(long, short = 'o', alias = "output", required_unless_present_any = ["resume", "continue_run"])]
     pub out: Option<PathBuf>,
     /// Prompt audio (primed mode).
     #[arg(long)]
@@ -27,8 +27,8 @@ pub struct Args {
     /// Seconds taken from the prompt (rounded down to a multiple of the top hop).
     #[arg(long)]
     pub prompt_seconds: Option<f64>,
-    /// Total length of each sample in seconds, prompt included.
-    #[arg(long)]
+    /// Total length of each sample in seconds, prompt included (with --continue: the new total).
+    #[arg(long, required_unless_present = "resume")]
     pub seconds: Option<f64>,
     /// The song-length label in seconds (default: max(--seconds, the prior's minimum)).
     #[arg(long)]

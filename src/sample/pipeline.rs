@@ -159,17 +159,19 @@ pub fn write_level_audio(
     Ok(())
 }
 
-/// Run (or resume) the run in `run_dir` until every requested level is complete.
-pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> {
-    let spec = RunSpec::load(run_dir)?;
+/// Encode a primed run's prompt once (saved in the state) and write its reconstruction per
+/// level; returns the VQ-VAE when it had to be loaded, for reuse.
+fn prepare_prompt(
+    md: &ModelDir,
+    spec: &RunSpec,
+    state: &mut RunState,
+    run_dir: &Path,
+    opts: &RunOptions,
+) -> Result<Option<VqVae>> {
     let dev = &opts.device;
-    let mut state = RunState::load_or_default(run_dir)?;
-    let sr = spec.sample_rate;
     let cfg = &md.config;
-    let top = cfg.top_level();
     let mut vq: Option<VqVae> = None;
-
-    if spec.mode == Mode::Primed && state.prompt.is_empty() {
+    if state.prompt.is_empty() {
         let prompt = spec
             .prompt
             .as_ref()
@@ -182,7 +184,7 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
         state.save(run_dir)?;
         vq = Some(v);
     }
-    if spec.mode == Mode::Primed && opts.write_audio {
+    if opts.write_audio {
         let missing =
             (0..cfg.vqvae.levels).any(|l| !run_dir.join(format!("prompt/level_{l}.wav")).exists());
         if missing {
@@ -201,6 +203,56 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
             }
             vq = Some(v);
         }
+    }
+    Ok(vq)
+}
+
+/// The level-above codes of `items` at `level` (an upsampler's conditioning), checked
+/// finished.
+fn upper_rows(
+    md: &ModelDir,
+    spec: &RunSpec,
+    state: &RunState,
+    level: usize,
+    items: &[usize],
+) -> Result<Vec<Vec<i64>>> {
+    let upper = state
+        .levels
+        .get(&(level + 1))
+        .with_context(|| format!("level {level} needs the codes of level {} first", level + 1))?;
+    let upper_items = spec.items_at(level + 1);
+    let need = level_tokens(md, spec.sample_length, level + 1);
+    if upper.len() < need {
+        bail!(
+            "level {} is unfinished ({} of {need} tokens); finish it first",
+            level + 1,
+            upper.len()
+        );
+    }
+    items
+        .iter()
+        .map(|i| {
+            upper_items
+                .iter()
+                .position(|u| u == i)
+                .map(|p| upper.rows[p].clone())
+                .with_context(|| format!("item {i} has no level-{} codes to upsample", level + 1))
+        })
+        .collect()
+}
+
+/// Run (or resume) the run in `run_dir` until every requested level is complete.
+pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> {
+    let spec = RunSpec::load(run_dir)?;
+    let dev = &opts.device;
+    let mut state = RunState::load_or_default(run_dir)?;
+    let sr = spec.sample_rate;
+    let cfg = &md.config;
+    let top = cfg.top_level();
+    let mut vq: Option<VqVae> = None;
+
+    if spec.mode == Mode::Primed {
+        vq = prepare_prompt(md, &spec, &mut state, run_dir, opts)?;
     }
 
     let mut levels = spec.levels.clone();
@@ -252,33 +304,8 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
             )?;
             let (lab, bases) = base_labels(md, &spec, level, &items)?;
             // Upsamplers read the level above for the same items.
-            let upper_rows: Option<Vec<Vec<i64>>> = if pcfg.is_upsampler() {
-                let upper = state.levels.get(&(level + 1)).with_context(|| {
-                    format!("level {level} needs the codes of level {} first", level + 1)
-                })?;
-                let upper_items = spec.items_at(level + 1);
-                let need = level_tokens(md, spec.sample_length, level + 1);
-                if upper.len() < need {
-                    bail!(
-                        "level {} is unfinished ({} of {need} tokens); finish it first",
-                        level + 1,
-                        upper.len()
-                    );
-                }
-                Some(
-                    items
-                        .iter()
-                        .map(|i| {
-                            upper_items
-                                .iter()
-                                .position(|u| u == i)
-                                .map(|p| upper.rows[p].clone())
-                                .with_context(|| {
-                                    format!("item {i} has no level-{} codes to upsample", level + 1)
-                                })
-                        })
-                        .collect::<Result<_>>()?,
-                )
+            let upper_rows = if pcfg.is_upsampler() {
+                Some(upper_rows(md, &spec, &state, level, &items)?)
             } else {
                 None
             };
