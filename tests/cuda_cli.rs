@@ -130,7 +130,15 @@ fn sample_and_study_device_cuda_are_clear_errors_that_write_nothing() {
     if !gpu {
         assert!(!study.exists(), "a refused study must not leave a folder");
     }
-    let (code, err) = jukebox(&["sample", "--device", "tpu", "-o", run.to_str().unwrap()]);
+    let (code, err) = jukebox(&[
+        "sample",
+        "--device",
+        "tpu",
+        "--seconds",
+        "1",
+        "-o",
+        run.to_str().unwrap(),
+    ]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("unknown device `tpu`: use cpu, cuda or cuda:N"),
