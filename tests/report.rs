@@ -5,24 +5,12 @@
 #[path = "study_support/mod.rs"]
 mod support;
 
+#[path = "chromium_support/mod.rs"]
+mod chromium_support;
+use chromium_support::chromium_or_skip;
 use jukebox::study::{self, FakeRunner, RunOptions};
 use std::path::Path;
 use std::process::Command;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-fn chromium_or_skip() -> Option<&'static str> {
-    if Path::new(CHROMIUM).exists() {
-        return Some(CHROMIUM);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{CHROMIUM} is missing and CI=true: install it with `apt-get install -y chromium`");
-    }
-    eprintln!(
-        "SKIP report_in_headless_chromium: {CHROMIUM} is missing (apt-get install -y chromium)"
-    );
-    None
-}
 
 fn dump_dom(chromium: &str, page: &Path, profile: &Path) -> String {
     let url = format!("file://{}?selfcheck", page.display());
@@ -73,7 +61,7 @@ fn selfcheck(dom: &str) -> (usize, usize, usize, String) {
 
 #[test]
 fn report_in_headless_chromium() {
-    let Some(chromium) = chromium_or_skip() else {
+    let Some(chromium) = chromium_or_skip("report_in_headless_chromium") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

@@ -6,6 +6,9 @@
 
 mod serve_support;
 
+#[path = "chromium_support/mod.rs"]
+mod chromium_support;
+use chromium_support::chromium_or_skip;
 use serde_json::{json, Value};
 use serve_support::start;
 use std::io::{BufRead, BufReader};
@@ -14,19 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tungstenite::{stream::MaybeTlsStream, Message, WebSocket};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-fn chromium_or_skip() -> Option<&'static str> {
-    if Path::new(CHROMIUM).exists() {
-        return Some(CHROMIUM);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{CHROMIUM} is missing and CI=true: install it with `apt-get install -y chromium`");
-    }
-    eprintln!("SKIP serve_browser: {CHROMIUM} is missing (apt-get install -y chromium)");
-    None
-}
 
 struct Browser {
     child: Child,
@@ -175,7 +165,7 @@ fn launch(chromium: &str) -> (Browser, String) {
 
 #[test]
 fn the_listen_pick_extend_upsample_loop_in_chromium() {
-    let Some(chromium) = chromium_or_skip() else {
+    let Some(chromium) = chromium_or_skip("serve_browser") else {
         return;
     };
     let shots: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-e2e");

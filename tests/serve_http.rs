@@ -265,85 +265,34 @@ fn bad_requests_get_clear_errors_and_the_server_stays_up() {
     );
     // Bad forms.
     bad("POST", "/api/jobs/sample", b"{not json", &js, 400, "");
-    let form = |f: serde_json::Value| f.to_string().into_bytes();
-    let mut f = sample_form(1.0, 0, "top", 0);
-    bad(
-        "POST",
-        "/api/jobs/sample",
-        &form(f.clone()),
-        &js,
-        400,
-        "takes must be",
-    );
-    f["takes"] = json!(1);
-    f["mode"] = json!("sideways");
-    bad(
-        "POST",
-        "/api/jobs/sample",
-        &form(f.clone()),
-        &js,
-        400,
-        "unknown mode",
-    );
-    f["mode"] = json!("primed");
-    f["prompt"] = json!("../../etc/passwd");
-    bad(
-        "POST",
-        "/api/jobs/sample",
-        &form(f.clone()),
-        &js,
-        400,
-        "not a valid name",
-    );
-    f["prompt"] = json!("missing.wav");
-    bad(
-        "POST",
-        "/api/jobs/sample",
-        &form(f.clone()),
-        &js,
-        404,
-        "no prompt `missing.wav`",
-    );
-    f["prompt"] = json!("amen.wav");
-    f["model"] = json!("other");
-    bad(
-        "POST",
-        "/api/jobs/sample",
-        &form(f.clone()),
-        &js,
-        404,
-        "no model `other`",
-    );
-    f["model"] = json!("default");
-    f["seconds"] = json!(-1.0);
-    bad(
-        "POST",
-        "/api/jobs/sample",
-        &form(f.clone()),
-        &js,
-        400,
-        "positive number of seconds",
-    );
-    f["seconds"] = json!(1.0);
-    f["prompt_seconds"] = json!(5.0);
-    bad(
-        "POST",
-        "/api/jobs/sample",
-        &form(f.clone()),
-        &js,
-        400,
-        "must be shorter",
-    );
-    f["prompt_seconds"] = json!(0.5);
-    f["genre"] = json!("nosuchgenre");
-    bad(
-        "POST",
-        "/api/jobs/sample",
-        &form(f.clone()),
-        &js,
-        400,
-        "nosuchgenre",
-    );
+    // One wrong field each, on an otherwise valid form.
+    let cases: [(&str, serde_json::Value, u16, &str); 8] = [
+        ("takes", json!(0), 400, "takes must be"),
+        ("mode", json!("sideways"), 400, "unknown mode"),
+        ("prompt", json!("../../etc/passwd"), 400, "not a valid name"),
+        (
+            "prompt",
+            json!("missing.wav"),
+            404,
+            "no prompt `missing.wav`",
+        ),
+        ("model", json!("other"), 404, "no model `other`"),
+        ("seconds", json!(-1.0), 400, "positive number of seconds"),
+        ("prompt_seconds", json!(5.0), 400, "must be shorter"),
+        ("genre", json!("nosuchgenre"), 400, "nosuchgenre"),
+    ];
+    for (key, value, status, text) in cases {
+        let mut f = sample_form(1.0, 1, "top", 0);
+        f[key] = value;
+        bad(
+            "POST",
+            "/api/jobs/sample",
+            f.to_string().as_bytes(),
+            &js,
+            status,
+            text,
+        );
+    }
     bad(
         "POST",
         "/api/runs/run-0001/takes/0/extend",

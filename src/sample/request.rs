@@ -250,6 +250,20 @@ impl RunSpec {
         Ok(())
     }
 
+    /// The sample length of `seconds` (cut to whole top-level tokens) when it extends this run;
+    /// an error when it is not longer.
+    pub fn longer_length(&self, md: &ModelDir, seconds: f64) -> Result<usize> {
+        let top_hop = md.config.vqvae.hop_length(md.config.top_level());
+        let new_len = seconds_to_samples(seconds, self.sample_rate, top_hop)?;
+        if new_len <= self.sample_length {
+            bail!(
+                "--seconds {seconds} is not longer than the run's {:.2} s",
+                self.sample_length as f64 / self.sample_rate as f64
+            );
+        }
+        Ok(new_len)
+    }
+
     /// Refuse a model other than the one the run was made with.
     pub fn check_model(&self, md: &ModelDir, run_dir: &Path) -> Result<()> {
         let id = model_identity(md)?;
@@ -289,14 +303,7 @@ pub fn continue_run(
 ) -> Result<PathBuf> {
     let mut spec = RunSpec::load(src)?;
     spec.check_model(md, src)?;
-    let top_hop = md.config.vqvae.hop_length(md.config.top_level());
-    let new_len = seconds_to_samples(seconds, spec.sample_rate, top_hop)?;
-    if new_len <= spec.sample_length {
-        bail!(
-            "--seconds {seconds} is not longer than the run's {:.2} s",
-            spec.sample_length as f64 / spec.sample_rate as f64
-        );
-    }
+    let new_len = spec.longer_length(md, seconds)?;
     let dir = match dst {
         Some(out) if out != src => {
             copy_run(src, out)?;
@@ -335,14 +342,7 @@ pub fn fork_take(
     if n == 0 {
         bail!("--n-samples must be at least 1");
     }
-    let top_hop = md.config.vqvae.hop_length(md.config.top_level());
-    let new_len = seconds_to_samples(seconds, parent.sample_rate, top_hop)?;
-    if new_len <= parent.sample_length {
-        bail!(
-            "--seconds {seconds} is not longer than the run's {:.2} s",
-            parent.sample_length as f64 / parent.sample_rate as f64
-        );
-    }
+    let new_len = parent.longer_length(md, seconds)?;
     let state = RunState::load_or_default(src)?;
     let mut child_state = RunState {
         prompt: state.prompt.clone(),
