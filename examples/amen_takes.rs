@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
         Ok(t) => t,
         // A second run of the example finishes (or reuses) the first one's directory.
         Err(_) if out.join("run.toml").exists() => jb.resume(out, None, None)?,
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     for (i, a) in takes.audio[&2].iter().enumerate() {
         let rms = (a.iter().map(|x| x * x).sum::<f32>() / a.len() as f32).sqrt();

@@ -5,12 +5,13 @@
 
 use crate::checkpoint::ModelDir;
 use crate::config::JukeboxConfig;
+use crate::error::Result;
 use crate::prior::rank::Ranking;
 use crate::sample::{self, Outcome, Progress, RunOptions, RunSpec, RunState, SampleRequest};
 use crate::study::plan::{ModelFacts, Plan, PlanSpec};
 use crate::study::ranking::{RankJob, RankSpec};
 use crate::vqvae::VqVae;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, Context};
 use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -75,7 +76,7 @@ impl Jukebox {
             let v = self.md.vqvae(&self.dev)?;
             let _ = self.vq.set(v);
         }
-        self.vq.get().context("the VQ-VAE")
+        Ok(self.vq.get().context("the VQ-VAE")?)
     }
 
     /// New takes in a new run directory `run_dir`.
@@ -109,10 +110,14 @@ impl Jukebox {
         };
         match sample::run(&self.md, run_dir, &opts)? {
             Outcome::Finished(_) => takes(run_dir),
-            Outcome::Interrupted => bail!(
-                "stopped; the run is saved in {} and resumes where it stopped",
-                run_dir.display()
-            ),
+            Outcome::Interrupted => Err(anyhow::Error::new(crate::error::Interrupted::new(
+                Some(run_dir.to_path_buf()),
+                format!(
+                    "stopped; the run is saved in {} and resumes where it stopped",
+                    run_dir.display()
+                ),
+            ))
+            .into()),
         }
     }
 
@@ -154,13 +159,14 @@ impl Jukebox {
         let hop = cfg.hop_length(cfg.levels - 1);
         let audio = &audio[..audio.len() / hop * hop];
         if audio.is_empty() {
-            bail!(
+            return Err(anyhow!(
                 "no audio to encode: at least {hop} samples ({:.4} s) are needed",
                 hop as f64 / cfg.sample_rate as f64
-            );
+            )
+            .into());
         }
         if let Some(i) = audio.iter().position(|x| !x.is_finite()) {
-            bail!("the audio holds a non-finite value at sample {i}");
+            return Err(anyhow!("the audio holds a non-finite value at sample {i}").into());
         }
         let x = Tensor::from_slice(audio, (1, audio.len()), &self.dev)?;
         let c = self
@@ -174,10 +180,10 @@ impl Jukebox {
     pub fn decode(&self, codes: &[i64], level: usize) -> Result<Vec<f32>> {
         let bins = self.md.config.vqvae.l_bins as i64;
         if let Some(c) = codes.iter().find(|&&c| c < 0 || c >= bins) {
-            bail!("code {c} is outside this model's codebook 0..{bins}");
+            return Err(anyhow!("code {c} is outside this model's codebook 0..{bins}").into());
         }
         if codes.is_empty() {
-            bail!("no codes to decode");
+            return Err(anyhow!("no codes to decode").into());
         }
         let t = Tensor::from_slice(codes, (1, codes.len()), &self.dev)?.to_dtype(DType::U32)?;
         let y = self
@@ -198,7 +204,7 @@ impl Jukebox {
         spec.prompt_seconds = prompt_seconds;
         spec.artists = artists;
         spec.device = self.dev.clone();
-        RankJob::prepare(&spec)?.run(&mut |_, _| {})
+        Ok(RankJob::prepare(&spec)?.run(&mut |_, _| {})?)
     }
 }
 

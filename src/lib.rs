@@ -11,6 +11,7 @@ pub mod config;
 pub mod dataset;
 pub mod drums;
 pub mod dsp;
+pub mod error;
 pub mod facade;
 pub mod guard;
 pub mod labels;
@@ -29,4 +30,5 @@ pub mod util;
 pub mod vqvae;
 
 pub use candle_core as candle;
+pub use error::{Error, ErrorKind};
 pub use facade::{Jukebox, Takes};

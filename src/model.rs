@@ -9,6 +9,7 @@
 
 use crate::checkpoint::{Component, ModelDir, ShapeRecorder};
 use crate::config::JukeboxConfig;
+use crate::error::TensorMismatch;
 use crate::prior::Prior;
 use crate::vqvae::VqVae;
 use anyhow::{bail, Context, Result};
@@ -67,15 +68,37 @@ impl ModelDir {
     /// tensor of every component.
     pub fn validate(&self) -> Result<()> {
         let n = self.config.priors.len();
-        let problems: Vec<String> = std::iter::once(Component::Vqvae)
+        let mut problems: Vec<(Component, anyhow::Error)> = std::iter::once(Component::Vqvae)
             .chain((0..n).map(Component::Prior))
-            .filter_map(|c| self.check_component(c).err())
-            .map(|e| format!("{e:#}"))
+            .filter_map(|c| self.check_component(c).err().map(|e| (c, e)))
             .collect();
-        if !problems.is_empty() {
-            bail!("{}", problems.join("\n"));
+        if problems.len() <= 1 {
+            return problems.pop().map_or(Ok(()), |(_, e)| Err(e));
         }
-        Ok(())
+        // Several components: one typed error whose keys name their component.
+        let mut all = TensorMismatch::default();
+        for (c, e) in &problems {
+            let Some(m) = e.downcast_ref::<TensorMismatch>() else {
+                let msgs: Vec<String> = problems.iter().map(|(_, e)| format!("{e:#}")).collect();
+                bail!("{}", msgs.join("\n"));
+            };
+            let q = |k: &String| format!("{c}: {k}");
+            all.missing
+                .extend(m.missing.iter().map(|(k, s)| (q(k), s.clone())));
+            all.unexpected
+                .extend(m.unexpected.iter().map(|(k, s)| (q(k), s.clone())));
+            all.mis_shaped.extend(
+                m.mis_shaped
+                    .iter()
+                    .map(|(k, a, b)| (q(k), a.clone(), b.clone())),
+            );
+        }
+        let names: Vec<String> = problems.iter().map(|(c, _)| c.to_string()).collect();
+        Err(anyhow::Error::new(all).context(format!(
+            "{}: the {} do not match their config",
+            self.path.display(),
+            names.join(", ")
+        )))
     }
 }
 

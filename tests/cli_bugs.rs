@@ -210,3 +210,69 @@ fn completions_and_man_pages() {
         &page[..400.min(page.len())]
     );
 }
+
+/// One word, one meaning: the plural label flags are switches in every command, the singular
+/// ones take values, and every `--temperature` has the same default (read from `jukebox flags`,
+/// the table generated from the clap definitions).
+#[test]
+fn label_flags_and_temperature_agree_across_commands() {
+    let (ok, table) = jukebox(&["flags"]);
+    assert!(ok, "{table}");
+    let rows: Vec<Vec<String>> = table
+        .lines()
+        .filter(|l| l.starts_with("| `jukebox"))
+        .map(|l| {
+            l.split(" | ")
+                .map(|c| c.trim_matches(['|', ' ']).to_string())
+                .collect()
+        })
+        .collect();
+    let flag_rows = |flag: &str| -> Vec<&Vec<String>> {
+        rows.iter()
+            .filter(|r| r[1] == format!("`{flag}`"))
+            .collect()
+    };
+    let plural = [flag_rows("--artists"), flag_rows("--genres")].concat();
+    assert!(plural.len() >= 3, "{plural:?}");
+    for r in plural {
+        assert!(r[2].is_empty(), "a plural label flag takes a value: {r:?}");
+    }
+    let genre = flag_rows("--genre");
+    assert!(genre.len() >= 5, "{genre:?}");
+    for r in genre {
+        assert!(!r[2].is_empty(), "--genre without a value: {r:?}");
+    }
+    let temps = flag_rows("--temperature");
+    assert!(temps.len() >= 3, "{temps:?}");
+    for r in &temps {
+        let default = if r[3].is_empty() {
+            r[4].split("[default: ")
+                .nth(1)
+                .unwrap_or("")
+                .split([',', ']'])
+                .next()
+                .unwrap()
+                .to_string()
+        } else {
+            r[3].trim_matches('`').to_string()
+        };
+        assert_eq!(default, "0.99", "{r:?}");
+    }
+}
+
+/// Every flag of every command says what it does (the last column of `jukebox flags`, which is
+/// generated from the clap definitions; a doc comment above two fields documents only the first).
+#[test]
+fn every_flag_has_help_text() {
+    let (ok, table) = jukebox(&["flags"]);
+    assert!(ok, "{table}");
+    let bare: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("| `jukebox"))
+        .filter(|l| {
+            let cells: Vec<&str> = l.trim_end_matches('|').split(" | ").collect();
+            cells.last().map(|c| c.trim().is_empty()).unwrap_or(true)
+        })
+        .collect();
+    assert!(bare.is_empty(), "flags without help:\n{}", bare.join("\n"));
+}

@@ -177,6 +177,19 @@ fn quality_measures_every_section_on_the_fixture_model() {
         assert!(u.distinct >= 1 && u.distinct <= 64);
         assert!(u.perplexity >= 1.0 && u.perplexity <= u.distinct as f64 + 1e-9);
     }
+    // Code stability under sub-hop shifts: the whole-hop control is exact for a convolutional
+    // encoder; shares are shares.
+    let shift_hops: Vec<usize> = r.recon.shift.iter().map(|x| x.hop).collect();
+    assert_eq!(shift_hops, [128, 32, 8]);
+    for x in &r.recon.shift {
+        let shifts: Vec<usize> = x.shares.iter().map(|s| s.0).collect();
+        assert_eq!(shifts, [x.hop / 8, x.hop / 4, x.hop / 2, x.hop]);
+        assert_eq!(x.shares[3].1, 1.0, "level {}: {:?}", x.level, x.shares);
+        for (_, share) in &x.shares {
+            assert!((0.0..=1.0).contains(share), "{:?}", x.shares);
+        }
+        assert!(x.chance > 0.0 && x.chance <= 1.0);
+    }
     let silence = &r.recon.baselines[0];
     assert_eq!(silence.snr_db, 0.0);
     assert!((silence.spectral_convergence - 1.0).abs() < 1e-9);

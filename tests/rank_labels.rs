@@ -315,7 +315,7 @@ fn all_v2_genres_in_one_batch() {
         };
         let base = lab.base(&meta, req.total_length, 0).unwrap();
         let t = candle_core::Tensor::from_slice(&tokens, (1, tokens.len()), &Device::Cpu).unwrap();
-        let mut y_at = |s: usize| -> candle_core::Result<Option<candle_core::Tensor>> {
+        let mut y_at = |s: usize| -> anyhow::Result<Option<candle_core::Tensor>> {
             let w = lab.get_y(&base, s as i64).unwrap();
             Ok(Some(lab.y_tensor(&[w.y], &Device::Cpu).unwrap()))
         };

@@ -57,9 +57,9 @@ fn dry_run_listing_and_errors() {
     let run = |extra: &[&str]| jukebox(&[&base[..], extra].concat(), d);
 
     let o = run(&[
-        "--genres",
+        "--genre",
         "rock,jazz",
-        "--artists",
+        "--artist",
         "ann",
         "--seeds",
         "3",
@@ -82,19 +82,19 @@ fn dry_run_listing_and_errors() {
     assert!(o.status.success());
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "rock");
 
-    let o = run(&["--genres", "rokc", "--artists", "ann", "--dry-run"]);
+    let o = run(&["--genre", "rokc", "--artist", "ann", "--dry-run"]);
     let t = text(&o);
     assert!(
         !o.status.success() && t.contains("unknown genre `rokc`") && t.contains("rock"),
         "{t}"
     );
 
-    let o = run(&["--genres", "rock", "--artists", "", "--dry-run"]);
+    let o = run(&["--genre", "rock", "--artist", "", "--dry-run"]);
     assert!(text(&o).contains("empty sweep"), "{}", text(&o));
     let o = run(&[
-        "--genres",
+        "--genre",
         "rock",
-        "--artists",
+        "--artist",
         "ann",
         "--seeds",
         "0",
@@ -104,9 +104,9 @@ fn dry_run_listing_and_errors() {
 
     // The prompt is 4 bars at 120 BPM = 8 s.
     let o = run(&[
-        "--genres",
+        "--genre",
         "rock",
-        "--artists",
+        "--artist",
         "ann",
         "--prompt-seconds",
         "9",
@@ -123,7 +123,7 @@ fn dry_run_listing_and_errors() {
 
     let o = jukebox(&["study", "merge", d.join("nothing").to_str().unwrap()], d);
     assert!(text(&o).contains("no study plan"), "{}", text(&o));
-    let o = jukebox(&["study", "--genres", "rock", "merge", "x"], d);
+    let o = jukebox(&["study", "--genre", "rock", "merge", "x"], d);
     assert!(!o.status.success());
 }
 
@@ -213,9 +213,9 @@ fn emit_slurm_and_k8s() {
         &model,
         "--prompt",
         &prompt,
-        "--genres",
+        "--genre",
         "rock,jazz",
-        "--artists",
+        "--artist",
         "ann,bob",
         "--max-batch",
         "2",

@@ -8,8 +8,32 @@
 
 Every call that samples writes a run directory the `jukebox` CLI understands
 (`jukebox sample --resume/--continue`, `jukebox upsample`), and the other way round.
+
+Errors are `JukeboxError`, or one of its subclasses where a program may want to handle the case:
+`UnknownLabelError` (its `nearest` lists the closest names the model knows), `CheckpointError`,
+`AudioError` and `RunInterrupted` (the run is saved and resumes).
 """
 
-from ._native import Jukebox, JukeboxError, Takes, __version__, load_audio
+from ._native import (
+    AudioError,
+    CheckpointError,
+    Jukebox,
+    JukeboxError,
+    RunInterrupted,
+    Takes,
+    UnknownLabelError,
+    __version__,
+    load_audio,
+)
 
-__all__ = ["Jukebox", "JukeboxError", "Takes", "load_audio", "__version__"]
+__all__ = [
+    "Jukebox",
+    "JukeboxError",
+    "UnknownLabelError",
+    "CheckpointError",
+    "AudioError",
+    "RunInterrupted",
+    "Takes",
+    "load_audio",
+    "__version__",
+]

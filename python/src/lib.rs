@@ -17,9 +17,52 @@ create_exception!(
     PyException,
     "A clear error from jukebox-rs: bad input, a missing file, a model that does not fit."
 );
+create_exception!(
+    _native,
+    UnknownLabelError,
+    JukeboxError,
+    "An artist or genre the model does not know; `nearest` lists the closest names it has."
+);
+create_exception!(
+    _native,
+    CheckpointError,
+    JukeboxError,
+    "A checkpoint whose tensors do not match the model (every key is named in the message)."
+);
+create_exception!(
+    _native,
+    AudioError,
+    JukeboxError,
+    "Audio that cannot be decoded or used: corrupt, unsupported, empty or unreadable."
+);
+create_exception!(
+    _native,
+    RunInterrupted,
+    JukeboxError,
+    "A run stopped before it finished; what it did is saved and resumes."
+);
 
-fn err(e: anyhow::Error) -> PyErr {
-    JukeboxError::new_err(format!("{e:#}"))
+/// The library's error as the matching `JukeboxError` subclass, with the CLI's message.
+fn err(e: impl Into<jukebox::Error>) -> PyErr {
+    use jukebox::error::{ErrorKind, UnknownLabel};
+    let e: jukebox::Error = e.into();
+    let msg = format!("{e}");
+    match e.kind() {
+        ErrorKind::UnknownLabel => {
+            let pe = UnknownLabelError::new_err(msg);
+            if let Some(u) = e.details::<UnknownLabel>() {
+                Python::with_gil(|py| {
+                    let _ = pe.value(py).setattr("nearest", u.nearest.clone());
+                    let _ = pe.value(py).setattr("name", u.name.clone());
+                });
+            }
+            pe
+        }
+        ErrorKind::Checkpoint => CheckpointError::new_err(msg),
+        ErrorKind::Audio => AudioError::new_err(msg),
+        ErrorKind::Interrupted => RunInterrupted::new_err(msg),
+        _ => JukeboxError::new_err(msg),
+    }
 }
 
 /// A model, ready to sample, encode and decode.
@@ -355,6 +398,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Takes>()?;
     m.add_function(wrap_pyfunction!(load_audio, m)?)?;
     m.add("JukeboxError", m.py().get_type::<JukeboxError>())?;
+    m.add("UnknownLabelError", m.py().get_type::<UnknownLabelError>())?;
+    m.add("CheckpointError", m.py().get_type::<CheckpointError>())?;
+    m.add("AudioError", m.py().get_type::<AudioError>())?;
+    m.add("RunInterrupted", m.py().get_type::<RunInterrupted>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -66,13 +66,16 @@ def test_bad_input_raises_clear_errors(jb, tmp_path):
         jukebox_rs.Jukebox(str(tmp_path / "nowhere"))
     with pytest.raises(jukebox_rs.JukeboxError, match="must be shorter"):
         jb.sample(tmp_path / "r", 1.0, prompt=AMEN, prompt_seconds=2.0)
-    with pytest.raises(jukebox_rs.JukeboxError, match="nosuchgenre"):
-        jb.sample(tmp_path / "r2", 1.0, genre="nosuchgenre")
+    with pytest.raises(jukebox_rs.UnknownLabelError, match="rokc") as e:
+        jukebox_rs.Jukebox(str(ROOT / "models/default")).sample(tmp_path / "r2", 1.0, genre="rokc")
+    assert "rock" in e.value.nearest, e.value.nearest
+    assert e.value.name == "rokc"
+    assert issubclass(jukebox_rs.UnknownLabelError, jukebox_rs.JukeboxError)
     with pytest.raises(jukebox_rs.JukeboxError, match="outside this model's codebook"):
         jb.decode(np.array([5, 99999], dtype=np.int64), 2)
     with pytest.raises(jukebox_rs.JukeboxError, match="non-finite"):
         jb.encode(np.array([0.0, np.nan] * 600, dtype=np.float32), 2)
-    with pytest.raises(jukebox_rs.JukeboxError, match="is not an audio file"):
+    with pytest.raises(jukebox_rs.AudioError, match="is not an audio file"):
         bad = tmp_path / "bad.wav"
         bad.write_bytes(b"this is not audio")
         jukebox_rs.load_audio(bad)

@@ -81,7 +81,10 @@ pub fn load_prefix(path: &Path, max_seconds: f64) -> Result<Audio> {
 
 fn load_impl(path: &Path, max_seconds: Option<f64>) -> Result<Audio> {
     let limit_s = max_seconds.map_or(MAX_SECONDS, |s| s.min(MAX_SECONDS));
-    let d = decode::decode_file(path, limit_s, max_seconds.is_some())?;
+    // Every reason a file cannot be decoded (unreadable, corrupt, unsupported, empty) is one
+    // typed error for callers; its message already names the file.
+    let d = decode::decode_file(path, limit_s, max_seconds.is_some())
+        .map_err(|e| crate::error::BadAudio::new(path, format!("{e:#}")))?;
     let mut warnings = d.warnings;
     let name = path.display();
 

@@ -114,23 +114,23 @@ impl SimpleBackend for ComponentTensors {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let e = self.entry(name).ok_or_else(|| {
-            candle_core::Error::Msg(format!(
+        // The loaders check every key and shape first (a typed `TensorMismatch` naming them
+        // all); these messages are for a model built on the backend directly.
+        let Some(e) = self.entry(name) else {
+            candle_core::bail!(
                 "{}: the {} has no tensor `{name}`",
                 self.store.path.display(),
                 self.component
-            ))
-            .bt()
-        })?;
+            );
+        };
         if e.shape != s.dims() {
-            return Err(candle_core::Error::Msg(format!(
+            candle_core::bail!(
                 "{}: `{name}` of the {} has shape {:?}, the model expects {:?}",
                 e.file.display(),
                 self.component,
                 e.shape,
                 s.dims()
-            ))
-            .bt());
+            );
         }
         e.load(dtype, dev)
     }
@@ -138,12 +138,11 @@ impl SimpleBackend for ComponentTensors {
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         match self.entry(name) {
             Some(e) => e.load(dtype, dev),
-            None => Err(candle_core::Error::Msg(format!(
+            None => candle_core::bail!(
                 "{}: the {} has no tensor `{name}`",
                 self.store.path.display(),
                 self.component
-            ))
-            .bt()),
+            ),
         }
     }
 

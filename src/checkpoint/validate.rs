@@ -1,6 +1,7 @@
 //! Key/shape validation: record what a model asks for, compare with what a checkpoint holds.
 
-use anyhow::{bail, Result};
+use crate::error::TensorMismatch;
+use anyhow::Result;
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
@@ -81,48 +82,29 @@ pub fn check_tensors(
     for (k, s) in expected {
         want.entry(k.as_str()).or_insert(s);
     }
-    let mut missing: Vec<String> = vec![];
-    let mut wrong: Vec<String> = vec![];
+    let mut m = TensorMismatch::default();
     for (k, s) in &want {
         match found.get(*k) {
-            None => missing.push(format!("  missing     {k}  expected {s:?}")),
-            Some(f) if f != *s => {
-                wrong.push(format!("  shape       {k}  expected {s:?}, found {f:?}"))
-            }
+            None => m.missing.push((k.to_string(), s.to_vec())),
+            Some(f) if f != *s => m.mis_shaped.push((k.to_string(), s.to_vec(), f.clone())),
             Some(_) => {}
         }
     }
-    let mut extra: Vec<String> = found
+    m.unexpected = found
         .iter()
         .filter(|(k, _)| !want.contains_key(k.as_str()))
-        .map(|(k, s)| format!("  unexpected  {k}  found {s:?}"))
+        .map(|(k, s)| (k.clone(), s.clone()))
         .collect();
-    if missing.is_empty() && wrong.is_empty() && extra.is_empty() {
+    if m.is_empty() {
         return Ok(());
     }
-    missing.sort();
-    wrong.sort();
-    extra.sort();
+    m.missing.sort();
+    m.mis_shaped.sort();
+    m.unexpected.sort();
     // Nothing expected is there: most likely another kind of checkpoint (a prior given as a
-    // VQ-VAE, ...); say so rather than only listing a thousand keys.
-    let hint = if !want.is_empty() && missing.len() == want.len() {
-        "\nnone of the expected tensors is present: this looks like a different kind of checkpoint \
-         (see `jukebox inspect FILE` for what it holds)"
-    } else {
-        ""
-    };
-    let (n_missing, n_extra, n_wrong) = (missing.len(), extra.len(), wrong.len());
-    // Mis-shaped keys first (the most telling), then a bounded listing of the rest.
-    const SHOWN: usize = 60;
-    let all = [wrong, missing, extra].concat();
-    let more = all.len().saturating_sub(SHOWN);
-    let mut listing = all.into_iter().take(SHOWN).collect::<Vec<_>>().join("\n");
-    if more > 0 {
-        listing.push_str(&format!("\n  ... and {more} more"));
-    }
-    bail!(
-        "{n_missing} missing, {n_extra} unexpected and {n_wrong} mis-shaped tensors:\n{listing}{hint}"
-    )
+    // VQ-VAE, ...); the message says so rather than only listing a thousand keys.
+    m.nothing_expected_present = !want.is_empty() && m.missing.len() == want.len();
+    Err(m.into())
 }
 
 #[cfg(test)]
@@ -179,5 +161,13 @@ mod tests {
         ]
         .into();
         check_tensors(&expected, &ok).unwrap();
+        // The error is typed: a caller gets every key without parsing the message.
+        let err = check_tensors(&expected, &found).unwrap_err();
+        let m = err.downcast_ref::<TensorMismatch>().unwrap();
+        assert_eq!(m.missing, vec![("b".to_string(), vec![4])]);
+        assert_eq!(
+            m.mis_shaped,
+            vec![("a".to_string(), vec![2, 3], vec![3, 2])]
+        );
     }
 }

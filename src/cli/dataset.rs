@@ -58,10 +58,13 @@ pub struct RenderArgs {
     /// Peak level in dBFS after normalisation.
     #[arg(long, default_value_t = -1.0, allow_hyphen_values = true)]
     pub peak_db: f64,
+    /// Humanisation: onset shift up to ± this many ms (0 = on the grid).
     #[arg(long, default_value_t = 0.0)]
     pub humanize_ms: f64,
+    /// Velocity scale up to ± this fraction (0 = as written).
     #[arg(long, default_value_t = 0.0)]
     pub velocity_jitter: f32,
+    /// Seed of the humanisation and velocity draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Output WAV.
@@ -89,6 +92,7 @@ pub struct BreaksArgs {
     /// Velocity scale up to ± this fraction (seeded per file).
     #[arg(long, default_value_t = 0.08)]
     pub velocity_jitter: f32,
+    /// Seed of the per-file draws (tempo picks, swing, humanisation, velocities).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Seconds of ring-out after the last bar line.

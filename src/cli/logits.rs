@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long, default_value = "unknown")]
     pub artist: String,
     /// Genre (repeat for a bag of genres; `#3` for a numeric id).
-    #[arg(long)]
+    #[arg(long, value_delimiter = ',')]
     pub genre: Vec<String>,
     /// Lyrics text, for lyrics priors.
     #[arg(long)]
@@ -106,13 +106,11 @@ pub fn run(args: Args) -> Result<()> {
         let base = lab.base(&meta, (total_s * sr).round() as i64, 0)?;
         bases = vec![base; n];
     }
-    let mut y_at = |start: usize| -> candle_core::Result<Option<Tensor>> {
+    let mut y_at = |start: usize| -> anyhow::Result<Option<Tensor>> {
         let Some(lab) = &labeller else {
             return Ok(None);
         };
-        let (flat, _) = lab
-            .get_y_batch(&bases, start as i64)
-            .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
+        let (flat, _) = lab.get_y_batch(&bases, start as i64)?;
         Ok(Some(Tensor::from_vec(flat, (n, lab.y_len()), &dev)?))
     };
     let out = prior::score_sequence(

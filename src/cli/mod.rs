@@ -35,7 +35,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a genre × artist × seed study on one prompt and write an HTML report.
     #[command(
-        after_help = "Examples:\n  jukebox study                                    # the default study → studies/default/index.html\n  jukebox study --genres breakbeat,rock --artists unknown --seeds 4 -o studies/rock\n  jukebox study --dry-run                          # the plan, its batch groups and an estimate\n  jukebox study --resume studies/default           # finish a study that was stopped"
+        after_help = "Examples:\n  jukebox study                                    # the default study → studies/default/index.html\n  jukebox study --genre breakbeat,rock --artist unknown --seeds 4 -o studies/rock\n  jukebox study --dry-run                          # the plan, its batch groups and an estimate\n  jukebox study --resume studies/default           # finish a study that was stopped"
     )]
     Study(study::Args),
     /// Generate music: ancestral, primed, continue or resume.

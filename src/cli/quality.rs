@@ -21,11 +21,13 @@ pub struct Args {
     /// The training split's seed and validation fraction (`train.seed`, `train.valid_fraction`).
     #[arg(long, default_value_t = 0)]
     pub split_seed: u64,
+    /// The training split's validation fraction (`train.valid_fraction`).
     #[arg(long, default_value_t = 0.1)]
     pub valid_fraction: f64,
-    /// Held-out clips for reconstruction, and their length in seconds.
+    /// Held-out clips for reconstruction.
     #[arg(long, default_value_t = 8)]
     pub clips: usize,
+    /// Length of each reconstruction clip, in seconds.
     #[arg(long, default_value_t = 4.0)]
     pub clip_seconds: f64,
     /// Held-out windows per prior level.
@@ -50,6 +52,7 @@ pub struct Args {
     /// Continuations per condition (seeds --seed, --seed + 1, ...).
     #[arg(long, default_value_t = 6)]
     pub seeds: usize,
+    /// Seed of the first continuation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Levels to sample (top, top,middle, all); the top level is always sampled.
@@ -59,12 +62,15 @@ pub struct Args {
     #[arg(long, default_value = "unknown")]
     pub artist: String,
     /// Genre label (repeat for a bag of genres); default `unknown`.
-    #[arg(long)]
+    #[arg(long, value_delimiter = ',')]
     pub genre: Vec<String>,
-    #[arg(long, default_value_t = 0.99)]
+    /// Sampling temperature, as `sample --temperature`.
+    #[arg(long, default_value_t = jukebox::sample::DEFAULT_TEMPERATURE)]
     pub temperature: f64,
+    /// Top-k filter, as `sample --top-k` (0 = off).
     #[arg(long, default_value_t = 0)]
     pub top_k: usize,
+    /// Top-p filter, as `sample --top-p` (0 = off).
     #[arg(long, default_value_t = 0.0)]
     pub top_p: f64,
     /// Skip the unprimed (ancestral) baseline samples.
@@ -90,29 +96,32 @@ pub struct Args {
     /// Tokens at the start of each window for the early-token label figures.
     #[arg(long, default_value_t = jukebox::quality::labels::EARLY)]
     pub label_early: usize,
-    /// Held-out files scored for genre accuracy at most, and top-level windows per file.
+    /// Held-out files scored for genre accuracy, at most.
     #[arg(long, default_value_t = 32)]
     pub label_files: usize,
+    /// Top-level windows scored per held-out file for genre accuracy.
     #[arg(long, default_value_t = 2)]
     pub label_windows: usize,
     /// A folder of held-out loops (a corpus whose file names carry the tempo, as
     /// `scripts/fetch-corpus` writes to `<corpus>-heldout-loops`): continue each and read the tempo.
     #[arg(long, value_name = "DIR")]
     pub loops: Option<PathBuf>,
-    /// Loops continued at most, and continuations per loop.
+    /// Held-out loops continued, at most.
     #[arg(long, default_value_t = 8)]
     pub loops_files: usize,
+    /// Continuations per held-out loop.
     #[arg(long, default_value_t = 2)]
     pub loops_seeds: usize,
     /// Skip the genre separation of unprimed samples.
     #[arg(long)]
     pub no_separation: bool,
-    /// Unprimed samples per genre for the separation, their length, and the training clips per
-    /// genre that fit the classifier.
+    /// Unprimed samples per genre for the separation.
     #[arg(long, default_value_t = 4)]
     pub separation_seeds: usize,
+    /// Length of each unprimed sample and classifier clip, in seconds.
     #[arg(long, default_value_t = 4.0)]
     pub separation_seconds: f64,
+    /// Training clips per genre that fit the classifier (and held-out clips it is checked on).
     #[arg(long, default_value_t = 16)]
     pub separation_clips: usize,
     /// Hide the sampler's progress bars (stage lines still go to stderr).

@@ -36,7 +36,7 @@ pub struct Args {
     #[arg(long, default_value = "unknown")]
     pub artist: String,
     /// The genre while artists are ranked (repeat for a bag) [default: unknown].
-    #[arg(long)]
+    #[arg(long, value_delimiter = ',')]
     pub genre: Vec<String>,
     /// Lyrics text, for lyrics priors.
     #[arg(long)]

@@ -37,7 +37,7 @@ pub struct Args {
     #[arg(long, default_value = "unknown")]
     pub artist: String,
     /// Genre (repeat for a bag of genres).
-    #[arg(long = "genre")]
+    #[arg(long = "genre", value_delimiter = ',')]
     pub genres: Vec<String>,
     /// Per-item labels: a TOML file with `[[item]]` tables (artist, genres, lyrics, seed).
     #[arg(long)]
@@ -48,12 +48,16 @@ pub struct Args {
     /// Number of samples; seeds are S, S+1, …
     #[arg(long, default_value_t = 1)]
     pub n_samples: usize,
+    /// Seed of the first sample.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    #[arg(long, default_value_t = 0.99)]
+    /// Sampling temperature (> 0; lower is more conservative).
+    #[arg(long, default_value_t = jukebox::sample::DEFAULT_TEMPERATURE)]
     pub temperature: f64,
+    /// Keep only the k most likely codes at each step (0 = off).
     #[arg(long, default_value_t = 0)]
     pub top_k: usize,
+    /// Keep the smallest set of codes whose probability reaches p (0 = off).
     #[arg(long, default_value_t = 0.0)]
     pub top_p: f64,
     /// Levels to sample: top, top,middle, all (or numbers, 0 = bottom).

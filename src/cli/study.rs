@@ -56,11 +56,11 @@ pub struct RunArgs {
     /// The prompt's tempo, when known (the bundled Amen prompt is 137); default: measured.
     #[arg(long)]
     pub prompt_bpm: Option<f64>,
-    /// Genre axis, comma-separated; `a+b` gives one cell a bag of genres [default: the model's first 4].
-    #[arg(long, value_delimiter = ',')]
+    /// Genre axis: repeat or comma-separate; `a+b` gives one cell a bag of genres [default: the model's first 4].
+    #[arg(long = "genre", value_name = "GENRE", value_delimiter = ',')]
     pub genres: Option<Vec<String>>,
-    /// Artist axis, comma-separated [default: the model's first 4].
-    #[arg(long, value_delimiter = ',')]
+    /// Artist axis: repeat or comma-separate [default: the model's first 4].
+    #[arg(long = "artist", value_name = "ARTIST", value_delimiter = ',')]
     pub artists: Option<Vec<String>>,
     /// Number of seeds per cell [default: 2].
     #[arg(long)]
@@ -75,7 +75,7 @@ pub struct RunArgs {
     /// Levels to sample: top, top,middle or all [default: all].
     #[arg(long)]
     pub levels: Option<String>,
-    /// Sampling temperature [default: 0.98].
+    /// Sampling temperature [default: 0.99, as `sample`].
     #[arg(long)]
     pub temperature: Option<f64>,
     /// Keep only the k most likely codes per step (0 = off) [default: 0].

@@ -83,15 +83,20 @@ pub struct PriorArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct AssembleArgs {
+    /// The VQ-VAE: a `train vqvae` output (its latest export) or any model directory.
     #[arg(long)]
     pub vqvae: PathBuf,
+    /// The bottom upsampler (level 0): a `train prior --level bottom` output.
     #[arg(long)]
     pub bottom: PathBuf,
+    /// The middle upsampler (level 1): a `train prior --level middle` output.
     #[arg(long)]
     pub middle: PathBuf,
+    /// The top prior (level 2): a `train prior --level top` output.
     #[arg(long)]
     pub top: PathBuf,
-    #[arg(long, short = 'o')]
+    /// Model directory to write (config.json, model.safetensors, labels/).
+    #[arg(long, short = 'o', visible_alias = "output")]
     pub out: PathBuf,
     /// Weight dtype: f32 or f16 (half the size; codebooks stay f32), as `convert --dtype`.
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]

@@ -417,12 +417,13 @@ impl IdSet {
     fn unknown_error(&self, field: Field, input: &str, key: &str) -> anyhow::Error {
         let table = self.table(field);
         if self.kind == IdKind::Numeric {
-            return anyhow::anyhow!(
+            let message = format!(
                 "{} `{input}`: this model has no {} name list ({}); give a numeric id such as #12",
                 field.name(),
                 field.name(),
                 self.source
             );
+            return crate::error::UnknownLabel::new(field.name(), input, vec![], message).into();
         }
         // Compare keys with keys (the file's names under the same normalisation).
         let keyed: Vec<(String, &str)> = table
@@ -440,13 +441,14 @@ impl IdSet {
                     .map(|(_, n)| display_name(n))
             })
             .collect();
-        anyhow::anyhow!(
+        let message = format!(
             "unknown {} `{input}` (looked up as `{key}` in {}); nearest: {}. \
              Use `jukebox labels --search` to list names, `unknown` for id 0, or a numeric id like #12",
             field.name(),
             self.file_name(field),
             if near.is_empty() { "none".to_string() } else { near.join(", ") }
-        )
+        );
+        crate::error::UnknownLabel::new(field.name(), input, near, message).into()
     }
 
     fn is_literally_unknown(s: &str) -> bool {

@@ -18,9 +18,7 @@ use candle_core::{bail, DType, Device, Result, Tensor};
 /// `c` of the item's full token list.
 pub type Alignment = Vec<Vec<f32>>;
 
-fn msg(e: anyhow::Error) -> candle_core::Error {
-    candle_core::Error::Msg(format!("{e:#}"))
-}
+use crate::error::into_candle as msg;
 
 /// The prior's alignment (layer, head), checked against its layers.
 pub fn alignment_layer_head(prior: &Prior) -> Result<(usize, usize)> {
@@ -175,7 +173,7 @@ pub fn get_alignments(
         .enumerate()
         .map(|(i, (b, t))| {
             get_alignment(prior, labeller, b, t, hop)
-                .map_err(|e| candle_core::Error::Msg(format!("alignment of item {i}: {e}")))
+                .map_err(|e| msg(anyhow::Error::new(e).context(format!("alignment of item {i}"))))
         })
         .collect()
 }

@@ -32,7 +32,7 @@ pub fn timing_bins(
         max_duration,
         sr,
     )
-    .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
+    .map_err(crate::error::into_candle)
 }
 
 #[derive(Debug, Clone)]
@@ -197,7 +197,9 @@ impl LabelConditioner {
                 self.cfg.min_duration,
                 self.cfg.max_duration,
             )
-            .map_err(|e| candle_core::Error::Msg(format!("item {i}: {e}")))?;
+            .map_err(|e| {
+                crate::error::into_candle(anyhow::Error::new(e).context(format!("item {i}")))
+            })?;
             let tb = self.cfg.t_bins as i64;
             let ok = |x: i64| -> Result<u32> {
                 if (0..tb).contains(&x) {

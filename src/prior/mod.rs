@@ -134,8 +134,7 @@ pub(crate) fn linear_no_bias(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 
 impl Prior {
     pub fn new(cfg: &PriorConfig, vb: VarBuilder) -> Result<Self> {
-        cfg.validate()
-            .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
+        cfg.validate().map_err(crate::error::into_candle)?;
         let w = cfg.width;
         let seq = cfg.seq_len();
         let vocab = cfg.vocab();

@@ -195,10 +195,8 @@ pub fn rank_labels(
             ),
             None => None,
         };
-        let mut y_at = |start: usize| -> candle_core::Result<Option<Tensor>> {
-            let (flat, _) = labeller
-                .get_y_batch(chunk, start as i64)
-                .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
+        let mut y_at = |start: usize| -> anyhow::Result<Option<Tensor>> {
+            let (flat, _) = labeller.get_y_batch(chunk, start as i64)?;
             Ok(Some(Tensor::from_vec(flat, (n, labeller.y_len()), &dev)?))
         };
         let done_before = bi * batch;

@@ -4,7 +4,8 @@
 
 use super::windows::get_starts;
 use super::Prior;
-use candle_core::{bail, DType, Result, Tensor};
+use anyhow::{bail, Result};
+use candle_core::{DType, Tensor};
 
 #[derive(Debug, Clone)]
 pub struct ScoreOutput {
@@ -17,7 +18,7 @@ pub struct ScoreOutput {
 impl ScoreOutput {
     /// Mean bits per token over everything.
     pub fn mean_bits(&self) -> Result<f32> {
-        self.nll_bits.mean_all()?.to_scalar::<f32>()
+        Ok(self.nll_bits.mean_all()?.to_scalar::<f32>()?)
     }
 }
 

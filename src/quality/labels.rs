@@ -280,10 +280,8 @@ pub fn position_bits(
         let toks = Tensor::from_slice(tokens, (1, t), &dev)?
             .to_dtype(DType::I64)?
             .repeat((n, 1))?;
-        let mut y_at = |start: usize| -> candle_core::Result<Option<Tensor>> {
-            let (flat, _) = lab
-                .get_y_batch(chunk, start as i64)
-                .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
+        let mut y_at = |start: usize| -> anyhow::Result<Option<Tensor>> {
+            let (flat, _) = lab.get_y_batch(chunk, start as i64)?;
             Ok(Some(Tensor::from_vec(flat, (n, lab.y_len()), &dev)?))
         };
         let s = score_sequence(prior, &toks, &mut y_at, None, false, &mut |_, _| {})?;

@@ -1,5 +1,7 @@
 //! VQ-VAE reconstruction on held-out clips, per level, against trivial codecs a reader knows:
-//! silence, 8-bit µ-law, and a 4 kHz brick-wall low-pass. Also codebook usage and perplexity.
+//! silence, 8-bit µ-law, and a 4 kHz brick-wall low-pass. Also codebook usage and perplexity,
+//! and how stable the codes are when the audio moves by less than a hop (a repeated bar whose
+//! length is not a whole number of tokens lands on another phase of the hop grid each time).
 
 use crate::dsp;
 use crate::vqvae::VqVae;
@@ -39,11 +41,26 @@ pub struct UsageRow {
     pub perplexity: f64,
 }
 
+/// Share of one level's codes that stay the same when the clip starts `shift` samples later,
+/// each shifted token compared with the original token it overlaps most.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShiftRow {
+    pub level: usize,
+    pub hop: usize,
+    /// (shift in samples, share of equal codes), for hop/8, hop/4, hop/2 and a whole hop (the
+    /// control: a convolutional encoder gives the same codes one token later).
+    pub shares: Vec<(usize, f64)>,
+    /// Share two unrelated tokens have equal: the sum of squared code frequencies.
+    pub chance: f64,
+    pub tokens: usize,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReconResult {
     pub levels: Vec<ReconRow>,
     pub baselines: Vec<ReconRow>,
     pub usage: Vec<UsageRow>,
+    pub shift: Vec<ShiftRow>,
 }
 
 /// 8-bit µ-law (µ = 255, as telephone audio): quantise and expand back.
@@ -109,6 +126,95 @@ pub fn usage(codes: &[i64], bins: usize) -> (usize, f64) {
         })
         .sum();
     (distinct, ent.exp2())
+}
+
+/// Seconds at either end left out of the shift comparison: tokens whose receptive field reaches
+/// the clip's edge see padding where the shifted clip sees audio, which is not what the measure
+/// is about (the encoder's dilated stacks reach tens of tokens at the top level).
+pub const SHIFT_MARGIN_SECONDS: f64 = 0.25;
+
+/// Share of equal codes between `a` and `b` with `b[t]` compared to `a[t + lag]`, over the tokens
+/// at least `margin` from either end: (equal, compared).
+pub fn equal_share(a: &[i64], b: &[i64], lag: usize, margin: usize) -> Option<(usize, usize)> {
+    let n = b.len().min(a.len().saturating_sub(lag));
+    let range = margin..n.saturating_sub(margin);
+    if range.is_empty() {
+        return None;
+    }
+    let equal = range.clone().filter(|&t| a[t + lag] == b[t]).count();
+    Some((equal, range.len()))
+}
+
+/// Sum of squared code frequencies: how often two tokens drawn at random hold the same code.
+pub fn collision_probability(codes: &[i64]) -> f64 {
+    let mut h = std::collections::HashMap::new();
+    for &c in codes {
+        *h.entry(c).or_insert(0usize) += 1;
+    }
+    let n = codes.len().max(1) as f64;
+    h.values().map(|&c| (c as f64 / n).powi(2)).sum()
+}
+
+fn codes_of(vq: &VqVae, x: &[f32], level: usize, dev: &Device) -> Result<Vec<i64>> {
+    let t = Tensor::from_slice(x, (1, x.len()), dev)?;
+    Ok(vq
+        .encode(&t, level)?
+        .to_dtype(DType::I64)?
+        .flatten_all()?
+        .to_vec1::<i64>()?)
+}
+
+/// Code stability of one level under shifts of hop/8, hop/4, hop/2 and one hop.
+pub fn shift_stability(
+    vq: &VqVae,
+    clips: &[Vec<f32>],
+    level: usize,
+    dev: &Device,
+) -> Result<ShiftRow> {
+    let hop = vq.hop_length(level);
+    let shifts = [hop / 8, hop / 4, hop / 2, hop];
+    let top_hop = vq.hop_length(vq.levels() - 1);
+    let margin =
+        (SHIFT_MARGIN_SECONDS * vq.config().sample_rate as f64 / hop as f64).ceil() as usize;
+    let mut counts = vec![(0usize, 0usize); shifts.len()];
+    let mut all = Vec::new();
+    for x in clips {
+        let a = codes_of(vq, x, level, dev)?;
+        for (k, &s) in shifts.iter().enumerate() {
+            if s == 0 || s >= x.len() {
+                continue;
+            }
+            // The encoder takes whole top-level hops.
+            let len = (x.len() - s) / top_hop * top_hop;
+            let b = codes_of(vq, &x[s..s + len], level, dev)?;
+            // A shift under half a hop overlaps token t most; a whole hop is token t + 1.
+            if let Some((e, n)) = equal_share(&a, &b, s / hop, margin) {
+                counts[k].0 += e;
+                counts[k].1 += n;
+            }
+        }
+        all.extend(a);
+    }
+    Ok(ShiftRow {
+        level,
+        hop,
+        shares: shifts
+            .iter()
+            .zip(&counts)
+            .map(|(&s, &(e, n))| {
+                (
+                    s,
+                    if n == 0 {
+                        f64::NAN
+                    } else {
+                        e as f64 / n as f64
+                    },
+                )
+            })
+            .collect(),
+        chance: collision_probability(&all),
+        tokens: all.len(),
+    })
 }
 
 fn mean_row(name: &str, clips: &[Vec<f32>], outs: &[Vec<f32>]) -> ReconRow {
@@ -225,10 +331,18 @@ pub fn measure(
     row.kbps = Some(sr as f64 * 8.0 / 1000.0);
     baselines.push(row);
     baselines.push(mean_row("4 kHz low-pass (unquantised)", clips, &lp));
+    let mut shift = Vec::new();
+    for level in (0..vq.levels()).rev() {
+        progress(&format!(
+            "reconstruction: code stability under shifts, level {level}"
+        ));
+        shift.push(shift_stability(vq, clips, level, dev)?);
+    }
     Ok(ReconResult {
         levels,
         baselines,
         usage: usage_rows,
+        shift,
     })
 }
 
@@ -261,6 +375,21 @@ mod tests {
         assert!((30.0..45.0).contains(&snr), "{snr}");
         let e = mu_law_8bit(&[0.0, 1.0, -1.0]);
         assert!(e[0].abs() < 1e-3 && e[1] == 1.0 && e[2] == -1.0, "{e:?}");
+    }
+
+    #[test]
+    fn equal_share_aligns_and_skips_the_edges() {
+        let a: Vec<i64> = (0..40).collect();
+        // b is a one token later: equal everywhere at lag 1, nowhere at lag 0.
+        let b: Vec<i64> = (1..40).collect();
+        assert_eq!(equal_share(&a, &b, 1, 8), Some((39 - 16, 39 - 16)));
+        assert_eq!(equal_share(&a, &b, 0, 8), Some((0, 39 - 16)));
+        let mut c = a.clone();
+        c[20] = -1;
+        assert_eq!(equal_share(&a, &c, 0, 8), Some((23, 24)));
+        assert_eq!(equal_share(&a, &c, 0, 0), Some((39, 40)));
+        assert_eq!(equal_share(&a[..10], &b[..10], 0, 8), None);
+        assert!((collision_probability(&[1, 1, 2, 3]) - (0.25 + 0.0625 * 2.0)).abs() < 1e-12);
     }
 
     #[test]

@@ -322,7 +322,11 @@ pub fn measure(
         ..Default::default()
     };
     if let Outcome::Interrupted = pipeline::run(md, &dir, &ropts)? {
-        bail!("sampling in {} was interrupted", dir.display());
+        return Err(crate::error::Interrupted::new(
+            Some(dir.clone()),
+            format!("sampling in {} was interrupted", dir.display()),
+        )
+        .into());
     }
     let sampling_seconds = t0.elapsed().as_secs_f64();
     let state = RunState::load_or_default(&dir)?;

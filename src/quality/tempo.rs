@@ -180,7 +180,13 @@ fn run_fresh(md: &ModelDir, dir: &Path, spec: &RunSpec, progress: bool) -> Resul
     };
     match pipeline::run(md, dir, &opts)? {
         Outcome::Finished(_) => {}
-        Outcome::Interrupted => bail!("sampling in {} was interrupted", dir.display()),
+        Outcome::Interrupted => {
+            return Err(crate::error::Interrupted::new(
+                Some(dir.to_path_buf()),
+                format!("sampling in {} was interrupted", dir.display()),
+            )
+            .into())
+        }
     }
     RunState::load_or_default(dir)
 }

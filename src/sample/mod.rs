@@ -2,6 +2,10 @@
 //! windowed as the official `sample.py`, resumable after every window.
 
 pub mod pipeline;
+
+/// The sampling temperature every command defaults to (the official `sample.py` uses 0.99 at
+/// every level).
+pub const DEFAULT_TEMPERATURE: f64 = 0.99;
 pub mod request;
 pub mod run;
 pub mod state;

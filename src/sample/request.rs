@@ -43,7 +43,7 @@ impl Default for SampleRequest {
             seconds: None,
             total_seconds: None,
             items: vec![],
-            temperature: 0.99,
+            temperature: super::DEFAULT_TEMPERATURE,
             top_k: 0,
             top_p: 0.0,
             levels: "all".into(),

@@ -3,9 +3,9 @@
 //! label moves the model's likelihood beyond that.
 
 use super::claims::{Claim, STATEMENTS};
-use super::html::{esc, human};
+use super::html::human;
 use super::report::ReportData;
-use std::fmt::Write as _;
+use serde::Serialize;
 
 /// What the label ranking shows, from `label_ranking.csv`.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,47 +88,75 @@ fn claim_line(rows: &[&Claim]) -> String {
         rows.len(),
         tally("no"),
         tally("inconclusive"),
-        esc(&first.metric),
-        esc(&first.a),
-        esc(&first.b),
+        first.metric,
+        first.a,
+        first.b,
         human(first.diff),
         human(first.diff_se)
     )
 }
 
-/// The summary block, placed right under the report's title.
-pub fn section(s: &mut String, d: &ReportData) {
+/// The summary block under the report's title, as the template's context (`glance` in
+/// `report.html.j2`); the template escapes every string.
+#[derive(Serialize)]
+pub struct GlanceView {
+    claims: Vec<ClaimGlance>,
+    ranking: Option<RankingView>,
+}
+
+#[derive(Serialize)]
+struct ClaimGlance {
+    k: usize,
+    short: String,
+    text: String,
+}
+
+#[derive(Serialize)]
+struct RankingView {
+    field: String,
+    best: String,
+    n_labels: usize,
+    spread: String,
+    max_delta: String,
+    n_max: usize,
+    window: usize,
+    bound: String,
+    tokens: usize,
+    /// No label moves the likelihood beyond what a true label could explain.
+    warn: bool,
+}
+
+pub fn view(d: &ReportData) -> GlanceView {
     let p = d.plan;
-    s.push_str("<div id=\"glance\" style=\"background:#f6f8fa;border:1px solid #ddd;padding:0.6em 1em\"><h2 style=\"margin-top:0\">At a glance</h2><ul>");
     let mut levels = p.levels.clone();
     levels.sort_unstable_by(|a, b| b.cmp(a));
-    for (k, st) in STATEMENTS.iter().enumerate() {
-        let short = st.split(':').next().unwrap_or(st);
-        let _ = write!(
-            s,
-            "<li><b>Claim {}</b> ({}): ",
-            k + 1,
-            esc(short.trim_end_matches('.'))
-        );
-        let mut parts = Vec::new();
-        for &l in &levels {
-            let rows: Vec<&Claim> = d
-                .claims
+    let claims = STATEMENTS
+        .iter()
+        .enumerate()
+        .map(|(k, st)| {
+            let short = st.split(':').next().unwrap_or(st);
+            let parts: Vec<String> = levels
                 .iter()
-                .filter(|c| c.claim as usize == k + 1 && c.level == l)
+                .filter_map(|&l| {
+                    let rows: Vec<&Claim> = d
+                        .claims
+                        .iter()
+                        .filter(|c| c.claim as usize == k + 1 && c.level == l)
+                        .collect();
+                    (!rows.is_empty()).then(|| format!("level {l}: {}", claim_line(&rows)))
+                })
                 .collect();
-            if !rows.is_empty() {
-                parts.push(format!("level {l}: {}", claim_line(&rows)));
+            ClaimGlance {
+                k: k + 1,
+                short: short.trim_end_matches('.').to_string(),
+                text: if parts.is_empty() {
+                    "not measurable in this study".into()
+                } else {
+                    parts.join("; ")
+                },
             }
-        }
-        if parts.is_empty() {
-            s.push_str("not measurable in this study");
-        } else {
-            s.push_str(&parts.join("; "));
-        }
-        s.push_str(". <a href=\"#claim-");
-        let _ = write!(s, "{}\">details</a></li>", k + 1);
-    }
+        })
+        .collect();
     let top = p.hops.len().saturating_sub(1);
     let tokens = p.prompt_samples / p.hops.get(top).copied().unwrap_or(1).max(1);
     // rank-labels scores in windows of the top prior's context; one window if the model is gone.
@@ -136,45 +164,22 @@ pub fn section(s: &mut String, d: &ReportData) {
         .ok()
         .and_then(|md| md.config.priors.get(md.config.top_level()).map(|c| c.n_ctx))
         .unwrap_or(tokens);
-    match d
+    let ranking = d
         .ranking
         .and_then(|(h, r)| ranking_glance(h, r, tokens, window))
-    {
-        Some(g) => {
-            let _ = write!(
-                s,
-                "<li><b>Labels on the prompt</b>: best {} <code>{}</code>; {} {}s span {} bits/token \
-                 (best − worst), and no label moves the prompt's bits by more than {} against no \
-                 label. A true label can save at most log2({}) bits per window of {} tokens: {} \
-                 bits/token over these {} tokens.</li>",
-                g.field,
-                esc(&g.best),
-                g.n_labels,
-                g.field,
-                human(g.spread),
-                human(g.max_delta),
-                g.n_max,
-                window,
-                human(g.bound),
-                tokens
-            );
-            if g.max_delta <= g.bound {
-                let _ = write!(
-                    s,
-                    "<li class=\"no\">Warning: no label changes the model's likelihood of the \
-                     prompt by more than a true label could explain ({} ≤ {} bits/token), so the \
-                     ranking cannot show whether this model uses its labels; differences between \
-                     cells may be chance. See the separability table below.</li>",
-                    human(g.max_delta),
-                    human(g.bound)
-                );
-            }
-        }
-        None => {
-            s.push_str("<li>No label ranking in this study (<code>label_ranking.csv</code>).</li>")
-        }
-    }
-    s.push_str("</ul></div>\n");
+        .map(|g| RankingView {
+            warn: g.max_delta <= g.bound,
+            spread: human(g.spread),
+            max_delta: human(g.max_delta),
+            bound: human(g.bound),
+            field: g.field,
+            best: g.best,
+            n_labels: g.n_labels,
+            n_max: g.n_max,
+            window,
+            tokens,
+        });
+    GlanceView { claims, ranking }
 }
 
 #[cfg(test)]

@@ -291,7 +291,9 @@ impl Plan {
             }
         }
         let levels = parse_levels(spec.levels.as_deref().unwrap_or("all"), facts.hops.len())?;
-        let temperature = spec.temperature.unwrap_or(0.98);
+        let temperature = spec
+            .temperature
+            .unwrap_or(crate::sample::DEFAULT_TEMPERATURE);
         if !(temperature.is_finite() && temperature > 0.0) {
             bail!("--temperature must be > 0, got {temperature}");
         }
@@ -336,7 +338,7 @@ impl Plan {
                 .collect();
             if genres.is_empty() || artists.is_empty() {
                 bail!(
-                    "empty sweep: {} genres × {} artists; give --genres and --artists (see --list-genres)",
+                    "empty sweep: {} genres × {} artists; give --genre and --artist (see --list-genres)",
                     genres.len(),
                     artists.len()
                 );

@@ -5,6 +5,11 @@
 //! the summary plot, sortable metric tables, and the run parameters. With `?selfcheck` in the URL
 //! an inline script loads every image and audio file and writes the result into the page
 //! (`#selfcheck`), which the headless-browser test reads.
+//!
+//! The page is `report.html.j2`, rendered by minijinja; this file only turns the study's records
+//! into the template's context (numbers already formatted for people). Every value the template
+//! prints is escaped by the engine, except the three blocks marked safe: the inline style and
+//! script (constants) and the SVG summary plots (`svg.rs`, which escapes its own labels).
 
 use super::claims::{Claim, STATEMENTS};
 use super::html::{esc, human as f};
@@ -14,7 +19,8 @@ use super::store::{ItemRecord, Layout};
 use super::svg;
 use super::PromptInfo;
 use crate::level::Level;
-use std::fmt::Write;
+use minijinja::{AutoEscape, Environment, Value};
+use serde::Serialize;
 use std::path::Path;
 
 pub struct ReportData<'a> {
@@ -51,6 +57,8 @@ pub fn read_label_ranking(path: &Path) -> Option<(Vec<String>, Vec<Vec<String>>)
     Some((header, rows))
 }
 
+const TEMPLATE: &str = include_str!("report.html.j2");
+
 const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;max-width:1600px;color:#222}\
 h1{font-size:1.5em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}\
 table{border-collapse:collapse;font-size:12px;margin:0.5em 0}\
@@ -80,201 +88,285 @@ if(location.search.indexOf('selfcheck')>=0){
 }
 "#;
 
+/// The template engine: HTML escaping on every value with this crate's `esc` (so attribute
+/// values such as file paths stay readable), and an error for a name the context lacks.
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|_| AutoEscape::Html);
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_formatter(|out, _state, value| {
+        let text = if value.is_safe() {
+            value.to_string()
+        } else if value.is_none() {
+            String::new()
+        } else {
+            esc(&value.to_string())
+        };
+        out.write_str(&text).map_err(minijinja::Error::from)
+    });
+    env.add_template("report.html.j2", TEMPLATE)
+        .expect("report.html.j2 parses (checked by the tests)");
+    env
+}
+
 /// Render the report.
 pub fn render(d: &ReportData) -> String {
     let p = d.plan;
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Jukebox study: {}</title><style>{STYLE}</style></head><body>\n",
-        esc(&p.prompt)
-    );
-    let _ = writeln!(
-        s,
-        "<h1>Jukebox study</h1><p>Prompt <code>{}</code>, model <code>{}</code>: {} cells × {} seeds, \
-         {:.2} s of prompt continued to {:.2} s. Spectrograms share one dB scale ({} … {} dB).</p>\
-         <p id=\"selfcheck\" class=\"small\"></p>",
-        esc(&p.prompt),
-        esc(&p.model),
-        p.cells.len(),
-        p.seeds.len(),
-        p.prompt_samples as f64 / p.sample_rate as f64,
-        p.total_samples as f64 / p.sample_rate as f64,
-        super::features::spectrogram_opts().db_min,
-        super::features::spectrogram_opts().db_max
-    );
-    if p.runner == super::plan::RunnerKind::Fake {
-        let _ = writeln!(
-            s,
-            "<p id=\"fake-runner\" style=\"background:#c00;color:#fff;font-weight:bold;padding:0.5em\">\
-             fake runner: numbers are not from a model (this study was made with \
-             <code>--fake-runner</code>, a deterministic stand-in for tests and demos)</p>"
-        );
-    }
-    super::glance::section(&mut s, d);
-    prompt_section(&mut s, d);
-    ranking_section(&mut s, d);
-    claims_section(&mut s, d);
-    for mode in [Mode::Primed, Mode::Ancestral] {
-        grid_section(&mut s, d, mode);
-    }
-    summary_section(&mut s, d);
-    tables_section(&mut s, d);
-    params_section(&mut s, d);
-    let _ = write!(s, "<script>{SCRIPT}</script>\n</body></html>\n");
-    s
-}
-
-fn prompt_section(s: &mut String, d: &ReportData) {
-    let p = d.plan;
-    let _ = write!(
-        s,
-        "<h2 id=\"prompt\">Prompt</h2><table class=\"prompt\"><tr><th>audio</th><th>player</th><th>spectrogram</th></tr>\
-         <tr><td>prompt ({:.2} s, tempo {} BPM)</td><td><audio controls preload=\"none\" src=\"prompt/prompt.wav\"></audio></td>\
-         <td><img src=\"prompt/prompt.png\" alt=\"prompt spectrogram\"></td></tr>",
-        p.prompt_samples as f64 / p.sample_rate as f64,
-        f(d.prompt.tempo_bpm)
-    );
-    for &l in &p.levels {
-        let _ = write!(
-            s,
-            "<tr><td>reconstruction, {} (level {l}, hop {})</td>\
-             <td><audio controls preload=\"none\" src=\"prompt/level_{l}.wav\"></audio></td>\
-             <td><img src=\"prompt/level_{l}.png\" alt=\"reconstruction level {l}\"></td></tr>",
-            Level(l),
-            p.hops[l]
-        );
-    }
-    s.push_str("</table>\n");
-}
-
-fn ranking_section(s: &mut String, d: &ReportData) {
-    s.push_str("<h2 id=\"labels\">Which labels explain the prompt</h2>");
-    match d.ranking {
-        Some((header, rows)) => {
-            s.push_str("<p>From <code>label_ranking.csv</code> (teacher-forced bits per token of the prompt's codes under each label, best first).</p>");
-            s.push_str("<table class=\"sortable\"><thead><tr>");
-            for h in header {
-                let _ = write!(s, "<th>{}</th>", esc(h));
-            }
-            s.push_str("</tr></thead><tbody>");
-            for r in rows.iter().take(20) {
-                s.push_str("<tr>");
-                for c in r {
-                    // Decimals for people; the CSV keeps six places.
-                    let shown = match c.parse::<f64>() {
-                        Ok(x) if c.contains('.') => f(x),
-                        _ => c.clone(),
-                    };
-                    let _ = write!(s, "<td>{}</td>", esc(&shown));
-                }
-                s.push_str("</tr>");
-            }
-            s.push_str("</tbody></table>\n");
-        }
-        None => s.push_str(
-            "<p class=\"small\">No <code>label_ranking.csv</code> in this study. Run \
-             <code>jukebox rank-labels --prompt … -o STUDY/label_ranking.csv</code> and \
-             <code>jukebox study merge STUDY</code> to show it here.</p>\n",
-        ),
-    }
-}
-
-fn cell_links(cells: &[String]) -> String {
-    cells
-        .iter()
-        .map(|c| format!("<a href=\"#cell-{0}\">{0}</a>", esc(c)))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn claims_section(s: &mut String, d: &ReportData) {
-    s.push_str(
-        "<h2 id=\"claims\">The claims, measured</h2><p class=\"small\">Mean ± standard error over seeds. \
-         Paired differences use an exact (n ≤ 12) or 2000-draw sign-flip permutation test; the seed \
-         spread uses a 95 % bootstrap interval; within-vs-between uses a 2000-draw label permutation \
-         test. All resampling is seeded. Verdict: <b>yes</b> = the predicted direction at p &lt; 0.05 \
-         (or an interval excluding 0). Also in <a href=\"claims.csv\">claims.csv</a>.</p>",
-    );
-    for (k, st) in STATEMENTS.iter().enumerate() {
-        let rows: Vec<&Claim> = d
-            .claims
+    let opts = super::features::spectrogram_opts();
+    let ctx = Context {
+        style: Value::from_safe_string(STYLE.into()),
+        script: Value::from_safe_string(SCRIPT.into()),
+        prompt: p.prompt.clone(),
+        model: p.model.clone(),
+        n_cells: p.cells.len(),
+        n_seeds: p.seeds.len(),
+        prompt_s: format!("{:.2}", p.prompt_samples as f64 / p.sample_rate as f64),
+        total_s: format!("{:.2}", p.total_samples as f64 / p.sample_rate as f64),
+        db_min: opts.db_min.to_string(),
+        db_max: opts.db_max.to_string(),
+        fake: p.runner == super::plan::RunnerKind::Fake,
+        glance: super::glance::view(d),
+        prompt_bpm: f(d.prompt.tempo_bpm),
+        prompt_levels: p
+            .levels
             .iter()
-            .filter(|c| c.claim as usize == k + 1)
-            .collect();
-        let _ = write!(s, "<h3 id=\"claim-{}\">{}. {}</h3>", k + 1, k + 1, esc(st));
-        if rows.is_empty() {
-            s.push_str("<p class=\"small\">Not measurable in this study (the control cells or seeds it needs are missing).</p>");
-            continue;
-        }
-        s.push_str(
-            "<table class=\"sortable\"><thead><tr><th>level</th><th>metric</th><th>a</th><th>mean a ± se</th>\
-             <th>b</th><th>mean b ± se</th><th>a − b ± se</th><th>n</th><th>p</th><th>95% CI</th>\
-             <th>expected</th><th>verdict</th><th>cells</th></tr></thead><tbody>",
-        );
-        for c in rows {
-            let _ = write!(
-                s,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} ± {}</td><td>{}</td><td>{} ± {}</td><td>{} ± {}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td class=\"small\">{}</td></tr>",
-                c.level,
-                esc(&c.metric),
-                esc(&c.a),
-                f(c.mean_a),
-                f(c.se_a),
-                esc(&c.b),
-                f(c.mean_b),
-                f(c.se_b),
-                f(c.diff),
-                f(c.diff_se),
-                c.n,
-                if c.p.is_nan() { "–".into() } else { f(c.p) },
-                if c.ci.0.is_nan() { "–".into() } else { format!("[{}, {}]", f(c.ci.0), f(c.ci.1)) },
-                esc(&c.expect),
-                esc(&c.verdict),
-                esc(&c.verdict),
-                cell_links(&c.cells)
-            );
-        }
-        s.push_str("</tbody></table>\n");
+            .map(|&l| PromptLevel {
+                level: l,
+                name: Level(l).to_string(),
+                hop: p.hops[l],
+            })
+            .collect(),
+        ranking: d.ranking.map(|(header, rows)| RankingView {
+            header: header.clone(),
+            // Decimals for people; the CSV keeps six places.
+            rows: rows
+                .iter()
+                .take(20)
+                .map(|r| {
+                    r.iter()
+                        .map(|c| match c.parse::<f64>() {
+                            Ok(x) if c.contains('.') => f(x),
+                            _ => c.clone(),
+                        })
+                        .collect()
+                })
+                .collect(),
+        }),
+        claims: STATEMENTS
+            .iter()
+            .enumerate()
+            .map(|(k, st)| ClaimGroup {
+                k: k + 1,
+                statement: st.to_string(),
+                rows: d
+                    .claims
+                    .iter()
+                    .filter(|c| c.claim as usize == k + 1)
+                    .map(claim_row)
+                    .collect(),
+            })
+            .collect(),
+        grids: [Mode::Primed, Mode::Ancestral]
+            .into_iter()
+            .filter_map(|m| grid(p, m))
+            .collect(),
+        summary: summary(d),
+        metrics: metric_rows(d),
+        separability: d.separability.iter().map(separability_row).collect(),
+        pairs: d
+            .pairs
+            .iter()
+            .map(|q| PairRow {
+                level: q.level,
+                a: q.a.clone(),
+                b: q.b.clone(),
+                js_bits: f(q.js_bits),
+                feature_dist: f(q.feature_dist),
+            })
+            .collect(),
+        params: Params {
+            prompt_samples: p.prompt_samples,
+            total_samples: p.total_samples,
+            seconds: p.seconds.to_string(),
+            levels: format!("{:?}", p.levels),
+            hops: format!("{:?}", p.hops),
+            temperature: p.temperature.to_string(),
+            top_k: p.top_k,
+            top_p: p.top_p.to_string(),
+            seeds: format!("{:?}", p.seeds),
+            controls: p.controls.to_string(),
+            groups: p.groups.len(),
+            max_batch: p.max_batch,
+            plan_toml: p.to_toml().unwrap_or_default(),
+        },
+    };
+    environment()
+        .get_template("report.html.j2")
+        .and_then(|t| t.render(&ctx))
+        // Every name the template uses is a field of `Context`, so this only fails on a template
+        // bug, which the report tests catch.
+        .unwrap_or_else(|e| panic!("report template: {e:#}"))
+}
+
+#[derive(Serialize)]
+struct Context {
+    style: Value,
+    script: Value,
+    prompt: String,
+    model: String,
+    n_cells: usize,
+    n_seeds: usize,
+    prompt_s: String,
+    total_s: String,
+    db_min: String,
+    db_max: String,
+    fake: bool,
+    glance: super::glance::GlanceView,
+    prompt_bpm: String,
+    prompt_levels: Vec<PromptLevel>,
+    ranking: Option<RankingView>,
+    claims: Vec<ClaimGroup>,
+    grids: Vec<Grid>,
+    summary: Vec<SummaryLevel>,
+    metrics: Vec<MetricRow>,
+    separability: Vec<SeparabilityRow>,
+    pairs: Vec<PairRow>,
+    params: Params,
+}
+
+#[derive(Serialize)]
+struct PromptLevel {
+    level: usize,
+    name: String,
+    hop: usize,
+}
+
+#[derive(Serialize)]
+struct RankingView {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+#[derive(Serialize)]
+struct ClaimGroup {
+    k: usize,
+    statement: String,
+    rows: Vec<ClaimRow>,
+}
+
+#[derive(Serialize)]
+struct ClaimRow {
+    level: usize,
+    metric: String,
+    a: String,
+    mean_a: String,
+    se_a: String,
+    b: String,
+    mean_b: String,
+    se_b: String,
+    diff: String,
+    diff_se: String,
+    n: usize,
+    p: String,
+    ci: String,
+    expect: String,
+    verdict: String,
+    cells: Vec<String>,
+}
+
+fn claim_row(c: &Claim) -> ClaimRow {
+    ClaimRow {
+        level: c.level,
+        metric: c.metric.clone(),
+        a: c.a.clone(),
+        mean_a: f(c.mean_a),
+        se_a: f(c.se_a),
+        b: c.b.clone(),
+        mean_b: f(c.mean_b),
+        se_b: f(c.se_b),
+        diff: f(c.diff),
+        diff_se: f(c.diff_se),
+        n: c.n,
+        p: f(c.p),
+        ci: if c.ci.0.is_nan() {
+            "–".into()
+        } else {
+            format!("[{}, {}]", f(c.ci.0), f(c.ci.1))
+        },
+        expect: c.expect.clone(),
+        verdict: c.verdict.clone(),
+        cells: c.cells.clone(),
     }
 }
 
-fn item_html(s: &mut String, p: &Plan, cell: &Cell, sample: usize) {
-    let seed = p.seeds[sample];
-    let _ = write!(
-        s,
-        "<div class=\"item\"><span class=\"small\">seed {seed}</span>"
-    );
-    for &l in &p.levels {
-        let wav = Layout::rel_wav(&cell.id, sample, l);
-        let png = Layout::rel_png(&cell.id, sample, l);
-        let _ = write!(
-            s,
-            "<div class=\"small\">{}</div><audio controls preload=\"none\" src=\"{}\"></audio>\
-             <img src=\"{}\" alt=\"{} seed {seed} level {l}\" loading=\"eager\">",
-            Level(l),
-            esc(&wav),
-            esc(&png),
-            esc(&cell.id)
-        );
-    }
-    s.push_str("</div>");
+#[derive(Serialize)]
+struct Grid {
+    mode: &'static str,
+    title: &'static str,
+    artists: Vec<String>,
+    genres: Vec<GenreRow>,
+    controls: Vec<CellView>,
 }
 
-fn grid_section(s: &mut String, d: &ReportData, mode: Mode) {
-    let p = d.plan;
+#[derive(Serialize)]
+struct GenreRow {
+    name: String,
+    /// One per artist, in `Grid::artists` order; none where the plan has no such cell.
+    cells: Vec<Option<CellView>>,
+}
+
+#[derive(Serialize)]
+struct CellView {
+    id: String,
+    items: Vec<ItemView>,
+}
+
+#[derive(Serialize)]
+struct ItemView {
+    cell: String,
+    seed: u64,
+    levels: Vec<ItemLevel>,
+}
+
+#[derive(Serialize)]
+struct ItemLevel {
+    level: usize,
+    name: String,
+    wav: String,
+    png: String,
+}
+
+fn cell_view(p: &Plan, cell: &Cell) -> CellView {
+    let items = (0..p.seeds.len())
+        .map(|sample| ItemView {
+            cell: cell.id.clone(),
+            seed: p.seeds[sample],
+            levels: p
+                .levels
+                .iter()
+                .map(|&l| ItemLevel {
+                    level: l,
+                    name: Level(l).to_string(),
+                    wav: Layout::rel_wav(&cell.id, sample, l),
+                    png: Layout::rel_png(&cell.id, sample, l),
+                })
+                .collect(),
+        })
+        .collect();
+    CellView {
+        id: cell.id.clone(),
+        items,
+    }
+}
+
+/// The genre × artist table of one mode (labelled cells), and its no-label control cells.
+fn grid(p: &Plan, mode: Mode) -> Option<Grid> {
     let cells: Vec<&Cell> = p.cells.iter().filter(|c| c.mode == mode).collect();
     if cells.is_empty() {
-        return;
+        return None;
     }
-    let title = match mode {
-        Mode::Primed => "Primed: genre × artist",
-        Mode::Ancestral => "Ancestral control: same labels and seeds, no prompt",
-    };
-    let _ = write!(s, "<h2 id=\"grid-{}\">{title}</h2>", mode.as_str());
     let mut genres: Vec<String> = vec![];
     let mut artists: Vec<String> = vec![];
     for c in cells.iter().filter(|c| !c.no_label) {
@@ -286,54 +378,44 @@ fn grid_section(s: &mut String, d: &ReportData, mode: Mode) {
             artists.push(c.artist.clone());
         }
     }
-    if !genres.is_empty() {
-        s.push_str("<table class=\"grid\"><tr><th>genre \\ artist</th>");
-        for a in &artists {
-            let _ = write!(s, "<th>{}</th>", esc(a));
-        }
-        s.push_str("</tr>");
-        for g in &genres {
-            let _ = write!(s, "<tr><th>{}</th>", esc(g));
-            for a in &artists {
-                s.push_str("<td>");
-                if let Some(c) = cells
-                    .iter()
-                    .find(|c| !c.no_label && c.genres.join("+") == *g && &c.artist == a)
-                {
-                    let _ = write!(
-                        s,
-                        "<div id=\"cell-{0}\" class=\"small\">{0}</div>",
-                        esc(&c.id)
-                    );
-                    for i in 0..p.seeds.len() {
-                        item_html(s, p, c, i);
-                    }
-                }
-                s.push_str("</td>");
-            }
-            s.push_str("</tr>");
-        }
-        s.push_str("</table>");
-    }
-    for c in cells.iter().filter(|c| c.no_label) {
-        let _ = write!(
-            s,
-            "<h3 id=\"cell-{0}\" class=\"ctl\">Control: no labels (unknown artist and genre) — {0}</h3><table class=\"grid\"><tr>",
-            esc(&c.id)
-        );
-        for i in 0..p.seeds.len() {
-            s.push_str("<td>");
-            item_html(s, p, c, i);
-            s.push_str("</td>");
-        }
-        s.push_str("</tr></table>");
-    }
-    s.push('\n');
+    let find = |g: &str, a: &str| {
+        cells
+            .iter()
+            .find(|c| !c.no_label && c.genres.join("+") == g && c.artist == a)
+            .map(|c| cell_view(p, c))
+    };
+    Some(Grid {
+        mode: mode.as_str(),
+        title: match mode {
+            Mode::Primed => "Primed: genre × artist",
+            Mode::Ancestral => "Ancestral control: same labels and seeds, no prompt",
+        },
+        genres: genres
+            .iter()
+            .map(|g| GenreRow {
+                name: g.clone(),
+                cells: artists.iter().map(|a| find(g, a)).collect(),
+            })
+            .collect(),
+        artists,
+        controls: cells
+            .iter()
+            .filter(|c| c.no_label)
+            .map(|c| cell_view(p, c))
+            .collect(),
+    })
 }
 
-fn summary_section(s: &mut String, d: &ReportData) {
+#[derive(Serialize)]
+struct SummaryLevel {
+    level: usize,
+    name: String,
+    /// Markup from `svg::dot_plot`, marked safe.
+    plot: Value,
+}
+
+fn summary(d: &ReportData) -> Vec<SummaryLevel> {
     let p = d.plan;
-    s.push_str("<h2 id=\"summary\">Summary: features per cell, spread over seeds</h2>");
     type Get = fn(&super::store::LevelRecord) -> f64;
     let feats: [(&str, Get); 6] = [
         ("tempo error (BPM)", |l| l.features.tempo_err_bpm),
@@ -343,68 +425,64 @@ fn summary_section(s: &mut String, d: &ReportData) {
         ("RMS (dBFS)", |l| l.features.rms_db),
         ("entropy (bits)", |l| l.entropy_filtered_bits),
     ];
-    for &l in &p.levels {
-        let _ = write!(s, "<h3>{} (level {l})</h3>", Level(l));
-        let panels: Vec<(&str, Vec<svg::Row>)> = feats
-            .iter()
-            .map(|(name, get)| {
-                let rows = p
-                    .cells
-                    .iter()
-                    .map(|c| svg::Row {
-                        label: &c.id,
-                        anchor: &c.id,
-                        values: d
-                            .items
-                            .iter()
-                            .filter(|it| it.cell == c.id)
-                            .filter_map(|it| it.level(l).map(get))
-                            .collect(),
-                        control: c.control,
-                    })
-                    .collect();
-                (*name, rows)
-            })
-            .collect();
-        // Anchors in the SVG link to the grid's `cell-…` ids.
-        let plot = svg::dot_plot(&panels).replace("href=\"#", "href=\"#cell-");
-        s.push_str(&plot);
-    }
-    s.push('\n');
+    p.levels
+        .iter()
+        .map(|&l| {
+            let panels: Vec<(&str, Vec<svg::Row>)> = feats
+                .iter()
+                .map(|(name, get)| {
+                    let rows = p
+                        .cells
+                        .iter()
+                        .map(|c| svg::Row {
+                            label: &c.id,
+                            anchor: &c.id,
+                            values: d
+                                .items
+                                .iter()
+                                .filter(|it| it.cell == c.id)
+                                .filter_map(|it| it.level(l).map(get))
+                                .collect(),
+                            control: c.control,
+                        })
+                        .collect();
+                    (*name, rows)
+                })
+                .collect();
+            // Anchors in the SVG link to the grid's `cell-…` ids.
+            let plot = svg::dot_plot(&panels).replace("href=\"#", "href=\"#cell-");
+            SummaryLevel {
+                level: l,
+                name: Level(l).to_string(),
+                plot: Value::from_safe_string(plot),
+            }
+        })
+        .collect()
 }
 
-fn tables_section(s: &mut String, d: &ReportData) {
-    let p = d.plan;
-    s.push_str(
-        "<h2 id=\"metrics\">Metrics per sample</h2><p class=\"small\">Click a header to sort. All columns \
-         are in <a href=\"metrics.csv\">metrics.csv</a> (band shares too); code histograms in \
-         <a href=\"codes_hist.csv\">codes_hist.csv</a>.</p><table class=\"sortable\"><thead><tr>\
-         <th>cell</th><th>mode</th><th>seed</th><th>level</th><th>H raw</th><th>H filtered</th><th>bits own</th>\
-         <th>bits no-label</th><th>codes used</th><th>tempo</th><th>tempo err</th><th>onset corr</th>\
-         <th>spec dist dB</th><th>centroid</th><th>bandwidth</th><th>flatness</th><th>RMS dB</th></tr></thead><tbody>",
-    );
+#[derive(Serialize)]
+struct MetricRow {
+    cell: String,
+    mode: &'static str,
+    seed: u64,
+    level: usize,
+    values: Vec<String>,
+}
+
+fn metric_rows(d: &ReportData) -> Vec<MetricRow> {
+    let mut out = vec![];
     for it in d.items {
-        let Some(c) = p.cell(&it.cell) else { continue };
+        let Some(c) = d.plan.cell(&it.cell) else {
+            continue;
+        };
         for l in &it.levels {
             let x = &l.features;
-            let _ = write!(
-                s,
-                "<tr><td><a href=\"#cell-{0}\">{0}</a></td><td>{1}</td><td>{2}</td><td>{3}</td>",
-                esc(&c.id),
-                c.mode.as_str(),
-                it.seed,
-                l.level
-            );
-            for v in [
+            let values = [
                 l.entropy_raw_bits,
                 l.entropy_filtered_bits,
                 l.bits_own,
                 l.bits_nolabel,
                 l.codes_used as f64,
-            ] {
-                let _ = write!(s, "<td>{}</td>", f(v));
-            }
-            for v in [
                 x.tempo_bpm,
                 x.tempo_err_bpm,
                 x.onset_corr,
@@ -413,96 +491,81 @@ fn tables_section(s: &mut String, d: &ReportData) {
                 x.bandwidth_hz,
                 x.flatness,
                 x.rms_db,
-            ] {
-                let _ = write!(s, "<td>{}</td>", f(v));
-            }
-            s.push_str("</tr>");
+            ];
+            out.push(MetricRow {
+                cell: c.id.clone(),
+                mode: c.mode.as_str(),
+                seed: it.seed,
+                level: l.level,
+                values: values.into_iter().map(f).collect(),
+            });
         }
     }
-    s.push_str("</tbody></table>\n");
-    s.push_str(
-        "<h2 id=\"separability\">Did the labels change the output more than chance?</h2><p class=\"small\">\
-         Mean distance between two samples of the same group (seed-to-seed spread) against two samples of \
-         different groups; p from 2000 label permutations (one-sided: between &gt; within). Spectral \
-         distances use z-scored timbre features; code distances the JS divergence (bits) of code histograms. \
-         Also in <a href=\"separability.csv\">separability.csv</a>.</p><table class=\"sortable\"><thead><tr>\
-         <th>level</th><th>mode</th><th>groups by</th><th>space</th><th>items</th><th>groups</th>\
-         <th>within ± se</th><th>between ± se</th><th>p</th><th>answer</th></tr></thead><tbody>",
-    );
-    for t in d.separability {
-        let r = &t.result;
-        let ans = if r.p < 0.05 {
+    out
+}
+
+#[derive(Serialize)]
+struct SeparabilityRow {
+    level: usize,
+    mode: &'static str,
+    factor: String,
+    space: String,
+    n_items: usize,
+    n_groups: usize,
+    within: String,
+    within_se: String,
+    between: String,
+    between_se: String,
+    p: String,
+    answer: &'static str,
+}
+
+fn separability_row(t: &Separability) -> SeparabilityRow {
+    let r = &t.result;
+    SeparabilityRow {
+        level: t.level,
+        mode: t.mode.as_str(),
+        factor: t.factor.clone(),
+        space: t.space.clone(),
+        n_items: r.n_items,
+        n_groups: r.n_groups,
+        within: f(r.within),
+        within_se: f(r.within_se),
+        between: f(r.between),
+        between_se: f(r.between_se),
+        p: f(r.p),
+        answer: if r.p < 0.05 {
             "yes: more than chance"
         } else {
             "no evidence"
-        };
-        let _ = write!(
-            s,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ± {}</td><td>{} ± {}</td><td>{}</td><td>{}</td></tr>",
-            t.level,
-            t.mode.as_str(),
-            esc(&t.factor),
-            esc(&t.space),
-            r.n_items,
-            r.n_groups,
-            f(r.within),
-            f(r.within_se),
-            f(r.between),
-            f(r.between_se),
-            f(r.p),
-            ans
-        );
+        },
     }
-    s.push_str("</tbody></table>\n");
-    s.push_str(
-        "<h2 id=\"pairs\">Cell pairs</h2><p class=\"small\">JS divergence (bits) of pooled code histograms and \
-         distance of mean z-scored spectral features, per level; also in <a href=\"cell_pairs.csv\">cell_pairs.csv</a>.</p>\
-         <table class=\"sortable\"><thead><tr><th>level</th><th>cell a</th><th>cell b</th><th>JS bits</th>\
-         <th>feature distance</th></tr></thead><tbody>",
-    );
-    for q in d.pairs {
-        let _ = write!(
-            s,
-            "<tr><td>{}</td><td><a href=\"#cell-{1}\">{1}</a></td><td><a href=\"#cell-{2}\">{2}</a></td><td>{3}</td><td>{4}</td></tr>",
-            q.level,
-            esc(&q.a),
-            esc(&q.b),
-            f(q.js_bits),
-            f(q.feature_dist)
-        );
-    }
-    s.push_str("</tbody></table>\n");
 }
 
-fn params_section(s: &mut String, d: &ReportData) {
-    let p = d.plan;
-    let _ = write!(
-        s,
-        "<h2 id=\"params\">Run parameters</h2><table><tr><th>model</th><td>{}</td></tr>\
-         <tr><th>prompt</th><td>{} ({} samples)</td></tr><tr><th>total length</th><td>{} samples ({} s asked)</td></tr>\
-         <tr><th>levels</th><td>{:?} (hops {:?})</td></tr><tr><th>temperature / top-k / top-p</th><td>{} / {} / {}</td></tr>\
-         <tr><th>seeds</th><td>{:?}</td></tr><tr><th>controls</th><td>{}</td></tr>\
-         <tr><th>batch groups</th><td>{} (max {} cells each)</td></tr></table>",
-        esc(&p.model),
-        esc(&p.prompt),
-        p.prompt_samples,
-        p.total_samples,
-        p.seconds,
-        p.levels,
-        p.hops,
-        p.temperature,
-        p.top_k,
-        p.top_p,
-        p.seeds,
-        p.controls,
-        p.groups.len(),
-        p.max_batch
-    );
-    let _ = write!(
-        s,
-        "<details><summary>plan.toml</summary><pre>{}</pre></details>",
-        esc(&p.to_toml().unwrap_or_default())
-    );
+#[derive(Serialize)]
+struct PairRow {
+    level: usize,
+    a: String,
+    b: String,
+    js_bits: String,
+    feature_dist: String,
+}
+
+#[derive(Serialize)]
+struct Params {
+    prompt_samples: usize,
+    total_samples: usize,
+    seconds: String,
+    levels: String,
+    hops: String,
+    temperature: String,
+    top_k: usize,
+    top_p: String,
+    seeds: String,
+    controls: String,
+    groups: usize,
+    max_batch: usize,
+    plan_toml: String,
 }
 
 #[cfg(test)]

@@ -126,17 +126,19 @@ impl Vocab {
             return Ok(*id);
         }
         if list.is_empty() {
-            bail!(
+            let message = format!(
                 "unknown {} `{name}`: this model has no label names; give numeric ids like `#1`",
                 kind.noun()
             );
+            return Err(crate::error::UnknownLabel::new(kind.noun(), name, vec![], message).into());
         }
         let near = crate::util::nearest(name, list.iter().map(|(n, _)| n.as_str()), 5);
-        bail!(
+        let message = format!(
             "unknown {} `{name}`; nearest names: {}",
             kind.noun(),
             near.join(", ")
-        )
+        );
+        Err(crate::error::UnknownLabel::new(kind.noun(), name, near, message).into())
     }
 
     /// Display name for an id (the first name listed with it), or `#N`.

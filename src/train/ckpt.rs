@@ -23,6 +23,33 @@ pub struct LoopState {
     pub extra: HashMap<String, f64>,
 }
 
+/// Check that `have` holds every tensor of `want` (name, shape) with that shape: one typed
+/// [`TensorMismatch`](crate::error::TensorMismatch) naming every missing and mis-shaped key, under
+/// `what` ("the checkpoint", "the optimizer state"). Extra tensors are allowed.
+pub fn check_present<'a>(
+    what: &str,
+    want: impl IntoIterator<Item = (&'a str, &'a [usize])>,
+    have: &HashMap<String, Tensor>,
+) -> Result<()> {
+    let mut m = crate::error::TensorMismatch::default();
+    for (k, shape) in want {
+        match have.get(k) {
+            None => m.missing.push((k.to_string(), shape.to_vec())),
+            Some(t) if t.dims() != shape => {
+                m.mis_shaped
+                    .push((k.to_string(), shape.to_vec(), t.dims().to_vec()))
+            }
+            Some(_) => {}
+        }
+    }
+    if m.is_empty() {
+        return Ok(());
+    }
+    m.missing.sort();
+    m.mis_shaped.sort();
+    Err(anyhow::Error::new(m).context(format!("{what} does not fit this model")))
+}
+
 /// Serialize tensors (sorted by name) with string metadata to safetensors bytes.
 pub fn safetensors_bytes(
     tensors: &HashMap<String, Tensor>,

@@ -135,10 +135,7 @@ impl EmaCodebook {
 
     fn check_width(&self, w: usize) -> Result<()> {
         if w != self.width {
-            return Err(candle_core::Error::Msg(format!(
-                "codebook width {} but encoder output width {w}",
-                self.width
-            )));
+            candle_core::bail!("codebook width {} but encoder output width {w}", self.width);
         }
         Ok(())
     }

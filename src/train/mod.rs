@@ -45,6 +45,13 @@
 //! get artist 0 and genres [0, -1, ...] so that a no-label control means something;
 //! `label_dropout_single` (default 0) drops only the artist or only the genres in a further share,
 //! so that a genre with an unknown artist (what `rank-labels` scores) is trained too.
+//!
+//! # Shift-consistent codes (VQ-VAE, not in the official code)
+//! `[loss] shift_consistency` (default 0: off) adds a term that pulls each level's latents of the
+//! batch started `s` samples later (1 ≤ s ≤ `shift_max`, default half the top hop, drawn per step
+//! from the seed) towards the detached latents of the tokens they overlap most. Validation logs
+//! `shift_share_l{l}`, the share of codes unchanged by a shift of an eighth of the level's hop
+//! (window edges included). Why: `jukebox quality`, "Code stability under small shifts".
 
 pub mod assemble;
 pub mod ckpt;

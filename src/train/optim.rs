@@ -197,21 +197,24 @@ impl Adam {
     }
 
     /// Restore moments written by [`Self::state_tensors`]. Every variable must be present with
-    /// the same shape; the error names the first one that is not.
-    pub fn load_state(&mut self, t: u64, state: &HashMap<String, Tensor>) -> Result<()> {
+    /// the same shape; the error names every one that is not.
+    pub fn load_state(&mut self, t: u64, state: &HashMap<String, Tensor>) -> anyhow::Result<()> {
+        let keys: Vec<(String, Vec<usize>)> = self
+            .slots
+            .iter()
+            .flat_map(|s| {
+                [("m", &s.m), ("v", &s.v)]
+                    .map(|(kind, x)| (format!("{kind}.{}", s.name), x.dims().to_vec()))
+            })
+            .collect();
+        super::ckpt::check_present(
+            "the optimizer state",
+            keys.iter().map(|(k, s)| (k.as_str(), s.as_slice())),
+            state,
+        )?;
         for s in self.slots.iter_mut() {
             for (kind, slot) in [("m", &mut s.m), ("v", &mut s.v)] {
-                let key = format!("{kind}.{}", s.name);
-                let x = state.get(&key).ok_or_else(|| {
-                    candle_core::Error::Msg(format!("optimizer state has no `{key}`"))
-                })?;
-                if x.dims() != slot.dims() {
-                    return Err(candle_core::Error::Msg(format!(
-                        "optimizer state `{key}` has shape {:?}, the model needs {:?}",
-                        x.dims(),
-                        slot.dims()
-                    )));
-                }
+                let x = &state[&format!("{kind}.{}", s.name)];
                 *slot = x.to_dtype(DType::F32)?.to_device(slot.device())?;
             }
         }
@@ -311,6 +314,28 @@ mod tests {
     }
 
     #[test]
+    fn a_state_that_does_not_fit_names_every_key() -> Result<()> {
+        let dev = Device::Cpu;
+        let vars = vec![
+            ("a".to_string(), Var::zeros(3, DType::F32, &dev)?),
+            ("b".to_string(), Var::zeros((2, 2), DType::F32, &dev)?),
+        ];
+        let mut opt = Adam::new(vars, OptimConfig::default())?;
+        let mut st = opt.state_tensors();
+        st.remove("v.a");
+        st.insert("m.b".into(), Tensor::zeros(4, DType::F32, &dev)?);
+        let e = opt.load_state(5, &st).unwrap_err();
+        let m = e.downcast_ref::<crate::error::TensorMismatch>().unwrap();
+        assert_eq!(m.missing, vec![("v.a".to_string(), vec![3])]);
+        assert_eq!(m.mis_shaped, vec![("m.b".to_string(), vec![2, 2], vec![4])]);
+        assert!(
+            format!("{e:#}").starts_with("the optimizer state does not fit this model: 1 missing")
+        );
+        assert_eq!(opt.t, 0, "a failed load changes nothing");
+        Ok(())
+    }
+
+    #[test]
     fn state_roundtrip_continues_identically() -> Result<()> {
         let dev = Device::Cpu;
         let run = |split: bool| -> Result<Vec<f32>> {
@@ -328,7 +353,7 @@ mod tests {
                     let w_saved = w.as_tensor().copy()?;
                     let w_new = Var::from_tensor(&w_saved)?;
                     opt = Adam::new(vec![("w".into(), w_new.clone())], cfg.clone())?;
-                    opt.load_state(t, &st)?;
+                    opt.load_state(t, &st).unwrap();
                     return continue_from(opt, w_new, step);
                 }
                 let loss = (w.as_tensor().sqr()? * 0.5)?.sum_all()?;

@@ -8,6 +8,7 @@ use super::optim::{Adam, OptimConfig, StepInfo};
 use super::rng::{CounterRng, Stream};
 use crate::config::PriorConfig;
 use crate::prior::Prior;
+use anyhow::Context;
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 use std::collections::{BTreeMap, HashMap};
@@ -43,13 +44,14 @@ impl PriorData {
         level: usize,
         hops: &[usize],
         upsampler: bool,
-    ) -> candle_core::Result<Self> {
+    ) -> anyhow::Result<Self> {
         let mut pool = Vec::with_capacity(tracks.len());
         let mut upper = Vec::new();
         for t in tracks {
-            let c = t.codes.get(level).ok_or_else(|| {
-                candle_core::Error::Msg(format!("track {} has no level {level} codes", t.name))
-            })?;
+            let c = t
+                .codes
+                .get(level)
+                .with_context(|| format!("track {} has no level {level} codes", t.name))?;
             pool.push(Track {
                 data: c.clone(),
                 len: c.len(),
@@ -60,12 +62,12 @@ impl PriorData {
                 name: t.name.clone(),
             });
             if upsampler {
-                let u = t.codes.get(level + 1).ok_or_else(|| {
-                    candle_core::Error::Msg(format!(
+                let u = t.codes.get(level + 1).with_context(|| {
+                    format!(
                         "track {} has no level {} codes for the upsampler",
                         t.name,
                         level + 1
-                    ))
+                    )
                 })?;
                 upper.push(u.clone());
             }
@@ -432,7 +434,7 @@ impl PriorTrainer {
     /// Start from existing weights (fine-tuning). Label tables may grow: rows beyond the
     /// source's keep their fresh initialisation, so new artists and genres can be added.
     /// Returns the keys that were initialised fresh because the source lacks them.
-    pub fn load_init(&mut self, weights: &HashMap<String, Tensor>) -> Result<Vec<String>> {
+    pub fn load_init(&mut self, weights: &HashMap<String, Tensor>) -> anyhow::Result<Vec<String>> {
         let data = lock(&self.varmap)?;
         let mut fresh = Vec::new();
         let mut names: Vec<&String> = data.keys().collect();
@@ -455,11 +457,11 @@ impl PriorTrainer {
                 let rest = var.as_tensor().narrow(0, rows, var.dim(0)? - rows)?;
                 var.set(&Tensor::cat(&[&src, &rest], 0)?)?;
             } else {
-                return Err(candle_core::Error::Msg(format!(
-                    "`{k}`: the initial weights have shape {:?}, this prior needs {:?}",
-                    src.dims(),
-                    var.dims()
-                )));
+                return Err(anyhow::Error::new(crate::error::TensorMismatch {
+                    mis_shaped: vec![(k.clone(), var.dims().to_vec(), src.dims().to_vec())],
+                    ..Default::default()
+                })
+                .context("the initial weights do not fit this prior"));
             }
         }
         Ok(fresh)
@@ -480,22 +482,16 @@ impl PriorTrainer {
         })
     }
 
-    pub fn restore(&mut self, ck: &Checkpoint) -> Result<u64> {
+    pub fn restore(&mut self, ck: &Checkpoint) -> anyhow::Result<u64> {
         {
             let data = lock(&self.varmap)?;
+            super::ckpt::check_present(
+                "the checkpoint",
+                data.iter().map(|(k, v)| (k.as_str(), v.dims())),
+                &ck.model,
+            )?;
             for (k, var) in data.iter() {
-                let t = ck
-                    .model
-                    .get(k)
-                    .ok_or_else(|| candle_core::Error::Msg(format!("checkpoint has no `{k}`")))?;
-                if t.dims() != var.dims() {
-                    return Err(candle_core::Error::Msg(format!(
-                        "checkpoint `{k}` has shape {:?}, the model needs {:?}",
-                        t.dims(),
-                        var.dims()
-                    )));
-                }
-                var.set(&t.to_dtype(var.dtype())?.to_device(&self.device)?)?;
+                var.set(&ck.model[k].to_dtype(var.dtype())?.to_device(&self.device)?)?;
             }
         }
         self.opt.load_state(ck.state.adam_t, &ck.optimizer)?;

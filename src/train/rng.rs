@@ -15,6 +15,7 @@ pub enum Stream {
     Noise = 5,
     Init = 6,
     Valid = 7,
+    Shift = 8,
 }
 
 /// A small deterministic generator seeded from (seed, stream, key, step).

@@ -23,6 +23,15 @@ pub struct VqLossConfig {
     pub multispectral: f64,
     /// (n_fft, hop, window) triples; the official three by default.
     pub multispec: Vec<(usize, usize, usize)>,
+    /// Weight of the shift-consistency term (not in the official code; 0 = off): each step the
+    /// batch is also encoded starting `s` samples later (1 ≤ s ≤ `shift_max`, drawn per step),
+    /// and each level's latents are pulled towards the unshifted latents of the tokens they
+    /// overlap most (mean squared difference, the unshifted side detached). Codes that change
+    /// when the audio moves by a fraction of a hop make a repeated bar a new code sequence each
+    /// time (`jukebox quality`, "Code stability under small shifts").
+    pub shift_consistency: f64,
+    /// Largest shift in samples; 0 = half the top level's hop.
+    pub shift_max: usize,
 }
 
 impl Default for VqLossConfig {
@@ -36,6 +45,8 @@ impl Default for VqLossConfig {
                 .iter()
                 .map(|c| (c.n_fft, c.hop, c.window))
                 .collect(),
+            shift_consistency: 0.0,
+            shift_max: 0,
         }
     }
 }
@@ -46,6 +57,8 @@ pub struct VqParts {
     pub recons: Vec<f64>,
     pub spectral: Vec<f64>,
     pub commit: Vec<f64>,
+    /// Shift-consistency term per level (empty when it is off).
+    pub shift: Vec<f64>,
     pub codebook: Vec<CodebookStats>,
 }
 
@@ -56,6 +69,7 @@ pub struct VqStep {
     pub recons: Vec<f64>,
     pub spectral: Vec<f64>,
     pub commit: Vec<f64>,
+    pub shift: Vec<f64>,
     pub codebook: Vec<CodebookStats>,
     pub opt: StepInfo,
 }
@@ -71,6 +85,9 @@ impl VqStep {
             v.insert(format!("recons_l{l}"), self.recons[l]);
             v.insert(format!("spectral_l{l}"), self.spectral[l]);
             v.insert(format!("commit_l{l}"), self.commit[l]);
+            if let Some(x) = self.shift.get(l) {
+                v.insert(format!("shift_l{l}"), *x);
+            }
             v.insert(format!("usage_l{l}"), self.codebook[l].usage as f64);
             v.insert(format!("perplexity_l{l}"), self.codebook[l].perplexity());
         }
@@ -89,6 +106,8 @@ pub struct VqEval {
     pub codes_used: Vec<usize>,
     /// exp(entropy) of the validation code histogram.
     pub perplexity: Vec<f64>,
+    /// Share of codes unchanged when the windows start an eighth of the level's hop later.
+    pub shift_share: Vec<f64>,
 }
 
 impl VqEval {
@@ -99,6 +118,7 @@ impl VqEval {
             v.insert(format!("spec_dist_l{l}"), self.spec_dist[l]);
             v.insert(format!("usage_l{l}"), self.codes_used[l] as f64);
             v.insert(format!("perplexity_l{l}"), self.perplexity[l]);
+            v.insert(format!("shift_share_l{l}"), self.shift_share[l]);
         }
         v
     }
@@ -115,10 +135,12 @@ pub fn log_columns(levels: usize) -> Vec<String> {
             "recons",
             "spectral",
             "commit",
+            "shift",
             "usage",
             "perplexity",
             "snr_db",
             "spec_dist",
+            "shift_share",
         ] {
             c.push(format!("{m}_l{l}"));
         }
@@ -199,9 +221,9 @@ impl VqTrainer {
             .lock()
             .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
         let key = codebook_key(l);
-        let var = data
-            .get(&key)
-            .ok_or_else(|| candle_core::Error::Msg(format!("model has no `{key}`")))?;
+        let Some(var) = data.get(&key) else {
+            candle_core::bail!("model has no `{key}`");
+        };
         var.set(&self.codebooks[l].k_tensor(&self.device)?)
     }
 
@@ -210,24 +232,21 @@ impl VqTrainer {
         &mut self,
         weights: &HashMap<String, Tensor>,
         tokens_per_batch: &[usize],
-    ) -> Result<()> {
+    ) -> anyhow::Result<()> {
         let data = self
             .varmap
             .data()
             .lock()
             .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+        let mut want: Vec<(&str, &[usize])> =
+            data.iter().map(|(k, v)| (k.as_str(), v.dims())).collect();
+        let cb_keys: Vec<(String, Vec<usize>)> = (0..self.cfg.levels)
+            .map(|l| (codebook_key(l), vec![self.cfg.l_bins, self.cfg.emb_width]))
+            .collect();
+        want.extend(cb_keys.iter().map(|(k, s)| (k.as_str(), s.as_slice())));
+        super::ckpt::check_present("the initial weights", want, weights)?;
         for (k, var) in data.iter() {
-            let t = weights
-                .get(k)
-                .ok_or_else(|| candle_core::Error::Msg(format!("weights have no `{k}`")))?;
-            if t.dims() != var.dims() {
-                return Err(candle_core::Error::Msg(format!(
-                    "`{k}` has shape {:?}, the model needs {:?}",
-                    t.dims(),
-                    var.dims()
-                )));
-            }
-            var.set(&t.to_dtype(DType::F32)?.to_device(&self.device)?)?;
+            var.set(&weights[k].to_dtype(DType::F32)?.to_device(&self.device)?)?;
         }
         drop(data);
         for l in 0..self.cfg.levels {
@@ -288,9 +307,18 @@ impl VqTrainer {
         let target = self.ms.target(x)?;
         let mut total: Option<Tensor> = None;
         let mut parts = VqParts::default();
+        let shifted = self.shifted_batch(x, step)?;
         for l in 0..levels {
             let (z, zd, _codes, stats) = self.forward_level(x, l, step, true)?;
             let c = commit_loss(&z, &zd)?;
+            let shift_term = match &shifted {
+                Some((xs, s)) => {
+                    let t = self.shift_loss(&z, xs, *s, l)?;
+                    parts.shift.push(t.to_scalar::<f32>()? as f64);
+                    Some(t)
+                }
+                None => None,
+            };
             let x_hat = self
                 .model
                 .decoder(l)?
@@ -304,7 +332,10 @@ impl VqTrainer {
                 self.loss_cfg.linf_k,
             )?;
             let s = self.ms.loss(&target, &x_hat, self.bw.spec)?;
-            let lv = ((&r + (&s * self.loss_cfg.multispectral)?)? + (&c * self.cfg.commit)?)?;
+            let mut lv = ((&r + (&s * self.loss_cfg.multispectral)?)? + (&c * self.cfg.commit)?)?;
+            if let Some(t) = shift_term {
+                lv = (lv + (t * self.loss_cfg.shift_consistency)?)?;
+            }
             parts.recons.push(r.to_scalar::<f32>()? as f64);
             parts.spectral.push(s.to_scalar::<f32>()? as f64);
             parts.commit.push(c.to_scalar::<f32>()? as f64);
@@ -318,6 +349,67 @@ impl VqTrainer {
         }
         let total = total.ok_or_else(|| candle_core::Error::Msg("VQ-VAE has no levels".into()))?;
         Ok((total, parts))
+    }
+
+    /// The batch started `s` samples later (cut to whole top-level hops), with `s`, when the
+    /// shift-consistency term is on; `s` is drawn from (seed, step), so a resumed run repeats it.
+    fn shifted_batch(&self, x: &Tensor, step: u64) -> Result<Option<(Tensor, usize)>> {
+        if self.loss_cfg.shift_consistency <= 0.0 {
+            return Ok(None);
+        }
+        let top_hop = self.model.hop_length(self.cfg.levels - 1);
+        let max = match self.loss_cfg.shift_max {
+            0 => top_hop / 2,
+            m => m,
+        }
+        .max(1);
+        let s = 1 + super::rng::CounterRng::new(self.seed, super::rng::Stream::Shift, 0, step)
+            .below(max as u64) as usize;
+        let t = x.dim(1)?;
+        let len = t.saturating_sub(s) / top_hop * top_hop;
+        if len == 0 {
+            return Ok(None);
+        }
+        Ok(Some((x.narrow(1, s, len)?, s)))
+    }
+
+    /// Mean squared difference between level `l`'s latents of the shifted batch and the
+    /// (detached) latents `z` of the tokens they overlap most.
+    fn shift_loss(&self, z: &Tensor, xs: &Tensor, s: usize, l: usize) -> Result<Tensor> {
+        let (b, t) = xs.dims2()?;
+        let zs = self.model.encoder(l)?.forward(&xs.reshape((b, 1, t))?)?;
+        let hop = self.model.hop_length(l);
+        let lag = (s + hop / 2) / hop;
+        let n = zs.dim(2)?.min(z.dim(2)?.saturating_sub(lag));
+        (zs.narrow(2, 0, n)? - z.detach().narrow(2, lag, n)?)?
+            .sqr()?
+            .mean_all()
+    }
+
+    /// Share of level `l`'s codes that stay the same when the batch starts `hop_l / 8` samples
+    /// later (at least one), each compared with the code of the token it overlaps most.
+    fn shift_share(&mut self, x: &Tensor, codes: &Tensor, l: usize) -> Result<(usize, usize)> {
+        let hop = self.model.hop_length(l);
+        let top_hop = self.model.hop_length(self.cfg.levels - 1);
+        let s = (hop / 8).max(1);
+        let (b, t) = x.dims2()?;
+        let len = t.saturating_sub(s) / top_hop * top_hop;
+        if len == 0 {
+            return Ok((0, 0));
+        }
+        let (_, _, shifted, _) = self.forward_level(&x.narrow(1, s, len)?, l, 0, false)?;
+        let a = codes.to_vec1::<u32>()?;
+        let c = shifted.to_vec1::<u32>()?;
+        let (ta, tc) = (a.len() / b, c.len() / b);
+        let lag = (s + hop / 2) / hop;
+        let (mut equal, mut n) = (0, 0);
+        for i in 0..b {
+            for j in 0..tc.min(ta.saturating_sub(lag)) {
+                equal += usize::from(a[i * ta + j + lag] == c[i * tc + j]);
+                n += 1;
+            }
+        }
+        Ok((equal, n))
     }
 
     /// One optimisation step on a batch of windows (B, T) at 0-based `step`.
@@ -342,6 +434,7 @@ impl VqTrainer {
             recons: p.recons,
             spectral: p.spectral,
             commit: p.commit,
+            shift: p.shift,
             codebook: p.codebook,
             opt,
         })
@@ -355,6 +448,7 @@ impl VqTrainer {
         let mut spec = vec![0f64; levels];
         let mut n_win = 0usize;
         let mut codes_all: Vec<Vec<u32>> = vec![vec![]; levels];
+        let mut shift_counts = vec![(0usize, 0usize); levels];
         for x in batches {
             let target = self.ms.target(x)?;
             let b = x.dim(0)?;
@@ -376,6 +470,9 @@ impl VqTrainer {
                 err[l] += (&x_hat - x)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
                 spec[l] +=
                     self.ms.loss(&target, &x_hat, 1.0)?.to_scalar::<f32>()? as f64 * b as f64;
+                let (e, n) = self.shift_share(x, &codes, l)?;
+                shift_counts[l].0 += e;
+                shift_counts[l].1 += n;
                 codes_all[l].extend(codes.to_vec1::<u32>()?);
             }
         }
@@ -384,6 +481,16 @@ impl VqTrainer {
             spec_dist: vec![],
             codes_used: vec![],
             perplexity: vec![],
+            shift_share: shift_counts
+                .iter()
+                .map(|&(e, n)| {
+                    if n == 0 {
+                        f64::NAN
+                    } else {
+                        e as f64 / n as f64
+                    }
+                })
+                .collect(),
         };
         for l in 0..levels {
             out.snr_db
@@ -450,28 +557,41 @@ impl VqTrainer {
     }
 
     /// Restore everything written by [`Self::checkpoint`]; returns the step to continue from.
-    pub fn restore(&mut self, ck: &Checkpoint) -> Result<u64> {
+    pub fn restore(&mut self, ck: &Checkpoint) -> anyhow::Result<u64> {
         {
             let data = self
                 .varmap
                 .data()
                 .lock()
                 .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+            super::ckpt::check_present(
+                "the checkpoint",
+                data.iter().map(|(k, v)| (k.as_str(), v.dims())),
+                &ck.model,
+            )?;
             for (k, var) in data.iter() {
-                let t = ck
-                    .model
-                    .get(k)
-                    .ok_or_else(|| candle_core::Error::Msg(format!("checkpoint has no `{k}`")))?;
-                var.set(&t.to_dtype(var.dtype())?.to_device(&self.device)?)?;
+                var.set(&ck.model[k].to_dtype(var.dtype())?.to_device(&self.device)?)?;
             }
         }
         self.opt.load_state(ck.state.adam_t, &ck.optimizer)?;
+        let (bins, width) = (self.cfg.l_bins, self.cfg.emb_width);
+        let buffers: Vec<(String, Vec<usize>)> = (0..self.cfg.levels)
+            .flat_map(|l| {
+                [
+                    ("k", vec![bins, width]),
+                    ("k_sum", vec![bins, width]),
+                    ("k_elem", vec![bins]),
+                ]
+                .map(|(b, s)| (format!("bottleneck.level_blocks.{l}.{b}"), s))
+            })
+            .collect();
+        super::ckpt::check_present(
+            "the checkpoint's codebook buffers",
+            buffers.iter().map(|(k, s)| (k.as_str(), s.as_slice())),
+            &ck.buffers,
+        )?;
         let get = |k: &str| -> Result<Vec<f32>> {
-            ck.buffers
-                .get(k)
-                .ok_or_else(|| {
-                    candle_core::Error::Msg(format!("checkpoint buffers have no `{k}`"))
-                })?
+            ck.buffers[k]
                 .to_dtype(DType::F32)?
                 .flatten_all()?
                 .to_vec1::<f32>()

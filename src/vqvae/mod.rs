@@ -271,7 +271,7 @@ impl VqVae {
     fn check_audio(&self, audio: &Tensor, level: usize) -> Result<usize> {
         self.check_level(level)?;
         let (_, t) = audio.dims2().map_err(|_| {
-            candle_core::Error::Msg(format!(
+            candle_core::Error::msg(format_args!(
                 "audio must be (N, T), got shape {:?}",
                 audio.dims()
             ))
@@ -372,7 +372,7 @@ impl VqVae {
     ) -> Result<Tensor> {
         self.check_level(level)?;
         let (_, t) = codes.dims2().map_err(|_| {
-            candle_core::Error::Msg(format!(
+            candle_core::Error::msg(format_args!(
                 "codes must be (N, T), got shape {:?}",
                 codes.dims()
             ))

@@ -68,9 +68,7 @@ impl Stft {
     pub fn new(cfg: StftConfig, dtype: DType, device: &Device) -> Result<Self> {
         let StftConfig { n_fft, window, .. } = cfg;
         if window == 0 || window > n_fft {
-            return Err(candle_core::Error::Msg(format!(
-                "stft window {window} must be in 1..={n_fft}"
-            )));
+            candle_core::bail!("stft window {window} must be in 1..={n_fft}");
         }
         let bins = n_fft / 2 + 1;
         let off = (n_fft - window) / 2; // torch centres a short window inside n_fft
