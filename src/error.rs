@@ -18,7 +18,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum ErrorKind {
     /// An artist or genre name that the model does not know ([`UnknownLabel`]).
     UnknownLabel,
-    /// A checkpoint whose tensors do not match the model ([`TensorMismatch`]).
+    /// A checkpoint whose tensors do not match the model ([`TensorMismatch`], or
+    /// [`ModelMismatch`] when several components of a model directory do not).
     Checkpoint,
     /// Audio that cannot be decoded or used ([`BadAudio`]).
     Audio,
@@ -70,7 +71,7 @@ impl From<anyhow::Error> for Error {
             .find_map(|e| {
                 if e.is::<UnknownLabel>() {
                     Some(ErrorKind::UnknownLabel)
-                } else if e.is::<TensorMismatch>() {
+                } else if e.is::<TensorMismatch>() || e.is::<ModelMismatch>() {
                     Some(ErrorKind::Checkpoint)
                 } else if e.is::<BadAudio>() {
                     Some(ErrorKind::Audio)
@@ -205,6 +206,24 @@ impl fmt::Display for TensorMismatch {
             )?;
         }
         Ok(())
+    }
+}
+
+/// Tensor mismatches in several components of a model directory, each with its component's
+/// name ("vqvae", "prior level 2"); the message lists them component by component.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ModelMismatch {
+    pub components: Vec<(String, TensorMismatch)>,
+    message: String,
+}
+
+impl ModelMismatch {
+    pub fn new(components: Vec<(String, TensorMismatch)>, message: String) -> Self {
+        Self {
+            components,
+            message,
+        }
     }
 }
 

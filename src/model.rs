@@ -9,7 +9,7 @@
 
 use crate::checkpoint::{Component, ModelDir, ShapeRecorder};
 use crate::config::JukeboxConfig;
-use crate::error::TensorMismatch;
+use crate::error::{ModelMismatch, TensorMismatch};
 use crate::prior::Prior;
 use crate::vqvae::VqVae;
 use anyhow::{bail, Context, Result};
@@ -75,30 +75,16 @@ impl ModelDir {
         if problems.len() <= 1 {
             return problems.pop().map_or(Ok(()), |(_, e)| Err(e));
         }
-        // Several components: one typed error whose keys name their component.
-        let mut all = TensorMismatch::default();
-        for (c, e) in &problems {
-            let Some(m) = e.downcast_ref::<TensorMismatch>() else {
-                let msgs: Vec<String> = problems.iter().map(|(_, e)| format!("{e:#}")).collect();
-                bail!("{}", msgs.join("\n"));
-            };
-            let q = |k: &String| format!("{c}: {k}");
-            all.missing
-                .extend(m.missing.iter().map(|(k, s)| (q(k), s.clone())));
-            all.unexpected
-                .extend(m.unexpected.iter().map(|(k, s)| (q(k), s.clone())));
-            all.mis_shaped.extend(
-                m.mis_shaped
-                    .iter()
-                    .map(|(k, a, b)| (q(k), a.clone(), b.clone())),
-            );
+        // Several components: listed one after the other, each typed under its name.
+        let msgs: Vec<String> = problems.iter().map(|(_, e)| format!("{e:#}")).collect();
+        let parts: Option<Vec<(String, TensorMismatch)>> = problems
+            .iter()
+            .map(|(c, e)| Some((c.to_string(), e.downcast_ref::<TensorMismatch>()?.clone())))
+            .collect();
+        match parts {
+            Some(parts) => Err(ModelMismatch::new(parts, msgs.join("\n")).into()),
+            None => bail!("{}", msgs.join("\n")),
         }
-        let names: Vec<String> = problems.iter().map(|(c, _)| c.to_string()).collect();
-        Err(anyhow::Error::new(all).context(format!(
-            "{}: the {} do not match their config",
-            self.path.display(),
-            names.join(", ")
-        )))
     }
 }
 

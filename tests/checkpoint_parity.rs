@@ -135,10 +135,16 @@ fn model_dir_validate_lists_every_problem() {
         tmp.path().join("config.json"),
     )
     .unwrap();
-    let e = format!(
-        "{:#}",
-        ModelDir::open(tmp.path()).unwrap().validate().unwrap_err()
-    );
+    let err = ModelDir::open(tmp.path()).unwrap().validate().unwrap_err();
+    // Typed: each component's mismatch under its name.
+    let m = err
+        .downcast_ref::<jukebox::error::ModelMismatch>()
+        .expect("a typed ModelMismatch");
+    let names: Vec<&str> = m.components.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(names, ["vqvae", "prior level 2"]);
+    assert_eq!(m.components[0].1.missing.len(), 1);
+    assert_eq!(m.components[1].1.mis_shaped.len(), 1);
+    let e = format!("{err:#}");
     assert!(
         e.contains("missing     bottleneck.level_blocks.1.k  expected [64, 16]"),
         "{e}"

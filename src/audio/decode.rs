@@ -7,12 +7,13 @@ use std::fs::File;
 use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use symphonia::core::codecs::audio::AudioDecoderOptions;
+use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::probe::Hint;
-use symphonia::core::formats::{FormatOptions, TrackType};
+use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
+use symphonia::core::packet::Packet;
 
 /// Mono samples at the source rate plus what the caller needs to judge them.
 pub(crate) struct Decoded {
@@ -137,22 +138,69 @@ fn decode_inner(
     limit_s: f64,
     prefix: bool,
 ) -> Result<Decoded> {
-    let file = File::open(path).map_err(|e| anyhow!("cannot open audio file {name}: {e}"))?;
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
-    let mut hint = Hint::new();
-    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-        hint.with_extension(ext);
-    }
     let kind = sniff(head);
-    let mut format = match symphonia::default::get_probe().probe(
-        &hint,
-        mss,
-        FormatOptions::default(),
-        MetadataOptions::default(),
-    ) {
-        Ok(f) => f,
-        Err(e) => {
-            return Err(match kind {
+    let mut d = Decoding::open(path, name, head, kind)?;
+    // 0xFFFFFFFF is the streaming writers' "length unknown" (ffmpeg to a pipe): not a lie.
+    d.streamed = kind == Some("WAV") && wav_data_size(path) == Some(u32::MAX);
+    if d.streamed {
+        d.warnings.push(format!(
+            "{name}: the WAV header gives no length (streamed file); decoded to the end of the data"
+        ));
+    }
+    while let Some(packet) = d.next_packet()? {
+        d.decode(&packet)?;
+        let limit = (limit_s * d.rate as f64).ceil() as usize;
+        if d.mono.len() > limit + d.rate as usize / 10 {
+            if prefix {
+                // Keep a margin past the wanted length so the resampler's edge stays outside it.
+                d.complete = false;
+                break;
+            }
+            bail!(
+                "{name} is longer than the {MAX_SECONDS} s limit for a whole-file load; read a prefix instead"
+            );
+        }
+    }
+    d.finish()
+}
+
+/// One file being decoded: the reader, the decoder, and the mono mix so far.
+struct Decoding<'a> {
+    name: &'a str,
+    format: Box<dyn FormatReader>,
+    decoder: Box<dyn AudioDecoder>,
+    track_id: u32,
+    /// Frames the header declares, when it does.
+    declared: Option<u64>,
+    /// The WAV header says "length unknown".
+    streamed: bool,
+    /// 0 until the header or the first packet tells.
+    rate: u32,
+    channels: usize,
+    mono: Vec<f32>,
+    scratch: Vec<f32>,
+    peak: f32,
+    /// First frame and count of frames holding a NaN or infinity.
+    nonfinite: Option<(u64, usize)>,
+    skipped: usize,
+    decoded_packets: usize,
+    /// False when decoding stopped early on purpose (a prefix).
+    complete: bool,
+    warnings: Vec<String>,
+}
+
+impl<'a> Decoding<'a> {
+    /// Probe the container, find its audio track and make its decoder.
+    fn open(path: &Path, name: &'a str, head: &[u8], kind: Option<&str>) -> Result<Self> {
+        let file = File::open(path).map_err(|e| anyhow!("cannot open audio file {name}: {e}"))?;
+        let mss = MediaSourceStream::new(Box::new(file), Default::default());
+        let mut hint = Hint::new();
+        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+            hint.with_extension(ext);
+        }
+        let format = symphonia::default::get_probe()
+            .probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
+            .map_err(|e| match kind {
                 None => anyhow!(
                     "{name} is not an audio file ({}); {SUPPORTED}",
                     describe_unknown(head)
@@ -164,179 +212,184 @@ fn decode_inner(
                     ),
                     e => classify(name, &format!("while reading the {k} header"), e),
                 },
-            });
+            })?;
+        let track = format
+            .default_track(TrackType::Audio)
+            .ok_or_else(|| anyhow!("{name} contains no audio track"))?;
+        let (track_id, declared) = (track.id, track.num_frames);
+        let params = track
+            .codec_params
+            .as_ref()
+            .and_then(|p| p.audio())
+            .ok_or_else(|| anyhow!("{name}: the audio track has no codec parameters; {SUPPORTED}"))?
+            .clone();
+        let decoder = symphonia::default::get_codecs()
+            .make_audio_decoder(&params, &AudioDecoderOptions::default())
+            .map_err(|e| {
+                anyhow!(
+                    "{name}: unsupported codec {:?} ({e}); {SUPPORTED}",
+                    params.codec
+                )
+            })?;
+        let rate = params.sample_rate.unwrap_or(0);
+        let channels = params.channels.as_ref().map_or(0, |c| c.count());
+        if rate != 0 {
+            check_rate(name, rate)?;
         }
-    };
-    let track = format
-        .default_track(TrackType::Audio)
-        .ok_or_else(|| anyhow!("{name} contains no audio track"))?;
-    let track_id = track.id;
-    let declared = track.num_frames;
-    let params = track
-        .codec_params
-        .as_ref()
-        .and_then(|p| p.audio())
-        .ok_or_else(|| anyhow!("{name}: the audio track has no codec parameters; {SUPPORTED}"))?
-        .clone();
-    let mut decoder = symphonia::default::get_codecs()
-        .make_audio_decoder(&params, &AudioDecoderOptions::default())
-        .map_err(|e| {
-            anyhow!(
-                "{name}: unsupported codec {:?} ({e}); {SUPPORTED}",
-                params.codec
-            )
-        })?;
-
-    let mut warnings = Vec::new();
-    let mut rate = params.sample_rate.unwrap_or(0);
-    let mut channels = params.channels.as_ref().map_or(0, |c| c.count());
-    if rate != 0 {
-        check_rate(name, rate)?;
-    }
-    if channels != 0 {
-        check_channels(name, channels)?;
-    }
-
-    // 0xFFFFFFFF is the streaming writers' "length unknown" (ffmpeg to a pipe): not a lie.
-    let streamed = kind == Some("WAV") && wav_data_size(path) == Some(u32::MAX);
-    if streamed {
-        warnings.push(format!(
-            "{name}: the WAV header gives no length (streamed file); decoded to the end of the data"
-        ));
-    }
-    let mut mono: Vec<f32> = Vec::new();
-    let mut scratch: Vec<f32> = Vec::new();
-    let mut peak = 0f32;
-    let mut skipped = 0usize;
-    let mut decoded_packets = 0usize;
-    let mut nonfinite: Option<(u64, usize)> = None;
-    let mut complete = true;
-    loop {
-        let packet = match format.next_packet() {
-            Ok(Some(p)) => p,
-            Ok(None) => break,
-            Err(SymError::ResetRequired) => {
-                warnings.push(format!(
-                    "{name}: the stream changes format part-way (chained stream); only the first part was decoded"
-                ));
-                break;
-            }
-            // The data stops before the header says it should: reported below with both sizes.
-            Err(SymError::IoError(io))
-                if io.kind() == std::io::ErrorKind::UnexpectedEof
-                    && (declared.is_some() || streamed) =>
-            {
-                break
-            }
-            Err(e) => {
-                let at = secs(mono.len(), rate);
-                return Err(classify(name, &format!("after {at:.3} s of audio"), e));
-            }
-        };
-        if packet.track_id != track_id {
-            continue;
+        if channels != 0 {
+            check_channels(name, channels)?;
         }
-        let buf = match decoder.decode(&packet) {
+        Ok(Self {
+            name,
+            format,
+            decoder,
+            track_id,
+            declared,
+            streamed: false,
+            rate,
+            channels,
+            mono: Vec::new(),
+            scratch: Vec::new(),
+            peak: 0.0,
+            nonfinite: None,
+            skipped: 0,
+            decoded_packets: 0,
+            complete: true,
+            warnings: Vec::new(),
+        })
+    }
+
+    /// The next packet of the audio track; `None` at the end of the data (also where the data
+    /// stops before the header says, which `finish` reports with both sizes).
+    fn next_packet(&mut self) -> Result<Option<Packet>> {
+        loop {
+            let packet = match self.format.next_packet() {
+                Ok(Some(p)) => p,
+                Ok(None) => return Ok(None),
+                Err(SymError::ResetRequired) => {
+                    self.warnings.push(format!(
+                        "{}: the stream changes format part-way (chained stream); only the first part was decoded",
+                        self.name
+                    ));
+                    return Ok(None);
+                }
+                Err(SymError::IoError(io))
+                    if io.kind() == std::io::ErrorKind::UnexpectedEof
+                        && (self.declared.is_some() || self.streamed) =>
+                {
+                    return Ok(None)
+                }
+                Err(e) => return Err(self.error_here(e)),
+            };
+            if packet.track_id == self.track_id {
+                return Ok(Some(packet));
+            }
+        }
+    }
+
+    fn error_here(&self, e: SymError) -> anyhow::Error {
+        let at = secs(self.mono.len(), self.rate);
+        classify(self.name, &format!("after {at:.3} s of audio"), e)
+    }
+
+    /// Decode one packet and mix it to mono; a packet that does not decode is skipped with a
+    /// warning, a change of rate or channel count part-way is an error.
+    fn decode(&mut self, packet: &Packet) -> Result<()> {
+        let name = self.name;
+        let buf = match self.decoder.decode(packet) {
             Ok(b) => b,
             Err(SymError::DecodeError(msg)) => {
-                skipped += 1;
-                if skipped == 1 {
-                    warnings.push(format!(
+                self.skipped += 1;
+                if self.skipped == 1 {
+                    self.warnings.push(format!(
                         "{name}: a packet at {:.3} s could not be decoded ({msg}) and was skipped",
-                        secs(mono.len(), rate)
+                        secs(self.mono.len(), self.rate)
                     ));
                 }
-                continue;
+                return Ok(());
             }
-            Err(e) => {
-                let at = secs(mono.len(), rate);
-                return Err(classify(name, &format!("after {at:.3} s of audio"), e));
-            }
+            Err(e) => return Err(self.error_here(e)),
         };
-        decoded_packets += 1;
+        self.decoded_packets += 1;
         let spec = buf.spec();
         let (r, c) = (spec.rate(), spec.channels().count());
+        let (rate, channels) = (self.rate, self.channels);
         if rate == 0 {
             check_rate(name, r)?;
-            rate = r;
+            self.rate = r;
         } else if r != rate {
             bail!("{name}: the sample rate changes from {rate} Hz to {r} Hz part-way through; such files are not supported");
         }
         if channels == 0 {
             check_channels(name, c)?;
-            channels = c;
+            self.channels = c;
         } else if c != channels {
             bail!("{name}: the channel count changes from {channels} to {c} part-way through; such files are not supported");
         }
         if buf.frames() == 0 {
-            continue;
+            return Ok(());
         }
-        buf.copy_to_vec_interleaved(&mut scratch);
-        for frame in scratch.chunks_exact(channels) {
+        buf.copy_to_vec_interleaved(&mut self.scratch);
+        for frame in self.scratch.chunks_exact(self.channels) {
             let mut sum = 0f64;
             let mut finite = true;
             for &x in frame {
                 finite &= x.is_finite();
-                peak = peak.max(x.abs());
+                self.peak = self.peak.max(x.abs());
                 sum += x as f64;
             }
             if !finite {
-                let n = nonfinite.get_or_insert((mono.len() as u64, 0));
+                let n = self.nonfinite.get_or_insert((self.mono.len() as u64, 0));
                 n.1 += 1;
             }
-            mono.push((sum / channels as f64) as f32);
+            self.mono.push((sum / self.channels as f64) as f32);
         }
-        let limit = (limit_s * rate as f64).ceil() as usize;
-        if mono.len() > limit + rate as usize / 10 {
-            if prefix {
-                // Keep a margin past the wanted length so the resampler's edge stays outside it.
-                complete = false;
-                break;
-            }
-            bail!(
-                "{name} is longer than the {MAX_SECONDS} s limit for a whole-file load; read a prefix instead"
-            );
-        }
+        Ok(())
     }
 
-    if let Some((first, count)) = nonfinite {
-        bail!(
-            "{name} contains {count} non-finite (NaN or infinite) sample frame(s), the first at {:.6} s (frame {first}); the file is corrupt",
-            secs(first as usize, rate)
-        );
-    }
-    if mono.is_empty() {
-        if skipped > 0 && decoded_packets == 0 {
+    /// What the whole file must satisfy once read: finite samples, some audio, and as many
+    /// frames as the header declares (unless decoding stopped early on purpose).
+    fn finish(mut self) -> Result<Decoded> {
+        let (name, rate) = (self.name, self.rate);
+        if let Some((first, count)) = self.nonfinite {
             bail!(
-                "{name}: none of its {skipped} audio packets could be decoded; the file is corrupt"
+                "{name} contains {count} non-finite (NaN or infinite) sample frame(s), the first at {:.6} s (frame {first}); the file is corrupt",
+                secs(first as usize, rate)
             );
         }
-        bail!("{name} contains no audio samples (zero-length audio)");
-    }
-    if skipped > 1 {
-        warnings.push(format!(
-            "{name}: {skipped} packets in total could not be decoded and were skipped"
-        ));
-    }
-    if complete {
-        if let Some(n) = declared {
-            if !streamed && (mono.len() as u64) < n {
+        if self.mono.is_empty() {
+            if self.skipped > 0 && self.decoded_packets == 0 {
+                bail!(
+                    "{name}: none of its {} audio packets could be decoded; the file is corrupt",
+                    self.skipped
+                );
+            }
+            bail!("{name} contains no audio samples (zero-length audio)");
+        }
+        if self.skipped > 1 {
+            self.warnings.push(format!(
+                "{name}: {} packets in total could not be decoded and were skipped",
+                self.skipped
+            ));
+        }
+        if let (true, false, Some(n)) = (self.complete, self.streamed, self.declared) {
+            if (self.mono.len() as u64) < n {
                 bail!(
                     "{name} is truncated or its header lies about its size: the header declares {n} frames ({:.3} s) but only {} ({:.3} s) are in the file",
                     secs(n as usize, rate),
-                    mono.len(),
-                    secs(mono.len(), rate)
+                    self.mono.len(),
+                    secs(self.mono.len(), rate)
                 );
             }
         }
+        Ok(Decoded {
+            mono: self.mono,
+            rate,
+            channels: self.channels,
+            peak: self.peak,
+            warnings: self.warnings,
+        })
     }
-    Ok(Decoded {
-        mono,
-        rate,
-        channels,
-        peak,
-        warnings,
-    })
 }
 
 fn secs(frames: usize, rate: u32) -> f64 {

@@ -295,84 +295,22 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
             .entry(level)
             .or_insert_with(|| EntropySums::new(items.len()));
         if !windows.is_empty() {
-            let t0 = Instant::now();
-            let prior = md.prior(level, dev)?;
-            crate::guard::check_kv_cache_fits(
-                &format!("the level-{level} KV cache"),
-                &prior.transformer,
-                spec.max_batch.max(1).min(items.len()),
+            let done = sample_level(
+                md,
+                &spec,
+                &mut state,
+                level,
+                &items,
+                &windows,
+                have,
+                run_dir,
+                opts,
+                &mut windows_done,
             )?;
-            let (lab, bases) = base_labels(md, &spec, level, &items)?;
-            // Upsamplers read the level above for the same items.
-            let upper_rows = if pcfg.is_upsampler() {
-                Some(upper_rows(md, &spec, &state, level, &items)?)
-            } else {
-                None
+            let Some((tokens, seconds)) = done else {
+                return Ok(Outcome::Interrupted);
             };
-            let new_tokens: usize = windows
-                .iter()
-                .scan(have, |h, w| {
-                    let n = w.end - (*h).max(w.start);
-                    *h = w.end;
-                    Some(n)
-                })
-                .sum();
-            let pb = progress_bar(opts.progress, level, new_tokens, windows.len());
-            let mut done_tokens = 0usize;
-            let report = |window: usize, tokens: usize| {
-                if let Some(f) = opts.on_progress {
-                    f(&Progress {
-                        level,
-                        window,
-                        windows: windows.len(),
-                        tokens,
-                        tokens_total: new_tokens,
-                    });
-                }
-            };
-            report(0, 0);
-            for (wi, w) in windows.iter().enumerate() {
-                if let Some(flag) = opts.interrupt {
-                    if flag.load(Ordering::SeqCst) {
-                        pb.abandon_with_message("interrupted");
-                        state.save(run_dir)?;
-                        return Ok(Outcome::Interrupted);
-                    }
-                }
-                if opts.stop_after_windows == Some(windows_done) {
-                    return Ok(Outcome::Interrupted);
-                }
-                pb.set_message(format!("window {}/{}", wi + 1, windows.len()));
-                let codes = state.levels.get_mut(&level).context("codes")?;
-                let ent = state.entropy.get_mut(&level).context("entropy")?;
-                let n = sample_one_window(
-                    &prior,
-                    &lab,
-                    &bases,
-                    &spec,
-                    level,
-                    w,
-                    codes,
-                    ent,
-                    upper_rows.as_deref(),
-                    &items,
-                    dev,
-                    &mut |k| {
-                        pb.set_position((done_tokens + k) as u64);
-                        report(wi, done_tokens + k);
-                    },
-                )?;
-                done_tokens += n;
-                pb.set_position(done_tokens as u64);
-                report(wi + 1, done_tokens);
-                state.save(run_dir)?;
-                windows_done += 1;
-                window_delay();
-            }
-            pb.finish_with_message(format!("level {level} done"));
-            summary
-                .levels
-                .push((level, new_tokens, t0.elapsed().as_secs_f64()));
+            summary.levels.push((level, tokens, seconds));
         }
         if opts.write_audio {
             let names: Vec<PathBuf> = items
@@ -391,6 +329,101 @@ pub fn run(md: &ModelDir, run_dir: &Path, opts: &RunOptions) -> Result<Outcome> 
     }
     write_codes_file(md, run_dir, &spec, &state)?;
     Ok(Outcome::Finished(summary))
+}
+
+/// Sample `windows` of one level into `state`, saving it after each window. `None` when the
+/// run was asked to stop (the state is saved), else the tokens sampled and the seconds taken.
+#[allow(clippy::too_many_arguments)]
+fn sample_level(
+    md: &ModelDir,
+    spec: &RunSpec,
+    state: &mut RunState,
+    level: usize,
+    items: &[usize],
+    windows: &[Window],
+    have: usize,
+    run_dir: &Path,
+    opts: &RunOptions,
+    windows_done: &mut usize,
+) -> Result<Option<(usize, f64)>> {
+    let dev = &opts.device;
+    let pcfg = &md.config.priors[level];
+    let t0 = Instant::now();
+    let prior = md.prior(level, dev)?;
+    crate::guard::check_kv_cache_fits(
+        &format!("the level-{level} KV cache"),
+        &prior.transformer,
+        spec.max_batch.max(1).min(items.len()),
+    )?;
+    let (lab, bases) = base_labels(md, spec, level, items)?;
+    // Upsamplers read the level above for the same items.
+    let upper_rows = if pcfg.is_upsampler() {
+        Some(upper_rows(md, spec, state, level, items)?)
+    } else {
+        None
+    };
+    let new_tokens: usize = windows
+        .iter()
+        .scan(have, |h, w| {
+            let n = w.end - (*h).max(w.start);
+            *h = w.end;
+            Some(n)
+        })
+        .sum();
+    let pb = progress_bar(opts.progress, level, new_tokens, windows.len());
+    let mut done_tokens = 0usize;
+    let report = |window: usize, tokens: usize| {
+        if let Some(f) = opts.on_progress {
+            f(&Progress {
+                level,
+                window,
+                windows: windows.len(),
+                tokens,
+                tokens_total: new_tokens,
+            });
+        }
+    };
+    report(0, 0);
+    for (wi, w) in windows.iter().enumerate() {
+        if let Some(flag) = opts.interrupt {
+            if flag.load(Ordering::SeqCst) {
+                pb.abandon_with_message("interrupted");
+                state.save(run_dir)?;
+                return Ok(None);
+            }
+        }
+        if opts.stop_after_windows == Some(*windows_done) {
+            return Ok(None);
+        }
+        pb.set_message(format!("window {}/{}", wi + 1, windows.len()));
+        let codes = state.levels.get_mut(&level).context("codes")?;
+        let ent = state.entropy.get_mut(&level).context("entropy")?;
+        let n = sample_one_window(
+            &prior,
+            &lab,
+            &bases,
+            spec,
+            level,
+            w,
+            codes,
+            ent,
+            upper_rows.as_deref(),
+            items,
+            dev,
+            &mut |k| {
+                pb.set_position((done_tokens + k) as u64);
+                report(wi, done_tokens + k);
+            },
+        )?;
+        done_tokens += n;
+        pb.set_position(done_tokens as u64);
+        report(wi + 1, done_tokens);
+        state.save(run_dir)?;
+        *windows_done += 1;
+        window_delay();
+    }
+    pb.finish_with_message(format!("level {level} done"));
+    Ok(Some((new_tokens, t0.elapsed().as_secs_f64())))
 }
 
 /// The codes file of docs/CONVENTIONS.md ("Codes files"), with every item's row (rows missing at a level are absent).

@@ -30,6 +30,132 @@ pub struct ModelRunner {
 }
 
 impl ModelRunner {
+    /// Create the group's run directory (with the prompt's codes for a primed group); a
+    /// directory left by a crash resumes if it holds the same group and starts again otherwise.
+    fn open_group_dir(&self, spec: &RunSpec, dir: &Path) -> Result<()> {
+        if dir.exists() && RunSpec::load(dir).ok().as_ref() != Some(spec) {
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("cannot clear {}", dir.display()))?;
+        }
+        if !dir.exists() {
+            spec.save(dir)?;
+            let mut st = RunState::default();
+            if spec.mode == Mode::Primed {
+                if self.prompt_codes.is_empty() {
+                    bail!("prepare() must encode the prompt before run_group()");
+                }
+                st.prompt = self.prompt_codes.clone();
+            }
+            st.save(dir)?;
+        }
+        Ok(())
+    }
+
+    /// One level of a finished group: each item's codes, decoded audio, sampling entropies,
+    /// and bits per token under its own labels and under no labels.
+    fn measure_level(
+        &mut self,
+        level: usize,
+        spec: &RunSpec,
+        no_label: &RunSpec,
+        state: &RunState,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Vec<LevelOutcome>> {
+        let dev = self.dev.clone();
+        let n = spec.items.len();
+        let mut out = Vec::with_capacity(n);
+        let rows = &state
+            .levels
+            .get(&level)
+            .with_context(|| format!("level {level} missing"))?
+            .rows;
+        let prior = self.md.prior(level, &dev)?;
+        let items: Vec<usize> = (0..n).collect();
+        let (lab, own) = base_labels(&self.md, spec, level, &items)?;
+        let (_, none) = base_labels(&self.md, no_label, level, &items)?;
+        let hop_len = self.md.config.vqvae.hop_length(level);
+        let from = spec.prompt_samples / hop_len;
+        let hop = ((spec.settings[level].hop_fraction * prior.cfg.n_ctx as f64) as usize).max(1);
+        let upper = if prior.cfg.is_upsampler() {
+            Some(
+                state
+                    .levels
+                    .get(&(level + 1))
+                    .context("upper level missing")?
+                    .rows
+                    .clone(),
+            )
+        } else {
+            None
+        };
+        let t0 = Instant::now();
+        let ent = state.entropy.get(&level).cloned().unwrap_or_default();
+        // The sampler recorded each drawn token's bits under the sample's own labels (states
+        // written before that was recorded have none), so a pass scores only what is missing:
+        // the own labels of an old state, and the no-label rows where they differ.
+        let recorded = ent.token.len() == n && ent.count.len() == n;
+        let same = own == none;
+        let mut sets: Vec<&[BaseLabel]> = vec![];
+        if !recorded {
+            sets.push(&own);
+        }
+        if !same {
+            sets.push(&none);
+        }
+        let (mut bits, cnt) = if sets.is_empty() {
+            (vec![], ent.count.first().copied().unwrap_or(0) as usize)
+        } else {
+            score_rows(&prior, &lab, &sets, rows, upper.as_deref(), from, hop, &dev)?
+        };
+        let b_none = if same { None } else { bits.pop() };
+        let b_own = if recorded {
+            ent.token.clone()
+        } else {
+            bits.pop().context("own-label bits")?
+        };
+        // An item whose own labels are the no-label labels (the no-label cell) takes its own
+        // figure: the KV-cached sampler and the teacher-forced rescoring agree only to ~1e-6,
+        // and the report compares the two columns for exactly that cell.
+        let b_none: Vec<f64> = match b_none {
+            None => b_own.clone(),
+            Some(b) => (0..n)
+                .map(|i| if own[i] == none[i] { b_own[i] } else { b[i] })
+                .collect(),
+        };
+        let scored = t0.elapsed().as_secs_f64();
+        drop(prior);
+        let t0 = Instant::now();
+        let vq = self.vq()?;
+        let t = Tensor::from_vec(
+            rows.iter().flatten().copied().collect::<Vec<_>>(),
+            (n, rows[0].len()),
+            &dev,
+        )?;
+        let audio = vq.decode(&t, level)?.to_dtype(DType::F32)?;
+        progress(&format!(
+            "  level {level}: scored in {scored:.1} s, decoded in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        ));
+        for i in 0..n {
+            let (er, ef) = if ent.count.len() > i {
+                ent.mean(i)
+            } else {
+                (f64::NAN, f64::NAN)
+            };
+            let c = cnt.max(1) as f64;
+            out.push(LevelOutcome {
+                level,
+                codes: rows[i].clone(),
+                audio: audio.get(i)?.to_vec1::<f32>()?,
+                entropy_raw_bits: er,
+                entropy_filtered_bits: ef,
+                bits_own: b_own[i] / c,
+                bits_nolabel: b_none[i] / c,
+            });
+        }
+        Ok(out)
+    }
+
     pub fn new(model: &Path, work: &Path) -> Result<Self> {
         let md = ModelDir::open(model)
             .with_context(|| format!("cannot open the model {}", model.display()))?;
@@ -178,22 +304,7 @@ impl CellRunner for ModelRunner {
     ) -> Result<Vec<SampleOutcome>> {
         let spec = self.spec_for(plan, group)?;
         let dir = self.work.join(format!("group_{:04}", group.index));
-        // A group left by a crash resumes if it is the same group; otherwise it starts again.
-        if dir.exists() && RunSpec::load(&dir).ok().as_ref() != Some(&spec) {
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("cannot clear {}", dir.display()))?;
-        }
-        if !dir.exists() {
-            spec.save(&dir)?;
-            let mut st = RunState::default();
-            if spec.mode == Mode::Primed {
-                if self.prompt_codes.is_empty() {
-                    bail!("prepare() must encode the prompt before run_group()");
-                }
-                st.prompt = self.prompt_codes.clone();
-            }
-            st.save(&dir)?;
-        }
+        self.open_group_dir(&spec, &dir)?;
         progress(&format!(
             "group {} ({} cells, seed {})",
             group.index,
@@ -224,7 +335,6 @@ impl CellRunner for ModelRunner {
         ));
         let state = RunState::load_or_default(&dir)?;
         write_codes_file(&self.md, &dir, &spec, &state)?;
-        let dev = self.dev.clone();
         let n = spec.items.len();
         let mut per_item: Vec<Vec<LevelOutcome>> = vec![vec![]; n];
         let no_label = RunSpec {
@@ -240,95 +350,9 @@ impl CellRunner for ModelRunner {
             ..spec.clone()
         };
         for &level in &plan.levels {
-            let rows = &state
-                .levels
-                .get(&level)
-                .with_context(|| format!("level {level} missing"))?
-                .rows;
-            let prior = self.md.prior(level, &dev)?;
-            let items: Vec<usize> = (0..n).collect();
-            let (lab, own) = base_labels(&self.md, &spec, level, &items)?;
-            let (_, none) = base_labels(&self.md, &no_label, level, &items)?;
-            let hop_len = self.md.config.vqvae.hop_length(level);
-            let from = spec.prompt_samples / hop_len;
-            let hop =
-                ((spec.settings[level].hop_fraction * prior.cfg.n_ctx as f64) as usize).max(1);
-            let upper = if prior.cfg.is_upsampler() {
-                Some(
-                    state
-                        .levels
-                        .get(&(level + 1))
-                        .context("upper level missing")?
-                        .rows
-                        .clone(),
-                )
-            } else {
-                None
-            };
-            let t0 = Instant::now();
-            let ent = state.entropy.get(&level).cloned().unwrap_or_default();
-            // The sampler recorded each drawn token's bits under the sample's own labels (states
-            // written before that was recorded have none), so a pass scores only what is missing:
-            // the own labels of an old state, and the no-label rows where they differ.
-            let recorded = ent.token.len() == n && ent.count.len() == n;
-            let same = own == none;
-            let mut sets: Vec<&[BaseLabel]> = vec![];
-            if !recorded {
-                sets.push(&own);
-            }
-            if !same {
-                sets.push(&none);
-            }
-            let (mut bits, cnt) = if sets.is_empty() {
-                (vec![], ent.count.first().copied().unwrap_or(0) as usize)
-            } else {
-                score_rows(&prior, &lab, &sets, rows, upper.as_deref(), from, hop, &dev)?
-            };
-            let b_none = if same { None } else { bits.pop() };
-            let b_own = if recorded {
-                ent.token.clone()
-            } else {
-                bits.pop().context("own-label bits")?
-            };
-            // An item whose own labels are the no-label labels (the no-label cell) takes its own
-            // figure: the KV-cached sampler and the teacher-forced rescoring agree only to ~1e-6,
-            // and the report compares the two columns for exactly that cell.
-            let b_none: Vec<f64> = match b_none {
-                None => b_own.clone(),
-                Some(b) => (0..n)
-                    .map(|i| if own[i] == none[i] { b_own[i] } else { b[i] })
-                    .collect(),
-            };
-            let scored = t0.elapsed().as_secs_f64();
-            drop(prior);
-            let t0 = Instant::now();
-            let vq = self.vq()?;
-            let t = Tensor::from_vec(
-                rows.iter().flatten().copied().collect::<Vec<_>>(),
-                (n, rows[0].len()),
-                &dev,
-            )?;
-            let audio = vq.decode(&t, level)?.to_dtype(DType::F32)?;
-            progress(&format!(
-                "  level {level}: scored in {scored:.1} s, decoded in {:.1} s",
-                t0.elapsed().as_secs_f64()
-            ));
-            for i in 0..n {
-                let (er, ef) = if ent.count.len() > i {
-                    ent.mean(i)
-                } else {
-                    (f64::NAN, f64::NAN)
-                };
-                let c = cnt.max(1) as f64;
-                per_item[i].push(LevelOutcome {
-                    level,
-                    codes: rows[i].clone(),
-                    audio: audio.get(i)?.to_vec1::<f32>()?,
-                    entropy_raw_bits: er,
-                    entropy_filtered_bits: ef,
-                    bits_own: b_own[i] / c,
-                    bits_nolabel: b_none[i] / c,
-                });
+            let outcomes = self.measure_level(level, &spec, &no_label, &state, progress)?;
+            for (i, o) in outcomes.into_iter().enumerate() {
+                per_item[i].push(o);
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
