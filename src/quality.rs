@@ -106,6 +106,18 @@ pub fn utc_date() -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// Run one section of the report, recording its wall time under `name`.
+fn timed<T>(
+    timings: &mut Vec<(String, f64)>,
+    name: &str,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let t = Instant::now();
+    let r = f()?;
+    timings.push((name.to_string(), t.elapsed().as_secs_f64()));
+    Ok(r)
+}
+
 /// Run every measurement; progress goes to stderr with the elapsed time.
 pub fn measure(opts: &QualityOpts) -> Result<QualityReport> {
     let t0 = Instant::now();
@@ -182,50 +194,47 @@ pub fn measure(opts: &QualityOpts) -> Result<QualityReport> {
     ));
     drop(vq);
 
-    let tempo = match &opts.tempo {
-        Some(o) => {
-            let t = Instant::now();
-            let r = tempo::measure(&md, o, opts.bars, &mut log)?;
-            timings.push((
-                "continuations and tempo".to_string(),
-                t.elapsed().as_secs_f64(),
-            ));
-            Some(r)
-        }
-        None => None,
-    };
-    let labels = match &opts.labels {
-        Some(o) => {
-            let t = Instant::now();
-            let r = labels::measure(&md, o, &dev, &mut log)?;
-            timings.push(("labels".to_string(), t.elapsed().as_secs_f64()));
-            Some(r)
-        }
-        None => None,
-    };
-    let loops = match &opts.loops {
-        Some(o) => {
-            let t = Instant::now();
-            let r = loops::measure(&md, o, opts.bars, &mut log)?;
-            timings.push(("held-out loops".to_string(), t.elapsed().as_secs_f64()));
-            Some(r)
-        }
-        None => None,
-    };
+    let tempo = opts
+        .tempo
+        .as_ref()
+        .map(|o| {
+            timed(&mut timings, "continuations and tempo", || {
+                tempo::measure(&md, o, opts.bars, &mut log)
+            })
+        })
+        .transpose()?;
+    let labels = opts
+        .labels
+        .as_ref()
+        .map(|o| {
+            timed(&mut timings, "labels", || {
+                labels::measure(&md, o, &dev, &mut log)
+            })
+        })
+        .transpose()?;
+    let loops = opts
+        .loops
+        .as_ref()
+        .map(|o| {
+            timed(&mut timings, "held-out loops", || {
+                loops::measure(&md, o, opts.bars, &mut log)
+            })
+        })
+        .transpose()?;
     let top_labels = md.config.priors[md.config.top_level()].labels.is_some();
-    let separation = match &opts.separation {
-        Some(_) if !top_labels => {
-            log("separation: skipped (the top prior takes no genre labels)");
-            None
-        }
-        Some(o) => {
-            let t = Instant::now();
-            let r = separation::measure(&md, o, &mut log)?;
-            timings.push(("genre separation".to_string(), t.elapsed().as_secs_f64()));
-            Some(r)
-        }
-        None => None,
-    };
+    if opts.separation.is_some() && !top_labels {
+        log("separation: skipped (the top prior takes no genre labels)");
+    }
+    let separation = opts
+        .separation
+        .as_ref()
+        .filter(|_| top_labels)
+        .map(|o| {
+            timed(&mut timings, "genre separation", || {
+                separation::measure(&md, o, &mut log)
+            })
+        })
+        .transpose()?;
     log("done");
     Ok(QualityReport {
         model: opts.model.display().to_string(),

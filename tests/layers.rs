@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules, lowest first. The binary's `cli` sits above all of them.
 const LAYERS: &[&str] = &[
-    // Foundations: no model knowledge.
+    // Foundations: no model knowledge. `error` is the library's error type, which every layer
+    // may raise.
+    "error",
     "util",
     "level",
     "config",

@@ -309,10 +309,100 @@ pub fn scan(dir: &Path) -> Result<Scan> {
         });
     }
 
-    // Row-level checks.
+    let good = check_rows(&records, &mname, &mut problems);
+
+    // Vocabulary: keep the ids already on disk, add new names.
+    let labels_dir = dir.join("labels");
+    let on_disk = Vocab::read(&labels_dir)?;
+    let owned: Vec<Record> = good.iter().map(|r| (*r).clone()).collect();
+    let vocab = Vocab::derive(&owned, on_disk.as_ref());
+    let vocab_on_disk = on_disk.as_ref() == Some(&vocab);
+
+    // Audio: lengths from the cache index, decoding what is new or changed.
+    let cache_dir = dir.join(".cache").join("audio");
+    let index_path = dir.join(".cache").join("index.json");
+    let mut index: CacheIndex = std::fs::read(&index_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .filter(|i: &CacheIndex| i.version == CACHE_VERSION)
+        .unwrap_or_default();
+    let resolved: Vec<PathBuf> = good
+        .iter()
+        .map(|r| {
+            let p = Path::new(&r.path);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                dir.join(p)
+            }
+        })
+        .collect();
+    let results = decode_cached(&good, &resolved, &index, &cache_dir);
+
+    let mut items = Vec::new();
+    let mut cache_files = Vec::new();
+    let mut live: HashSet<String> = HashSet::new();
+    for ((r, path), res) in good.iter().zip(resolved).zip(results) {
+        let at = r.path.clone();
+        let entry = match res {
+            Ok((e, w)) => {
+                warnings.extend(w);
+                e
+            }
+            Err(e) => {
+                problems.push(Problem {
+                    at,
+                    message: format!("unreadable: {e:#}"),
+                });
+                continue;
+            }
+        };
+        index.entries.insert(r.path.clone(), entry.clone());
+        live.insert(r.path.clone());
+        match item_of(r, &path, &entry, &vocab, &mname) {
+            Ok(item) => {
+                cache_files.push(cache_dir.join(&entry.file));
+                items.push(item);
+            }
+            Err(p) => problems.push(p),
+        }
+    }
+    // Forget entries of files no longer listed (their cache files stay until `.cache` is removed).
+    index.entries.retain(|k, _| live.contains(k));
+    index.version = CACHE_VERSION;
+    if let Ok(bytes) = serde_json::to_vec_pretty(&index) {
+        if let Err(e) = crate::util::atomic_write(&index_path, &bytes) {
+            warnings.push(format!(
+                "cannot write the cache index {}: {e:#}",
+                index_path.display()
+            ));
+        }
+    }
+    Ok(Scan {
+        corpus: Corpus {
+            dir: dir.to_path_buf(),
+            metadata_path,
+            items,
+            vocab,
+            vocab_on_disk,
+            cache_dir,
+            cache_files,
+        },
+        problems,
+        warnings,
+    })
+}
+
+/// The rows of the metadata file that can be used: a path, a named artist (not the reserved
+/// `unknown`), one to [`MAX_GENRES`] named genres, listed once. Each bad row is a problem.
+fn check_rows<'r>(
+    records: &'r [Record],
+    mname: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<&'r Record> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut good: Vec<&Record> = Vec::new();
-    for r in &records {
+    for r in records {
         let at = format!("{mname}:{}", r.line);
         let mut ok = true;
         let mut bad = |m: String| {
@@ -360,34 +450,18 @@ pub fn scan(dir: &Path) -> Result<Scan> {
         }
     }
 
-    // Vocabulary: keep the ids already on disk, add new names.
-    let labels_dir = dir.join("labels");
-    let on_disk = Vocab::read(&labels_dir)?;
-    let owned: Vec<Record> = good.iter().map(|r| (*r).clone()).collect();
-    let vocab = Vocab::derive(&owned, on_disk.as_ref());
-    let vocab_on_disk = on_disk.as_ref() == Some(&vocab);
+    good
+}
 
-    // Audio: lengths from the cache index, decoding what is new or changed.
-    let cache_dir = dir.join(".cache").join("audio");
-    let index_path = dir.join(".cache").join("index.json");
-    let mut index: CacheIndex = std::fs::read(&index_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .filter(|i: &CacheIndex| i.version == CACHE_VERSION)
-        .unwrap_or_default();
-    let resolved: Vec<PathBuf> = good
-        .iter()
-        .map(|r| {
-            let p = Path::new(&r.path);
-            if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                dir.join(p)
-            }
-        })
-        .collect();
-    let results: Vec<Result<(CacheEntry, Vec<String>)>> = good
-        .par_iter()
+/// Each row's cache entry and decoding warnings: the cached entry when the file's size and
+/// mtime still match, otherwise the file decoded again (in parallel) into the cache.
+fn decode_cached(
+    good: &[&Record],
+    resolved: &[PathBuf],
+    index: &CacheIndex,
+    cache_dir: &Path,
+) -> Vec<Result<(CacheEntry, Vec<String>)>> {
+    good.par_iter()
         .zip(resolved.par_iter())
         .map(|(r, path)| -> Result<(CacheEntry, Vec<String>)> {
             let (size, mtime_ns) =
@@ -419,95 +493,57 @@ pub fn scan(dir: &Path) -> Result<Scan> {
                 warns,
             ))
         })
-        .collect();
+        .collect()
+}
 
-    let mut items = Vec::new();
-    let mut cache_files = Vec::new();
-    let mut live: HashSet<String> = HashSet::new();
-    for ((r, path), res) in good.iter().zip(resolved).zip(results) {
-        let at = r.path.clone();
-        let entry = match res {
-            Ok((e, w)) => {
-                warnings.extend(w);
-                e
-            }
-            Err(e) => {
-                problems.push(Problem {
-                    at,
-                    message: format!("unreadable: {e:#}"),
-                });
-                continue;
-            }
-        };
-        index.entries.insert(r.path.clone(), entry.clone());
-        live.insert(r.path.clone());
-        let seconds = entry.n_samples as f64 / SAMPLE_RATE as f64;
-        if seconds < MIN_SECONDS {
-            problems.push(Problem {
-                at,
-                message: format!("only {seconds:.3} s of audio; at least {MIN_SECONDS} s needed"),
-            });
-            continue;
-        }
-        let offset = r.offset_seconds.unwrap_or(0.0);
-        let song = r.song_seconds.unwrap_or(offset + seconds);
-        if song + 0.5 < offset + seconds {
-            problems.push(Problem {
-                at: format!("{mname}:{}", r.line),
-                message: format!(
-                    "offset_seconds {offset} + file length {seconds:.2} s exceeds song_seconds {song} for `{}`",
-                    r.path
-                ),
-            });
-            continue;
-        }
-        // `derive` added every name of a good row, so these lookups succeed.
-        let artist_id = vocab.artist_id(&r.artist).unwrap_or(0);
-        let genre_ids: Vec<u32> = r
-            .genres
-            .iter()
-            .map(|g| vocab.genre_id(g).unwrap_or(0))
-            .collect();
-        cache_files.push(cache_dir.join(&entry.file));
-        items.push(Item {
-            path: path.clone(),
-            rel: r.path.clone(),
-            artist: super::vocab::key(&r.artist),
-            artist_id,
-            genres: r.genres.iter().map(|g| super::vocab::key(g)).collect(),
-            genre_ids,
-            lyrics: r.lyrics.clone(),
-            license: r.license.clone(),
-            source: r.source.clone(),
-            author: r.author.clone(),
-            title: r.title.clone(),
-            n_samples: entry.n_samples,
-            offset_seconds: offset,
-            song_seconds: song,
+/// The corpus item of a good row whose audio is `entry`, or the problem with its length or
+/// its offset within the song.
+fn item_of(
+    r: &Record,
+    path: &Path,
+    entry: &CacheEntry,
+    vocab: &Vocab,
+    mname: &str,
+) -> std::result::Result<Item, Problem> {
+    let seconds = entry.n_samples as f64 / SAMPLE_RATE as f64;
+    if seconds < MIN_SECONDS {
+        return Err(Problem {
+            at: r.path.clone(),
+            message: format!("only {seconds:.3} s of audio; at least {MIN_SECONDS} s needed"),
         });
     }
-    // Forget entries of files no longer listed (their cache files stay until `.cache` is removed).
-    index.entries.retain(|k, _| live.contains(k));
-    index.version = CACHE_VERSION;
-    if let Ok(bytes) = serde_json::to_vec_pretty(&index) {
-        if let Err(e) = crate::util::atomic_write(&index_path, &bytes) {
-            warnings.push(format!(
-                "cannot write the cache index {}: {e:#}",
-                index_path.display()
-            ));
-        }
+    let offset = r.offset_seconds.unwrap_or(0.0);
+    let song = r.song_seconds.unwrap_or(offset + seconds);
+    if song + 0.5 < offset + seconds {
+        return Err(Problem {
+            at: format!("{mname}:{}", r.line),
+            message: format!(
+                "offset_seconds {offset} + file length {seconds:.2} s exceeds song_seconds {song} for `{}`",
+                r.path
+            ),
+        });
     }
-    Ok(Scan {
-        corpus: Corpus {
-            dir: dir.to_path_buf(),
-            metadata_path,
-            items,
-            vocab,
-            vocab_on_disk,
-            cache_dir,
-            cache_files,
-        },
-        problems,
-        warnings,
+    // `derive` added every name of a good row, so these lookups succeed.
+    let artist_id = vocab.artist_id(&r.artist).unwrap_or(0);
+    let genre_ids: Vec<u32> = r
+        .genres
+        .iter()
+        .map(|g| vocab.genre_id(g).unwrap_or(0))
+        .collect();
+    Ok(Item {
+        path: path.to_path_buf(),
+        rel: r.path.clone(),
+        artist: super::vocab::key(&r.artist),
+        artist_id,
+        genres: r.genres.iter().map(|g| super::vocab::key(g)).collect(),
+        genre_ids,
+        lyrics: r.lyrics.clone(),
+        license: r.license.clone(),
+        source: r.source.clone(),
+        author: r.author.clone(),
+        title: r.title.clone(),
+        n_samples: entry.n_samples,
+        offset_seconds: offset,
+        song_seconds: song,
     })
 }

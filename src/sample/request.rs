@@ -6,6 +6,7 @@
 use super::run::{model_identity, ItemSpec, LevelSettings, Mode, Parent, RunSpec};
 use super::state::{EntropySums, LevelCodes, RunState};
 use crate::checkpoint::ModelDir;
+use crate::config::JukeboxConfig;
 use crate::level::Level;
 use crate::prior::windows::seconds_to_samples;
 use anyhow::{bail, Context, Result};
@@ -118,42 +119,8 @@ impl RunSpec {
             .seconds
             .context("--seconds (the total length of each sample) is required")?;
         let sample_length = seconds_to_samples(seconds, sr, top_hop)?;
-        let (prompt, prompt_samples) = match mode {
-            Mode::Primed => {
-                let p = req
-                    .prompt
-                    .clone()
-                    .context("primed mode needs --prompt FILE")?;
-                if !p.exists() {
-                    bail!("the prompt {} does not exist", p.display());
-                }
-                let ps = req
-                    .prompt_seconds
-                    .context("primed mode needs --prompt-seconds")?;
-                let n = seconds_to_samples(ps, sr, top_hop)?;
-                if n >= sample_length {
-                    bail!(
-                        "the prompt ({ps} s) must be shorter than the requested length --seconds {seconds}"
-                    );
-                }
-                let audio =
-                    crate::audio::load_prefix(&p, ps + crate::audio::PREFIX_MARGIN_SECONDS)?;
-                if audio.samples.len() < n {
-                    bail!(
-                        "the prompt {} is {:.3} s long, shorter than the {ps} s asked for by --prompt-seconds",
-                        p.display(),
-                        audio.samples.len() as f64 / sr as f64
-                    );
-                }
-                (Some(std::path::absolute(&p).unwrap_or(p)), n)
-            }
-            Mode::Ancestral => {
-                if req.prompt.is_some() {
-                    bail!("--prompt is only used in primed mode (--mode primed)");
-                }
-                (None, 0)
-            }
-        };
+        let (prompt, prompt_samples) =
+            request_prompt(req, mode, sr, top_hop, sample_length, seconds)?;
         let min_dur = cfg.priors[top]
             .labels
             .as_ref()
@@ -179,27 +146,7 @@ impl RunSpec {
             bail!("--n-samples must be at least 1");
         }
         let levels = parse_levels(&req.levels, cfg.priors.len())?;
-        let hop_fraction = req
-            .hop_fraction
-            .clone()
-            .unwrap_or_else(|| cfg.hop_fraction.clone());
-        if hop_fraction.len() != cfg.priors.len()
-            || hop_fraction.iter().any(|h| !(*h > 0.0 && *h <= 1.0))
-        {
-            bail!(
-                "--hop-fraction needs {} values in (0, 1], one per level 0,1,2",
-                cfg.priors.len()
-            );
-        }
-        let settings = hop_fraction
-            .iter()
-            .map(|&h| LevelSettings {
-                temperature: req.temperature,
-                top_k: req.top_k,
-                top_p: req.top_p,
-                hop_fraction: h,
-            })
-            .collect();
+        let settings = level_settings(req, cfg)?;
         let spec = RunSpec {
             version: env!("CARGO_PKG_VERSION").to_string(),
             model: std::path::absolute(&md.path).unwrap_or(md.path.clone()),
@@ -454,4 +401,77 @@ pub fn add_levels(
         spec.level_items[l] = chosen.clone();
     }
     Ok(())
+}
+
+/// The prompt of a primed request (absolute path, length in samples), checked against the
+/// requested length and the file's real length; `(None, 0)` for an ancestral one.
+fn request_prompt(
+    req: &SampleRequest,
+    mode: Mode,
+    sr: u32,
+    top_hop: usize,
+    sample_length: usize,
+    seconds: f64,
+) -> Result<(Option<PathBuf>, usize)> {
+    Ok(match mode {
+        Mode::Primed => {
+            let p = req
+                .prompt
+                .clone()
+                .context("primed mode needs --prompt FILE")?;
+            if !p.exists() {
+                bail!("the prompt {} does not exist", p.display());
+            }
+            let ps = req
+                .prompt_seconds
+                .context("primed mode needs --prompt-seconds")?;
+            let n = seconds_to_samples(ps, sr, top_hop)?;
+            if n >= sample_length {
+                bail!(
+                    "the prompt ({ps} s) must be shorter than the requested length --seconds {seconds}"
+                );
+            }
+            let audio = crate::audio::load_prefix(&p, ps + crate::audio::PREFIX_MARGIN_SECONDS)?;
+            if audio.samples.len() < n {
+                bail!(
+                    "the prompt {} is {:.3} s long, shorter than the {ps} s asked for by --prompt-seconds",
+                    p.display(),
+                    audio.samples.len() as f64 / sr as f64
+                );
+            }
+            (Some(std::path::absolute(&p).unwrap_or(p)), n)
+        }
+        Mode::Ancestral => {
+            if req.prompt.is_some() {
+                bail!("--prompt is only used in primed mode (--mode primed)");
+            }
+            (None, 0)
+        }
+    })
+}
+
+/// Sampling settings per level: the request's temperature and filters with its hop fractions
+/// (the model's when not given), one in (0, 1] per level.
+fn level_settings(req: &SampleRequest, cfg: &JukeboxConfig) -> Result<Vec<LevelSettings>> {
+    let hop_fraction = req
+        .hop_fraction
+        .clone()
+        .unwrap_or_else(|| cfg.hop_fraction.clone());
+    if hop_fraction.len() != cfg.priors.len()
+        || hop_fraction.iter().any(|h| !(*h > 0.0 && *h <= 1.0))
+    {
+        bail!(
+            "--hop-fraction needs {} values in (0, 1], one per level 0,1,2",
+            cfg.priors.len()
+        );
+    }
+    Ok(hop_fraction
+        .iter()
+        .map(|&h| LevelSettings {
+            temperature: req.temperature,
+            top_k: req.top_k,
+            top_p: req.top_p,
+            hop_fraction: h,
+        })
+        .collect())
 }
