@@ -212,60 +212,12 @@ fn check_model(dir: &Path, name: &str, tag: &str, r: &mut Report) -> Result<()> 
     let y = get(&io, "y")?;
     let music = get(&io, "tf_music_tokens")?;
     let cond = prior.conditioning(Some(y), None)?;
-    let labels = prior
-        .labels
-        .as_ref()
-        .context("fixture prior without labels")?;
-
-    // Labels half that the model owns: y_cond, timing bins and embedding, x_cond.
-    r.close(
-        format!("{tag}/y_cond"),
-        &cond.start,
-        get(&io, "y_cond")?,
-        TOL,
-    );
-    let rows = labels.rows(y)?;
-    let mut bad = 0;
-    for (i, row) in rows.iter().enumerate() {
-        let lc = &labels.cfg;
-        let bins = prior::timing_bins(
-            row.total_length,
-            row.offset,
-            row.sample_length,
-            prior.cfg.n_ctx,
-            lc.t_bins,
-            prior::SAMPLE_RATE,
-            lc.min_duration,
-            lc.max_duration,
-        )?;
-        let want = |k: &str| -> Result<Vec<i64>> {
-            Ok(get(&io, k)?.get(i)?.flatten_all()?.to_vec1::<i64>()?)
-        };
-        bad += usize::from(want("timing_bins_total")? != vec![bins.total]);
-        bad += want("timing_bins_absolute")?
-            .iter()
-            .zip(&bins.absolute)
-            .filter(|(a, b)| a != b)
-            .count();
-        bad += want("timing_bins_relative")?
-            .iter()
-            .zip(&bins.relative)
-            .filter(|(a, b)| a != b)
-            .count();
-    }
-    r.exact(format!("{tag}/timing_bins"), bad, 0, "");
-    if let Some(te) = labels.timing_emb(y)? {
-        r.close(
-            format!("{tag}/timing_emb"),
-            &te,
-            get(&io, "timing_emb")?,
-            TOL,
-        );
-    }
-    match &cond.x_cond {
-        Some(xc) => r.close(format!("{tag}/x_cond"), xc, get(&io, "x_cond")?, TOL),
-        None => r.fail(format!("{tag}/x_cond"), "no x_cond built"),
-    }
+    let c = Case {
+        prior: &prior,
+        io: &io,
+        tag,
+    };
+    c.labels_half(y, &cond, r)?;
     let seq = prior.raw_sequence(music, &cond)?;
     if let Ok(want) = get(&io, "prior_input_tokens") {
         r.exact(
@@ -275,186 +227,295 @@ fn check_model(dir: &Path, name: &str, tag: &str, r: &mut Report) -> Result<()> 
             "",
         );
     }
+    let lyric_loss = c.lyric_encoder(y, r)?;
+    let logits = c.teacher_forcing(&seq, &cond, r)?;
+    c.losses(&config, &logits, &seq, music.dim(1)?, lyric_loss, r)?;
+    c.greedy_sampling(&config, &cond, y.dim(0)?, r)
+}
 
-    // 5b lyric encoder.
-    let mut lyric_loss = None;
-    if let Some(enc) = &prior.encoder {
-        let k = prior.n_lyric_tokens();
-        let lyr = y.narrow(1, y.dim(1)? - k, k)?;
-        let mut rec = Record::default();
-        let out = enc.forward(&lyr, Some(&mut rec))?;
+/// One fixture model's parity checks, section by section.
+struct Case<'a> {
+    prior: &'a Prior,
+    io: &'a HashMap<String, Tensor>,
+    tag: &'a str,
+}
+
+impl Case<'_> {
+    /// The labels half the model owns: y_cond, timing bins and their embedding, x_cond.
+    fn labels_half(&self, y: &Tensor, cond: &prior::Conditioning, r: &mut Report) -> Result<()> {
+        let (prior, io, tag) = (self.prior, self.io, self.tag);
+        let labels = prior
+            .labels
+            .as_ref()
+            .context("fixture prior without labels")?;
         r.close(
-            format!("{tag}/enc_transformer_input"),
-            &out.transformer_input,
-            get(&io, "enc_transformer_input")?,
+            format!("{tag}/y_cond"),
+            &cond.start,
+            get(io, "y_cond")?,
+            TOL,
+        );
+        let rows = labels.rows(y)?;
+        let mut bad = 0;
+        for (i, row) in rows.iter().enumerate() {
+            let lc = &labels.cfg;
+            let bins = prior::timing_bins(
+                row.total_length,
+                row.offset,
+                row.sample_length,
+                prior.cfg.n_ctx,
+                lc.t_bins,
+                prior::SAMPLE_RATE,
+                lc.min_duration,
+                lc.max_duration,
+            )?;
+            let want = |k: &str| -> Result<Vec<i64>> {
+                Ok(get(io, k)?.get(i)?.flatten_all()?.to_vec1::<i64>()?)
+            };
+            bad += usize::from(want("timing_bins_total")? != vec![bins.total]);
+            bad += want("timing_bins_absolute")?
+                .iter()
+                .zip(&bins.absolute)
+                .filter(|(a, b)| a != b)
+                .count();
+            bad += want("timing_bins_relative")?
+                .iter()
+                .zip(&bins.relative)
+                .filter(|(a, b)| a != b)
+                .count();
+        }
+        r.exact(format!("{tag}/timing_bins"), bad, 0, "");
+        if let Some(te) = labels.timing_emb(y)? {
+            r.close(
+                format!("{tag}/timing_emb"),
+                &te,
+                get(io, "timing_emb")?,
+                TOL,
+            );
+        }
+        match &cond.x_cond {
+            Some(xc) => r.close(format!("{tag}/x_cond"), xc, get(io, "x_cond")?, TOL),
+            None => r.fail(format!("{tag}/x_cond"), "no x_cond built"),
+        }
+
+        Ok(())
+    }
+
+    /// The 5b lyric encoder, layer by layer; the lyric tokens' bits per row when there is one.
+    fn lyric_encoder(&self, y: &Tensor, r: &mut Report) -> Result<Option<Tensor>> {
+        let (prior, io, tag) = (self.prior, self.io, self.tag);
+        let mut lyric_loss = None;
+        if let Some(enc) = &prior.encoder {
+            let k = prior.n_lyric_tokens();
+            let lyr = y.narrow(1, y.dim(1)? - k, k)?;
+            let mut rec = Record::default();
+            let out = enc.forward(&lyr, Some(&mut rec))?;
+            r.close(
+                format!("{tag}/enc_transformer_input"),
+                &out.transformer_input,
+                get(io, "enc_transformer_input")?,
+                TOL,
+            );
+            let mut worst = 0f64;
+            for (i, lo) in rec.layer_outputs.iter().enumerate() {
+                worst = worst.max(super::max_abs_diff(
+                    lo,
+                    get(io, &format!("enc_layer_{i}_output"))?,
+                )?);
+            }
+            r.value(
+                format!("{tag}/enc_layer_outputs({})", rec.layer_outputs.len()),
+                worst,
+                TOL,
+            );
+            r.close(
+                format!("{tag}/enc_acts"),
+                &out.acts,
+                get(io, "enc_acts")?,
+                TOL,
+            );
+            r.close(
+                format!("{tag}/encoder_kv"),
+                &out.encoder_kv,
+                get(io, "encoder_kv")?,
+                TOL,
+            );
+            let ll = enc.lyric_logits(&out.encoder_kv)?;
+            r.close(
+                format!("{tag}/lyric_logits"),
+                &ll,
+                get(io, "lyric_logits")?,
+                TOL,
+            );
+            lyric_loss = Some(row_bits(&ll, &lyr.to_dtype(DType::I64)?)?);
+        }
+
+        Ok(lyric_loss)
+    }
+
+    /// Teacher forcing: every layer, the logits, attention weights of prime/cross layers.
+    fn teacher_forcing(
+        &self,
+        seq: &Tensor,
+        cond: &prior::Conditioning,
+        r: &mut Report,
+    ) -> Result<Tensor> {
+        let (prior, io, tag) = (self.prior, self.io, self.tag);
+        let attn_layers: Vec<usize> = prior
+            .transformer
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| matches!(l.kind, prior::AttnKind::Prime | prior::AttnKind::Cross))
+            .map(|(i, _)| i)
+            .collect();
+        let mut rec = Record::default();
+        let (logits, x_in) = prior.forward_seq(seq, cond, Some(&mut rec), &attn_layers)?;
+        r.close(
+            format!("{tag}/tf_transformer_input"),
+            &x_in,
+            get(io, "tf_transformer_input")?,
             TOL,
         );
         let mut worst = 0f64;
         for (i, lo) in rec.layer_outputs.iter().enumerate() {
             worst = worst.max(super::max_abs_diff(
                 lo,
-                get(&io, &format!("enc_layer_{i}_output"))?,
+                get(io, &format!("tf_layer_{i}_output"))?,
             )?);
         }
         r.value(
-            format!("{tag}/enc_layer_outputs({})", rec.layer_outputs.len()),
+            format!("{tag}/tf_layer_outputs({})", rec.layer_outputs.len()),
             worst,
             TOL,
         );
         r.close(
-            format!("{tag}/enc_acts"),
-            &out.acts,
-            get(&io, "enc_acts")?,
-            TOL,
-        );
-        r.close(
-            format!("{tag}/encoder_kv"),
-            &out.encoder_kv,
-            get(&io, "encoder_kv")?,
-            TOL,
-        );
-        let ll = enc.lyric_logits(&out.encoder_kv)?;
-        r.close(
-            format!("{tag}/lyric_logits"),
-            &ll,
-            get(&io, "lyric_logits")?,
-            TOL,
-        );
-        lyric_loss = Some(row_bits(&ll, &lyr.to_dtype(DType::I64)?)?);
-    }
-
-    // Teacher forcing: every layer, the logits, attention weights of prime/cross layers.
-    let attn_layers: Vec<usize> = prior
-        .transformer
-        .layers
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| matches!(l.kind, prior::AttnKind::Prime | prior::AttnKind::Cross))
-        .map(|(i, _)| i)
-        .collect();
-    let mut rec = Record::default();
-    let (logits, x_in) = prior.forward_seq(&seq, &cond, Some(&mut rec), &attn_layers)?;
-    r.close(
-        format!("{tag}/tf_transformer_input"),
-        &x_in,
-        get(&io, "tf_transformer_input")?,
-        TOL,
-    );
-    let mut worst = 0f64;
-    for (i, lo) in rec.layer_outputs.iter().enumerate() {
-        worst = worst.max(super::max_abs_diff(
-            lo,
-            get(&io, &format!("tf_layer_{i}_output"))?,
-        )?);
-    }
-    r.value(
-        format!("{tag}/tf_layer_outputs({})", rec.layer_outputs.len()),
-        worst,
-        TOL,
-    );
-    r.close(
-        format!("{tag}/tf_logits"),
-        &logits,
-        get(&io, "tf_logits")?,
-        TOL,
-    );
-    let p = prior.lyric_prefix_len();
-    for (layer, w) in &rec.attn_weights {
-        let w = if p > 0 {
-            let l = w.dim(2)?;
-            w.narrow(2, p, l - p)?.narrow(3, 0, p)?
-        } else {
-            w.clone()
-        };
-        r.close(
-            format!("{tag}/attn_layer{layer}"),
-            &w,
-            get(&io, &format!("attn_layer{layer}"))?,
-            TOL,
-        );
-    }
-
-    // Per-row losses (bits): prime, gen, and the official weighted total.
-    let t = music.dim(1)?;
-    let gen = row_bits(&logits.narrow(1, p, t)?, &seq.narrow(1, p, t)?)?;
-    let prime = if p > 0 {
-        Some(row_bits(&logits.narrow(1, 0, p)?, &seq.narrow(1, 0, p)?)?)
-    } else {
-        lyric_loss
-    };
-    r.close(
-        format!("{tag}/tf_gen_loss"),
-        &gen,
-        get(&io, "tf_gen_loss")?,
-        TOL,
-    );
-    let n_rows = gen.dim(0)?;
-    let prime = match prime {
-        Some(pl) => pl,
-        None => Tensor::zeros(n_rows, DType::F32, &Device::Cpu)?,
-    };
-    r.close(
-        format!("{tag}/tf_prime_loss"),
-        &prime,
-        get(&io, "tf_prime_loss")?,
-        TOL,
-    );
-    let hps = &config["hps"];
-    let pdims = prior.n_lyric_tokens() as f64;
-    let gdims = prior.cfg.n_ctx as f64;
-    let frac = hps
-        .get("prime_loss_fraction")
-        .and_then(Value::as_f64)
-        .unwrap_or(0.0);
-    let total = ((prime * (frac * pdims / (pdims + gdims)))? + (gen * (gdims / (pdims + gdims)))?)?;
-    r.close(format!("{tag}/tf_loss"), &total, get(&io, "tf_loss")?, TOL);
-
-    // Greedy KV-cached sampling: ancestral, then primed with the fixture's chunk size.
-    let chunk = config["io_inputs"]
-        .get("main_chunk_size")
-        .and_then(Value::as_u64)
-        .unwrap_or(32) as usize;
-    let n = y.dim(0)?;
-    let seeds: Vec<u64> = (0..n as u64).collect();
-    let opts = SampleOpts {
-        temp: 1.0,
-        top_k: 1,
-        chunk_size: chunk,
-        keep_logits: true,
-        ..Default::default()
-    };
-    for mode in ["anc", "primed"] {
-        let prime = if mode == "anc" {
-            Tensor::zeros((n, 0), DType::I64, &Device::Cpu)?
-        } else {
-            get(&io, "primed_prime")?.clone()
-        };
-        let n_new = prior.cfg.n_ctx - prime.dim(1)?;
-        let out =
-            prior::sample_window(&prior, &cond, &prime, n_new, &seeds, &opts, &mut |_, _| {})?;
-        let logits = out.logits.context("no logits kept")?;
-        r.close(
-            format!("{tag}/{mode}_step_logits"),
+            format!("{tag}/tf_logits"),
             &logits,
-            get(&io, &format!("{mode}_step_logits"))?,
+            get(io, "tf_logits")?,
             TOL,
         );
-        r.exact(
-            format!("{tag}/{mode}_tokens"),
-            mismatches(&out.tokens, get(&io, &format!("{mode}_tokens"))?)?,
-            0,
-            "",
+        let p = prior.lyric_prefix_len();
+        for (layer, w) in &rec.attn_weights {
+            let w = if p > 0 {
+                let l = w.dim(2)?;
+                w.narrow(2, p, l - p)?.narrow(3, 0, p)?
+            } else {
+                w.clone()
+            };
+            r.close(
+                format!("{tag}/attn_layer{layer}"),
+                &w,
+                get(io, &format!("attn_layer{layer}"))?,
+                TOL,
+            );
+        }
+
+        Ok(logits)
+    }
+
+    /// Per-row losses (bits): prime, gen, and the official weighted total.
+    fn losses(
+        &self,
+        config: &Value,
+        logits: &Tensor,
+        seq: &Tensor,
+        t: usize,
+        lyric_loss: Option<Tensor>,
+        r: &mut Report,
+    ) -> Result<()> {
+        let (prior, io, tag) = (self.prior, self.io, self.tag);
+        let p = prior.lyric_prefix_len();
+        let gen = row_bits(&logits.narrow(1, p, t)?, &seq.narrow(1, p, t)?)?;
+        let prime = if p > 0 {
+            Some(row_bits(&logits.narrow(1, 0, p)?, &seq.narrow(1, 0, p)?)?)
+        } else {
+            lyric_loss
+        };
+        r.close(
+            format!("{tag}/tf_gen_loss"),
+            &gen,
+            get(io, "tf_gen_loss")?,
+            TOL,
         );
-        if let Ok(want) = get(&io, &format!("{mode}_raw_tokens")) {
+        let n_rows = gen.dim(0)?;
+        let prime = match prime {
+            Some(pl) => pl,
+            None => Tensor::zeros(n_rows, DType::F32, &Device::Cpu)?,
+        };
+        r.close(
+            format!("{tag}/tf_prime_loss"),
+            &prime,
+            get(io, "tf_prime_loss")?,
+            TOL,
+        );
+        let hps = &config["hps"];
+        let pdims = prior.n_lyric_tokens() as f64;
+        let gdims = prior.cfg.n_ctx as f64;
+        let frac = hps
+            .get("prime_loss_fraction")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+        let total =
+            ((prime * (frac * pdims / (pdims + gdims)))? + (gen * (gdims / (pdims + gdims)))?)?;
+        r.close(format!("{tag}/tf_loss"), &total, get(io, "tf_loss")?, TOL);
+
+        Ok(())
+    }
+
+    /// Greedy KV-cached sampling: ancestral, then primed with the fixture's chunk size.
+    fn greedy_sampling(
+        &self,
+        config: &Value,
+        cond: &prior::Conditioning,
+        n: usize,
+        r: &mut Report,
+    ) -> Result<()> {
+        let (prior, io, tag) = (self.prior, self.io, self.tag);
+        let chunk = config["io_inputs"]
+            .get("main_chunk_size")
+            .and_then(Value::as_u64)
+            .unwrap_or(32) as usize;
+        let seeds: Vec<u64> = (0..n as u64).collect();
+        let opts = SampleOpts {
+            temp: 1.0,
+            top_k: 1,
+            chunk_size: chunk,
+            keep_logits: true,
+            ..Default::default()
+        };
+        for mode in ["anc", "primed"] {
+            let prime = if mode == "anc" {
+                Tensor::zeros((n, 0), DType::I64, &Device::Cpu)?
+            } else {
+                get(io, "primed_prime")?.clone()
+            };
+            let n_new = prior.cfg.n_ctx - prime.dim(1)?;
+            let out =
+                prior::sample_window(prior, cond, &prime, n_new, &seeds, &opts, &mut |_, _| {})?;
+            let logits = out.logits.context("no logits kept")?;
+            r.close(
+                format!("{tag}/{mode}_step_logits"),
+                &logits,
+                get(io, &format!("{mode}_step_logits"))?,
+                TOL,
+            );
             r.exact(
-                format!("{tag}/{mode}_raw_tokens"),
-                mismatches(&out.raw, want)?,
+                format!("{tag}/{mode}_tokens"),
+                mismatches(&out.tokens, get(io, &format!("{mode}_tokens"))?)?,
                 0,
                 "",
             );
+            if let Ok(want) = get(io, &format!("{mode}_raw_tokens")) {
+                r.exact(
+                    format!("{tag}/{mode}_raw_tokens"),
+                    mismatches(&out.raw, want)?,
+                    0,
+                    "",
+                );
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The official labeller of a fixture prior (v2 or v3 ids per `hps.labels_v3`).

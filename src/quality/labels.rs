@@ -25,9 +25,10 @@ use crate::labels::{BaseLabel, Field, IdKind, IdSet, Labeller, Meta};
 use crate::prior::rank::{self, Candidate, RankRequest};
 use crate::prior::windows::get_starts;
 use crate::prior::{score_sequence, Prior, SAMPLE_RATE};
+use crate::vqvae::VqVae;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Tokens at the start of each window that the early-token figures average.
 pub const EARLY: usize = 16;
@@ -400,178 +401,242 @@ pub fn measure(
     let vq = md.vqvae(dev)?;
     let sr = md.config.vqvae.sample_rate;
     let top_hop = md.config.vqvae.hop_length(level);
-    let encode = |x: &[f32]| -> Result<Vec<i64>> {
-        let t = Tensor::from_slice(x, (1, x.len()), dev)?;
-        Ok(vq
-            .encode(&t, level)
-            .context("encoding at the top level")?
-            .to_dtype(DType::I64)?
-            .flatten_all()?
-            .to_vec1::<i64>()?)
-    };
     let min_s = if lc.include_time_signal {
         lc.min_duration
     } else {
         0.0
     };
     let early = opts.early.max(1);
-
-    // Prompt label spread.
-    let audio = crate::audio::load(&opts.prompt)
-        .with_context(|| format!("loading the prompt {}", opts.prompt.display()))?;
-    let samples = audio.samples.len() / top_hop * top_hop;
-    let prompt = if samples == 0 {
-        Section::Skipped(format!(
-            "the prompt {} is shorter than one top-level token",
-            opts.prompt.display()
-        ))
-    } else {
-        let tokens = encode(&audio.samples[..samples])?;
-        let audio_s = samples as f64 / sr as f64;
-        // As `rank-labels` (the prompt's length, at least the prior's minimum), clamped into
-        // the prior's range so that a prompt longer than its longest song can still be scored.
-        let want = (audio_s.max(min_s) * SAMPLE_RATE).round().max(1.0) as u64;
-        let (total_length, _) = timing(&pcfg, want, 0);
-        let req = |candidates: Vec<Candidate>| RankRequest {
-            candidates,
-            artist: "unknown".into(),
-            genres: Vec::new(),
-            lyrics: None,
-            total_length,
-        };
-        progress(&format!(
-            "labels: {} genres on the prompt's {} top-level tokens",
-            genres.len(),
-            tokens.len()
-        ));
-        let g = spread(&prior, &lab, &req(genres.clone()), 0, &tokens, early)?;
-        let artists = if opts.artists {
-            let a = rank::candidates(&ids, Field::Artist, None);
-            if a.is_empty() {
-                None
-            } else {
-                progress(&format!("labels: {} artists on the prompt", a.len()));
-                Some(spread(&prior, &lab, &req(a), 0, &tokens, early)?)
-            }
-        } else {
-            None
-        };
-        let (expected, expected_note) = match &opts.prompt_genre {
-            None => (None, None),
-            Some(name) => match genre_ids_of(&ids, name, &genres).first() {
-                Some(&id) => (
-                    Some((id, g.get(id).map_or(name.clone(), |s| s.name.clone()))),
-                    None,
-                ),
-                None => (
-                    None,
-                    Some(format!(
-                        "the model has no genre `{name}`, so no rank is given"
-                    )),
-                ),
-            },
-        };
-        let n_ctx = pcfg.n_ctx;
-        Section::Measured(PromptSpread {
-            prompt: opts.prompt.display().to_string(),
-            level,
-            seconds: audio_s,
-            tokens: tokens.len(),
-            n_ctx,
-            windows: get_starts(tokens.len(), n_ctx, n_ctx).len(),
-            early,
-            early_positions: early_positions(tokens.len(), n_ctx, early).len(),
-            genres: g,
-            artists,
-            expected,
-            expected_note,
-        })
+    let sc = Scorer {
+        prior: &prior,
+        vq: &vq,
+        lab: &lab,
+        ids: &ids,
+        genres: &genres,
+        pcfg: &pcfg,
+        level,
+        top_hop,
+        sr,
+        early,
+        dev,
     };
 
-    // Held-out genre accuracy.
+    let prompt = sc.prompt_spread(opts, min_s, progress)?;
     let accuracy = match &opts.corpus {
         None => Section::Skipped(
             "no corpus given (`--corpus`/`--prior-corpus`): the held-out files and their genres \
              come from the priors' training corpus"
                 .to_string(),
         ),
-        Some(dir) => {
-            let corpus = Corpus::open(dir)
-                .with_context(|| format!("opening the corpus {}", dir.display()))?;
-            let (_, valid, split) = heldout::split(&corpus, opts.split_seed, opts.valid_fraction);
-            let max_len = opts.windows_per_file.max(1) * pcfg.n_ctx * top_hop;
-            let mut files = Vec::new();
-            let mut left_out = Vec::new();
-            progress(&format!(
-                "labels: genre accuracy on {} held-out files of {}",
-                valid.len().min(opts.max_files),
-                dir.display()
-            ));
-            for (i, &item) in valid.iter().enumerate() {
-                let it = &corpus.items[item];
-                if i >= opts.max_files {
-                    left_out.push(format!("{}: over --label-files", it.rel));
-                    continue;
-                }
-                let true_ids = item_genre_ids(&ids, it, &genres);
-                if true_ids.is_empty() {
-                    left_out.push(format!(
-                        "{}: genre `{}` is not a genre of the model",
-                        it.rel,
-                        it.genres.join("+")
-                    ));
-                    continue;
-                }
-                let len = (it.n_samples as usize).min(max_len) / top_hop * top_hop;
-                if len == 0 {
-                    left_out.push(format!("{}: shorter than one top-level token", it.rel));
-                    continue;
-                }
-                let x = corpus
-                    .load_window(it, 0, len)
-                    .with_context(|| format!("reading {}", it.rel))?;
-                let tokens = encode(&x)?;
-                let (total, offset) = timing(&pcfg, it.song_samples(), it.offset_samples());
-                let req = RankRequest {
-                    candidates: genres.clone(),
-                    artist: "unknown".into(),
-                    genres: Vec::new(),
-                    lyrics: Some(it.lyrics.clone()),
-                    total_length: total,
-                };
-                let s = spread(&prior, &lab, &req, offset, &tokens, early)
-                    .with_context(|| format!("scoring genres on {}", it.rel))?;
-                let (bw, be) = (s.best(false).unwrap(), s.best(true).unwrap());
-                files.push(FileRow {
-                    rel: it.rel.clone(),
-                    genres: it.genres.clone(),
-                    genre_ids: true_ids.clone(),
-                    tokens: tokens.len(),
-                    best_whole: bw.name.clone(),
-                    best_early: be.name.clone(),
-                    hit_whole: true_ids.contains(&bw.id),
-                    hit_early: true_ids.contains(&be.id),
-                });
-            }
-            if files.is_empty() {
-                Section::Skipped(format!(
-                    "no held-out file of {} has a genre of the model ({} left out)",
-                    dir.display(),
-                    left_out.len()
-                ))
-            } else {
-                Section::Measured(Accuracy {
-                    split,
-                    n_genres: genres.len(),
-                    early,
-                    windows_per_file: opts.windows_per_file.max(1),
-                    files,
-                    left_out,
-                })
-            }
-        }
+        Some(dir) => sc.heldout_accuracy(opts, dir, progress)?,
     };
     Ok(LabelResult { prompt, accuracy })
+}
+
+/// What both label sections score with: the top prior, the VQ-VAE that encodes their audio,
+/// the labeller and the model's genres.
+struct Scorer<'a> {
+    prior: &'a Prior,
+    vq: &'a VqVae,
+    lab: &'a Labeller,
+    ids: &'a IdSet,
+    genres: &'a [Candidate],
+    pcfg: &'a crate::config::PriorConfig,
+    level: usize,
+    top_hop: usize,
+    sr: u32,
+    early: usize,
+    dev: &'a Device,
+}
+
+impl Scorer<'_> {
+    /// Top-level codes of `x` (a whole number of top-level hops).
+    fn encode(&self, x: &[f32]) -> Result<Vec<i64>> {
+        let t = Tensor::from_slice(x, (1, x.len()), self.dev)?;
+        Ok(self
+            .vq
+            .encode(&t, self.level)
+            .context("encoding at the top level")?
+            .to_dtype(DType::I64)?
+            .flatten_all()?
+            .to_vec1::<i64>()?)
+    }
+
+    /// How far the genres (and artists) move the bits of the prompt's top-level codes, over
+    /// whole windows and over their first tokens.
+    fn prompt_spread(
+        &self,
+        opts: &LabelOpts,
+        min_s: f64,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Section<PromptSpread>> {
+        let audio = crate::audio::load(&opts.prompt)
+            .with_context(|| format!("loading the prompt {}", opts.prompt.display()))?;
+        let samples = audio.samples.len() / self.top_hop * self.top_hop;
+        Ok(if samples == 0 {
+            Section::Skipped(format!(
+                "the prompt {} is shorter than one top-level token",
+                opts.prompt.display()
+            ))
+        } else {
+            let tokens = self.encode(&audio.samples[..samples])?;
+            let audio_s = samples as f64 / self.sr as f64;
+            // As `rank-labels` (the prompt's length, at least the prior's minimum), clamped into
+            // the prior's range so that a prompt longer than its longest song can still be scored.
+            let want = (audio_s.max(min_s) * SAMPLE_RATE).round().max(1.0) as u64;
+            let (total_length, _) = timing(self.pcfg, want, 0);
+            let req = |candidates: Vec<Candidate>| RankRequest {
+                candidates,
+                artist: "unknown".into(),
+                genres: Vec::new(),
+                lyrics: None,
+                total_length,
+            };
+            progress(&format!(
+                "labels: {} genres on the prompt's {} top-level tokens",
+                self.genres.len(),
+                tokens.len()
+            ));
+            let g = spread(
+                self.prior,
+                self.lab,
+                &req(self.genres.to_vec()),
+                0,
+                &tokens,
+                self.early,
+            )?;
+            let artists = if opts.artists {
+                let a = rank::candidates(self.ids, Field::Artist, None);
+                if a.is_empty() {
+                    None
+                } else {
+                    progress(&format!("labels: {} artists on the prompt", a.len()));
+                    Some(spread(
+                        self.prior,
+                        self.lab,
+                        &req(a),
+                        0,
+                        &tokens,
+                        self.early,
+                    )?)
+                }
+            } else {
+                None
+            };
+            let (expected, expected_note) = match &opts.prompt_genre {
+                None => (None, None),
+                Some(name) => match genre_ids_of(self.ids, name, self.genres).first() {
+                    Some(&id) => (
+                        Some((id, g.get(id).map_or(name.clone(), |s| s.name.clone()))),
+                        None,
+                    ),
+                    None => (
+                        None,
+                        Some(format!(
+                            "the model has no genre `{name}`, so no rank is given"
+                        )),
+                    ),
+                },
+            };
+            let n_ctx = self.pcfg.n_ctx;
+            Section::Measured(PromptSpread {
+                prompt: opts.prompt.display().to_string(),
+                level: self.level,
+                seconds: audio_s,
+                tokens: tokens.len(),
+                n_ctx,
+                windows: get_starts(tokens.len(), n_ctx, n_ctx).len(),
+                early: self.early,
+                early_positions: early_positions(tokens.len(), n_ctx, self.early).len(),
+                genres: g,
+                artists,
+                expected,
+                expected_note,
+            })
+        })
+    }
+
+    /// Top-1 genre accuracy of the ranking on held-out files of `dir`.
+    fn heldout_accuracy(
+        &self,
+        opts: &LabelOpts,
+        dir: &Path,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Section<Accuracy>> {
+        let corpus =
+            Corpus::open(dir).with_context(|| format!("opening the corpus {}", dir.display()))?;
+        let (_, valid, split) = heldout::split(&corpus, opts.split_seed, opts.valid_fraction);
+        let max_len = opts.windows_per_file.max(1) * self.pcfg.n_ctx * self.top_hop;
+        let mut files = Vec::new();
+        let mut left_out = Vec::new();
+        progress(&format!(
+            "labels: genre accuracy on {} held-out files of {}",
+            valid.len().min(opts.max_files),
+            dir.display()
+        ));
+        for (i, &item) in valid.iter().enumerate() {
+            let it = &corpus.items[item];
+            if i >= opts.max_files {
+                left_out.push(format!("{}: over --label-files", it.rel));
+                continue;
+            }
+            let true_ids = item_genre_ids(self.ids, it, self.genres);
+            if true_ids.is_empty() {
+                left_out.push(format!(
+                    "{}: genre `{}` is not a genre of the model",
+                    it.rel,
+                    it.genres.join("+")
+                ));
+                continue;
+            }
+            let len = (it.n_samples as usize).min(max_len) / self.top_hop * self.top_hop;
+            if len == 0 {
+                left_out.push(format!("{}: shorter than one top-level token", it.rel));
+                continue;
+            }
+            let x = corpus
+                .load_window(it, 0, len)
+                .with_context(|| format!("reading {}", it.rel))?;
+            let tokens = self.encode(&x)?;
+            let (total, offset) = timing(self.pcfg, it.song_samples(), it.offset_samples());
+            let req = RankRequest {
+                candidates: self.genres.to_vec(),
+                artist: "unknown".into(),
+                genres: Vec::new(),
+                lyrics: Some(it.lyrics.clone()),
+                total_length: total,
+            };
+            let s = spread(self.prior, self.lab, &req, offset, &tokens, self.early)
+                .with_context(|| format!("scoring genres on {}", it.rel))?;
+            let (bw, be) = (s.best(false).unwrap(), s.best(true).unwrap());
+            files.push(FileRow {
+                rel: it.rel.clone(),
+                genres: it.genres.clone(),
+                genre_ids: true_ids.clone(),
+                tokens: tokens.len(),
+                best_whole: bw.name.clone(),
+                best_early: be.name.clone(),
+                hit_whole: true_ids.contains(&bw.id),
+                hit_early: true_ids.contains(&be.id),
+            });
+        }
+        Ok(if files.is_empty() {
+            Section::Skipped(format!(
+                "no held-out file of {} has a genre of the model ({} left out)",
+                dir.display(),
+                left_out.len()
+            ))
+        } else {
+            Section::Measured(Accuracy {
+                split,
+                n_genres: self.genres.len(),
+                early: self.early,
+                windows_per_file: opts.windows_per_file.max(1),
+                files,
+                left_out,
+            })
+        })
+    }
 }
 
 /// The song length and offset labels of a file scored from its start, clamped into the prior's

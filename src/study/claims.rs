@@ -109,200 +109,218 @@ fn paired(
 /// Measure all claims from the item records and the separability tests.
 pub fn measure(plan: &Plan, items: &[ItemRecord], sep: &[Separability]) -> Vec<Claim> {
     let mut out = vec![];
-    let find = |cell: &str, seed: u64| items.iter().find(|it| it.cell == cell && it.seed == seed);
     for &level in &plan.levels {
-        // 1. Primed against ancestral, paired by label set and seed.
-        type Get = fn(&super::store::LevelRecord) -> f64;
-        let metrics: [(&str, Get, bool); 3] = [
-            ("tempo_err_bpm", |l| l.features.tempo_err_bpm, true),
-            ("onset_corr", |l| l.features.onset_corr, false),
-            ("bits_own", |l| l.bits_own, true),
-        ];
-        for (metric, get, less) in metrics {
-            let mut pairs = vec![];
-            let mut cells = vec![];
-            for pc in plan.cells.iter().filter(|c| c.mode == Mode::Primed) {
-                let Some(ac) = plan.cells.iter().find(|c| {
-                    c.mode == Mode::Ancestral
-                        && c.genre_ids == pc.genre_ids
-                        && c.artist_id == pc.artist_id
-                }) else {
-                    continue;
-                };
+        primed_vs_ancestral(plan, items, level, &mut out);
+        labels_vs_none_entropy(plan, items, level, &mut out);
+        labels_vs_none_spread(plan, items, level, &mut out);
+        within_vs_between(plan, sep, level, &mut out);
+    }
+    out
+}
+
+fn find_item<'a>(items: &'a [ItemRecord], cell: &str, seed: u64) -> Option<&'a ItemRecord> {
+    items.iter().find(|it| it.cell == cell && it.seed == seed)
+}
+
+/// Claim 1: primed against ancestral, paired by label set and seed.
+fn primed_vs_ancestral(plan: &Plan, items: &[ItemRecord], level: usize, out: &mut Vec<Claim>) {
+    let find = |cell: &str, seed: u64| find_item(items, cell, seed);
+    type Get = fn(&super::store::LevelRecord) -> f64;
+    let metrics: [(&str, Get, bool); 3] = [
+        ("tempo_err_bpm", |l| l.features.tempo_err_bpm, true),
+        ("onset_corr", |l| l.features.onset_corr, false),
+        ("bits_own", |l| l.bits_own, true),
+    ];
+    for (metric, get, less) in metrics {
+        let mut pairs = vec![];
+        let mut cells = vec![];
+        for pc in plan.cells.iter().filter(|c| c.mode == Mode::Primed) {
+            let Some(ac) = plan.cells.iter().find(|c| {
+                c.mode == Mode::Ancestral
+                    && c.genre_ids == pc.genre_ids
+                    && c.artist_id == pc.artist_id
+            }) else {
+                continue;
+            };
+            let mut used = false;
+            for &seed in &plan.seeds {
+                if let (Some(p), Some(a)) = (find(&pc.id, seed), find(&ac.id, seed)) {
+                    if let (Some(lp), Some(la)) = (p.level(level), a.level(level)) {
+                        pairs.push((get(lp), get(la)));
+                        used = true;
+                    }
+                }
+            }
+            if used {
+                cells.push(pc.id.clone());
+                cells.push(ac.id.clone());
+            }
+        }
+        if !pairs.is_empty() {
+            out.push(paired(
+                1,
+                level,
+                metric,
+                ("primed", "ancestral"),
+                &pairs,
+                less,
+                cells,
+            ));
+        }
+    }
+}
+
+/// Claim 2a: labels against no labels in sampling entropy, paired by mode and seed.
+fn labels_vs_none_entropy(plan: &Plan, items: &[ItemRecord], level: usize, out: &mut Vec<Claim>) {
+    let find = |cell: &str, seed: u64| find_item(items, cell, seed);
+    for (metric, get) in [
+        (
+            "entropy_filtered_bits",
+            (|l| l.entropy_filtered_bits) as fn(&super::store::LevelRecord) -> f64,
+        ),
+        ("entropy_raw_bits", |l| l.entropy_raw_bits),
+    ] {
+        let mut pairs = vec![];
+        let mut cells = vec![];
+        for nc in plan
+            .cells
+            .iter()
+            .filter(|c| c.no_label && c.mode == Mode::Primed)
+        {
+            for lc in plan
+                .cells
+                .iter()
+                .filter(|c| !c.no_label && c.mode == nc.mode)
+            {
                 let mut used = false;
                 for &seed in &plan.seeds {
-                    if let (Some(p), Some(a)) = (find(&pc.id, seed), find(&ac.id, seed)) {
-                        if let (Some(lp), Some(la)) = (p.level(level), a.level(level)) {
-                            pairs.push((get(lp), get(la)));
+                    if let (Some(x), Some(y)) = (find(&lc.id, seed), find(&nc.id, seed)) {
+                        if let (Some(lx), Some(ly)) = (x.level(level), y.level(level)) {
+                            pairs.push((get(lx), get(ly)));
                             used = true;
                         }
                     }
                 }
                 if used {
-                    cells.push(pc.id.clone());
-                    cells.push(ac.id.clone());
+                    cells.push(lc.id.clone());
                 }
             }
-            if !pairs.is_empty() {
-                out.push(paired(
-                    1,
-                    level,
-                    metric,
-                    ("primed", "ancestral"),
-                    &pairs,
-                    less,
-                    cells,
-                ));
-            }
+            cells.push(nc.id.clone());
         }
-
-        // 2a. Labels against no labels: sampling entropy, paired by mode and seed.
-        for (metric, get) in [
-            (
-                "entropy_filtered_bits",
-                (|l| l.entropy_filtered_bits) as fn(&super::store::LevelRecord) -> f64,
-            ),
-            ("entropy_raw_bits", |l| l.entropy_raw_bits),
-        ] {
-            let mut pairs = vec![];
-            let mut cells = vec![];
-            for nc in plan
-                .cells
-                .iter()
-                .filter(|c| c.no_label && c.mode == Mode::Primed)
-            {
-                for lc in plan
-                    .cells
-                    .iter()
-                    .filter(|c| !c.no_label && c.mode == nc.mode)
-                {
-                    let mut used = false;
-                    for &seed in &plan.seeds {
-                        if let (Some(x), Some(y)) = (find(&lc.id, seed), find(&nc.id, seed)) {
-                            if let (Some(lx), Some(ly)) = (x.level(level), y.level(level)) {
-                                pairs.push((get(lx), get(ly)));
-                                used = true;
-                            }
-                        }
-                    }
-                    if used {
-                        cells.push(lc.id.clone());
-                    }
-                }
-                cells.push(nc.id.clone());
-            }
-            if !pairs.is_empty() {
-                out.push(paired(
-                    2,
-                    level,
-                    metric,
-                    ("labels", "no labels"),
-                    &pairs,
-                    true,
-                    cells,
-                ));
-            }
-        }
-
-        // 2b. Spread of spectral features across seeds: labelled cells against the no-label cell.
-        let set = level_set(plan, items, level, &|c| c.mode == Mode::Primed);
-        let spread_of = |cell: &str| -> Option<f64> {
-            let zs: Vec<&Vec<f64>> = set
-                .items
-                .iter()
-                .zip(&set.z)
-                .filter(|((it, _), _)| it.cell == cell)
-                .map(|(_, z)| z)
-                .collect();
-            let mut d = vec![];
-            for i in 0..zs.len() {
-                for j in i + 1..zs.len() {
-                    d.push(stats::euclid(zs[i], zs[j]));
-                }
-            }
-            (!d.is_empty()).then(|| stats::mean(&d))
-        };
-        let nolabel = plan
-            .cells
-            .iter()
-            .find(|c| c.no_label && c.mode == Mode::Primed);
-        if let Some(nc) = nolabel {
-            if let Some(ns) = spread_of(&nc.id) {
-                let mut spreads = vec![];
-                let mut cells = vec![];
-                for lc in plan
-                    .cells
-                    .iter()
-                    .filter(|c| !c.no_label && c.mode == Mode::Primed)
-                {
-                    if let Some(s) = spread_of(&lc.id) {
-                        spreads.push(s);
-                        cells.push(lc.id.clone());
-                    }
-                }
-                cells.push(nc.id.clone());
-                if !spreads.is_empty() {
-                    let d: Vec<f64> = spreads.iter().map(|s| s - ns).collect();
-                    let ci =
-                        stats::bootstrap_ci(&d, stats::STATS_SEED ^ 0x2b ^ ((level as u64) << 4));
-                    let diff = stats::mean(&d);
-                    out.push(Claim {
-                        claim: 2,
-                        level,
-                        metric: "seed_spread_spectral".into(),
-                        a: "labels".into(),
-                        b: "no labels".into(),
-                        n: spreads.len(),
-                        mean_a: stats::mean(&spreads),
-                        se_a: stats::std_err(&spreads),
-                        mean_b: ns,
-                        se_b: 0.0,
-                        diff,
-                        diff_se: stats::std_err(&d),
-                        p: f64::NAN,
-                        ci,
-                        expect: "labels < no labels".into(),
-                        verdict: verdict(diff, f64::NAN, ci, true),
-                        cells,
-                    });
-                }
-            }
-        }
-
-        // 3. Within-cell seed spread against between-cell distance (primed sweep cells).
-        for t in sep
-            .iter()
-            .filter(|t| t.level == level && t.mode == Mode::Primed && t.factor == "cell")
-        {
-            let r = &t.result;
-            let cells: Vec<String> = plan
-                .cells
-                .iter()
-                .filter(|c| c.mode == Mode::Primed && !c.no_label)
-                .map(|c| c.id.clone())
-                .collect();
-            out.push(Claim {
-                claim: 3,
+        if !pairs.is_empty() {
+            out.push(paired(
+                2,
                 level,
-                metric: format!("{}_distance", t.space),
-                a: "within cell (seeds)".into(),
-                b: "between cells".into(),
-                n: r.n_items,
-                mean_a: r.within,
-                se_a: r.within_se,
-                mean_b: r.between,
-                se_b: r.between_se,
-                diff: r.within - r.between,
-                diff_se: (r.within_se.powi(2) + r.between_se.powi(2)).sqrt(),
-                p: r.p,
-                ci: (f64::NAN, f64::NAN),
-                expect: "within cell (seeds) < between cells".into(),
-                verdict: verdict(r.within - r.between, r.p, (f64::NAN, f64::NAN), true),
+                metric,
+                ("labels", "no labels"),
+                &pairs,
+                true,
                 cells,
-            });
+            ));
         }
     }
-    out
+}
+
+/// Claim 2b: the spread of spectral features across seeds, labelled cells against the
+/// no-label cell.
+fn labels_vs_none_spread(plan: &Plan, items: &[ItemRecord], level: usize, out: &mut Vec<Claim>) {
+    let set = level_set(plan, items, level, &|c| c.mode == Mode::Primed);
+    let spread_of = |cell: &str| -> Option<f64> {
+        let zs: Vec<&Vec<f64>> = set
+            .items
+            .iter()
+            .zip(&set.z)
+            .filter(|((it, _), _)| it.cell == cell)
+            .map(|(_, z)| z)
+            .collect();
+        let mut d = vec![];
+        for i in 0..zs.len() {
+            for j in i + 1..zs.len() {
+                d.push(stats::euclid(zs[i], zs[j]));
+            }
+        }
+        (!d.is_empty()).then(|| stats::mean(&d))
+    };
+    let nolabel = plan
+        .cells
+        .iter()
+        .find(|c| c.no_label && c.mode == Mode::Primed);
+    if let Some(nc) = nolabel {
+        if let Some(ns) = spread_of(&nc.id) {
+            let mut spreads = vec![];
+            let mut cells = vec![];
+            for lc in plan
+                .cells
+                .iter()
+                .filter(|c| !c.no_label && c.mode == Mode::Primed)
+            {
+                if let Some(s) = spread_of(&lc.id) {
+                    spreads.push(s);
+                    cells.push(lc.id.clone());
+                }
+            }
+            cells.push(nc.id.clone());
+            if !spreads.is_empty() {
+                let d: Vec<f64> = spreads.iter().map(|s| s - ns).collect();
+                let ci = stats::bootstrap_ci(&d, stats::STATS_SEED ^ 0x2b ^ ((level as u64) << 4));
+                let diff = stats::mean(&d);
+                out.push(Claim {
+                    claim: 2,
+                    level,
+                    metric: "seed_spread_spectral".into(),
+                    a: "labels".into(),
+                    b: "no labels".into(),
+                    n: spreads.len(),
+                    mean_a: stats::mean(&spreads),
+                    se_a: stats::std_err(&spreads),
+                    mean_b: ns,
+                    se_b: 0.0,
+                    diff,
+                    diff_se: stats::std_err(&d),
+                    p: f64::NAN,
+                    ci,
+                    expect: "labels < no labels".into(),
+                    verdict: verdict(diff, f64::NAN, ci, true),
+                    cells,
+                });
+            }
+        }
+    }
+}
+
+/// Claim 3: within-cell seed spread against between-cell distance (primed sweep cells).
+fn within_vs_between(plan: &Plan, sep: &[Separability], level: usize, out: &mut Vec<Claim>) {
+    for t in sep
+        .iter()
+        .filter(|t| t.level == level && t.mode == Mode::Primed && t.factor == "cell")
+    {
+        let r = &t.result;
+        let cells: Vec<String> = plan
+            .cells
+            .iter()
+            .filter(|c| c.mode == Mode::Primed && !c.no_label)
+            .map(|c| c.id.clone())
+            .collect();
+        out.push(Claim {
+            claim: 3,
+            level,
+            metric: format!("{}_distance", t.space),
+            a: "within cell (seeds)".into(),
+            b: "between cells".into(),
+            n: r.n_items,
+            mean_a: r.within,
+            se_a: r.within_se,
+            mean_b: r.between,
+            se_b: r.between_se,
+            diff: r.within - r.between,
+            diff_se: (r.within_se.powi(2) + r.between_se.powi(2)).sqrt(),
+            p: r.p,
+            ci: (f64::NAN, f64::NAN),
+            expect: "within cell (seeds) < between cells".into(),
+            verdict: verdict(r.within - r.between, r.p, (f64::NAN, f64::NAN), true),
+            cells,
+        });
+    }
 }
 
 /// `claims.csv`; its last column, `runner`, says what produced the numbers (`model`, or `fake`
