@@ -13,6 +13,21 @@ Progress = Callable[[Dict[str, int]], None]
 class JukeboxError(Exception):
     """A clear error from jukebox-rs (bad input, a missing file, a model that does not fit)."""
 
+class UnknownLabelError(JukeboxError):
+    """An artist or genre the model does not know."""
+    name: str
+    nearest: List[str]
+    """The closest names the model knows, best first (empty for a model with numeric ids only)."""
+
+class CheckpointError(JukeboxError):
+    """A checkpoint whose tensors do not match the model (every key is named in the message)."""
+
+class AudioError(JukeboxError):
+    """Audio that cannot be decoded or used: corrupt, unsupported, empty or unreadable."""
+
+class RunInterrupted(JukeboxError):
+    """A run stopped before it finished; what it did is saved and resumes."""
+
 class Takes:
     run_dir: str
     sample_rate: int

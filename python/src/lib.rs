@@ -126,7 +126,7 @@ fn to_py_takes(py: Python<'_>, t: CoreTakes) -> PyResult<Takes> {
 fn with_progress<T: Send>(
     py: Python<'_>,
     cb: Option<PyObject>,
-    f: impl FnOnce(Option<&(dyn Fn(&Progress) + Sync)>) -> anyhow::Result<T> + Send,
+    f: impl FnOnce(Option<&(dyn Fn(&Progress) + Sync)>) -> jukebox::error::Result<T> + Send,
 ) -> PyResult<T> {
     let report = move |p: &Progress| {
         if let Some(cb) = &cb {
