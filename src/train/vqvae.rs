@@ -32,6 +32,21 @@ pub struct VqLossConfig {
     pub shift_consistency: f64,
     /// Largest shift in samples; 0 = half the top level's hop.
     pub shift_max: usize,
+    /// What the shifted latents are pulled towards: `embedding`, the unshifted latents, or
+    /// `code`, the codebook vectors the unshifted window chose (as the commitment loss pulls
+    /// latents to their own code), so that the code itself is what a shift keeps. Pulling
+    /// embeddings left the top level's codes as unstable as before (models/default/TRAINING.md,
+    /// "Toward v3"): its codes lie close together and small moves still cross a boundary.
+    pub shift_target: ShiftTarget,
+}
+
+/// The target of the shift-consistency term ([`VqLossConfig::shift_target`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShiftTarget {
+    #[default]
+    Embedding,
+    Code,
 }
 
 impl Default for VqLossConfig {
@@ -47,6 +62,7 @@ impl Default for VqLossConfig {
                 .collect(),
             shift_consistency: 0.0,
             shift_max: 0,
+            shift_target: ShiftTarget::Embedding,
         }
     }
 }
@@ -313,7 +329,11 @@ impl VqTrainer {
             let c = commit_loss(&z, &zd)?;
             let shift_term = match &shifted {
                 Some((xs, s)) => {
-                    let t = self.shift_loss(&z, xs, *s, l)?;
+                    let target = match self.loss_cfg.shift_target {
+                        ShiftTarget::Embedding => &z,
+                        ShiftTarget::Code => &zd,
+                    };
+                    let t = self.shift_loss(target, xs, *s, l)?;
                     parts.shift.push(t.to_scalar::<f32>()? as f64);
                     Some(t)
                 }
@@ -374,7 +394,7 @@ impl VqTrainer {
     }
 
     /// Mean squared difference between level `l`'s latents of the shifted batch and the
-    /// (detached) latents `z` of the tokens they overlap most.
+    /// (detached) target `z` (latents or their codes) of the tokens they overlap most.
     fn shift_loss(&self, z: &Tensor, xs: &Tensor, s: usize, l: usize) -> Result<Tensor> {
         let (b, t) = xs.dims2()?;
         let zs = self.model.encoder(l)?.forward(&xs.reshape((b, 1, t))?)?;
