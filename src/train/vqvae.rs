@@ -26,7 +26,8 @@ pub struct VqLossConfig {
     /// Weight of the shift-consistency term (not in the official code; 0 = off): each step the
     /// batch is also encoded starting `s` samples later (1 ≤ s ≤ `shift_max`, drawn per step),
     /// and each level's latents are pulled towards the unshifted latents of the tokens they
-    /// overlap most (mean squared difference, the unshifted side detached). Codes that change
+    /// overlap most (mean squared difference relative to the unshifted side's mean square, that
+    /// side detached). Codes that change
     /// when the audio moves by a fraction of a hop make a repeated bar a new code sequence each
     /// time (`jukebox quality`, "Code stability under small shifts").
     pub shift_consistency: f64,
@@ -38,6 +39,9 @@ pub struct VqLossConfig {
     /// embeddings left the top level's codes as unstable as before (models/default/TRAINING.md,
     /// "Toward v3"): its codes lie close together and small moves still cross a boundary.
     pub shift_target: ShiftTarget,
+    /// The term's weight per level, multiplying `shift_consistency` (empty = 1 for every level),
+    /// e.g. `[0, 0, 10]` to train the top level's stability alone.
+    pub shift_level_weights: Vec<f64>,
 }
 
 /// The target of the shift-consistency term ([`VqLossConfig::shift_target`]).
@@ -63,6 +67,7 @@ impl Default for VqLossConfig {
             shift_consistency: 0.0,
             shift_max: 0,
             shift_target: ShiftTarget::Embedding,
+            shift_level_weights: vec![],
         }
     }
 }
@@ -192,6 +197,20 @@ impl VqTrainer {
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
+        let w = &loss_cfg.shift_level_weights;
+        if !(w.is_empty() || w.len() == cfg.levels) {
+            candle_core::bail!(
+                "[loss] shift_level_weights has {} values; give one per level ({}) or none",
+                w.len(),
+                cfg.levels
+            );
+        }
+        if let Some(x) = std::iter::once(&loss_cfg.shift_consistency)
+            .chain(w)
+            .find(|x| !(x.is_finite() && **x >= 0.0))
+        {
+            candle_core::bail!("[loss] shift weights must be finite and >= 0, got {x}");
+        }
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let model = VqVae::new(cfg, vb)?;
@@ -354,7 +373,13 @@ impl VqTrainer {
             let s = self.ms.loss(&target, &x_hat, self.bw.spec)?;
             let mut lv = ((&r + (&s * self.loss_cfg.multispectral)?)? + (&c * self.cfg.commit)?)?;
             if let Some(t) = shift_term {
-                lv = (lv + (t * self.loss_cfg.shift_consistency)?)?;
+                let w = self
+                    .loss_cfg
+                    .shift_level_weights
+                    .get(l)
+                    .copied()
+                    .unwrap_or(1.0);
+                lv = (lv + (t * (self.loss_cfg.shift_consistency * w))?)?;
             }
             parts.recons.push(r.to_scalar::<f32>()? as f64);
             parts.spectral.push(s.to_scalar::<f32>()? as f64);
@@ -394,16 +419,23 @@ impl VqTrainer {
     }
 
     /// Mean squared difference between level `l`'s latents of the shifted batch and the
-    /// (detached) target `z` (latents or their codes) of the tokens they overlap most.
+    /// (detached) target `z` (latents or their codes) of the tokens they overlap most, divided
+    /// by the target's mean square.
     fn shift_loss(&self, z: &Tensor, xs: &Tensor, s: usize, l: usize) -> Result<Tensor> {
         let (b, t) = xs.dims2()?;
         let zs = self.model.encoder(l)?.forward(&xs.reshape((b, 1, t))?)?;
         let hop = self.model.hop_length(l);
         let lag = (s + hop / 2) / hop;
         let n = zs.dim(2)?.min(z.dim(2)?.saturating_sub(lag));
-        (zs.narrow(2, 0, n)? - z.detach().narrow(2, lag, n)?)?
+        let target = z.detach().narrow(2, lag, n)?;
+        // Relative to the target's mean square: a plain squared difference can be made small by
+        // shrinking every latent (and, through the EMA, every code) without making the codes
+        // any more stable; this is what the unnormalised term did at the top level.
+        let scale = (target.sqr()?.mean_all()? + 1e-8)?.detach();
+        (zs.narrow(2, 0, n)? - target)?
             .sqr()?
-            .mean_all()
+            .mean_all()?
+            .broadcast_div(&scale)
     }
 
     /// Share of level `l`'s codes that stay the same when the batch starts `hop_l / 8` samples
