@@ -130,68 +130,70 @@ pub fn measure(opts: &QualityOpts) -> Result<QualityReport> {
     let sr = md.config.vqvae.sample_rate;
     let top_hop = md.config.vqvae.hop_length(md.config.vqvae.levels - 1);
 
-    let t = Instant::now();
-    let corpus = Corpus::open(&opts.corpus)
-        .with_context(|| format!("opening the corpus {}", opts.corpus.display()))?;
-    let (_, valid, recon_split) = heldout::split(&corpus, opts.split_seed, opts.valid_fraction);
-    if !recon_split.held_out {
-        eprintln!(
-            "warning: no artist of {} has two files, so nothing is held out; measuring on training files",
-            opts.corpus.display()
-        );
-    }
-    let clip_len = crate::prior::windows::seconds_to_samples(opts.clip_seconds, sr, top_hop)
-        .context("--clip-seconds")?;
-    log(&format!(
-        "reconstruction: {} clips of {:.2} s from {} held-out files of {}",
-        opts.clips,
-        clip_len as f64 / sr as f64,
-        valid.len(),
-        opts.corpus.display()
-    ));
-    let clips: Vec<Vec<f32>> = heldout::clips(&corpus, &valid, opts.clips, clip_len, top_hop)?
-        .into_iter()
-        .map(|c| c.samples)
-        .collect();
-    let recon = recon::measure(&vq, &clips, &dev, &mut log)?;
-    timings.push((
-        "reconstruction and codebook usage".to_string(),
-        t.elapsed().as_secs_f64(),
-    ));
-
-    let t = Instant::now();
-    let prior_dir = opts
-        .prior_corpus
-        .clone()
-        .unwrap_or_else(|| opts.corpus.clone());
-    let prior_corpus = if prior_dir == opts.corpus {
-        corpus
-    } else {
-        Corpus::open(&prior_dir)
-            .with_context(|| format!("opening the corpus {}", prior_dir.display()))?
-    };
-    let (train, valid, prior_split) =
-        heldout::split(&prior_corpus, opts.split_seed, opts.valid_fraction);
-    if !prior_split.held_out {
-        eprintln!(
-            "warning: no artist of {} has two files, so nothing is held out; measuring on training files",
-            prior_dir.display()
-        );
-    }
-    let bits = bits::measure(
-        &md,
-        &vq,
-        &prior_corpus,
-        &train,
-        &valid,
-        opts.bits,
-        &dev,
-        &mut log,
+    let (corpus, recon_split, clip_len, n_clips, recon) = timed(
+        &mut timings,
+        "reconstruction and codebook usage",
+        || {
+            let corpus = Corpus::open(&opts.corpus)
+                .with_context(|| format!("opening the corpus {}", opts.corpus.display()))?;
+            let (_, valid, split) = heldout::split(&corpus, opts.split_seed, opts.valid_fraction);
+            if !split.held_out {
+                eprintln!(
+                    "warning: no artist of {} has two files, so nothing is held out; measuring on training files",
+                    opts.corpus.display()
+                );
+            }
+            let clip_len =
+                crate::prior::windows::seconds_to_samples(opts.clip_seconds, sr, top_hop)
+                    .context("--clip-seconds")?;
+            log(&format!(
+                "reconstruction: {} clips of {:.2} s from {} held-out files of {}",
+                opts.clips,
+                clip_len as f64 / sr as f64,
+                valid.len(),
+                opts.corpus.display()
+            ));
+            let clips: Vec<Vec<f32>> =
+                heldout::clips(&corpus, &valid, opts.clips, clip_len, top_hop)?
+                    .into_iter()
+                    .map(|c| c.samples)
+                    .collect();
+            let recon = recon::measure(&vq, &clips, &dev, &mut log)?;
+            Ok((corpus, split, clip_len, clips.len(), recon))
+        },
     )?;
-    timings.push((
-        "prior bits per token".to_string(),
-        t.elapsed().as_secs_f64(),
-    ));
+
+    let (prior_split, bits) = timed(&mut timings, "prior bits per token", || {
+        let prior_dir = opts
+            .prior_corpus
+            .clone()
+            .unwrap_or_else(|| opts.corpus.clone());
+        let prior_corpus = if prior_dir == opts.corpus {
+            corpus
+        } else {
+            Corpus::open(&prior_dir)
+                .with_context(|| format!("opening the corpus {}", prior_dir.display()))?
+        };
+        let (train, valid, split) =
+            heldout::split(&prior_corpus, opts.split_seed, opts.valid_fraction);
+        if !split.held_out {
+            eprintln!(
+                "warning: no artist of {} has two files, so nothing is held out; measuring on training files",
+                prior_dir.display()
+            );
+        }
+        let bits = bits::measure(
+            &md,
+            &vq,
+            &prior_corpus,
+            &train,
+            &valid,
+            opts.bits,
+            &dev,
+            &mut log,
+        )?;
+        Ok((split, bits))
+    })?;
     drop(vq);
 
     let tempo = opts
@@ -242,7 +244,7 @@ pub fn measure(opts: &QualityOpts) -> Result<QualityReport> {
         date: utc_date(),
         recon_split,
         prior_split,
-        clips: clips.len(),
+        clips: n_clips,
         clip_seconds: clip_len as f64 / sr as f64,
         recon,
         bits,

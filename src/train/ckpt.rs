@@ -31,23 +31,17 @@ pub fn check_present<'a>(
     want: impl IntoIterator<Item = (&'a str, &'a [usize])>,
     have: &HashMap<String, Tensor>,
 ) -> Result<()> {
-    let mut m = crate::error::TensorMismatch::default();
-    for (k, shape) in want {
-        match have.get(k) {
-            None => m.missing.push((k.to_string(), shape.to_vec())),
-            Some(t) if t.dims() != shape => {
-                m.mis_shaped
-                    .push((k.to_string(), shape.to_vec(), t.dims().to_vec()))
-            }
-            Some(_) => {}
-        }
-    }
-    if m.is_empty() {
-        return Ok(());
-    }
-    m.missing.sort();
-    m.mis_shaped.sort();
-    Err(anyhow::Error::new(m).context(format!("{what} does not fit this model")))
+    let want: Vec<(String, Vec<usize>)> = want
+        .into_iter()
+        .map(|(k, s)| (k.to_string(), s.to_vec()))
+        .collect();
+    // Only the wanted keys are compared: a checkpoint may hold more (buffers, other state).
+    let found: HashMap<String, Vec<usize>> = want
+        .iter()
+        .filter_map(|(k, _)| have.get(k).map(|t| (k.clone(), t.dims().to_vec())))
+        .collect();
+    crate::checkpoint::validate::check_tensors(&want, &found)
+        .with_context(|| format!("{what} does not fit this model"))
 }
 
 /// Serialize tensors (sorted by name) with string metadata to safetensors bytes.
