@@ -26,17 +26,7 @@ fn text(o: &Output) -> String {
 /// A model directory with label lists only (the fake runner needs no weights).
 fn setup() -> (tempfile::TempDir, String, String) {
     let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("model");
-    jukebox::util::atomic_write(
-        &model.join("labels/genres.txt"),
-        b"unknown;0\nrock;1\njazz;2\ntechno;3\n",
-    )
-    .unwrap();
-    jukebox::util::atomic_write(
-        &model.join("labels/artists.txt"),
-        b"unknown;0\nann;1\nbob;2\n",
-    )
-    .unwrap();
+    let model = support::label_model(tmp.path(), &["rock", "jazz", "techno"], &["ann", "bob"]);
     let prompt = support::write_prompt(tmp.path());
     let (m, p) = (model.display().to_string(), prompt.display().to_string());
     (tmp, m, p)

@@ -22,17 +22,7 @@ fn normalise(html: &str) -> String {
 const ODD: &str = "lab & \"co\" <1>'s";
 
 fn fake_study(dir: &Path) -> String {
-    let model = dir.join(ODD).join("model");
-    jukebox::util::atomic_write(
-        &model.join("labels/genres.txt"),
-        b"unknown;0\nrock;1\njazz;2\n",
-    )
-    .unwrap();
-    jukebox::util::atomic_write(
-        &model.join("labels/artists.txt"),
-        b"unknown;0\nann;1\nbob;2\n",
-    )
-    .unwrap();
+    let model = support::label_model(&dir.join(ODD), &["rock", "jazz"], &["ann", "bob"]);
     let prompt = support::write_prompt(&dir.join(ODD));
     // The fixture was written by the previous renderer's binary, named by REPORT_FIXTURE_BIN.
     let bin = std::env::var("REPORT_FIXTURE_BIN")

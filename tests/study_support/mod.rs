@@ -150,3 +150,24 @@ pub fn read_csv(path: &Path) -> Vec<BTreeMap<String, String>> {
         })
         .collect()
 }
+
+/// A model folder holding only label lists (what a fake-runner study reads): `genres` and
+/// `artists` get ids 1, 2, … after `unknown;0`. Returns the folder.
+pub fn label_model(dir: &Path, genres: &[&str], artists: &[&str]) -> PathBuf {
+    let list = |names: &[&str]| {
+        std::iter::once("unknown;0".to_string())
+            .chain(
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| format!("{n};{}", i + 1)),
+            )
+            .map(|l| l + "\n")
+            .collect::<String>()
+    };
+    let model = dir.join("model");
+    jukebox::util::atomic_write(&model.join("labels/genres.txt"), list(genres).as_bytes()).unwrap();
+    jukebox::util::atomic_write(&model.join("labels/artists.txt"), list(artists).as_bytes())
+        .unwrap();
+    model
+}
