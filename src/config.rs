@@ -251,7 +251,7 @@ impl PriorConfig {
                 self.level
             );
         }
-        if self.n_state() % self.heads != 0 {
+        if !self.n_state().is_multiple_of(self.heads) {
             bail!(
                 "prior level {}: n_state {} is not divisible by heads {}",
                 self.level,
@@ -260,7 +260,7 @@ impl PriorConfig {
             );
         }
         if let Some(b) = self.blocks {
-            if b == 0 || self.seq_len() % b != 0 {
+            if b == 0 || !self.seq_len().is_multiple_of(b) {
                 bail!(
                     "prior level {}: sequence length {} is not divisible by blocks {b}",
                     self.level,

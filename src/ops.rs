@@ -13,6 +13,7 @@ mod custom;
 pub mod fused;
 pub mod fused_train;
 pub mod gemv;
+mod gemv512;
 pub mod resblock_train;
 #[cfg(test)]
 mod test_util;

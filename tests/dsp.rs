@@ -98,7 +98,11 @@ fn drums(bpm: f64, bars: usize, pattern: &dyn Fn(usize) -> (bool, bool, bool)) -
 }
 
 fn rock(s: usize) -> (bool, bool, bool) {
-    (s == 0 || s == 8 || s == 10, s == 4 || s == 12, s % 2 == 0)
+    (
+        s == 0 || s == 8 || s == 10,
+        s == 4 || s == 12,
+        s.is_multiple_of(2),
+    )
 }
 
 fn other(s: usize) -> (bool, bool, bool) {

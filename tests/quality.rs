@@ -24,7 +24,7 @@ fn groove(bpm: f64, seconds: f64, seed: u64) -> Vec<f32> {
             s = splitmix64(s);
             let noise = ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32;
             let env = (-(i as f32) / 600.0).exp();
-            let thump = if b % 2 == 0 {
+            let thump = if b.is_multiple_of(2) {
                 (2.0 * std::f32::consts::PI * 60.0 * i as f32 / SR as f32).sin()
                     * (-(i as f32) / 2500.0).exp()
             } else {

@@ -156,7 +156,7 @@ impl LegacyWriter {
     /// Add a raw storage (little-endian bytes of `dtype`); returns its index.
     pub fn add_storage(&mut self, dtype: DType, bytes: Vec<u8>) -> Result<usize> {
         storage_class(dtype)?;
-        if bytes.len() % dtype.size_in_bytes() != 0 {
+        if !bytes.len().is_multiple_of(dtype.size_in_bytes()) {
             bail!(
                 "{} bytes is not a whole number of {dtype:?} elements",
                 bytes.len()

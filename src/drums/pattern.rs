@@ -141,7 +141,7 @@ impl Pattern {
     /// Sample index of a global step (any bar), with swing: round((step + swing) · 60·sr / (bpm · steps_per_beat)).
     pub fn onset_sample(&self, step: usize, bpm: f64, sample_rate: u32) -> usize {
         let spb = self.steps_per_beat();
-        let swung = if self.swing != 0.0 && spb % 2 == 0 && step % 2 == 1 {
+        let swung = if self.swing != 0.0 && spb.is_multiple_of(2) && step % 2 == 1 {
             self.swing
         } else {
             0.0
@@ -289,7 +289,7 @@ fn parse(text: &str, origin: &str) -> Result<Pattern> {
             bail!("{origin}: tempo {t} BPM is outside 20–400");
         }
     }
-    if beats == 0 || steps == 0 || steps % beats != 0 {
+    if beats == 0 || steps == 0 || !steps.is_multiple_of(beats) {
         bail!("{origin}: `steps: {steps}` must be a positive multiple of `beats: {beats}`");
     }
     if !(0.0..1.0).contains(&swing) {

@@ -152,7 +152,7 @@ pub fn timing_bins_rows(
     n_ctx: usize,
     sr: f64,
 ) -> Result<Vec<TimingBins>> {
-    if y_len < 3 || y.len() % y_len != 0 {
+    if y_len < 3 || !y.len().is_multiple_of(y_len) {
         bail!(
             "y has {} entries, not a whole number of rows of {y_len}",
             y.len()

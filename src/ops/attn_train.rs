@@ -177,7 +177,7 @@ impl QkvAttnOp {
 
     /// Whether the op applies to a sequence of length `l` and `s3` channels.
     pub fn supports(&self, l: usize, s3: usize) -> bool {
-        self.bc > 0 && l % self.bc == 0 && s3 % (3 * self.heads) == 0 && l > 0
+        self.bc > 0 && l.is_multiple_of(self.bc) && s3.is_multiple_of(3 * self.heads) && l > 0
     }
 
     /// Runs `f(item, head, group)` over every problem in parallel, each with per-task buffers.

@@ -23,6 +23,12 @@ pub trait Wt: Copy + Send + Sync + 'static {
     /// `p` must point at 8 readable elements and the CPU must have AVX2 and F16C.
     #[cfg(target_arch = "x86_64")]
     unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
+    /// Sixteen consecutive elements widened to f32.
+    ///
+    /// # Safety
+    /// `p` must point at 16 readable elements and the CPU must have AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512;
 }
 
 impl Wt for f32 {
@@ -34,6 +40,11 @@ impl Wt for f32 {
     #[inline(always)]
     unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
         std::arch::x86_64::_mm256_loadu_ps(p)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512 {
+        std::arch::x86_64::_mm512_loadu_ps(p)
     }
 }
 
@@ -47,6 +58,12 @@ impl Wt for f16 {
     unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
         use std::arch::x86_64::*;
         _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
     }
 }
 
@@ -62,6 +79,13 @@ impl Wt for bf16 {
         // bf16 is the top half of an f32.
         let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));
         _mm256_castsi256_ps(_mm256_slli_epi32(h, 16))
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        let h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p as *const __m256i));
+        _mm512_castsi512_ps(_mm512_slli_epi32(h, 16))
     }
 }
 
@@ -79,7 +103,38 @@ fn has_avx2() -> bool {
 }
 
 /// `y (m, n) += x[:, k0..k0+rows] · w` where `w` holds rows k0..k0+rows of a (K, n) matrix.
-fn axpy_rows<T: Wt>(w: &[T], n: usize, x: &[f32], kk: usize, k0: usize, m: usize, y: &mut [f32]) {
+pub(crate) fn axpy_rows<T: Wt>(
+    w: &[T],
+    n: usize,
+    x: &[f32],
+    kk: usize,
+    k0: usize,
+    m: usize,
+    y: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if m > 0 && super::gemv512::available() {
+        use super::gemv512::axpy_rows as k;
+        // Up to four batch rows per pass over the weights: beyond that the multipliers no
+        // longer fit in registers, and a second pass mostly hits the cache (small models).
+        for m0 in (0..m).step_by(4) {
+            let mc = (m - m0).min(4);
+            let (xs, ys) = (&x[m0 * kk..], &mut y[m0 * n..]);
+            // SAFETY: the features were checked just above; slices bound every access.
+            let done = unsafe {
+                match mc {
+                    1 => k::<T, 1>(w, n, xs, kk, k0, ys),
+                    2 => k::<T, 2>(w, n, xs, kk, k0, ys),
+                    3 => k::<T, 3>(w, n, xs, kk, k0, ys),
+                    _ => k::<T, 4>(w, n, xs, kk, k0, ys),
+                }
+            };
+            if done * n < w.len() {
+                axpy_rows_scalar(&w[done * n..], n, xs, kk, k0 + done, mc, ys);
+            }
+        }
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the features were detected just above; slices bound every access.
@@ -183,44 +238,61 @@ unsafe fn axpy_rows_avx2<T: Wt>(
 /// Contiguous slice of a CPU tensor's elements, or None (other device/dtype, strided).
 fn with_slice<R>(t: &Tensor, f: impl FnOnce(WSlice<'_>) -> Result<R>) -> Result<Option<R>> {
     let (st, l): (_, &Layout) = t.storage_and_layout();
-    let Some((a, b)) = l.contiguous_offsets() else {
-        return Ok(None);
-    };
-    match &*st {
-        Storage::Cpu(CpuStorage::F32(v)) => f(WSlice::F32(&v[a..b])).map(Some),
-        Storage::Cpu(CpuStorage::F16(v)) => f(WSlice::F16(&v[a..b])).map(Some),
-        Storage::Cpu(CpuStorage::BF16(v)) => f(WSlice::BF16(&v[a..b])).map(Some),
-        _ => Ok(None),
+    match slice_of(&st, l) {
+        Some(s) => f(s).map(Some),
+        None => Ok(None),
     }
 }
 
-enum WSlice<'a> {
+/// The elements a contiguous layout covers in a CPU f32/f16/bf16 storage.
+pub(crate) fn slice_of<'a>(st: &'a Storage, l: &Layout) -> Option<WSlice<'a>> {
+    let (a, b) = l.contiguous_offsets()?;
+    match st {
+        Storage::Cpu(CpuStorage::F32(v)) => Some(WSlice::F32(&v[a..b])),
+        Storage::Cpu(CpuStorage::F16(v)) => Some(WSlice::F16(&v[a..b])),
+        Storage::Cpu(CpuStorage::BF16(v)) => Some(WSlice::BF16(&v[a..b])),
+        _ => None,
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum WSlice<'a> {
     F32(&'a [f32]),
     F16(&'a [f16]),
     BF16(&'a [bf16]),
 }
 
+/// How a (K, n) weight is split into contiguous row ranges: (parts, rows per part). Part p holds rows `p·per..min((p+1)·per, K)` (none when `p·per ≥ K`). The split
+/// depends only on the pool's thread count, so every path that uses it sums the same partials.
+pub(crate) fn row_parts(kk: usize) -> (usize, usize) {
+    let parts = rayon::current_num_threads().max(1);
+    (parts, kk.div_ceil(parts).div_ceil(4) * 4)
+}
+
+/// Below ~64k weights a rayon fork costs more than it saves: [`matmul_rows`] then computes
+/// the same parts one after the other (the persistent step still spreads them).
+const FORK_MIN: usize = 1 << 16;
+
 /// `x (m, K) · w (K, n)` with the K rows split over threads; partial sums are added in a
 /// fixed order, so the result depends only on the thread count.
 fn matmul_rows<T: Wt>(x: &[f32], m: usize, w: &[T], n: usize) -> Vec<f32> {
     let kk = w.len() / n;
-    let threads = rayon::current_num_threads().max(1);
-    // Below ~64k weights the fork costs more than it saves.
-    let parts = if w.len() < 1 << 16 { 1 } else { threads };
-    let per = kk.div_ceil(parts).div_ceil(4) * 4;
-    let partials: Vec<Vec<f32>> = (0..parts)
-        .into_par_iter()
-        .filter_map(|p| {
-            let k0 = p * per;
-            if k0 >= kk {
-                return None;
-            }
-            let k1 = (k0 + per).min(kk);
-            let mut y = vec![0f32; m * n];
-            axpy_rows(&w[k0 * n..k1 * n], n, x, kk, k0, m, &mut y);
-            Some(y)
-        })
-        .collect();
+    let (parts, per) = row_parts(kk);
+    let part = |p: usize| {
+        let k0 = p * per;
+        if k0 >= kk {
+            return None;
+        }
+        let k1 = (k0 + per).min(kk);
+        let mut y = vec![0f32; m * n];
+        axpy_rows(&w[k0 * n..k1 * n], n, x, kk, k0, m, &mut y);
+        Some(y)
+    };
+    let partials: Vec<Vec<f32>> = if w.len() < FORK_MIN {
+        (0..parts).filter_map(part).collect()
+    } else {
+        (0..parts).into_par_iter().filter_map(part).collect()
+    };
     let mut it = partials.into_iter();
     let mut y = it.next().unwrap_or_else(|| vec![0f32; m * n]);
     for p in it {
@@ -286,9 +358,9 @@ pub fn dense_small(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Option<Tensor>>
 }
 
 /// Dot products of `x (m, K)` with rows `n0..` of `w (n, K)` into `y[mi][n0 + i]`.
-fn dot_rows<T: Wt>(w: &[T], kk: usize, x: &[f32], m: usize, out: &mut [f32]) {
+pub(crate) fn dot_rows<T: Wt>(w: &[T], kk: usize, x: &[f32], m: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx2() && kk % 8 == 0 {
+    if has_avx2() && kk.is_multiple_of(8) {
         // SAFETY: features detected just above; K is a multiple of 8 and slices bound
         // every access (checked inside).
         unsafe { dot_rows_avx2(w, kk, x, m, out) };
@@ -304,7 +376,7 @@ fn dot_rows<T: Wt>(w: &[T], kk: usize, x: &[f32], m: usize, out: &mut [f32]) {
 unsafe fn dot_rows_avx2<T: Wt>(w: &[T], kk: usize, x: &[f32], m: usize, out: &mut [f32]) {
     use std::arch::x86_64::*;
     let rows = w.len() / kk;
-    assert!(x.len() >= m * kk && out.len() >= rows * m && kk % 8 == 0);
+    assert!(x.len() >= m * kk && out.len() >= rows * m && kk.is_multiple_of(8));
     let xp = x.as_ptr();
     let mut acc = vec![_mm256_setzero_ps(); m];
     for r in 0..rows {
@@ -453,6 +525,48 @@ mod tests {
         assert!(dense_small(&big, &w, &b).unwrap().is_none());
         let var = candle_core::Var::from_tensor(&w).unwrap();
         assert!(dense_small(&x, var.as_tensor(), &b).unwrap().is_none());
+    }
+
+    /// The AVX-512 kernel (1–4 batch rows per pass) gives the AVX2 kernel's bits: 16-, 8- and
+    /// 1-column tails, leftover rows, every dtype, 1..=9 batch rows.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_kernel_matches_avx2_bit_for_bit() {
+        if !super::super::gemv512::available() {
+            eprintln!("no AVX-512 on this CPU: nothing to compare");
+            return;
+        }
+        fn check<T: Wt>(w: &[T], n: usize, x: &[f32], kk: usize, m: usize) {
+            let k0 = 2;
+            let rows = w.len() / n;
+            let mut a = vec![0.25f32; m * n];
+            let mut b = a.clone();
+            axpy_rows(w, n, x, kk, k0, m, &mut a);
+            // SAFETY: AVX2/FMA/F16C are implied by the AVX-512 check above.
+            unsafe { axpy_rows_avx2(w, n, x, kk, k0, m, &mut b) };
+            assert!(rows > 0 && a == b, "m {m} n {n} rows {rows}");
+        }
+        for &(m, rows, n) in &[
+            (1, 8, 16),
+            (2, 7, 27),
+            (3, 13, 40),
+            (4, 9, 71),
+            (5, 6, 33),
+            (9, 11, 24),
+        ] {
+            let kk = rows + 5;
+            let x: Vec<f32> = (0..m * kk)
+                .map(|i| ((i * 37 % 19) as f32 - 9.0) / 7.0)
+                .collect();
+            let w: Vec<f32> = (0..rows * n)
+                .map(|i| ((i * 53 % 23) as f32 - 11.0) / 5.0)
+                .collect();
+            check(&w, n, &x, kk, m);
+            let h: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+            check(&h, n, &x, kk, m);
+            let bh: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
+            check(&bh, n, &x, kk, m);
+        }
     }
 
     #[test]

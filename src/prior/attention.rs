@@ -113,7 +113,7 @@ pub struct AttnGeom {
 impl AttnGeom {
     pub fn new(n_ctx: usize, blocks: Option<usize>, prime_len: Option<usize>) -> Result<Self> {
         let block_ctx = match blocks {
-            Some(b) if b > 0 && n_ctx % b == 0 => n_ctx / b,
+            Some(b) if b > 0 && n_ctx.is_multiple_of(b) => n_ctx / b,
             Some(b) => bail!("sequence length {n_ctx} is not divisible by blocks {b}"),
             None => n_ctx,
         };

@@ -13,6 +13,11 @@ use candle_core::{bail, DType, Device, Result, Tensor};
 pub struct LayerCache {
     k: Tensor,
     v: Tensor,
+    /// (B, H, cap, d) of `k` and `v`.
+    dims: [usize; 4],
+    /// While the persistent CPU step ([`super::fast_step`]) runs, the keys and values live
+    /// here as plain vectors (same layout) and `k`/`v` are empty; see [`PriorCache::restore_tensors`].
+    raw: Option<(Vec<f32>, Vec<f32>)>,
     cap: usize,
     /// Cross layers: encoder keys and values, (B, H, n_enc, d), computed on first use.
     pub(crate) enc: Option<(Tensor, Tensor)>,
@@ -44,6 +49,8 @@ impl LayerCache {
         Ok(Self {
             k,
             v,
+            dims: [batch, heads, cap, d],
+            raw: None,
             cap,
             enc: None,
         })
@@ -51,7 +58,39 @@ impl LayerCache {
 
     fn bytes(&self) -> usize {
         let e = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
-        e(&self.k) + e(&self.v) + self.enc.as_ref().map_or(0, |(k, v)| e(k) + e(v))
+        let kv = 2 * self.dims.iter().product::<usize>() * self.k.dtype().size_in_bytes();
+        kv + self.enc.as_ref().map_or(0, |(k, v)| e(k) + e(v))
+    }
+
+    pub(crate) fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// The keys and values as plain f32 vectors (B, H, cap, d), moved out of the tensors on
+    /// first use (CPU f32 caches only).
+    pub(crate) fn raw_mut(&mut self) -> Result<(&mut [f32], &mut [f32])> {
+        if self.raw.is_none() {
+            if !self.k.device().is_cpu() || self.k.dtype() != DType::F32 {
+                bail!("the persistent step needs an f32 cache on the CPU");
+            }
+            let k = self.k.flatten_all()?.to_vec1::<f32>()?;
+            let v = self.v.flatten_all()?.to_vec1::<f32>()?;
+            self.k = Tensor::zeros(0, DType::F32, &Device::Cpu)?;
+            self.v = self.k.clone();
+            self.raw = Some((k, v));
+        }
+        match &mut self.raw {
+            Some((k, v)) => Ok((k.as_mut_slice(), v.as_mut_slice())),
+            None => bail!("KV cache has no plain buffers"),
+        }
+    }
+
+    fn restore_tensors(&mut self) -> Result<()> {
+        if let Some((k, v)) = self.raw.take() {
+            self.k = Tensor::from_vec(k, self.dims.to_vec(), &Device::Cpu)?;
+            self.v = Tensor::from_vec(v, self.dims.to_vec(), &Device::Cpu)?;
+        }
+        Ok(())
     }
 
     /// Keys and values of positions `[lo, hi)` (must all still be held).
@@ -168,6 +207,10 @@ impl LayerCache {
         kh: &Tensor,
         vh: &Tensor,
     ) -> Result<Tensor> {
+        let fast = super::chunk_attn::chunk_attend_cpu(kind, g, t0, &self.k, &self.v, qh, kh, vh);
+        if let Some(o) = fast? {
+            return Ok(o);
+        }
         let c = qh.dim(2)?;
         let t1 = t0 + c;
         let bc = g.block_ctx;
@@ -213,6 +256,8 @@ impl LayerCache {
 #[derive(Debug, Clone)]
 pub struct PriorCache {
     pub(crate) layers: Vec<LayerCache>,
+    /// The persistent step's f32 copies of the model's biases and LayerNorm parameters.
+    pub(crate) widened: Option<Vec<super::fast_step::Widened>>,
     /// Positions already run through the transformer.
     pub pos: usize,
     /// Token at position `pos - 1`, once known (input of position `pos`).
@@ -230,6 +275,7 @@ impl PriorCache {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             layers,
+            widened: None,
             pos: 0,
             last: None,
             batch,
@@ -286,6 +332,14 @@ impl PriorCache {
         }
         self.last = Some(token.to_dtype(DType::I64)?);
         Ok(())
+    }
+
+    /// Put keys and values held as plain vectors by the persistent step back into the tensors
+    /// that the chunked paths read (a no-op otherwise).
+    pub(crate) fn restore_tensors(&mut self) -> Result<()> {
+        self.layers
+            .iter_mut()
+            .try_for_each(LayerCache::restore_tensors)
     }
 
     /// Forget everything (start a new window with the same buffers).

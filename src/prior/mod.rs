@@ -12,8 +12,10 @@
 pub mod align;
 pub mod attention;
 pub mod cache;
+mod chunk_attn;
 pub mod conditioner;
 pub mod encoder;
+pub mod fast_step;
 pub mod label_cond;
 pub mod rank;
 pub mod sampler;
@@ -593,6 +595,11 @@ impl Prior {
     pub fn step(&self, cache: &mut PriorCache, cond: &Conditioning) -> Result<Tensor> {
         if cache.pos >= self.seq_len() {
             bail!("the window of {} positions is full", self.seq_len());
+        }
+        if fast_step::applies(self, cache, cond) {
+            if let Some(logits) = fast_step::step(self, cache, cond)? {
+                return Ok(logits);
+            }
         }
         let t0 = cache.pos;
         let x = self.chunk_input(cache, cond, None)?;

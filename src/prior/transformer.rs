@@ -93,13 +93,13 @@ pub struct TransformerConfig {
 #[derive(Debug, Clone)]
 pub struct Layer {
     pub kind: AttnKind,
-    c_attn: Conv1D,
-    c_enc_kv: Option<Conv1D>,
-    c_proj: Conv1D,
-    ln_0: Ln,
-    ln_1: Ln,
-    mlp_fc: Conv1D,
-    mlp_proj: Conv1D,
+    pub(crate) c_attn: Conv1D,
+    pub(crate) c_enc_kv: Option<Conv1D>,
+    pub(crate) c_proj: Conv1D,
+    pub(crate) ln_0: Ln,
+    pub(crate) ln_1: Ln,
+    pub(crate) mlp_fc: Conv1D,
+    pub(crate) mlp_proj: Conv1D,
 }
 
 #[derive(Debug, Clone)]
@@ -121,7 +121,7 @@ pub struct Record {
 impl Transformer {
     /// `vb` points at the transformer (e.g. `prior.transformer`).
     pub fn new(cfg: &TransformerConfig, vb: VarBuilder) -> Result<Self> {
-        if cfg.n_state % cfg.heads != 0 {
+        if !cfg.n_state.is_multiple_of(cfg.heads) {
             bail!(
                 "n_state {} is not divisible by heads {}",
                 cfg.n_state,
@@ -238,6 +238,7 @@ impl Transformer {
                 self.layers.len()
             );
         }
+        cache.restore_tensors()?;
         let mut h = x.clone();
         for (layer, lc) in self.layers.iter().zip(cache.layers.iter_mut()) {
             let a = layer.attn_cached(

@@ -97,7 +97,7 @@ pub fn low_pass(x: &[f32], sr: u32, cutoff_hz: f64) -> Vec<f32> {
     }
     // realfft wants a real DC (and Nyquist for even n) bin.
     spec[0].im = 0.0;
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         if let Some(last) = spec.last_mut() {
             last.im = 0.0;
         }

@@ -202,7 +202,7 @@ impl VqvaeRunConfig {
             .hop_lengths()
             .last()
             .context("VQ-VAE has no levels")?;
-        if self.train.window == 0 || self.train.window % top != 0 {
+        if self.train.window == 0 || !self.train.window.is_multiple_of(top) {
             bail!(
                 "train.window {} must be a positive multiple of the top hop {top}",
                 self.train.window
@@ -315,7 +315,7 @@ impl PriorRunConfig {
         self.train.validate()?;
         if let Some(c) = &self.model.cond {
             let f = c.stride_t.pow(c.down_t as u32);
-            if self.model.n_ctx % f != 0 {
+            if !self.model.n_ctx.is_multiple_of(f) {
                 bail!(
                     "model.n_ctx {} must be a multiple of the conditioner's upsampling {f}",
                     self.model.n_ctx

@@ -106,7 +106,7 @@ pub fn run(job: &mut dyn Job, opts: &LoopOpts, start: u64, logger: &mut Logger) 
         });
         out.last_loss = Some(loss);
         vals.insert("step_s".into(), dt);
-        if step % opts.log_every == 0 || step == opts.total_steps {
+        if step.is_multiple_of(opts.log_every) || step == opts.total_steps {
             logger.push(Row {
                 step,
                 split: "train",
@@ -117,7 +117,7 @@ pub fn run(job: &mut dyn Job, opts: &LoopOpts, start: u64, logger: &mut Logger) 
         pb.set_message(format!("loss {:.4}", ema_loss.unwrap_or(loss)));
         let interrupted = stop.load(Ordering::SeqCst) || opts.stop_after.is_some_and(|n| step >= n);
         let last = step == opts.total_steps;
-        if step % opts.valid_every == 0 || last {
+        if step.is_multiple_of(opts.valid_every) || last {
             let v = job.validate(step)?;
             out.last_valid = v.clone();
             logger.push(Row {
@@ -126,14 +126,14 @@ pub fn run(job: &mut dyn Job, opts: &LoopOpts, start: u64, logger: &mut Logger) 
                 values: v,
             });
         }
-        if step % opts.ckpt_every == 0 || last || interrupted {
+        if step.is_multiple_of(opts.ckpt_every) || last || interrupted {
             logger.flush()?;
             out.checkpoint = Some(ckpt::save(
                 &opts.out,
                 &job.checkpoint(step)?,
                 opts.keep_checkpoints,
             )?);
-        } else if step % opts.log_every == 0 {
+        } else if step.is_multiple_of(opts.log_every) {
             logger.flush()?;
         }
         if interrupted && !last {

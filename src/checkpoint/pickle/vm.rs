@@ -64,10 +64,13 @@ fn child(v: &Value, i: usize) -> Option<Value> {
     match v {
         Value::Tuple(t) => t.get(i).cloned(),
         Value::List(l) => l.borrow().get(i).cloned(),
-        Value::Dict(d) => d
-            .borrow()
-            .get(i / 2)
-            .map(|(k, v)| if i % 2 == 0 { k.clone() } else { v.clone() }),
+        Value::Dict(d) => d.borrow().get(i / 2).map(|(k, v)| {
+            if i.is_multiple_of(2) {
+                k.clone()
+            } else {
+                v.clone()
+            }
+        }),
         _ => None,
     }
 }
@@ -583,7 +586,7 @@ impl<'a> Vm<'a> {
 }
 
 fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         bail!("pickle dict has an odd number of items");
     }
     let mut it = items.into_iter();

@@ -1,0 +1,99 @@
+//! AVX-512 form of [`super::gemv`]'s `axpy_rows` for 1–4 batch rows (sampling steps): 16
+//! columns per instruction and the batch rows' multipliers in registers (a const batch size,
+//! where the AVX2 kernel keeps them in a heap vector). Every output element gets the same
+//! operations in the same order as the AVX2 kernel (the lane width only groups columns, and
+//! the ragged columns go through the same 8-wide and scalar steps), so the two agree bit for
+//! bit and every parity figure stays as it was.
+
+#![cfg(target_arch = "x86_64")]
+
+use super::gemv::Wt;
+use std::arch::x86_64::*;
+
+pub(crate) fn available() -> bool {
+    std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("fma")
+        && std::is_x86_feature_detected!("f16c")
+}
+
+/// `y (M, n) += x[:, k0..k0+rows] · w` for rows of a (K, n) matrix; rows in groups of four
+/// as the AVX2 kernel (its leftover rows: the caller's scalar loop). Returns the rows done.
+///
+/// # Safety
+/// [`available`] is true; `w` holds whole rows of length `n`, `x` is (M, kk) with
+/// `k0 + rows <= kk`, `y` is (M, n).
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+pub(crate) unsafe fn axpy_rows<T: Wt, const M: usize>(
+    w: &[T],
+    n: usize,
+    x: &[f32],
+    kk: usize,
+    k0: usize,
+    y: &mut [f32],
+) -> usize {
+    let rows = w.len() / n;
+    assert!(y.len() >= M * n && x.len() >= (M - 1) * kk + k0 + rows);
+    let (n16, n8) = (n / 16 * 16, n / 8 * 8);
+    let (wp, yp) = (w.as_ptr(), y.as_mut_ptr());
+    let line = (64 / std::mem::size_of::<T>()).max(16);
+    let mut r = 0;
+    while r + 4 <= rows {
+        let mut a = [[_mm512_setzero_ps(); 4]; M];
+        for (mi, am) in a.iter_mut().enumerate() {
+            for (q, v) in am.iter_mut().enumerate() {
+                *v = _mm512_set1_ps(x[mi * kk + k0 + r + q]);
+            }
+        }
+        let pf = r + 12 <= rows;
+        let mut j = 0;
+        while j < n16 {
+            if pf && j % line == 0 {
+                for q in 8..12 {
+                    _mm_prefetch::<_MM_HINT_T0>(wp.add((r + q) * n + j) as *const i8);
+                }
+            }
+            let w0 = T::load16(wp.add(r * n + j));
+            let w1 = T::load16(wp.add((r + 1) * n + j));
+            let w2 = T::load16(wp.add((r + 2) * n + j));
+            let w3 = T::load16(wp.add((r + 3) * n + j));
+            for (mi, am) in a.iter().enumerate() {
+                let p = yp.add(mi * n + j);
+                let s0 = _mm512_fmadd_ps(am[0], w0, _mm512_loadu_ps(p));
+                let s1 = _mm512_mul_ps(am[1], w1);
+                let s0 = _mm512_fmadd_ps(am[2], w2, s0);
+                let s1 = _mm512_fmadd_ps(am[3], w3, s1);
+                _mm512_storeu_ps(p, _mm512_add_ps(s0, s1));
+            }
+            j += 16;
+        }
+        // Columns n16..n8: the AVX2 kernel's 8-wide step; n8..n: its scalar step.
+        while j < n8 {
+            let w0 = T::load8(wp.add(r * n + j));
+            let w1 = T::load8(wp.add((r + 1) * n + j));
+            let w2 = T::load8(wp.add((r + 2) * n + j));
+            let w3 = T::load8(wp.add((r + 3) * n + j));
+            for mi in 0..M {
+                let p = yp.add(mi * n + j);
+                let b = |q: usize| _mm256_set1_ps(x[mi * kk + k0 + r + q]);
+                let s0 = _mm256_fmadd_ps(b(0), w0, _mm256_loadu_ps(p));
+                let s1 = _mm256_mul_ps(b(1), w1);
+                let s0 = _mm256_fmadd_ps(b(2), w2, s0);
+                let s1 = _mm256_fmadd_ps(b(3), w3, s1);
+                _mm256_storeu_ps(p, _mm256_add_ps(s0, s1));
+            }
+            j += 8;
+        }
+        for j in n8..n {
+            for mi in 0..M {
+                let mut s = y[mi * n + j];
+                for q in 0..4 {
+                    s += x[mi * kk + k0 + r + q] * w[(r + q) * n + j].to_f32();
+                }
+                y[mi * n + j] = s;
+            }
+        }
+        r += 4;
+    }
+    r
+}

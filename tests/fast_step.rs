@@ -1,0 +1,218 @@
+//! The persistent sampling step (`prior::fast_step`) against the graph path it replaces: the
+//! same tokens and logits (to float rounding) for every attention type it takes, f32 and f16
+//! weights, weights split over threads or not, upsamplers (conditioning added before a tied
+//! head), and a prefill between steps (the cache's keys move back into tensors). One test
+//! function: the switch is process-wide.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use jukebox::config::{ConditionerConfig, LabelConfig, PriorConfig};
+use jukebox::prior::{self, fast_step, Prior, SampleOpts};
+use std::collections::{BTreeSet, HashMap};
+
+fn labels(timing: bool) -> LabelConfig {
+    LabelConfig {
+        n_genres: 7,
+        n_artists: 5,
+        max_genres: 2,
+        include_time_signal: timing,
+        t_bins: 16,
+        min_duration: 0.0,
+        max_duration: 4.0,
+    }
+}
+
+fn base(attn_order: usize, depth: usize, n_ctx: usize, blocks: Option<usize>) -> PriorConfig {
+    PriorConfig {
+        level: 2,
+        n_ctx,
+        width: 32,
+        depth,
+        heads: 2,
+        blocks,
+        attn_order,
+        bins: 23,
+        m_attn: 0.5,
+        m_mlp: 1.0,
+        merged_decoder: false,
+        labels: Some(labels(true)),
+        cond: None,
+        lyrics: None,
+        raw_to_tokens: 128,
+        alignment: None,
+    }
+}
+
+fn models() -> Vec<(&'static str, PriorConfig)> {
+    let upsampler = PriorConfig {
+        level: 0,
+        labels: Some(labels(false)),
+        cond: Some(ConditionerConfig {
+            width: 8,
+            depth: 2,
+            m_conv: 1.0,
+            dilation_growth_rate: 3,
+            dilation_cycle: Some(2),
+            res_scale: true,
+            down_t: 2,
+            stride_t: 2,
+        }),
+        raw_to_tokens: 8,
+        ..base(2, 3, 24, Some(4))
+    };
+    // 256 × 768 attention weights: split over the threads (`gemv::row_parts`).
+    let wide = PriorConfig {
+        width: 256,
+        heads: 4,
+        m_attn: 1.0,
+        merged_decoder: true,
+        ..base(2, 3, 32, Some(4))
+    };
+    vec![
+        ("factorised", base(2, 6, 24, Some(4))),
+        ("dense", base(0, 2, 16, None)),
+        ("upsampler", upsampler),
+        ("wide", wide),
+    ]
+}
+
+/// Random weights large enough that every path matters, stored in `dtype`.
+fn build(cfg: &PriorConfig, seed: u64, dtype: DType) -> Prior {
+    let dev = Device::Cpu;
+    let vm = VarMap::new();
+    Prior::new(cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+    let data = vm.data().lock().unwrap();
+    let mut names: Vec<_> = data.keys().cloned().collect();
+    names.sort();
+    let mut map = HashMap::new();
+    for (i, name) in names.iter().enumerate() {
+        let var = &data[name];
+        let vals: Vec<f32> = (0..var.elem_count())
+            .map(|j| (jukebox::util::uniform(seed, i as u64, 0, j as u64) * 2.0 - 1.0) as f32)
+            .collect();
+        let t = Tensor::from_vec(vals, var.shape(), &dev).unwrap();
+        let t = if name.ends_with(".weight") && name.contains("ln") {
+            t.affine(0.2, 1.0).unwrap()
+        } else if name.ends_with(".w") {
+            t.affine(1.5 / (var.dims()[0] as f64).sqrt(), 0.0).unwrap()
+        } else {
+            t.affine(0.5, 0.0).unwrap()
+        };
+        map.insert(name.clone(), t.to_dtype(dtype).unwrap());
+    }
+    Prior::new(cfg, VarBuilder::from_tensors(map, dtype, &dev)).unwrap()
+}
+
+fn conditioning(prior: &Prior, n: usize) -> prior::Conditioning {
+    let g = prior.cfg.labels.as_ref().unwrap().max_genres;
+    let rows: Vec<Vec<i64>> = (0..n as i64)
+        .map(|i| {
+            let len = (prior.cfg.n_ctx * prior.cfg.raw_to_tokens) as i64;
+            let mut r = vec![3 * 44100, 44100 / 2, len, i % 5, (i * 3 + 1) % 7];
+            r.extend(std::iter::repeat_n(-1, g - 1));
+            r
+        })
+        .collect();
+    let y = Tensor::new(rows, &Device::Cpu).unwrap();
+    let l = prior.z_cond_len();
+    let z = (l > 0).then(|| {
+        let v: Vec<i64> = (0..n * l).map(|i| (i * 5 % 11) as i64).collect();
+        Tensor::from_vec(v, (n, l), &Device::Cpu).unwrap()
+    });
+    prior.conditioning(Some(&y), z.as_ref()).unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn scale(t: &Tensor) -> f32 {
+    t.abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+}
+
+/// A window sampled with a prime: (tokens, logits, fast steps taken).
+fn sample(prior: &Prior, n: usize, n_prime: usize, fast: bool) -> (Vec<Vec<i64>>, Tensor, usize) {
+    fast_step::set_enabled(fast);
+    let cond = conditioning(prior, n);
+    let v: Vec<i64> = (0..n * n_prime)
+        .map(|i| ((i * 7 + i / 3) % prior.cfg.bins) as i64)
+        .collect();
+    let prime = Tensor::from_vec(v, (n, n_prime), &Device::Cpu).unwrap();
+    let n_new = prior.cfg.n_ctx - n_prime;
+    let opts = SampleOpts {
+        keep_logits: true,
+        chunk_size: 5,
+        ..Default::default()
+    };
+    let seeds: Vec<u64> = (0..n as u64).map(|i| 40 + i).collect();
+    let before = fast_step::steps_run();
+    let out =
+        prior::sample_window(prior, &cond, &prime, n_new, &seeds, &opts, &mut |_, _| {}).unwrap();
+    let taken = fast_step::steps_run() - before;
+    (out.tokens.to_vec2().unwrap(), out.logits.unwrap(), taken)
+}
+
+/// Steps, then a prefill (graph path, reading the keys the fast steps stored), then steps.
+fn steps_prefill_steps(prior: &Prior, fast: bool) -> Tensor {
+    fast_step::set_enabled(fast);
+    let n = 2;
+    let cond = conditioning(prior, n);
+    let mut cache = prior.new_cache(n).unwrap();
+    let mut rows = vec![];
+    let tok = |k: usize| Tensor::new(vec![(k % 5) as i64, (k % 7) as i64], &Device::Cpu).unwrap();
+    for k in 0..6 {
+        rows.push(prior.step(&mut cache, &cond).unwrap().unsqueeze(1).unwrap());
+        cache.accept(&tok(k)).unwrap();
+    }
+    let chunk = Tensor::new(vec![vec![1i64, 2, 3, 4], vec![4, 3, 2, 1]], &Device::Cpu).unwrap();
+    rows.push(prior.prefill(&mut cache, &cond, &chunk).unwrap());
+    for k in 0..5 {
+        rows.push(prior.step(&mut cache, &cond).unwrap().unsqueeze(1).unwrap());
+        cache.accept(&tok(k + 3)).unwrap();
+    }
+    Tensor::cat(&rows, 1).unwrap()
+}
+
+#[test]
+fn persistent_step_matches_the_graph_path() {
+    let mut kinds = BTreeSet::new();
+    for (name, cfg) in models() {
+        for dtype in [DType::F32, DType::F16] {
+            let prior = build(&cfg, 3, dtype);
+            kinds.extend(prior.transformer.layers.iter().map(|l| l.kind.id()));
+            for n in [1, 3] {
+                let (want_tok, want_logits, slow) = sample(&prior, n, 5, false);
+                let (got_tok, got_logits, fast) = sample(&prior, n, 5, true);
+                let new = cfg.n_ctx - 5;
+                assert_eq!(slow, 0, "{name}: the switch did not turn the fast path off");
+                assert!(fast >= new, "{name}: {fast} fast steps of {new}");
+                let s = scale(&want_logits);
+                assert!(s > 0.5, "{name}: logits too small to test ({s})");
+                let e = max_diff(&got_logits, &want_logits);
+                assert!(
+                    e <= 1e-5 * s.max(1.0),
+                    "{name} {dtype:?} batch {n}: logits differ by {e} (scale {s})"
+                );
+                assert_eq!(got_tok, want_tok, "{name} {dtype:?} batch {n}: tokens");
+            }
+            let want = steps_prefill_steps(&prior, false);
+            let got = steps_prefill_steps(&prior, true);
+            let e = max_diff(&got, &want);
+            assert!(
+                e <= 1e-5 * scale(&want).max(1.0),
+                "{name} {dtype:?}: steps, prefill, steps differ by {e}"
+            );
+        }
+    }
+    fast_step::set_enabled(true);
+    // Dense, block, transpose and previous-block layers.
+    assert_eq!(kinds, [0, 1, 2, 3].into_iter().collect());
+}
