@@ -17,6 +17,7 @@ mod gemv512;
 pub mod resblock_train;
 #[cfg(test)]
 mod test_util;
+mod wt;
 
 /// LayerNorm over the last dimension, computed in f32 (or f64) whatever the input dtype,
 /// as the official code does (it upcasts, normalises, casts back).

@@ -7,7 +7,7 @@
 
 #![cfg(target_arch = "x86_64")]
 
-use super::gemv::Wt;
+use super::wt::Wt;
 use std::arch::x86_64::*;
 
 pub(crate) fn available() -> bool {

@@ -251,13 +251,25 @@ impl LayerCache {
     }
 }
 
+/// A layer's biases and LayerNorm parameters in f32, widened once per cache for the persistent
+/// step (it reads them element by element; weights stream in their storage dtype).
+#[derive(Debug, Clone)]
+pub(crate) struct Widened {
+    pub(crate) attn_b: Vec<f32>,
+    pub(crate) proj_b: Vec<f32>,
+    pub(crate) fc_b: Vec<f32>,
+    pub(crate) mproj_b: Vec<f32>,
+    pub(crate) ln0: (Vec<f32>, Vec<f32>),
+    pub(crate) ln1: (Vec<f32>, Vec<f32>),
+}
+
 /// Per-window sampling state of one prior: every layer's keys and values, how many positions
 /// are done, and the last known token (the input of the next position).
 #[derive(Debug, Clone)]
 pub struct PriorCache {
     pub(crate) layers: Vec<LayerCache>,
     /// The persistent step's f32 copies of the model's biases and LayerNorm parameters.
-    pub(crate) widened: Option<Vec<super::fast_step::Widened>>,
+    pub(crate) widened: Option<Vec<Widened>>,
     /// Positions already run through the transformer.
     pub pos: usize,
     /// Token at position `pos - 1`, once known (input of position `pos`).

@@ -13,7 +13,7 @@
 //! larger batches take the graph path. `JUKEBOX_FAST_STEP=0` (or [`set_enabled`]) turns it off.
 
 use super::attention::{score_scale, AttnKind};
-use super::cache::PriorCache;
+use super::cache::{PriorCache, Widened};
 use super::chunk_attn::{attend_one, key_range};
 use super::{Conditioning, Prior};
 use crate::ops::gemv::{self, WSlice, MAX_ROWS};
@@ -99,6 +99,8 @@ struct SpinBarrier {
     n: usize,
     count: AtomicUsize,
     gen: AtomicUsize,
+    /// Set when a thread of the step panicked: the others stop waiting for it.
+    poisoned: AtomicBool,
 }
 
 impl SpinBarrier {
@@ -107,6 +109,7 @@ impl SpinBarrier {
             n,
             count: AtomicUsize::new(0),
             gen: AtomicUsize::new(0),
+            poisoned: AtomicBool::new(false),
         }
     }
 
@@ -122,6 +125,9 @@ impl SpinBarrier {
         }
         let mut spins = 0u32;
         while self.gen.load(Ordering::Acquire) == g {
+            if self.poisoned.load(Ordering::Relaxed) {
+                panic!("another thread of the sampling step panicked");
+            }
             if spins < 4000 {
                 std::hint::spin_loop();
                 spins += 1;
@@ -135,14 +141,21 @@ impl SpinBarrier {
 /// Run `body(thread, threads)` on every pool thread at once, or on this thread alone when it
 /// is itself a pool worker (a nested team could wait on a thread that waits on it) or the
 /// pool has one thread. One team at a time: two would spin against each other.
-fn run_team(nt: usize, body: &(dyn Fn(usize) + Sync)) {
+fn run_team(nt: usize, barrier: &SpinBarrier, body: &(dyn Fn(usize) + Sync)) {
     static TEAM: Mutex<()> = Mutex::new(());
     if nt <= 1 {
         body(0);
         return;
     }
     let _one = TEAM.lock().unwrap_or_else(|e| e.into_inner());
-    rayon::broadcast(|ctx| body(ctx.index()));
+    rayon::broadcast(|ctx| {
+        // A panicking thread must not leave the others spinning at a barrier forever.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(ctx.index())));
+        if let Err(e) = r {
+            barrier.poisoned.store(true, Ordering::Relaxed);
+            std::panic::resume_unwind(e);
+        }
+    });
 }
 
 struct LayerW<'a> {
@@ -155,18 +168,6 @@ struct LayerW<'a> {
     fc: WSlice<'a>,
     mproj: WSlice<'a>,
     p: &'a Widened,
-}
-
-/// A layer's biases and LayerNorm parameters in f32, widened once per cache (they are read
-/// element by element; the weights are streamed in their storage dtype).
-#[derive(Debug, Clone)]
-pub(crate) struct Widened {
-    attn_b: Vec<f32>,
-    proj_b: Vec<f32>,
-    fc_b: Vec<f32>,
-    mproj_b: Vec<f32>,
-    ln0: (Vec<f32>, Vec<f32>),
-    ln1: (Vec<f32>, Vec<f32>),
 }
 
 fn widen(t: &Tensor) -> Result<Vec<f32>> {
@@ -520,7 +521,7 @@ pub(crate) fn step(
         logits: Shared(logits.as_mut_ptr()),
         barrier: SpinBarrier::new(nt),
     };
-    run_team(nt, &|t| run_thread(&st, t, nt));
+    run_team(nt, &st.barrier, &|t| run_thread(&st, t, nt));
     drop(st);
     drop(views);
     drop(guards);
