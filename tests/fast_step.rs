@@ -4,23 +4,13 @@
 //! head), and a prefill between steps (the cache's keys move back into tensors). One test
 //! function: the switch is process-wide.
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
-use jukebox::config::{ConditionerConfig, LabelConfig, PriorConfig};
-use jukebox::prior::{self, fast_step, Prior, SampleOpts};
-use std::collections::{BTreeSet, HashMap};
+mod prior_support;
 
-fn labels(timing: bool) -> LabelConfig {
-    LabelConfig {
-        n_genres: 7,
-        n_artists: 5,
-        max_genres: 2,
-        include_time_signal: timing,
-        t_bins: 16,
-        min_duration: 0.0,
-        max_duration: 4.0,
-    }
-}
+use candle_core::{DType, Device, Tensor};
+use jukebox::config::PriorConfig;
+use jukebox::prior::{self, fast_step, Prior, SampleOpts};
+use prior_support::{build, labels, max_diff, scale, small_conditioner};
+use std::collections::BTreeSet;
 
 fn base(attn_order: usize, depth: usize, n_ctx: usize, blocks: Option<usize>) -> PriorConfig {
     PriorConfig {
@@ -47,16 +37,7 @@ fn models() -> Vec<(&'static str, PriorConfig)> {
     let upsampler = PriorConfig {
         level: 0,
         labels: Some(labels(false)),
-        cond: Some(ConditionerConfig {
-            width: 8,
-            depth: 2,
-            m_conv: 1.0,
-            dilation_growth_rate: 3,
-            dilation_cycle: Some(2),
-            res_scale: true,
-            down_t: 2,
-            stride_t: 2,
-        }),
+        cond: Some(small_conditioner()),
         raw_to_tokens: 8,
         ..base(2, 3, 24, Some(4))
     };
@@ -76,33 +57,6 @@ fn models() -> Vec<(&'static str, PriorConfig)> {
     ]
 }
 
-/// Random weights large enough that every path matters, stored in `dtype`.
-fn build(cfg: &PriorConfig, seed: u64, dtype: DType) -> Prior {
-    let dev = Device::Cpu;
-    let vm = VarMap::new();
-    Prior::new(cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
-    let data = vm.data().lock().unwrap();
-    let mut names: Vec<_> = data.keys().cloned().collect();
-    names.sort();
-    let mut map = HashMap::new();
-    for (i, name) in names.iter().enumerate() {
-        let var = &data[name];
-        let vals: Vec<f32> = (0..var.elem_count())
-            .map(|j| (jukebox::util::uniform(seed, i as u64, 0, j as u64) * 2.0 - 1.0) as f32)
-            .collect();
-        let t = Tensor::from_vec(vals, var.shape(), &dev).unwrap();
-        let t = if name.ends_with(".weight") && name.contains("ln") {
-            t.affine(0.2, 1.0).unwrap()
-        } else if name.ends_with(".w") {
-            t.affine(1.5 / (var.dims()[0] as f64).sqrt(), 0.0).unwrap()
-        } else {
-            t.affine(0.5, 0.0).unwrap()
-        };
-        map.insert(name.clone(), t.to_dtype(dtype).unwrap());
-    }
-    Prior::new(cfg, VarBuilder::from_tensors(map, dtype, &dev)).unwrap()
-}
-
 fn conditioning(prior: &Prior, n: usize) -> prior::Conditioning {
     let g = prior.cfg.labels.as_ref().unwrap().max_genres;
     let rows: Vec<Vec<i64>> = (0..n as i64)
@@ -120,22 +74,6 @@ fn conditioning(prior: &Prior, n: usize) -> prior::Conditioning {
         Tensor::from_vec(v, (n, l), &Device::Cpu).unwrap()
     });
     prior.conditioning(Some(&y), z.as_ref()).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
-fn scale(t: &Tensor) -> f32 {
-    t.abs().unwrap().max_all().unwrap().to_scalar().unwrap()
 }
 
 /// A window sampled with a prime: (tokens, logits, fast steps taken).

@@ -2,23 +2,14 @@
 //! chunked prefill at several chunk sizes equals one pass, and an item's samples do not depend
 //! on what it is batched with.
 
+mod prior_support;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use jukebox::config::{ConditionerConfig, LabelConfig, LyricsConfig, PriorConfig};
+use jukebox::config::{LyricsConfig, PriorConfig};
 use jukebox::prior::{self, AttnKind, Prior, SampleOpts};
+use prior_support::{labels, max_diff, small_conditioner};
 use std::collections::BTreeSet;
-
-fn labels(timing: bool) -> LabelConfig {
-    LabelConfig {
-        n_genres: 7,
-        n_artists: 5,
-        max_genres: 2,
-        include_time_signal: timing,
-        t_bins: 16,
-        min_duration: 0.0,
-        max_duration: 4.0,
-    }
-}
 
 fn base(attn_order: usize, depth: usize, n_ctx: usize, blocks: Option<usize>) -> PriorConfig {
     PriorConfig {
@@ -72,16 +63,7 @@ fn models() -> Vec<(&'static str, PriorConfig)> {
         level: 0,
         merged_decoder: false,
         labels: Some(labels(false)),
-        cond: Some(ConditionerConfig {
-            width: 8,
-            depth: 2,
-            m_conv: 1.0,
-            dilation_growth_rate: 3,
-            dilation_cycle: Some(2),
-            res_scale: true,
-            down_t: 2,
-            stride_t: 2,
-        }),
+        cond: Some(small_conditioner()),
         raw_to_tokens: 8,
         ..base(2, 3, 24, Some(4))
     };
@@ -159,18 +141,6 @@ fn tokens(prior: &Prior, n: usize, t: usize) -> Tensor {
         .map(|i| ((i * 7 + i / 3) % prior.cfg.bins) as i64)
         .collect();
     Tensor::from_vec(v, (n, t), &Device::Cpu).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 #[test]
