@@ -40,11 +40,17 @@ impl Rng {
     }
 }
 
+/// Every sampling window of the runs under test sleeps this long (`JUKEBOX_WINDOW_DELAY_MS`),
+/// so that a small run lasts long enough to be killed inside its windows: since the persistent
+/// sampling step the whole 2-item sample took little more than the model's loading.
+const WINDOW_DELAY_MS: &str = "25";
+
 fn run_ok(dir: &Path, args: &[&str]) {
     let o = Command::new(BIN)
         .args(args)
         .current_dir(dir)
         .env_remove("JUKEBOX_MEMORY_LIMIT")
+        .env("JUKEBOX_WINDOW_DELAY_MS", WINDOW_DELAY_MS)
         .output()
         .unwrap();
     assert!(
@@ -60,6 +66,7 @@ fn run_and_kill(dir: &Path, args: &[&str], delay: Duration) -> bool {
         .args(args)
         .current_dir(dir)
         .env_remove("JUKEBOX_MEMORY_LIMIT")
+        .env("JUKEBOX_WINDOW_DELAY_MS", WINDOW_DELAY_MS)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
