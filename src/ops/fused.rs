@@ -25,16 +25,27 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Option
         return Ok(None);
     }
     let mut y: Vec<f32> = x.flatten_all()?.to_vec1()?;
-    let inv_n = 1.0 / n as f32;
-    for row in y.chunks_exact_mut(n) {
+    layer_norm_rows(&mut y, &wv, &bv, eps as f32);
+    Tensor::from_vec(y, x.dims(), &Device::Cpu).map(Some)
+}
+
+/// LayerNorm of every row (of `w.len()` elements) of `y`, in place: the arithmetic of
+/// [`layer_norm`], shared with the persistent sampling step.
+pub(crate) fn layer_norm_rows(y: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
+    let inv_n = 1.0 / w.len() as f32;
+    for row in y.chunks_exact_mut(w.len()) {
         let mean = row.iter().sum::<f32>() * inv_n;
         let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() * inv_n;
-        let denom = (var + eps as f32).sqrt();
-        for ((v, &wi), &bi) in row.iter_mut().zip(&wv).zip(&bv) {
+        let denom = (var + eps).sqrt();
+        for ((v, &wi), &bi) in row.iter_mut().zip(w).zip(b) {
             *v = (*v - mean) / denom * wi + bi;
         }
     }
-    Tensor::from_vec(y, x.dims(), &Device::Cpu).map(Some)
+}
+
+/// `z · σ(1.702 z)` of one value (see [`quick_gelu`]).
+pub(crate) fn quick_gelu_f32(v: f32) -> f32 {
+    v * (1.0 / (1.0 + (-1.702 * v).exp()))
 }
 
 /// `z · σ(1.702 z)` elementwise.
@@ -44,7 +55,7 @@ pub fn quick_gelu(x: &Tensor) -> Result<Option<Tensor>> {
     }
     let mut y: Vec<f32> = x.flatten_all()?.to_vec1()?;
     for v in y.iter_mut() {
-        *v *= 1.0 / (1.0 + (-1.702 * *v).exp());
+        *v = quick_gelu_f32(*v);
     }
     Tensor::from_vec(y, x.dims(), &Device::Cpu).map(Some)
 }

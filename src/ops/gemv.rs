@@ -189,8 +189,9 @@ pub(crate) enum WSlice<'a> {
     BF16(&'a [bf16]),
 }
 
-/// How a (K, n) weight is split into contiguous row ranges: (parts, rows per part). Part p holds rows `p·per..min((p+1)·per, K)` (none when `p·per ≥ K`). The split
-/// depends only on the pool's thread count, so every path that uses it sums the same partials.
+/// How a (K, n) weight is split into contiguous row ranges: (parts, rows per part). Part p
+/// holds rows `p·per..min((p+1)·per, K)` (none when `p·per ≥ K`). The split depends only on
+/// the pool's thread count, so every path that uses it sums the same partials.
 pub(crate) fn row_parts(kk: usize) -> (usize, usize) {
     let parts = rayon::current_num_threads().max(1);
     (parts, kk.div_ceil(parts).div_ceil(4) * 4)

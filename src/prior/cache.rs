@@ -69,20 +69,21 @@ impl LayerCache {
     /// The keys and values as plain f32 vectors (B, H, cap, d), moved out of the tensors on
     /// first use (CPU f32 caches only).
     pub(crate) fn raw_mut(&mut self) -> Result<(&mut [f32], &mut [f32])> {
-        if self.raw.is_none() {
-            if !self.k.device().is_cpu() || self.k.dtype() != DType::F32 {
-                bail!("the persistent step needs an f32 cache on the CPU");
+        let raw = match self.raw.take() {
+            Some(raw) => raw,
+            None => {
+                if !self.k.device().is_cpu() || self.k.dtype() != DType::F32 {
+                    bail!("the persistent step needs an f32 cache on the CPU");
+                }
+                let k = self.k.flatten_all()?.to_vec1::<f32>()?;
+                let v = self.v.flatten_all()?.to_vec1::<f32>()?;
+                self.k = Tensor::zeros(0, DType::F32, &Device::Cpu)?;
+                self.v = self.k.clone();
+                (k, v)
             }
-            let k = self.k.flatten_all()?.to_vec1::<f32>()?;
-            let v = self.v.flatten_all()?.to_vec1::<f32>()?;
-            self.k = Tensor::zeros(0, DType::F32, &Device::Cpu)?;
-            self.v = self.k.clone();
-            self.raw = Some((k, v));
-        }
-        match &mut self.raw {
-            Some((k, v)) => Ok((k.as_mut_slice(), v.as_mut_slice())),
-            None => bail!("KV cache has no plain buffers"),
-        }
+        };
+        let (k, v) = self.raw.insert(raw);
+        Ok((k.as_mut_slice(), v.as_mut_slice()))
     }
 
     fn restore_tensors(&mut self) -> Result<()> {

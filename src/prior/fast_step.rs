@@ -2,9 +2,9 @@
 //! loops over the weights by every thread of the rayon pool at once, between spin barriers.
 //!
 //! The graph path dispatches about two dozen candle ops per layer per token on the calling
-//! thread and wakes the pool for every matrix product: at batch 1 the bundled model's one-item
-//! study group sampled in 7.0 s that way, 4.1 s here. Here the pool is woken once per step. Each thread multiplies its fixed row
-//! range of every weight matrix (the split of [`gemv::row_parts`], so the partial sums and the
+//! thread and wakes the pool for every matrix product (at batch 1 the bundled model's one-item
+//! study group sampled in 7.0 s that way, 4.1 s here). Here the pool is woken once per step.
+//! Each thread multiplies its fixed row range of every weight matrix (the split of [`gemv::row_parts`], so the partial sums and the
 //! order they are added in are the graph path's: dense layers, LayerNorms and GELUs give the
 //! same bits), then the threads reduce column slices and attend head by head. Only the attention
 //! sums run in another order (they agree to float rounding; `tests/fast_step.rs`).
@@ -16,6 +16,7 @@ use super::attention::{score_scale, AttnKind};
 use super::cache::{PriorCache, Widened};
 use super::chunk_attn::{attend_one, key_range};
 use super::{Conditioning, Prior};
+use crate::ops::fused;
 use crate::ops::gemv::{self, WSlice, MAX_ROWS};
 use candle_core::{bail, Layout, Result, StorageRef, Tensor};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -256,17 +257,10 @@ fn reduced(st: &Step, parts: usize, nn: usize, bias: &[f32], b: usize, j: usize)
     acc + bias[j]
 }
 
-/// LayerNorm of every row of `x` (n, w) into `out`, as `ops::fused::layer_norm`.
-fn layer_norm(x: &[f32], ln: &(Vec<f32>, Vec<f32>), w: usize, out: &mut [f32]) {
-    let inv_n = 1.0 / w as f32;
-    for (row, o) in x.chunks_exact(w).zip(out.chunks_exact_mut(w)) {
-        let mean = row.iter().sum::<f32>() * inv_n;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() * inv_n;
-        let denom = (var + 1e-5f32).sqrt();
-        for (((&v, o), &g), &b) in row.iter().zip(o.iter_mut()).zip(&ln.0).zip(&ln.1) {
-            *o = (v - mean) / denom * g + b;
-        }
-    }
+/// LayerNorm of every row of `x` (n, w) into `out` (`ops::fused::layer_norm`'s arithmetic).
+fn layer_norm(x: &[f32], ln: &(Vec<f32>, Vec<f32>), out: &mut [f32]) {
+    out.copy_from_slice(x);
+    fused::layer_norm_rows(out, &ln.0, &ln.1, 1e-5);
 }
 
 fn cols(nn: usize, t: usize, nt: usize) -> std::ops::Range<usize> {
@@ -331,17 +325,13 @@ fn reduce_into(
     }
 }
 
-fn gelu(v: f32) -> f32 {
-    v * (1.0 / (1.0 + (-1.702 * v).exp()))
-}
-
 /// Everything one thread does in a step.
 fn run_thread(st: &Step, t: usize, nt: usize) {
     let (n, w, s, mlp) = (st.n, st.w, st.s, st.mlp);
     let mut xa = vec![0f32; n * w];
     for l in &st.layers {
         // SAFETY (all reads of shared buffers below): written before the preceding barrier.
-        layer_norm(unsafe { st.h.at(0, n * w) }, &l.p.ln0, w, &mut xa);
+        layer_norm(unsafe { st.h.at(0, n * w) }, &l.p.ln0, &mut xa);
         partial_gemv(st, &l.attn, w, 3 * s, &xa, t, nt);
         st.barrier.wait();
         attend_heads(st, l, t, nt);
@@ -350,10 +340,12 @@ fn run_thread(st: &Step, t: usize, nt: usize) {
         st.barrier.wait();
         reduce_into(st, s, w, &l.p.proj_b, st.h, t, nt, |h, a| h + a);
         st.barrier.wait();
-        layer_norm(unsafe { st.h.at(0, n * w) }, &l.p.ln1, w, &mut xa);
+        layer_norm(unsafe { st.h.at(0, n * w) }, &l.p.ln1, &mut xa);
         partial_gemv(st, &l.fc, w, mlp, &xa, t, nt);
         st.barrier.wait();
-        reduce_into(st, w, mlp, &l.p.fc_b, st.m, t, nt, |_, y| gelu(y));
+        reduce_into(st, w, mlp, &l.p.fc_b, st.m, t, nt, |_, y| {
+            fused::quick_gelu_f32(y)
+        });
         st.barrier.wait();
         partial_gemv(st, &l.mproj, mlp, w, unsafe { st.m.at(0, n * mlp) }, t, nt);
         st.barrier.wait();

@@ -94,7 +94,7 @@ pub struct TransformerConfig {
 pub struct Layer {
     pub kind: AttnKind,
     pub(crate) c_attn: Conv1D,
-    pub(crate) c_enc_kv: Option<Conv1D>,
+    c_enc_kv: Option<Conv1D>,
     pub(crate) c_proj: Conv1D,
     pub(crate) ln_0: Ln,
     pub(crate) ln_1: Ln,
