@@ -67,6 +67,12 @@ for t in torch:
         if r:
             add(f"{cfg} b{b} {fill} steps/s", r["steps_per_s"], t["steps_per_s"], target,
                 f"roofline {100*r.get('roofline_share', 0):.0f}%")
+        # the same step with half-precision or int8 weights (the "best dtype" ratio)
+        for dt in ("f16", "bf16", "q8"):
+            r = rget(kind="prior_sample", config=cfg, batch=b, fill=fill, dtype=dt)
+            if r:
+                add(f"{cfg} b{b} {fill} steps/s, {dt} weights", r["steps_per_s"], t["steps_per_s"], target,
+                    f"roofline {100*r.get('roofline_share', 0):.0f}%")
         if t["prime"]:
             p = rget(kind="prior_prefill", config=cfg, batch=b, dtype="f32")
             if p:
@@ -92,5 +98,9 @@ for m in rust:
               f"{m['steps_per_s']:9.2f} steps/s  {m['tokens_per_s_total']:9.2f} tok/s  "
               f"roofline {100*m.get('roofline_share', 0):5.1f}% (read {100*m.get('roofline_share_read', 0):5.1f}%)  "
               f"x{gain:.2f} vs f32  load {m.get('load1', 0):.1f} {tgt}")
+    elif m["kind"] == "prior_logits_error":
+        print(f"  {m['config']:<6} {m['dtype']:<5} logits vs f32 over {m['tokens']} steps: max |d| "
+              f"{m['logits_max_err']:.2e}, rel RMS {m['logits_rel_rms_err']:.2e}, "
+              f"argmax agrees {100*m['argmax_agree']:.0f}%")
     elif m["kind"] in ("bandwidth", "prior_prefill"):
         print("  ", {k: v for k, v in m.items() if k not in ("threads",)})

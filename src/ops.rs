@@ -14,6 +14,7 @@ pub mod fused;
 pub mod fused_train;
 pub mod gemv;
 mod gemv512;
+pub mod q8;
 pub mod resblock_train;
 #[cfg(test)]
 mod test_util;

@@ -1,6 +1,6 @@
 //! The persistent sampling step (`prior::fast_step`) against the graph path it replaces: the
-//! same tokens and logits (to float rounding) for every attention type it takes, f32 and f16
-//! weights, weights split over threads or not, upsamplers (conditioning added before a tied
+//! same tokens and logits (to float rounding) for every attention type it takes, f32, f16 and
+//! int8 (`q8`) weights, weights split over threads or not, upsamplers (conditioning added before a tied
 //! head), and a prefill between steps (the cache's keys move back into tensors). One test
 //! function: the switch is process-wide.
 
@@ -8,7 +8,7 @@ mod prior_support;
 
 use candle_core::{DType, Device, Tensor};
 use jukebox::config::PriorConfig;
-use jukebox::prior::{self, fast_step, Prior, SampleOpts};
+use jukebox::prior::{self, fast_step, Prior, SampleOpts, WeightFormat};
 use prior_support::{build, labels, max_diff, scale, small_conditioner};
 use std::collections::BTreeSet;
 
@@ -123,8 +123,12 @@ fn steps_prefill_steps(prior: &Prior, fast: bool) -> Tensor {
 fn persistent_step_matches_the_graph_path() {
     let mut kinds = BTreeSet::new();
     for (name, cfg) in models() {
-        for dtype in [DType::F32, DType::F16] {
-            let prior = build(&cfg, 3, dtype);
+        for dtype in ["f32", "f16", "q8"] {
+            let prior = match dtype {
+                "f16" => build(&cfg, 3, DType::F16),
+                "q8" => quantized(&cfg, 3),
+                _ => build(&cfg, 3, DType::F32),
+            };
             kinds.extend(prior.transformer.layers.iter().map(|l| l.kind.id()));
             for n in [1, 3] {
                 let (want_tok, want_logits, slow) = sample(&prior, n, 5, false);
@@ -153,4 +157,68 @@ fn persistent_step_matches_the_graph_path() {
     fast_step::set_enabled(true);
     // Dense, block, transpose and previous-block layers.
     assert_eq!(kinds, [0, 1, 2, 3].into_iter().collect());
+    q8_sampling_is_deterministic_and_close_to_f32();
+}
+
+fn quantized(cfg: &PriorConfig, seed: u64) -> Prior {
+    let mut p = build(cfg, seed, DType::F32);
+    p.set_weight_format(WeightFormat::Q8).unwrap();
+    p
+}
+
+/// Int8 weights: the same tokens for the same seed every time, teacher-forced logits (which
+/// dequantise) equal to the sampled ones (int8 kernels) to rounding, and logits within a few
+/// percent of the f32 model's.
+fn q8_sampling_is_deterministic_and_close_to_f32() {
+    let (_, cfg) = models().remove(3);
+    let q = quantized(&cfg, 5);
+    let f = build(&cfg, 5, DType::F32);
+    assert_eq!(q.weight_format(), WeightFormat::Q8);
+    assert_eq!(f.weight_format(), WeightFormat::F32);
+    let (tok_a, logits_a, fast) = sample(&q, 2, 5, true);
+    let (tok_b, logits_b, _) = sample(&q, 2, 5, true);
+    assert!(fast > 0);
+    assert_eq!(tok_a, tok_b, "q8 sampling is not deterministic");
+    assert_eq!(max_diff(&logits_a, &logits_b), 0.0);
+    // Teacher forcing over the sampled window gives the sampled logits.
+    let cond = conditioning(&q, 2);
+    let toks = Tensor::new(tok_a.clone(), &Device::Cpu).unwrap();
+    assert_eq!(
+        toks.dims(),
+        &[2, cfg.n_ctx],
+        "sampled window with its prime"
+    );
+    let tf = q.forward_cond(&toks, &cond).unwrap();
+    let e = max_diff(&tf, &logits_a);
+    assert!(
+        e <= 1e-4 * scale(&tf).max(1.0),
+        "teacher-forced vs sampled: {e}"
+    );
+    // Against f32 on the same tokens: close, not equal.
+    let tf32 = f.forward_cond(&toks, &cond).unwrap();
+    let rel = (&tf - &tf32)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+        .sqrt()
+        / tf32
+            .sqr()
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            .sqrt();
+    assert!(rel > 1e-5 && rel < 0.05, "q8 vs f32 relative RMS {rel}");
+    // Half precision from int8 is refused (the f32 values are gone).
+    let mut q2 = quantized(&cfg, 5);
+    let err = q2
+        .set_weight_format(WeightFormat::F16)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("already int8"), "{err}");
 }

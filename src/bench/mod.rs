@@ -99,6 +99,15 @@ pub struct Measurement {
     pub load_start: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load_end: Option<f64>,
+    /// Half-precision and q8 weights: logits of teacher-forced sampling steps against the
+    /// same model in f32, max |Δ| and RMS(Δ) / RMS(f32 logits), and the share of steps
+    /// whose most likely token is the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logits_max_err: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logits_rel_rms_err: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argmax_agree: Option<f64>,
     /// 1-minute load average when the figure was taken (noise indicator).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load1: Option<f64>,
@@ -178,6 +187,12 @@ pub fn summary_line(m: &Measurement) -> String {
         s += &format!(
             "  {r:.2} steps/s, {:.2} tok/s",
             m.tokens_per_s_total.unwrap_or(0.0)
+        );
+    }
+    if let (Some(e), Some(r)) = (m.logits_max_err, m.logits_rel_rms_err) {
+        s += &format!(
+            "  logits vs f32: max |Δ| {e:.2e}, rel RMS {r:.2e}, argmax agrees {:.0}%",
+            m.argmax_agree.unwrap_or(0.0) * 100.0
         );
     }
     if m.kind == "prior_prefill" {

@@ -3,7 +3,7 @@
 
 use super::{load_average, min_median, random_vb, reset_peak_rss, sys, Bandwidth, Measurement};
 use crate::config::{LabelConfig, PriorConfig};
-use crate::prior::{sampler, Conditioning, Prior, PriorCache, SampleOpts};
+use crate::prior::{sampler, Conditioning, Prior, PriorCache, SampleOpts, WeightFormat};
 use crate::util::uniform;
 use candle_core::{bail, DType, Device, Result, Tensor};
 use std::time::Instant;
@@ -59,12 +59,32 @@ pub fn prior_preset(name: &str) -> Result<PriorConfig> {
 }
 
 /// Weight bytes one sampling step reads: every transformer weight, the output head, and one
-/// row of each embedding table.
+/// row of each embedding table, all stored with `elem` bytes per element.
 pub fn weight_bytes_per_step(cfg: &PriorConfig, elem: usize) -> usize {
+    let (dense, outputs, rest) = weight_counts(cfg);
+    (dense + outputs + rest) * elem
+}
+
+/// (dense weight elements, dense outputs (one bias each), everything else a step reads).
+fn weight_counts(cfg: &PriorConfig) -> (usize, usize, usize) {
     let (w, s) = (cfg.width, cfg.n_state());
     let m = (w as f64 * cfg.m_mlp) as usize;
-    let layer = w * 3 * s + 3 * s + s * w + w + w * m + m + m * w + w + 4 * w;
-    (cfg.depth * layer + cfg.vocab() * w + 2 * w) * elem
+    let dense = cfg.depth * (w * 3 * s + s * w + w * m + m * w);
+    let outputs = cfg.depth * (3 * s + w + m + w);
+    let rest = cfg.depth * 4 * w + cfg.vocab() * w + 2 * w;
+    (dense, outputs, rest)
+}
+
+/// [`weight_bytes_per_step`] for a weight format: q8 reads its dense weights as one byte each
+/// plus a scale per output, everything else in f32 (the model it was quantised from).
+pub fn format_bytes_per_step(cfg: &PriorConfig, f: WeightFormat) -> usize {
+    match f {
+        WeightFormat::Q8 => {
+            let (dense, outputs, rest) = weight_counts(cfg);
+            dense + (2 * outputs + rest) * 4
+        }
+        other => weight_bytes_per_step(cfg, other.elem_bytes()),
+    }
 }
 
 /// What to measure for one prior preset.
@@ -73,7 +93,7 @@ pub struct PriorBenchOpts {
     pub preset: String,
     pub cfg: PriorConfig,
     pub batches: Vec<usize>,
-    pub dtypes: Vec<DType>,
+    pub formats: Vec<WeightFormat>,
     /// Fill levels to time (`empty`, `half`, `full`).
     pub fills: Vec<String>,
     /// Prime length for the primed measurement (0: skip it).
@@ -133,12 +153,66 @@ fn seek(cache: &mut PriorCache, pos: usize, batch: usize, dev: &Device) -> Resul
     Ok(())
 }
 
-fn dtype_name(dt: DType) -> &'static str {
-    match dt {
-        DType::F16 => "f16",
-        DType::BF16 => "bf16",
-        _ => "f32",
+/// The preset's random prior with its dense weights in `f` (the same values for every format:
+/// half precision rounds them, q8 quantises the f32 ones).
+fn build(cfg: &PriorConfig, f: WeightFormat, dev: &Device) -> Result<Prior> {
+    let mut prior = Prior::new(cfg, random_vb(1, f.float_dtype(), dev))?;
+    if f == WeightFormat::Q8 {
+        prior.set_weight_format(f)?;
     }
+    Ok(prior)
+}
+
+/// Logits of `steps` teacher-forced sampling steps (batch 1) of `prior` and of the same model
+/// in f32: (max |Δ|, RMS of Δ over the RMS of the f32 logits, share of steps whose argmax
+/// agrees). The steps take the sampling path (the persistent step where it applies).
+fn logits_error(
+    o: &PriorBenchOpts,
+    prior: &Prior,
+    dev: &Device,
+    steps: usize,
+) -> Result<(f64, f64, f64)> {
+    let reference = build(&o.cfg, WeightFormat::F32, dev)?;
+    let toks: Vec<i64> = (0..steps)
+        .map(|i| (uniform(17, 0, 0, i as u64) * o.cfg.bins as f64) as i64)
+        .collect();
+    let run = |p: &Prior| -> Result<Vec<Vec<f32>>> {
+        let cond = conditioning(p, 1)?;
+        let mut cache = p.new_cache(1)?;
+        let mut out = vec![];
+        for &t in &toks {
+            out.push(
+                p.step(&mut cache, &cond)?
+                    .to_dtype(DType::F32)?
+                    .flatten_all()?
+                    .to_vec1()?,
+            );
+            cache.accept(&Tensor::new(&[t], dev)?)?;
+        }
+        Ok(out)
+    };
+    let (a, b) = (run(&reference)?, run(prior)?);
+    let (mut max, mut se, mut ss, mut agree) = (0f64, 0f64, 0f64, 0usize);
+    let argmax = |v: &[f32]| {
+        v.iter()
+            .enumerate()
+            .max_by(|x, y| x.1.total_cmp(y.1))
+            .map(|x| x.0)
+    };
+    for (ra, rb) in a.iter().zip(&b) {
+        for (x, y) in ra.iter().zip(rb) {
+            let d = (*x as f64 - *y as f64).abs();
+            max = max.max(d);
+            se += d * d;
+            ss += (*x as f64).powi(2);
+        }
+        agree += (argmax(ra) == argmax(rb)) as usize;
+    }
+    Ok((
+        max,
+        (se / ss.max(f64::MIN_POSITIVE)).sqrt(),
+        agree as f64 / steps.max(1) as f64,
+    ))
 }
 
 /// Fill the roofline fields of a sampling measurement.
@@ -148,10 +222,10 @@ fn roofline(
     batch: usize,
     pos0: usize,
     steps: usize,
-    elem: usize,
+    f: WeightFormat,
     bw: Option<&Bandwidth>,
 ) {
-    let wb = weight_bytes_per_step(&prior.cfg, elem) as f64;
+    let wb = format_bytes_per_step(&prior.cfg, f) as f64;
     let kv: f64 = (pos0..pos0 + steps)
         .map(|p| PriorCache::bytes_read_at(&prior.transformer, batch, p, 0) as f64)
         .sum::<f64>()
@@ -174,16 +248,28 @@ pub fn bench_prior(
 ) -> Result<()> {
     let seq = o.cfg.seq_len();
     let tokens = o.tokens.clamp(1, seq);
-    for &dt in &o.dtypes {
-        let dn = dtype_name(dt);
+    for &f in &o.formats {
+        let dn = f.name();
         reset_peak_rss();
         let t = Instant::now();
-        let prior = Prior::new(&o.cfg, random_vb(1, dt, dev))?;
+        let prior = build(&o.cfg, f, dev)?;
         let mut m = Measurement::new("prior_build", &o.preset, dn);
         m.wall_s = t.elapsed().as_secs_f64();
-        m.weight_bytes = Some(weight_bytes_per_step(&o.cfg, dt.size_in_bytes()) as f64);
+        m.weight_bytes = Some(format_bytes_per_step(&o.cfg, f) as f64);
         m.peak_rss = sys::peak_rss();
         emit(m);
+        if f != WeightFormat::F32 {
+            let steps = tokens.clamp(1, 32);
+            let t = Instant::now();
+            let (max, rel, agree) = logits_error(o, &prior, dev, steps)?;
+            let mut m = Measurement::new("prior_logits_error", &o.preset, dn);
+            m.wall_s = t.elapsed().as_secs_f64();
+            m.tokens = Some(steps);
+            m.logits_max_err = Some(max);
+            m.logits_rel_rms_err = Some(rel);
+            m.argmax_agree = Some(agree);
+            emit(m);
+        }
         let opts = SampleOpts::default();
         for &b in &o.batches {
             let cond = conditioning(&prior, b)?;
@@ -219,12 +305,12 @@ pub fn bench_prior(
                 m.steps_per_s = Some(tokens as f64 / best);
                 m.tokens_per_s_total = Some((b * tokens) as f64 / best);
                 m.peak_rss = sys::peak_rss();
-                roofline(&mut m, &prior, b, pos0, tokens, dt.size_in_bytes(), bw);
+                roofline(&mut m, &prior, b, pos0, tokens, f, bw);
                 emit(m);
             }
             let prime = o.prime.min(seq.saturating_sub(tokens + 1));
             if prime > 0 {
-                bench_primed(o, &prior, &cond, b, prime, tokens, dt, &seeds, bw, emit)?;
+                bench_primed(o, &prior, &cond, b, prime, tokens, f, &seeds, bw, emit)?;
             }
         }
     }
@@ -239,12 +325,12 @@ fn bench_primed(
     b: usize,
     prime: usize,
     tokens: usize,
-    dt: DType,
+    f: WeightFormat,
     seeds: &[u64],
     bw: Option<&Bandwidth>,
     emit: &mut dyn FnMut(Measurement),
 ) -> Result<()> {
-    let dn = dtype_name(dt);
+    let dn = f.name();
     let dev = prior.device();
     let ids: Vec<i64> = (0..b * prime)
         .map(|i| (uniform(9, 0, 0, i as u64) * prior.cfg.bins as f64) as i64)
@@ -287,7 +373,7 @@ fn bench_primed(
     m.steps_per_s = Some(tokens as f64 / best);
     m.tokens_per_s_total = Some((b * tokens) as f64 / best);
     m.load1 = load_average();
-    roofline(&mut m, prior, b, prime, tokens, dt.size_in_bytes(), bw);
+    roofline(&mut m, prior, b, prime, tokens, f, bw);
     emit(m);
     Ok(())
 }
@@ -335,7 +421,7 @@ mod tests {
             preset: "small".into(),
             cfg: prior_preset("small").unwrap(),
             batches: vec![1, 2],
-            dtypes: vec![DType::F32, DType::F16],
+            formats: vec![WeightFormat::F32, WeightFormat::F16, WeightFormat::Q8],
             fills: vec!["empty".into(), "full".into()],
             prime: 16,
             tokens: 3,
@@ -350,20 +436,37 @@ mod tests {
         };
         let mut got = vec![];
         bench_prior(&o, &Device::Cpu, Some(&bw), &mut |m| got.push(m)).unwrap();
-        // Per dtype: build + per batch (2 fills + prefill + primed).
-        assert_eq!(got.len(), 2 * (1 + 2 * 4));
+        // Per format: build + per batch (2 fills + prefill + primed), and the logits error of
+        // the two that are not f32.
+        assert_eq!(got.len(), 3 * (1 + 2 * 4) + 2);
         let s: Vec<&Measurement> = got.iter().filter(|m| m.kind == "prior_sample").collect();
-        assert_eq!(s.len(), 12);
+        assert_eq!(s.len(), 18);
         for m in &s {
             assert!(m.steps_per_s.unwrap() > 0.0);
             let r = m.roofline_share.unwrap();
             assert!(r > 0.0 && r.is_finite());
-            // f16 storage halves the weight bytes.
-            let elem = if m.dtype == "f16" { 2 } else { 4 };
-            assert_eq!(
-                m.weight_bytes.unwrap(),
-                weight_bytes_per_step(&o.cfg, elem) as f64
+            // f16 storage halves the weight bytes; q8 reads a byte per dense weight.
+            let f = WeightFormat::parse(&m.dtype).unwrap();
+            let want = match f {
+                WeightFormat::F16 => weight_bytes_per_step(&o.cfg, 2),
+                WeightFormat::Q8 => {
+                    let (dense, outputs, rest) = weight_counts(&o.cfg);
+                    assert!(dense > 4 * (outputs + rest), "dense weights dominate");
+                    dense + 4 * (2 * outputs + rest)
+                }
+                _ => weight_bytes_per_step(&o.cfg, 4),
+            };
+            assert_eq!(m.weight_bytes.unwrap(), want as f64);
+        }
+        // Half precision and q8 change the logits a little, not the model.
+        for m in got.iter().filter(|m| m.kind == "prior_logits_error") {
+            let (max, rel) = (m.logits_max_err.unwrap(), m.logits_rel_rms_err.unwrap());
+            assert!(
+                max > 0.0 && rel > 0.0 && rel < 0.05,
+                "{}: {max} {rel}",
+                m.dtype
             );
+            assert!(m.argmax_agree.unwrap() >= 0.5, "{}", m.dtype);
         }
         let full = s
             .iter()

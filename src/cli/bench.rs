@@ -2,18 +2,20 @@
 //! memory bandwidth, peak memory and the share of the roofline.
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device};
+use candle_core::Device;
 use jukebox::bench::{
     self, prior::bench_prior, prior_preset, vqvae::bench_vqvae, Measurement, PriorBenchOpts,
     VqvaeBenchOpts, PRIOR_PRESETS,
 };
 use jukebox::config::VqvaeConfig;
+use jukebox::prior::WeightFormat;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  \
     jukebox bench --vqvae --prior mid --batch 1,4 --json bench/raw/rust.jsonl\n  \
-    jukebox bench --prior 1b --dtype f32,f16 --fill empty --prime 0\n\
+    jukebox bench --prior 1b --dtype f32,f16 --fill empty --prime 0\n  \
+    jukebox bench --prior mid --batch 1 --dtype bf16,q8 --fill empty --prime 0\n\
     Threads: set RAYON_NUM_THREADS (default: all cores). Timings are best of --reps.")]
 pub struct Args {
     /// Measure the VQ-VAE (encode and decode per level).
@@ -40,7 +42,8 @@ pub struct Args {
     /// Seconds of audio per VQ-VAE pass.
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
-    /// Weight storage dtypes for the priors (compute is f32): f32, f16, bf16.
+    /// Weight storage dtypes for the priors (compute is f32): f32, f16, bf16, or q8 (int8
+    /// dense weights with a scale per output; its logits error against f32 is reported).
     #[arg(long, value_delimiter = ',', default_value = "f32")]
     pub dtype: Vec<String>,
     /// Timed repeats per figure (the best is reported).
@@ -152,15 +155,6 @@ fn run_train(a: &Args, kind: &str, dev: &Device) -> Result<()> {
     Ok(())
 }
 
-fn parse_dtype(s: &str) -> Result<DType> {
-    Ok(match s {
-        "f32" => DType::F32,
-        "f16" => DType::F16,
-        "bf16" => DType::BF16,
-        other => bail!("--dtype `{other}` is not one of f32, f16, bf16"),
-    })
-}
-
 pub fn run(a: Args) -> Result<()> {
     jukebox::ops::init_threads_for(a.train.is_some());
     let dev = super::device(&a.device)?;
@@ -187,10 +181,10 @@ pub fn run(a: Args) -> Result<()> {
     if !a.vqvae && presets.is_empty() {
         bail!("nothing to measure: pass --vqvae and/or --prior small|mid|1b|all");
     }
-    let dtypes = a
+    let formats = a
         .dtype
         .iter()
-        .map(|s| parse_dtype(s))
+        .map(|s| WeightFormat::parse(s).map_err(|e| anyhow::anyhow!("--dtype: {e}")))
         .collect::<Result<Vec<_>>>()?;
     if a.batch.is_empty() || a.batch.contains(&0) {
         bail!("--batch needs sizes >= 1, got {:?}", a.batch);
@@ -253,7 +247,7 @@ pub fn run(a: Args) -> Result<()> {
             preset: p.clone(),
             cfg,
             batches: a.batch.clone(),
-            dtypes: dtypes.clone(),
+            formats: formats.clone(),
             fills: a.fill.clone(),
             prime: a.prime,
             tokens: a.tokens,

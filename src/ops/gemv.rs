@@ -3,7 +3,7 @@
 //!
 //! candle's gemm runs these on one thread and needs f32 weights (an f16 model would be cast
 //! to f32 on every step, reading 2 + 4 + 4 bytes per weight instead of 2). Here the weights
-//! are read once, in their storage dtype (f32, f16 or bf16, widened in registers), split in
+//! are read once, in their storage dtype (f32, f16, bf16 or int8, widened in registers), split in
 //! contiguous row ranges over the rayon threads, with f32 accumulation. Inference only: the
 //! result carries no gradient, so callers use it only when nothing is tracked.
 
@@ -178,6 +178,8 @@ pub(crate) fn slice_of<'a>(st: &'a Storage, l: &Layout) -> Option<WSlice<'a>> {
         Storage::Cpu(CpuStorage::F32(v)) => Some(WSlice::F32(&v[a..b])),
         Storage::Cpu(CpuStorage::F16(v)) => Some(WSlice::F16(&v[a..b])),
         Storage::Cpu(CpuStorage::BF16(v)) => Some(WSlice::BF16(&v[a..b])),
+        // Int8 weights (`super::q8`), meaningful only with their scales.
+        Storage::Cpu(CpuStorage::U8(v)) => Some(WSlice::I8(super::q8::as_i8(&v[a..b]))),
         _ => None,
     }
 }
@@ -187,7 +189,23 @@ pub(crate) enum WSlice<'a> {
     F32(&'a [f32]),
     F16(&'a [f16]),
     BF16(&'a [bf16]),
+    /// Int8 values of a `super::q8` weight; every output is then multiplied by its scale.
+    I8(&'a [i8]),
 }
+
+/// `$body` with `$v` bound to the typed slice of a [`WSlice`], whatever its element type
+/// (one monomorphised copy per type).
+macro_rules! with_elems {
+    ($s:expr, $v:ident => $body:expr) => {
+        match $s {
+            $crate::ops::gemv::WSlice::F32($v) => $body,
+            $crate::ops::gemv::WSlice::F16($v) => $body,
+            $crate::ops::gemv::WSlice::BF16($v) => $body,
+            $crate::ops::gemv::WSlice::I8($v) => $body,
+        }
+    };
+}
+pub(crate) use with_elems;
 
 /// How a (K, n) weight is split into contiguous row ranges: (parts, rows per part). Part p
 /// holds rows `p·per..min((p+1)·per, K)` (none when `p·per ≥ K`). The split depends only on
@@ -232,10 +250,15 @@ fn matmul_rows<T: Wt>(x: &[f32], m: usize, w: &[T], n: usize) -> Vec<f32> {
 }
 
 /// Small-batch `x · w + b` for the official `Conv1D` layout (`w` is (n_in, n_out)), with `w`
-/// and `b` in f32, f16 or bf16 and `x` in f32. Returns None where it does not apply (more
-/// than [`MAX_ROWS`] rows, not on the CPU, gradients tracked, other dtypes): use the general
-/// path then.
-pub fn dense_small(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
+/// and `b` in f32, f16 or bf16 and `x` in f32, or `w` int8 with its per-column `scale`
+/// (`super::q8`). Returns None where it does not apply (more than [`MAX_ROWS`] rows, not on
+/// the CPU, gradients tracked, other dtypes): use the general path then.
+pub fn dense_small(
+    x: &Tensor,
+    w: &Tensor,
+    scale: Option<&Tensor>,
+    b: &Tensor,
+) -> Result<Option<Tensor>> {
     if !matches!(x.device(), Device::Cpu)
         || x.dtype() != DType::F32
         || x.track_op()
@@ -263,18 +286,27 @@ pub fn dense_small(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Option<Tensor>>
         _ => return Ok(None),
     };
     let bias = b.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-    if bias.len() != n {
+    let scale = match scale {
+        Some(s) => Some(s.to_dtype(DType::F32)?.to_vec1::<f32>()?),
+        None => None,
+    };
+    if bias.len() != n || scale.as_ref().is_some_and(|s| s.len() != n) {
         return Ok(None);
     }
     let y = with_slice(w, |s| {
-        Ok(match s {
-            WSlice::F32(v) => matmul_rows(&xs, m, v, n),
-            WSlice::F16(v) => matmul_rows(&xs, m, v, n),
-            WSlice::BF16(v) => matmul_rows(&xs, m, v, n),
-        })
+        // Int8 values without their scales (or scales for a float weight) mean nothing.
+        if matches!(s, WSlice::I8(_)) != scale.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(with_elems!(s, v => matmul_rows(&xs, m, v, n))))
     })?;
-    let Some(mut y) = y else { return Ok(None) };
+    let Some(Some(mut y)) = y else {
+        return Ok(None);
+    };
     for row in y.chunks_exact_mut(n) {
+        if let Some(sc) = &scale {
+            row.iter_mut().zip(sc).for_each(|(v, s)| *v *= s);
+        }
         for (v, bb) in row.iter_mut().zip(&bias) {
             *v += bb;
         }
@@ -376,21 +408,20 @@ pub fn linear_nt_small(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
             let (ci, o) = chunk;
             let r0 = ci * rows_per;
             let r1 = (r0 + rows_per).min(n);
-            match &s {
-                WSlice::F32(v) => dot_rows(&v[r0 * kk..r1 * kk], kk, &xs, m, o),
-                WSlice::F16(v) => dot_rows(&v[r0 * kk..r1 * kk], kk, &xs, m, o),
-                WSlice::BF16(v) => dot_rows(&v[r0 * kk..r1 * kk], kk, &xs, m, o),
-            }
+            with_elems!(&s, v => dot_rows(&v[r0 * kk..r1 * kk], kk, &xs, m, o))
         };
         out.par_chunks_mut(rows_per * m).enumerate().for_each(f);
     };
     let mut t = vec![0f32; n * m];
-    if with_slice(w, |s| {
+    // Output tables are never quantised (no scales here): int8 takes the general path.
+    let ran = with_slice(w, |s| {
+        if matches!(s, WSlice::I8(_)) {
+            return Ok(false);
+        }
         run(&mut t, s);
-        Ok(())
-    })?
-    .is_none()
-    {
+        Ok(true)
+    })?;
+    if ran != Some(true) {
         return Ok(None);
     }
     // (n, m) → (m, n)
@@ -436,7 +467,7 @@ mod tests {
                     .unwrap()
                     .broadcast_add(&bd.to_dtype(DType::F32).unwrap())
                     .unwrap();
-                let got = dense_small(&x, &wd, &bd).unwrap().expect("fast path");
+                let got = dense_small(&x, &wd, None, &bd).unwrap().expect("fast path");
                 assert_eq!(got.dims(), &[m, n]);
                 let e = max_err(&got, &want);
                 assert!(e < 1e-4, "{dt:?} {m}x{kk}x{n}: {e}");
@@ -446,13 +477,42 @@ mod tests {
         let x = rand((2, 24), 4).reshape((2, 1, 24)).unwrap();
         let w = rand((24, 8), 5);
         let b = Tensor::zeros(8, DType::F32, &Device::Cpu).unwrap();
-        let got = dense_small(&x, &w, &b).unwrap().unwrap();
+        let got = dense_small(&x, &w, None, &b).unwrap().unwrap();
         assert_eq!(got.dims(), &[2, 1, 8]);
         // Too many rows, or tracked weights: not applicable.
         let big = rand((17, 24), 6);
-        assert!(dense_small(&big, &w, &b).unwrap().is_none());
+        assert!(dense_small(&big, &w, None, &b).unwrap().is_none());
         let var = candle_core::Var::from_tensor(&w).unwrap();
-        assert!(dense_small(&x, var.as_tensor(), &b).unwrap().is_none());
+        assert!(dense_small(&x, var.as_tensor(), None, &b)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn dense_small_q8_matches_the_dequantised_product() {
+        use crate::ops::q8::{dequantize_cols, quantize_cols};
+        for &(m, kk, n) in &[(1, 7, 5), (4, 301, 67), (16, 300, 260), (2, 512, 256)] {
+            let x = rand((m, kk), 11);
+            let w = rand((kk, n), 12);
+            let b = rand((1, n), 13).squeeze(0).unwrap();
+            let (q, s) = quantize_cols(&w).unwrap();
+            let want = x
+                .matmul(&dequantize_cols(&q, &s).unwrap())
+                .unwrap()
+                .broadcast_add(&b)
+                .unwrap();
+            let got = dense_small(&x, &q, Some(&s), &b)
+                .unwrap()
+                .expect("fast path");
+            let e = max_err(&got, &want);
+            assert!(e < 1e-4, "{m}x{kk}x{n}: {e}");
+            // And it is a product with the quantised weights, not the original ones.
+            let exact = x.matmul(&w).unwrap().broadcast_add(&b).unwrap();
+            assert!(max_err(&got, &exact) > 1e-4);
+            // Int8 values without scales, or scales for a float weight: not applicable.
+            assert!(dense_small(&x, &q, None, &b).unwrap().is_none());
+            assert!(dense_small(&x, &w, Some(&s), &b).unwrap().is_none());
+        }
     }
 
     /// The AVX-512 kernel (1–4 batch rows per pass) gives the AVX2 kernel's bits: 16-, 8- and
@@ -494,6 +554,8 @@ mod tests {
             check(&h, n, &x, kk, m);
             let bh: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
             check(&bh, n, &x, kk, m);
+            let q: Vec<i8> = w.iter().map(|&v| (v * 20.0) as i8).collect();
+            check(&q, n, &x, kk, m);
         }
     }
 

@@ -256,12 +256,31 @@ impl LayerCache {
 /// step (it reads them element by element; weights stream in their storage dtype).
 #[derive(Debug, Clone)]
 pub(crate) struct Widened {
-    pub(crate) attn_b: Vec<f32>,
-    pub(crate) proj_b: Vec<f32>,
-    pub(crate) fc_b: Vec<f32>,
-    pub(crate) mproj_b: Vec<f32>,
+    pub(crate) attn_b: OutParams,
+    pub(crate) proj_b: OutParams,
+    pub(crate) fc_b: OutParams,
+    pub(crate) mproj_b: OutParams,
     pub(crate) ln0: (Vec<f32>, Vec<f32>),
     pub(crate) ln1: (Vec<f32>, Vec<f32>),
+}
+
+/// What a dense layer applies to each output after the product: the int8 scale, if any
+/// (`ops::q8`), then the bias.
+#[derive(Debug, Clone)]
+pub(crate) struct OutParams {
+    pub(crate) bias: Vec<f32>,
+    pub(crate) scale: Option<Vec<f32>>,
+}
+
+impl OutParams {
+    /// `acc · scale[j] + bias[j]`, in `gemv::dense_small`'s order.
+    #[inline]
+    pub(crate) fn apply(&self, acc: f32, j: usize) -> f32 {
+        match &self.scale {
+            Some(s) => acc * s[j] + self.bias[j],
+            None => acc + self.bias[j],
+        }
+    }
 }
 
 /// Per-window sampling state of one prior: every layer's keys and values, how many positions

@@ -13,11 +13,12 @@
 //! larger batches take the graph path. `JUKEBOX_FAST_STEP=0` (or [`set_enabled`]) turns it off.
 
 use super::attention::{score_scale, AttnKind};
-use super::cache::{PriorCache, Widened};
+use super::cache::{OutParams, PriorCache, Widened};
 use super::chunk_attn::{attend_one, key_range};
+use super::transformer::Conv1D;
 use super::{Conditioning, Prior};
 use crate::ops::fused;
-use crate::ops::gemv::{self, WSlice, MAX_ROWS};
+use crate::ops::gemv::{self, with_elems, WSlice, Wt, MAX_ROWS};
 use candle_core::{bail, Layout, Result, StorageRef, Tensor};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -57,20 +58,13 @@ pub(crate) fn applies(prior: &Prior, cache: &PriorCache, cond: &Conditioning) ->
         })
 }
 
+/// Element i of a float table (embeddings, conditioning; never int8, see [`step`]).
 fn at(s: &WSlice<'_>, i: usize) -> f32 {
-    match s {
-        WSlice::F32(v) => v[i],
-        WSlice::F16(v) => v[i].to_f32(),
-        WSlice::BF16(v) => v[i].to_f32(),
-    }
+    with_elems!(s, v => v[i].to_f32())
 }
 
 fn len(s: &WSlice<'_>) -> usize {
-    match s {
-        WSlice::F32(v) => v.len(),
-        WSlice::F16(v) => v.len(),
-        WSlice::BF16(v) => v.len(),
-    }
+    with_elems!(s, v => v.len())
 }
 
 /// A shared f32 buffer that threads write in disjoint parts between barriers.
@@ -177,6 +171,13 @@ fn widen(t: &Tensor) -> Result<Vec<f32>> {
         .to_vec1()
 }
 
+fn out_params(c: &Conv1D) -> Result<OutParams> {
+    Ok(OutParams {
+        bias: widen(&c.b)?,
+        scale: c.scale.as_ref().map(widen).transpose()?,
+    })
+}
+
 fn widened(prior: &Prior) -> Result<Vec<Widened>> {
     prior
         .transformer
@@ -184,10 +185,10 @@ fn widened(prior: &Prior) -> Result<Vec<Widened>> {
         .iter()
         .map(|l| {
             Ok(Widened {
-                attn_b: widen(&l.c_attn.b)?,
-                proj_b: widen(&l.c_proj.b)?,
-                fc_b: widen(&l.mlp_fc.b)?,
-                mproj_b: widen(&l.mlp_proj.b)?,
+                attn_b: out_params(&l.c_attn)?,
+                proj_b: out_params(&l.c_proj)?,
+                fc_b: out_params(&l.mlp_fc)?,
+                mproj_b: out_params(&l.mlp_proj)?,
                 ln0: (widen(&l.ln_0.w)?, widen(&l.ln_0.b)?),
                 ln1: (widen(&l.ln_1.w)?, widen(&l.ln_1.b)?),
             })
@@ -231,11 +232,7 @@ fn partial_gemv(st: &Step, w: &WSlice, kk: usize, nn: usize, x: &[f32], t: usize
         // SAFETY: part p's region is written by this thread only (p ≡ t mod nt).
         let y = unsafe { st.partial.mut_at(p * st.part_len, st.n * nn) };
         y.fill(0.0);
-        match w {
-            WSlice::F32(v) => gemv::axpy_rows(&v[k0 * nn..k1 * nn], nn, x, kk, k0, st.n, y),
-            WSlice::F16(v) => gemv::axpy_rows(&v[k0 * nn..k1 * nn], nn, x, kk, k0, st.n, y),
-            WSlice::BF16(v) => gemv::axpy_rows(&v[k0 * nn..k1 * nn], nn, x, kk, k0, st.n, y),
-        }
+        with_elems!(w, v => gemv::axpy_rows(&v[k0 * nn..k1 * nn], nn, x, kk, k0, st.n, y));
     }
 }
 
@@ -246,15 +243,15 @@ fn used_parts(kk: usize) -> usize {
 }
 
 /// Column j of batch row b of a product with `nn` columns: the first `parts` partials summed
-/// in order, then the bias (as `gemv::dense_small` adds them).
-fn reduced(st: &Step, parts: usize, nn: usize, bias: &[f32], b: usize, j: usize) -> f32 {
+/// in order, then the scale and bias (as `gemv::dense_small` applies them).
+fn reduced(st: &Step, parts: usize, nn: usize, out: &OutParams, b: usize, j: usize) -> f32 {
     let off = b * nn + j;
     // SAFETY: written before the last barrier; nobody writes partials until the next.
     let mut acc = unsafe { st.partial.at(off, 1)[0] };
     for p in 1..parts {
         acc += unsafe { st.partial.at(p * st.part_len + off, 1)[0] };
     }
-    acc + bias[j]
+    out.apply(acc, j)
 }
 
 /// LayerNorm of every row of `x` (n, w) into `out` (`ops::fused::layer_norm`'s arithmetic).
@@ -308,7 +305,7 @@ fn reduce_into(
     st: &Step,
     kk: usize,
     nn: usize,
-    bias: &[f32],
+    out: &OutParams,
     dst: Shared,
     t: usize,
     nt: usize,
@@ -320,7 +317,7 @@ fn reduce_into(
         // SAFETY: this thread's columns of row b.
         let row = unsafe { dst.mut_at(b * nn + r.start, r.len()) };
         for (j, v) in r.clone().zip(row.iter_mut()) {
-            *v = f(*v, reduced(st, parts, nn, bias, b, j));
+            *v = f(*v, reduced(st, parts, nn, out, b, j));
         }
     }
 }
@@ -358,11 +355,9 @@ fn run_thread(st: &Step, t: usize, nt: usize) {
     }
     let rows = cols(st.vocab, t, nt);
     let mut tmp = vec![0f32; rows.len() * n];
-    match &st.head_w {
-        WSlice::F32(v) => gemv::dot_rows(&v[rows.start * w..rows.end * w], w, &hx, n, &mut tmp),
-        WSlice::F16(v) => gemv::dot_rows(&v[rows.start * w..rows.end * w], w, &hx, n, &mut tmp),
-        WSlice::BF16(v) => gemv::dot_rows(&v[rows.start * w..rows.end * w], w, &hx, n, &mut tmp),
-    }
+    with_elems!(&st.head_w, v => {
+        gemv::dot_rows(&v[rows.start * w..rows.end * w], w, &hx, n, &mut tmp)
+    });
     for b in 0..n {
         // SAFETY: this thread's vocabulary rows of batch row b.
         let out = unsafe { st.logits.mut_at(b * st.vocab + rows.start, rows.len()) };
@@ -402,8 +397,10 @@ pub(crate) fn step(
     }
     let guards: Vec<(StorageRef, &Layout)> = ts.iter().map(|t| t.storage_and_layout()).collect();
     let mut views = Vec::with_capacity(guards.len());
-    for (g, l) in &guards {
+    for (i, (g, l)) in guards.iter().enumerate() {
         match gemv::slice_of(g, l) {
+            // Int8 is read as weights with scales only; tables are never quantised.
+            Some(WSlice::I8(_)) if i < layer0 => return Ok(None),
             Some(v) => views.push(v),
             None => return Ok(None),
         }

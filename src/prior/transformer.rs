@@ -10,12 +10,15 @@ use crate::ops;
 use candle_core::{bail, DType, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-/// Official `Conv1D`: `y = x·w + b`, `w` (n_in, n_out). Weights may be stored f16/bf16; the
-/// product is computed in the activation dtype.
+/// Official `Conv1D`: `y = x·w + b`, `w` (n_in, n_out). Weights may be stored f16/bf16, or
+/// int8 with one scale per output (`scale`, see `ops::q8`); the product is computed in the
+/// activation dtype.
 #[derive(Debug, Clone)]
 pub struct Conv1D {
     pub w: Tensor,
     pub b: Tensor,
+    /// Per-output scales when `w` holds int8 values.
+    pub scale: Option<Tensor>,
 }
 
 impl Conv1D {
@@ -29,16 +32,28 @@ impl Conv1D {
             },
         )?;
         let b = vb.get_with_hints(n_out, "b", Init::Const(0.0))?;
-        Ok(Self { w, b })
+        Ok(Self { w, b, scale: None })
+    }
+
+    /// Store the weight as int8 with per-output scales (inference only).
+    pub fn quantize_q8(&mut self) -> Result<()> {
+        if self.scale.is_none() {
+            let (q, s) = ops::q8::quantize_cols(&self.w)?;
+            (self.w, self.scale) = (q, Some(s));
+        }
+        Ok(())
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // Sampling steps (a few rows): read the weights once, in their storage dtype.
-        if let Some(y) = ops::gemv::dense_small(x, &self.w, &self.b)? {
+        if let Some(y) = ops::gemv::dense_small(x, &self.w, self.scale.as_ref(), &self.b)? {
             return Ok(y);
         }
         let dt = x.dtype();
-        let w = if self.w.dtype() == dt {
+        // Larger products (prefill, teacher forcing) dequantise int8 weights per call.
+        let w = if let Some(s) = &self.scale {
+            ops::q8::dequantize_cols(&self.w, s)?.to_dtype(dt)?
+        } else if self.w.dtype() == dt {
             self.w.clone()
         } else {
             self.w.to_dtype(dt)?
@@ -100,6 +115,20 @@ pub struct Layer {
     pub(crate) ln_1: Ln,
     pub(crate) mlp_fc: Conv1D,
     pub(crate) mlp_proj: Conv1D,
+}
+
+impl Layer {
+    /// Every dense (`Conv1D`) weight of the layer.
+    pub(crate) fn dense_mut(&mut self) -> Vec<&mut Conv1D> {
+        let mut v = vec![
+            &mut self.c_attn,
+            &mut self.c_proj,
+            &mut self.mlp_fc,
+            &mut self.mlp_proj,
+        ];
+        v.extend(self.c_enc_kv.as_mut());
+        v
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +195,17 @@ impl Transformer {
             geom,
             layers,
         })
+    }
+
+    /// Every layer's dense weights as int8 with per-output scales (`--dtype q8`); LayerNorms
+    /// and biases keep their dtype.
+    pub fn quantize_q8(&mut self) -> Result<()> {
+        for l in &mut self.layers {
+            for c in l.dense_mut() {
+                c.quantize_q8()?;
+            }
+        }
+        Ok(())
     }
 
     pub fn head_dim(&self) -> usize {
