@@ -2,6 +2,7 @@
 //! resume after a stop at several points, seeds, per-item labels, and clear errors.
 
 use jukebox::checkpoint::ModelDir;
+use jukebox::prior::WeightFormat;
 use jukebox::sample::{
     self, model_identity, ItemSpec, LevelSettings, Mode, Outcome, RunOptions, RunSpec, RunState,
 };
@@ -54,6 +55,7 @@ fn spec(
         max_batch: 4,
         items,
         level_items: vec![],
+        weights: Default::default(),
         parent: None,
     }
 }
@@ -129,6 +131,63 @@ fn ancestral_all_levels_and_determinism() {
     assert_eq!(e.count, vec![80, 80]);
     let (raw, filt) = e.mean(0);
     assert!(raw > 0.0 && raw <= 6.0 + 1e-6 && filt > 0.0, "{raw} {filt}");
+}
+
+#[test]
+fn q8_weights_are_recorded_and_sample_deterministically() {
+    let md = ModelDir::open(&model_path()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let items = vec![item("#1", "#2", 7), item("#3", "#4", 8)];
+    let f32_spec = spec(&md, Mode::Ancestral, None, items.clone(), vec![2, 1]);
+    let q8_spec = RunSpec {
+        weights: WeightFormat::Q8,
+        ..f32_spec.clone()
+    };
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    q8_spec.save(&a).unwrap();
+    q8_spec.save(&b).unwrap();
+    f32_spec.save(&c).unwrap();
+    // The format is part of the run file (old runs, without the key, stay f32).
+    let text = std::fs::read_to_string(RunSpec::path(&a)).unwrap();
+    assert!(text.contains("weights = \"q8\""), "{text}");
+    assert!(!std::fs::read_to_string(RunSpec::path(&c))
+        .unwrap()
+        .contains("weights"));
+    assert_eq!(RunSpec::load(&a).unwrap().weights, WeightFormat::Q8);
+    let (sa, sb, sc) = (
+        run_to_end(&md, &a),
+        run_to_end(&md, &b),
+        run_to_end(&md, &c),
+    );
+    assert_eq!(
+        sa.levels, sb.levels,
+        "q8 sampling must be deterministic for a seed"
+    );
+    for l in [2, 1] {
+        assert_eq!(sa.levels[&l].len(), sc.levels[&l].len(), "level {l} length");
+    }
+    // The run really sampled with int8 weights: some of its tokens differ from f32's.
+    assert_ne!(sa.levels, sc.levels, "q8 gave exactly the f32 tokens");
+    // A bad --dtype is refused before any run is made.
+    let out = tmp.path().join("d");
+    let m = model_path();
+    let (ok, e) = cli(&[
+        "sample",
+        "--model",
+        m.to_str().unwrap(),
+        "--seconds",
+        "0.3",
+        "--dtype",
+        "int4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok && e.contains("--dtype") && e.contains("q8"), "{e}");
+    assert!(!out.join("run.toml").exists());
 }
 
 #[test]

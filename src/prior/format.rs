@@ -6,8 +6,10 @@ use super::transformer::Transformer;
 use super::Prior;
 use candle_core::{bail, DType, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WeightFormat {
+    #[default]
     F32,
     F16,
     BF16,
@@ -46,6 +48,11 @@ impl WeightFormat {
             Self::BF16 => DType::BF16,
             Self::F32 | Self::Q8 => DType::F32,
         }
+    }
+
+    /// Serde's `skip_serializing_if` for fields that default to f32.
+    pub fn is_f32(&self) -> bool {
+        *self == Self::F32
     }
 
     /// Bytes per dense weight element.

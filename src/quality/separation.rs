@@ -300,6 +300,7 @@ pub fn measure(
             })
             .collect(),
         level_items: vec![],
+        weights: Default::default(),
         parent: None,
     };
     spec.validate()?;

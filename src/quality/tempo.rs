@@ -161,6 +161,7 @@ fn spec(
             })
             .collect(),
         level_items: vec![],
+        weights: Default::default(),
         parent: None,
     };
     s.validate()?;

@@ -9,6 +9,7 @@ use crate::checkpoint::ModelDir;
 use crate::config::JukeboxConfig;
 use crate::level::Level;
 use crate::prior::windows::seconds_to_samples;
+use crate::prior::WeightFormat;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -33,6 +34,8 @@ pub struct SampleRequest {
     pub hop_fraction: Option<Vec<f64>>,
     pub max_batch: usize,
     pub chunk_size: usize,
+    /// Dense weight storage of the priors while sampling (`--dtype`).
+    pub weights: WeightFormat,
 }
 
 impl Default for SampleRequest {
@@ -51,6 +54,7 @@ impl Default for SampleRequest {
             hop_fraction: None,
             max_batch: 16,
             chunk_size: 32,
+            weights: WeightFormat::F32,
         }
     }
 }
@@ -163,6 +167,7 @@ impl RunSpec {
             max_batch: req.max_batch.max(1),
             items: req.items.clone(),
             level_items: vec![],
+            weights: req.weights,
             parent: None,
         };
         spec.validate()?;

@@ -1,6 +1,7 @@
 //! `RUN_DIR/run.toml`: everything needed to resume or reproduce a run.
 
 use crate::checkpoint::ModelDir;
+use crate::prior::WeightFormat;
 use crate::util::atomic_write;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -69,6 +70,10 @@ pub struct RunSpec {
     /// Items sampled at each lower level (`upsample --samples`), by level; all when absent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub level_items: Vec<Vec<usize>>,
+    /// How the priors store their dense weights while sampling (`--dtype`; f32 as loaded
+    /// unless asked). Part of the run: it changes the tokens.
+    #[serde(default, skip_serializing_if = "WeightFormat::is_f32")]
+    pub weights: WeightFormat,
     /// The run and take this run extends (`sample --continue RUN --take I`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Parent>,

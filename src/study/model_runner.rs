@@ -252,6 +252,7 @@ impl ModelRunner {
             max_batch: plan.max_batch.max(1),
             items,
             level_items: vec![],
+            weights: Default::default(),
             parent: None,
         })
     }
