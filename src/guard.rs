@@ -14,6 +14,7 @@ use crate::config::{LyricsConfig, PriorConfig};
 use crate::prior::attention::{attn_kind, AttnGeom};
 use crate::prior::cache::layer_capacity;
 use crate::prior::transformer::Transformer;
+use crate::prior::WeightFormat;
 use anyhow::{bail, Context, Result};
 
 /// The environment variable that overrides the available memory (bytes).
@@ -167,19 +168,67 @@ fn describe(c: Component) -> String {
     }
 }
 
+/// Whether an internal key names a transformer's dense weight (what `--dtype` converts).
+pub fn is_dense_weight(key: &str) -> bool {
+    key.contains("_attn_mods.")
+        && [".c_attn.w", ".c_proj.w", ".c_enc_kv.w", ".c_fc.w"]
+            .iter()
+            .any(|s| key.ends_with(s))
+}
+
+/// Bytes of component `c` with its transformers' dense weights stored in `f` and everything
+/// else in f32 (q8 adds one f32 scale per output column).
+pub fn component_bytes_as(md: &ModelDir, c: Component, f: WeightFormat) -> Result<u64> {
+    let t = md.component(c)?;
+    Ok(t.shapes()
+        .iter()
+        .map(|(k, s)| {
+            let n = s.iter().product::<usize>() as u64;
+            if !is_dense_weight(k) {
+                return n * 4;
+            }
+            let scales = if f == WeightFormat::Q8 {
+                s.last().copied().unwrap_or(0) as u64 * 4
+            } else {
+                0
+            };
+            n * f.elem_bytes() as u64 + scales
+        })
+        .sum())
+}
+
 /// Refuse to load component `c` of `md` as f32 when it would not fit.
 pub fn check_component_fits(md: &ModelDir, c: Component) -> Result<()> {
-    let need = component_bytes(md, c, 4)?;
+    check_component_fits_as(md, c, WeightFormat::F32)
+}
+
+/// [`check_component_fits`] for a prior loaded with its dense weights in `f`.
+pub fn check_component_fits_as(md: &ModelDir, c: Component, f: WeightFormat) -> Result<()> {
+    let need = component_bytes_as(md, c, f)?;
+    let params = component_bytes(md, c, 1)?;
+    let dense_f32 = f == WeightFormat::F32;
     check_fits_with(
         &format!("the {} of {}", describe(c), md.path.display()),
         need,
         |av| {
-            Some(format!(
-                "its f32 weights alone are {} ({} parameters); about {} parameters fit",
-                format_bytes(need),
-                need / 4,
-                av / 4
-            ))
+            Some(if dense_f32 {
+                format!(
+                    "its f32 weights alone are {} ({params} parameters); about {} parameters fit{}",
+                    format_bytes(need),
+                    av / 4,
+                    if matches!(c, Component::Prior(_)) {
+                        " (--dtype q8 stores a prior's dense weights in a quarter of that)"
+                    } else {
+                        ""
+                    }
+                )
+            } else {
+                format!(
+                    "its weights with {} dense layers are {} ({params} parameters)",
+                    f.name(),
+                    format_bytes(need)
+                )
+            })
         },
     )
 }

@@ -10,7 +10,7 @@
 use crate::checkpoint::{Component, ModelDir, ShapeRecorder};
 use crate::config::JukeboxConfig;
 use crate::error::{ModelMismatch, TensorMismatch};
-use crate::prior::Prior;
+use crate::prior::{Prior, WeightFormat};
 use crate::vqvae::VqVae;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
@@ -33,6 +33,15 @@ impl ModelDir {
 
     /// The prior of official level `level` (0 bottom .. 2 top) in f32.
     pub fn prior(&self, level: usize, dev: &Device) -> Result<Prior> {
+        self.prior_as(level, WeightFormat::F32, dev)
+    }
+
+    /// The prior of level `level` with its dense weights stored in `weights` (`--dtype`),
+    /// converted layer by layer as they load; the memory check counts the converted sizes.
+    pub fn prior_as(&self, level: usize, weights: WeightFormat, dev: &Device) -> Result<Prior> {
+        if weights == WeightFormat::Q8 && !dev.is_cpu() {
+            bail!("--dtype q8 runs on the CPU only (its int8 kernels have no GPU form): use f16 or bf16 on {dev:?}");
+        }
         let cfg = self.config.priors.get(level).with_context(|| {
             format!(
                 "{} has no prior for level {level} (it has levels 0..{})",
@@ -41,9 +50,9 @@ impl ModelDir {
             )
         })?;
         self.check_component(Component::Prior(level))?;
-        crate::guard::check_component_fits(self, Component::Prior(level))?;
+        crate::guard::check_component_fits_as(self, Component::Prior(level), weights)?;
         let vb = self.prior_vb(level, DType::F32, dev)?;
-        Prior::new(cfg, vb)
+        Prior::new_as(cfg, vb, weights)
             .with_context(|| format!("loading the level-{level} prior of {}", self.path.display()))
     }
 

@@ -158,6 +158,18 @@ fn q8_weights_are_recorded_and_sample_deterministically() {
         .unwrap()
         .contains("weights"));
     assert_eq!(RunSpec::load(&a).unwrap().weights, WeightFormat::Q8);
+    // Loaded as int8 layer by layer; the memory check counts a byte per dense weight.
+    let p = md
+        .prior_as(2, WeightFormat::Q8, &candle_core::Device::Cpu)
+        .unwrap();
+    assert_eq!(p.weight_format(), WeightFormat::Q8);
+    let top = jukebox::checkpoint::Component::Prior(2);
+    let (b32, b8) = (
+        jukebox::guard::component_bytes_as(&md, top, WeightFormat::F32).unwrap(),
+        jukebox::guard::component_bytes_as(&md, top, WeightFormat::Q8).unwrap(),
+    );
+    assert_eq!(b32, jukebox::guard::component_bytes(&md, top, 4).unwrap());
+    assert!(b8 < b32 && b8 > b32 / 4, "{b8} vs {b32}");
     let (sa, sb, sc) = (
         run_to_end(&md, &a),
         run_to_end(&md, &b),

@@ -13,6 +13,10 @@ fn root() -> PathBuf {
 }
 
 fn run_tiny(model: &Path) {
+    run_tiny_as(model, None)
+}
+
+fn run_tiny_as(model: &Path, dtype: Option<&str>) {
     let tmp = tempfile::tempdir().unwrap();
     let md = jukebox::checkpoint::ModelDir::open(model).unwrap();
     let top = md.config.top_level();
@@ -22,6 +26,7 @@ fn run_tiny(model: &Path) {
     spec.model = Some(model.display().to_string());
     spec.prompt = Some(root().join("data/prompts/amen.wav").display().to_string());
     spec.prompt_bpm = Some(137.0);
+    spec.dtype = dtype.map(str::to_string);
     let facts = study::plan::ModelFacts {
         sample_rate: md.config.vqvae.sample_rate,
         hops: md.config.vqvae.hop_lengths(),
@@ -34,6 +39,13 @@ fn run_tiny(model: &Path) {
     let mut runner = ModelRunner::new(model, &out.join(".work")).unwrap();
     let s = study::run_study(&plan, &out, &prompt, &mut runner, &RunOptions::default()).unwrap();
     assert!(s.reported && s.groups_run == plan.groups.len());
+    let plan_toml = std::fs::read_to_string(out.join("plan.toml")).unwrap();
+    if let Some(d) = dtype {
+        assert!(
+            plan_toml.contains(&format!("weights = \"{d}\"")),
+            "{plan_toml}"
+        );
+    }
 
     let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
@@ -93,6 +105,16 @@ fn run_tiny(model: &Path) {
 #[test]
 fn tiny_study_on_the_reference_model() {
     run_tiny(&root().join("tests/fixtures/reference/fixtures/model"));
+}
+
+/// The same study with the priors' dense weights in int8 (`study --dtype q8`): every number
+/// is still a real measurement, and the plan records the format.
+#[test]
+fn tiny_study_with_q8_weights_on_the_reference_model() {
+    run_tiny_as(
+        &root().join("tests/fixtures/reference/fixtures/model"),
+        Some("q8"),
+    );
 }
 
 #[test]

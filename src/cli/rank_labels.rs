@@ -121,6 +121,7 @@ pub fn spec(args: &Args) -> Result<RankSpec> {
         total_seconds: args.total_seconds,
         max_batch: args.batch_size,
         device: super::device(&args.device)?,
+        weights: Default::default(),
     })
 }
 

@@ -2,7 +2,6 @@
 //! (half the bytes per step), or int8 with per-output scales (`q8`, a quarter; `ops::q8`).
 //! Compute stays f32 in every case; only the transformers' dense weights change.
 
-use super::transformer::Transformer;
 use super::Prior;
 use candle_core::{bail, DType, Result};
 
@@ -64,22 +63,6 @@ impl WeightFormat {
     }
 }
 
-fn convert(t: &mut Transformer, f: WeightFormat) -> Result<()> {
-    if f == WeightFormat::Q8 {
-        return t.quantize_q8();
-    }
-    let dt = f.float_dtype();
-    for l in &mut t.layers {
-        for c in l.dense_mut() {
-            if c.scale.is_some() {
-                bail!("the weights are already int8: reload the model to change their dtype");
-            }
-            c.w = c.w.to_dtype(dt)?;
-        }
-    }
-    Ok(())
-}
-
 impl Prior {
     /// The format of the dense weights (of the first layer; [`Self::set_weight_format`]
     /// changes them all).
@@ -97,9 +80,9 @@ impl Prior {
 
     /// Store the transformers' dense weights in `f` (from f32 as loaded). Inference only.
     pub fn set_weight_format(&mut self, f: WeightFormat) -> Result<()> {
-        convert(&mut self.transformer, f)?;
+        self.transformer.set_weight_format(f)?;
         if let Some(e) = &mut self.encoder {
-            convert(&mut e.transformer, f)?;
+            e.transformer.set_weight_format(f)?;
         }
         Ok(())
     }

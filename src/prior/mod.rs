@@ -138,6 +138,13 @@ pub(crate) fn linear_no_bias(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 
 impl Prior {
     pub fn new(cfg: &PriorConfig, vb: VarBuilder) -> Result<Self> {
+        Self::new_as(cfg, vb, WeightFormat::F32)
+    }
+
+    /// [`Self::new`] with the transformers' dense weights stored in `weights`, converted
+    /// layer by layer as they load (q8: a quarter of the f32 memory, never the whole f32
+    /// model at once). Inference only.
+    pub fn new_as(cfg: &PriorConfig, vb: VarBuilder, weights: WeightFormat) -> Result<Self> {
         cfg.validate().map_err(crate::error::into_candle)?;
         let w = cfg.width;
         let seq = cfg.seq_len();
@@ -157,6 +164,7 @@ impl Prior {
             attn_order: cfg.attn_order,
             prime_len,
             init_std: 0.02,
+            weights,
         };
         let pv = vb.pp("prior");
         let x_emb = pv
@@ -224,6 +232,7 @@ impl Prior {
                     attn_order: *attn_order,
                     prime_len: None,
                     init_std: 0.02,
+                    weights,
                 };
                 let ev = vb.pp("prime_prior");
                 Some(LyricEncoder {

@@ -6,6 +6,7 @@
 
 use super::attention::{self, attn_kind, AttnGeom, AttnKind};
 use super::cache::{LayerCache, PriorCache};
+use super::format::WeightFormat;
 use crate::ops;
 use candle_core::{bail, DType, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -33,6 +34,21 @@ impl Conv1D {
         )?;
         let b = vb.get_with_hints(n_out, "b", Init::Const(0.0))?;
         Ok(Self { w, b, scale: None })
+    }
+
+    /// Store the weight in `f` (from a float weight; inference only).
+    pub fn set_format(&mut self, f: WeightFormat) -> Result<()> {
+        match f {
+            WeightFormat::F32 => Ok(()),
+            WeightFormat::Q8 => self.quantize_q8(),
+            other => {
+                if self.scale.is_some() {
+                    bail!("the weights are already int8: reload the model to change their dtype");
+                }
+                self.w = self.w.to_dtype(other.float_dtype())?;
+                Ok(())
+            }
+        }
     }
 
     /// Store the weight as int8 with per-output scales (inference only).
@@ -103,6 +119,9 @@ pub struct TransformerConfig {
     pub prime_len: Option<usize>,
     /// Std of the Conv1D weight init (training only).
     pub init_std: f64,
+    /// Dense weight storage, applied to each layer as it is loaded (so an f32 copy of the
+    /// whole model never exists at once). f32: as the source gives them.
+    pub weights: WeightFormat,
 }
 
 #[derive(Debug, Clone)]
@@ -179,7 +198,7 @@ impl Transformer {
             } else {
                 None
             };
-            layers.push(Layer {
+            let mut layer = Layer {
                 kind,
                 c_attn,
                 c_enc_kv,
@@ -188,7 +207,11 @@ impl Transformer {
                 ln_1: Ln::new(w, lv.pp("ln_1"))?,
                 mlp_fc: Conv1D::new(w, cfg.mlp_width, cfg.init_std, lv.pp("mlp").pp("c_fc"))?,
                 mlp_proj: Conv1D::new(cfg.mlp_width, w, cfg.init_std, lv.pp("mlp").pp("c_proj"))?,
-            });
+            };
+            for c in layer.dense_mut() {
+                c.set_format(cfg.weights)?;
+            }
+            layers.push(layer);
         }
         Ok(Self {
             cfg: cfg.clone(),
@@ -197,14 +220,14 @@ impl Transformer {
         })
     }
 
-    /// Every layer's dense weights as int8 with per-output scales (`--dtype q8`); LayerNorms
-    /// and biases keep their dtype.
-    pub fn quantize_q8(&mut self) -> Result<()> {
+    /// Every layer's dense weights in `f` (`--dtype`); LayerNorms and biases keep their dtype.
+    pub fn set_weight_format(&mut self, f: WeightFormat) -> Result<()> {
         for l in &mut self.layers {
             for c in l.dense_mut() {
-                c.quantize_q8()?;
+                c.set_format(f)?;
             }
         }
+        self.cfg.weights = f;
         Ok(())
     }
 

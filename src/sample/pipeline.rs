@@ -349,10 +349,7 @@ fn sample_level(
     let dev = &opts.device;
     let pcfg = &md.config.priors[level];
     let t0 = Instant::now();
-    let mut prior = md.prior(level, dev)?;
-    if !spec.weights.is_f32() {
-        prior.set_weight_format(spec.weights)?;
-    }
+    let prior = md.prior_as(level, spec.weights, dev)?;
     crate::guard::check_kv_cache_fits(
         &format!("the level-{level} KV cache"),
         &prior.transformer,

@@ -69,7 +69,7 @@ impl ModelRunner {
             .get(&level)
             .with_context(|| format!("level {level} missing"))?
             .rows;
-        let prior = self.md.prior(level, &dev)?;
+        let prior = self.md.prior_as(level, spec.weights, &dev)?;
         let items: Vec<usize> = (0..n).collect();
         let (lab, own) = base_labels(&self.md, spec, level, &items)?;
         let (_, none) = base_labels(&self.md, no_label, level, &items)?;
@@ -252,7 +252,7 @@ impl ModelRunner {
             max_batch: plan.max_batch.max(1),
             items,
             level_items: vec![],
-            weights: Default::default(),
+            weights: plan.weights,
             parent: None,
         })
     }

@@ -6,6 +6,7 @@
 
 pub use super::vocab::{LabelKind, LabelResolver, Vocab};
 use crate::labels::norm_v2 as normalise;
+use crate::prior::WeightFormat;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -126,6 +127,9 @@ pub struct Plan {
     pub seeds: Vec<u64>,
     pub controls: bool,
     pub max_batch: usize,
+    /// How the priors store their dense weights (`--dtype`; f32 unless asked).
+    #[serde(default, skip_serializing_if = "WeightFormat::is_f32")]
+    pub weights: WeightFormat,
     pub cells: Vec<Cell>,
     pub groups: Vec<BatchGroup>,
 }
@@ -162,6 +166,8 @@ pub struct PlanSpec {
     pub top_p: Option<f64>,
     pub controls: Option<bool>,
     pub max_batch: Option<usize>,
+    /// `f32`, `f16`, `bf16` or `q8` (`--dtype`).
+    pub dtype: Option<String>,
     /// Explicit cells instead of the genre × artist sweep.
     pub cells: Option<Vec<CellSpec>>,
 }
@@ -203,6 +209,7 @@ impl PlanSpec {
             top_p,
             controls,
             max_batch,
+            dtype,
             cells
         );
         self
@@ -312,6 +319,10 @@ impl Plan {
         if max_batch == 0 {
             bail!("max_batch must be at least 1");
         }
+        let weights = match &spec.dtype {
+            Some(d) => WeightFormat::parse(d).map_err(|e| anyhow::anyhow!("--dtype: {e}"))?,
+            None => WeightFormat::F32,
+        };
 
         // Label sets of the sweep.
         let mut sets: Vec<(Vec<String>, String)> = vec![];
@@ -460,6 +471,7 @@ impl Plan {
             seeds,
             controls,
             max_batch,
+            weights,
             cells,
             groups,
         })
@@ -691,6 +703,30 @@ mod tests {
         );
         let text = p.to_toml().unwrap();
         assert_eq!(Plan::from_toml(&text, Path::new("plan.toml")).unwrap(), p);
+        // f32 plans do not name their weights (plans written before `--dtype` read the same).
+        assert_eq!(p.weights, WeightFormat::F32);
+        assert!(!text.contains("weights"));
+        let q = Plan::build(
+            &PlanSpec {
+                dtype: Some("q8".into()),
+                ..spec.clone()
+            },
+            &vocab(),
+            &facts(),
+        )
+        .unwrap();
+        assert_eq!(q.weights, WeightFormat::Q8);
+        let text = q.to_toml().unwrap();
+        assert!(text.contains("weights = \"q8\""), "{text}");
+        assert_eq!(Plan::from_toml(&text, Path::new("plan.toml")).unwrap(), q);
+        let bad = PlanSpec {
+            dtype: Some("int4".into()),
+            ..spec
+        };
+        let e = Plan::build(&bad, &vocab(), &facts())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--dtype") && e.contains("q8"), "{e}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::checkpoint::ModelDir;
 use crate::labels::{Field, IdSet, Labeller};
 use crate::prior::rank::{self, RankRequest, Ranking};
 use crate::prior::windows::seconds_to_samples;
-use crate::prior::Prior;
+use crate::prior::{Prior, WeightFormat};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::path::PathBuf;
@@ -37,6 +37,8 @@ pub struct RankSpec {
     /// Labels per forward pass (None: as many as fit the available memory).
     pub max_batch: Option<usize>,
     pub device: Device,
+    /// Dense weight storage of the prior (`--dtype`).
+    pub weights: WeightFormat,
 }
 
 impl RankSpec {
@@ -68,6 +70,7 @@ impl RankSpec {
             total_seconds: None,
             max_batch: None,
             device: Device::Cpu,
+            weights: WeightFormat::F32,
         })
     }
 }
@@ -142,7 +145,7 @@ impl RankJob {
         let (mut rows, samples, warnings) = encode(&md, spec, &levels)?;
         let upper = (rows.len() > 1).then(|| rows.remove(1));
         let tokens = rows.remove(0);
-        let prior = md.prior(spec.level, &spec.device)?;
+        let prior = md.prior_as(spec.level, spec.weights, &spec.device)?;
 
         let mut labeller = Labeller::for_model(model, &cfg, sr)?.strict(true);
         labeller.quiet = true;
