@@ -141,3 +141,36 @@ pub(crate) fn chunk_attend_cpu(
     drop(guards);
     Tensor::from_vec(out, (b, h, c, d), qh.device()).map(Some)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prior::attention::allowed;
+
+    /// The keys a query reads here are exactly those the masks of the teacher-forced path
+    /// allow (`attention::allowed`), for every pattern the prefill and the persistent step take.
+    #[test]
+    fn key_range_is_the_allowed_set() {
+        for (n_ctx, blocks) in [(24, Some(4)), (32, Some(8)), (12, None), (30, Some(5))] {
+            let g = AttnGeom::new(n_ctx, blocks, None).unwrap();
+            for kind in [
+                AttnKind::Dense,
+                AttnKind::Block,
+                AttnKind::PrevBlock,
+                AttnKind::Transpose,
+            ] {
+                for p in 0..n_ctx {
+                    let want: Vec<usize> =
+                        (0..n_ctx).filter(|&k| allowed(kind, &g, p, k)).collect();
+                    let got: Vec<usize> = match key_range(kind, p, g.block_ctx) {
+                        Some((a, b, s)) => (a..b).step_by(s).collect(),
+                        None => vec![],
+                    };
+                    assert_eq!(got, want, "{kind:?} n_ctx {n_ctx} blocks {blocks:?} p {p}");
+                }
+            }
+        }
+        assert_eq!(key_range(AttnKind::Cross, 3, 4), None);
+        assert_eq!(key_range(AttnKind::Prime, 3, 4), None);
+    }
+}
