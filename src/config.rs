@@ -35,6 +35,11 @@ pub struct VqvaeConfig {
     pub res_scale: bool,
     pub commit: f64,
     pub l_mu: f64,
+    /// Our own models only: blur ([1, 2, 1] / 4) before every stride-2 downsampling of the
+    /// encoders, so that codes change less when the audio moves by part of a hop (anti-aliased
+    /// downsampling). False in every released model and absent from their configs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub antialias: bool,
 }
 
 impl VqvaeConfig {
@@ -57,6 +62,7 @@ impl VqvaeConfig {
             res_scale: false,
             commit: 0.02,
             l_mu: 0.99,
+            antialias: false,
         }
     }
 
@@ -517,6 +523,10 @@ impl JukeboxConfig {
                 .unwrap_or(false),
             commit: get_f(vq, "commit").unwrap_or(0.02),
             l_mu: get_f(vq, "lmu").unwrap_or(0.99),
+            antialias: vq
+                .get("antialias")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         };
         vqvae.validate().context("config.json vqvae_config")?;
         let hops = vqvae.hop_lengths();
@@ -633,7 +643,7 @@ impl JukeboxConfig {
         }
         let mut hf_hop = self.hop_fraction.clone();
         hf_hop.reverse();
-        json!({
+        let mut out = json!({
             "model_type": "jukebox",
             "sampling_rate": vq.sample_rate,
             "nb_priors": n,
@@ -656,7 +666,11 @@ impl JukeboxConfig {
                 "lmu": vq.l_mu,
             },
             "prior_config_list": list,
-        })
+        });
+        if vq.antialias {
+            out["vqvae_config"]["antialias"] = json!(true);
+        }
+        out
     }
 }
 

@@ -95,6 +95,81 @@ fn conv1d_grad_stride_dilation_padding_combos() {
     }
 }
 
+/// The anti-aliased downsampling of our own VQ-VAEs (`vqvae::blocks::blur_down`: stride-1
+/// convolution, [1, 2, 1] / 4 blur, subsampling), even and odd lengths.
+#[test]
+fn blur_down_grad() {
+    use jukebox::vqvae::blocks::{blur_down, Conv1d};
+    for &(ci, co, l) in &[(3, 4, 12), (2, 3, 9)] {
+        let err = grad_check(&[&[2, ci, l], &[co, ci, 4], &[co]], |t| {
+            let conv = Conv1d {
+                weight: t[1].clone(),
+                bias: t[2].clone(),
+                stride: 2,
+                padding: 1,
+                dilation: 1,
+            };
+            blur_down(&conv, &t[0])
+        });
+        assert!(err < TOL, "blur_down ci{ci} co{co} l{l}: grad err {err:e}");
+    }
+}
+
+/// `blur_down` against its definition, written out with candle's own convolution: output i is
+/// ¼ y[2i−1] + ½ y[2i] + ¼ y[2i+1] of the stride-1 output y (zero outside), as many outputs as
+/// the strided convolution gives.
+#[test]
+fn blur_down_matches_its_definition() {
+    use jukebox::vqvae::blocks::{blur_down, Conv1d};
+    for l in [12usize, 9, 4] {
+        let x = rand_t(5, &[2, 3, l], DType::F32);
+        let w = rand_t(6, &[2, 3, 4], DType::F32);
+        let b = rand_t(7, &[2], DType::F32);
+        let conv = Conv1d {
+            weight: w.clone(),
+            bias: b.clone(),
+            stride: 2,
+            padding: 1,
+            dilation: 1,
+        };
+        let got = blur_down(&conv, &x).unwrap();
+        let strided = x.conv1d(&w, 1, 2, 1, 1).unwrap();
+        assert_eq!(got.dims(), strided.dims(), "length {l}");
+        let y = x
+            .conv1d(&w, 1, 1, 1, 1)
+            .unwrap()
+            .broadcast_add(&b.reshape((1, 2, 1)).unwrap())
+            .unwrap();
+        let yv: Vec<Vec<Vec<f32>>> = y.to_vec3().unwrap();
+        let gv: Vec<Vec<Vec<f32>>> = got.to_vec3().unwrap();
+        for (yb, gb) in yv.iter().zip(&gv) {
+            for (yc, gc) in yb.iter().zip(gb) {
+                let at = |j: isize| {
+                    if j < 0 || j as usize >= yc.len() {
+                        0.0
+                    } else {
+                        yc[j as usize]
+                    }
+                };
+                for (i, g) in gc.iter().enumerate() {
+                    let i = i as isize;
+                    let want = 0.25 * at(2 * i - 1) + 0.5 * at(2 * i) + 0.25 * at(2 * i + 1);
+                    assert!((g - want).abs() < 1e-5, "l {l} i {i}: {g} vs {want}");
+                }
+            }
+        }
+    }
+    // Only stride 2 is defined.
+    let conv = Conv1d {
+        weight: rand_t(6, &[2, 3, 3], DType::F32),
+        bias: rand_t(7, &[2], DType::F32),
+        stride: 1,
+        padding: 1,
+        dilation: 1,
+    };
+    assert!(blur_down(&conv, &rand_t(5, &[2, 3, 8], DType::F32)).is_err());
+}
+
 #[test]
 fn conv_transpose1d_grad() {
     for &(ci, co, k, l, s, p) in &[

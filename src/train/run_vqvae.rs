@@ -8,6 +8,7 @@ use super::driver::{self, Job, LoopOpts, Outcome};
 use super::log::Logger;
 use super::stats::Bandwidth;
 use super::vqvae::{log_columns, VqTrainer};
+use crate::config::VqvaeConfig;
 use crate::dataset::{Corpus, Item};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
@@ -164,7 +165,13 @@ pub fn train_vqvae(opts: &VqvaeOpts) -> Result<Outcome> {
     } else {
         if let Some(init) = &opts.init {
             let (icfg, w) = component::load_vqvae(init, &dev)?;
-            if icfg != cfg.model {
+            // The encoders' blur (`antialias`) adds no weights: a model trained without it
+            // can be fine-tuned with it (and back).
+            let same = VqvaeConfig {
+                antialias: cfg.model.antialias,
+                ..icfg.clone()
+            } == cfg.model;
+            if !same {
                 bail!("--init {}: its VQ-VAE config differs from the training config (use its hyperparameters)", init.display());
             }
             let tokens: Vec<usize> = cfg

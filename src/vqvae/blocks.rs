@@ -327,6 +327,8 @@ impl Module for Resnet1d {
 pub struct EncoderConvBlock {
     pub downs: Vec<(Conv1d, Resnet1d)>,
     pub proj_out: Conv1d,
+    /// Blur before each downsampling ([`blur_down`]; `VqvaeConfig::antialias`).
+    pub antialias: bool,
 }
 
 impl EncoderConvBlock {
@@ -336,8 +338,12 @@ impl EncoderConvBlock {
         down_t: usize,
         stride_t: usize,
         spec: &ResnetSpec,
+        antialias: bool,
         vb: VarBuilder,
     ) -> Result<Self> {
+        if antialias && stride_t != 2 {
+            candle_core::bail!("antialias supports stride 2 only, got {stride_t}");
+        }
         let vb = vb.pp("model");
         let (filter, pad) = (stride_t * 2, stride_t / 2);
         let mut downs = Vec::with_capacity(down_t);
@@ -349,8 +355,43 @@ impl EncoderConvBlock {
             downs.push((conv, res));
         }
         let proj_out = Conv1d::new(spec.width, emb_width, 3, 1, 1, 1, vb.pp(down_t.to_string()))?;
-        Ok(Self { downs, proj_out })
+        Ok(Self {
+            downs,
+            proj_out,
+            antialias,
+        })
     }
+}
+
+/// The stride-2 convolution `conv` with a blur before its subsampling (anti-aliased
+/// downsampling: Zhang 2019, "Making Convolutional Networks Shift-Invariant Again"): the
+/// convolution runs at stride 1 (`y`), and output i is `¼ y[2i−1] + ½ y[2i] + ¼ y[2i+1]`
+/// (zero outside `y`) where the plain strided convolution gives `y[2i]`. Same output length;
+/// differentiable (candle's pad, reshape, narrow and affine ops).
+pub fn blur_down(conv: &Conv1d, x: &Tensor) -> Result<Tensor> {
+    if conv.stride != 2 {
+        candle_core::bail!(
+            "blur_down needs a stride-2 convolution, got {}",
+            conv.stride
+        );
+    }
+    let y = ops::conv1d(
+        x,
+        &conv.weight,
+        Some(&conv.bias),
+        1,
+        conv.padding,
+        conv.dilation,
+    )?;
+    let (b, c, t) = y.dims3()?;
+    let n = t.div_ceil(2); // the strided convolution's output length
+                           // yp[j] = y[j − 1], zero-padded to 2(n + 1) so that even/odd pairs split by a reshape.
+    let yp = y.pad_with_zeros(2, 1, 2 * n + 1 - t)?;
+    let pairs = yp.reshape((b, c, n + 1, 2))?;
+    let even = pairs.narrow(3, 0, 1)?.squeeze(3)?; // y[2i − 1]
+    let odd = pairs.narrow(3, 1, 1)?.squeeze(3)?; // y[2i]
+    let z = ((even.narrow(2, 0, n)? * 0.25)? + (odd.narrow(2, 0, n)? * 0.5)?)?;
+    z + (even.narrow(2, 1, n)? * 0.25)?
 }
 
 impl EncoderConvBlock {
@@ -362,6 +403,7 @@ impl EncoderConvBlock {
                 .map(|(c, r)| (c.detach(), r.detach()))
                 .collect(),
             proj_out: self.proj_out.detach(),
+            antialias: self.antialias,
         }
     }
 }
@@ -370,7 +412,12 @@ impl Module for EncoderConvBlock {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = x.clone();
         for (conv, res) in &self.downs {
-            x = res.forward(&conv.forward(&x)?)?;
+            let y = if self.antialias {
+                blur_down(conv, &x)?
+            } else {
+                conv.forward(&x)?
+            };
+            x = res.forward(&y)?;
         }
         self.proj_out.forward(&x)
     }

@@ -60,9 +60,13 @@ impl Encoder {
                 down_t,
                 s,
                 &spec,
+                cfg.antialias,
                 vb.pp(b.to_string()),
             )?);
             for _ in 0..down_t {
+                if cfg.antialias {
+                    radius += jump; // the blur reads one more stride-1 output each side
+                }
                 // Strided conv k = 2s, pad s/2: reaches at most 2s − 1 − s/2 inputs to one side.
                 radius += (2 * s - 1 - s / 2).max(s / 2) * jump;
                 jump *= s;
