@@ -858,6 +858,13 @@ mod tests {
         let cfg = JukeboxConfig::preset("1b_lyrics").unwrap();
         let back = JukeboxConfig::from_hf_value(&cfg.to_hf_value()).unwrap();
         assert_eq!(cfg, back);
+        // The encoders' blur round-trips, and a released config never names it.
+        assert!(cfg.to_hf_value()["vqvae_config"].get("antialias").is_none());
+        let mut aa = cfg.clone();
+        aa.vqvae.antialias = true;
+        let v = aa.to_hf_value();
+        assert_eq!(v["vqvae_config"]["antialias"], serde_json::json!(true));
+        assert_eq!(JukeboxConfig::from_hf_value(&v).unwrap(), aa);
     }
 }
 
