@@ -196,23 +196,11 @@ fn q8_sampling_is_deterministic_and_close_to_f32() {
     );
     // Against f32 on the same tokens: close, not equal.
     let tf32 = f.forward_cond(&toks, &cond).unwrap();
-    let rel = (&tf - &tf32)
-        .unwrap()
-        .sqr()
-        .unwrap()
-        .mean_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-        .sqrt()
-        / tf32
-            .sqr()
-            .unwrap()
-            .mean_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-            .sqrt();
+    let rms = |t: &Tensor| {
+        let ms = t.sqr().unwrap().mean_all().unwrap();
+        ms.to_scalar::<f32>().unwrap().sqrt()
+    };
+    let rel = rms(&(&tf - &tf32).unwrap()) / rms(&tf32);
     assert!(rel > 1e-5 && rel < 0.05, "q8 vs f32 relative RMS {rel}");
     // Half precision from int8 is refused (the f32 values are gone).
     let mut q2 = quantized(&cfg, 5);
