@@ -58,8 +58,12 @@ class Jukebox:
         top_p: float = 0.0,
         levels: str = "all",
         total_seconds: Optional[float] = None,
+        dtype: str = "f32",
         progress: Optional[Progress] = None,
-    ) -> Takes: ...
+    ) -> Takes:
+        """`dtype`: how the priors hold their dense weights (f32, f16, bf16, or q8: int8 with a
+        scale per output, a quarter of the memory), as `jukebox sample --dtype`."""
+        ...
     def resume(self, run_dir: Path, *, progress: Optional[Progress] = None) -> Takes: ...
     def continue_take(
         self,
@@ -95,6 +99,7 @@ class Jukebox:
         temperature: Optional[float] = None,
         controls: bool = True,
         rank: bool = True,
+        dtype: Optional[str] = None,
     ) -> Dict[str, object]:
         """A genre x artist x seed study (as `jukebox study`): {dir, report, groups_run, groups_skipped}."""
         ...

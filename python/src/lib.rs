@@ -182,7 +182,7 @@ impl Jukebox {
     /// New takes in a new run directory. `genre` is a name or a list (a bag of genres).
     #[pyo3(signature = (run_dir, seconds, *, prompt=None, prompt_seconds=None, genre=None,
         artist="unknown", takes=1, seed=0, temperature=0.99, top_k=0, top_p=0.0, levels="all",
-        total_seconds=None, progress=None))]
+        total_seconds=None, dtype="f32", progress=None))]
     #[allow(clippy::too_many_arguments)]
     fn sample(
         &self,
@@ -200,9 +200,12 @@ impl Jukebox {
         top_p: f64,
         levels: &str,
         total_seconds: Option<f64>,
+        dtype: &str,
         progress: Option<PyObject>,
     ) -> PyResult<Takes> {
         let genres = genres_of(genre)?;
+        let weights = jukebox::prior::WeightFormat::parse(dtype)
+            .map_err(|e| err(anyhow::anyhow!("dtype: {e}")))?;
         let items =
             jukebox::sample::request::items(artist, &genres, None, takes, seed).map_err(err)?;
         let req = SampleRequest {
@@ -220,6 +223,7 @@ impl Jukebox {
             top_k,
             top_p,
             levels: levels.to_string(),
+            weights,
             ..Default::default()
         };
         let t = with_progress(py, progress, |p| self.core.sample(&req, &run_dir, p, None))?;
@@ -279,7 +283,7 @@ impl Jukebox {
     /// it exists). Returns {dir, report, groups_run, groups_skipped}.
     #[pyo3(signature = (out, *, genres, artists, seeds=2, seed=0, prompt=None,
         prompt_seconds=None, seconds=None, levels=None, temperature=None, controls=true,
-        rank=true))]
+        rank=true, dtype=None))]
     #[allow(clippy::too_many_arguments)]
     fn study<'py>(
         &self,
@@ -296,6 +300,7 @@ impl Jukebox {
         temperature: Option<f64>,
         controls: bool,
         rank: bool,
+        dtype: Option<String>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let spec = jukebox::study::PlanSpec {
             prompt: prompt.map(|p| p.display().to_string()),
@@ -308,6 +313,7 @@ impl Jukebox {
             levels,
             temperature,
             controls: Some(controls),
+            dtype,
             ..Default::default()
         };
         let s = py

@@ -61,6 +61,18 @@ def test_encode_matches_the_reference_and_decode_round_trips(jb):
         np.testing.assert_allclose(y, io[f"decoded_level{level}"][0, :, 0], atol=1e-4)
 
 
+def test_q8_weights_equal_the_cli_and_are_recorded(jb, tmp_path):
+    jb.sample(tmp_path / "py", 1.0, takes=2, seed=3, levels="top", dtype="q8")
+    assert 'weights = "q8"' in (tmp_path / "py/run.toml").read_text()
+    subprocess.run([CLI, "sample", "--model", str(MODEL), "--seconds", "1.0", "--n-samples", "2",
+                    "--seed", "3", "--levels", "top", "--dtype", "q8", "-o", str(tmp_path / "cli"),
+                    "--quiet"], check=True)
+    f = "state.safetensors"
+    assert (tmp_path / "py" / f).read_bytes() == (tmp_path / "cli" / f).read_bytes()
+    with pytest.raises(jukebox_rs.JukeboxError, match="q8"):
+        jb.sample(tmp_path / "bad", 1.0, dtype="int4")
+
+
 def test_bad_input_raises_clear_errors(jb, tmp_path):
     with pytest.raises(jukebox_rs.JukeboxError, match="does not exist"):
         jukebox_rs.Jukebox(str(tmp_path / "nowhere"))
