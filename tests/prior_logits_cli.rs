@@ -87,6 +87,44 @@ fn logits_command_writes_consistent_nll() {
         );
         assert!(mean > 0.0 && mean < 6.0, "{level}: {mean}");
     }
+    // `--dtype q8`: the same logits to about a percent (int8 weights), not the same bits.
+    let run = |dtype: &str| {
+        let out = tmp.path().join(format!("logits_{dtype}.safetensors"));
+        let o = Command::new(env!("CARGO_BIN_EXE_jukebox"))
+            .args(["logits", "--model"])
+            .arg(&model)
+            .args(["--codes"])
+            .arg(&codes)
+            .args(["--artist", "#3", "--dtype", dtype, "-o"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        candle_core::safetensors::load(&out, &Device::Cpu).unwrap()["logits"].clone()
+    };
+    let (f, q) = (run("f32"), run("q8"));
+    let rms = |t: &candle_core::Tensor| {
+        let ms = t.sqr().unwrap().mean_all().unwrap();
+        ms.to_scalar::<f32>().unwrap().sqrt()
+    };
+    let rel = rms(&(&q - &f).unwrap()) / rms(&f);
+    assert!(
+        rel > 1e-6 && rel < 0.05,
+        "q8 vs f32 logits: relative RMS {rel}"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_jukebox"))
+        .args(["logits", "--model"])
+        .arg(&model)
+        .args(["--codes"])
+        .arg(&codes)
+        .args(["--dtype", "int4"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("--dtype") && e.contains("q8"),
+        "{e}"
+    );
     // Unknown names are errors with a hint; out-of-range levels too.
     let o = Command::new(env!("CARGO_BIN_EXE_jukebox"))
         .args(["logits", "--model"])

@@ -183,7 +183,7 @@ fn batching_does_not_change_the_ranking() {
     let wav = tmp.path().join("prompt.wav");
     write_prompt(&wav);
     let m = model();
-    let run = |batch: &str, name: &str| {
+    let run_as = |batch: &str, name: &str, dtype: &str| {
         let csv = tmp.path().join(name);
         jukebox(&[
             "rank-labels",
@@ -196,17 +196,31 @@ fn batching_does_not_change_the_ranking() {
             "--artists",
             "--max-batch",
             batch,
+            "--dtype",
+            dtype,
             "-o",
             csv.to_str().unwrap(),
         ]);
         read_csv(&csv).1
     };
+    let run = |batch: &str, name: &str| run_as(batch, name, "f32");
     let one = run("1", "b1.csv");
     let seven = run("7", "b7.csv");
     assert_eq!(one.len(), seven.len());
     for (k, v) in &one {
         assert!((v - seven[k]).abs() < 1e-5, "{k:?}: {v} vs {}", seven[k]);
     }
+    // Int8 weights (`--dtype q8`): every label's bits within a few hundredths of f32's.
+    let q8 = run_as("7", "q8.csv", "q8");
+    assert_eq!(q8.len(), one.len());
+    let worst = one
+        .iter()
+        .map(|(k, v)| (v - q8[k]).abs())
+        .fold(0f64, f64::max);
+    assert!(
+        worst > 0.0 && worst < 0.05,
+        "q8 vs f32 bits differ by up to {worst}"
+    );
     // --json prints the same ranking, best first, on stdout (and nothing else there).
     let o = jukebox(&[
         "rank-labels",

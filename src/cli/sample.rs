@@ -300,7 +300,6 @@ pub fn request(a: &Args) -> Result<SampleRequest> {
         hop_fraction,
         max_batch: a.max_batch,
         chunk_size: a.chunk_size,
-        weights: jukebox::prior::WeightFormat::parse(&a.dtype)
-            .map_err(|e| anyhow::anyhow!("--dtype: {e}"))?,
+        weights: super::weight_format(&a.dtype)?,
     })
 }
