@@ -129,6 +129,8 @@ fn persistent_step_matches_the_graph_path() {
                 "q8" => quantized(&cfg, 3),
                 _ => build(&cfg, 3, DType::F32),
             };
+            // The weights really are in the format under test (an f16 source stays f16).
+            assert_eq!(prior.weight_format(), WeightFormat::parse(dtype).unwrap());
             kinds.extend(prior.transformer.layers.iter().map(|l| l.kind.id()));
             for n in [1, 3] {
                 let (want_tok, want_logits, slow) = sample(&prior, n, 5, false);
@@ -209,4 +211,13 @@ fn q8_sampling_is_deterministic_and_close_to_f32() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("already int8"), "{err}");
+    // So is f32: the model would claim f32 while holding int8 values.
+    assert!(q2.set_weight_format(WeightFormat::F32).is_err());
+    assert_eq!(q2.weight_format(), WeightFormat::Q8);
+    // Float formats convert both ways.
+    let mut h = build(&cfg, 5, DType::F32);
+    h.set_weight_format(WeightFormat::BF16).unwrap();
+    assert_eq!(h.weight_format(), WeightFormat::BF16);
+    h.set_weight_format(WeightFormat::F32).unwrap();
+    assert_eq!(h.weight_format(), WeightFormat::F32);
 }

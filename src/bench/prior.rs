@@ -253,6 +253,13 @@ pub fn bench_prior(
         reset_peak_rss();
         let t = Instant::now();
         let prior = build(&o.cfg, f, dev)?;
+        if prior.weight_format() != f {
+            bail!(
+                "built {:?} weights for --dtype {}",
+                prior.weight_format(),
+                f.name()
+            );
+        }
         let mut m = Measurement::new("prior_build", &o.preset, dn);
         m.wall_s = t.elapsed().as_secs_f64();
         m.weight_bytes = Some(format_bytes_per_step(&o.cfg, f) as f64);

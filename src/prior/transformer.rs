@@ -38,17 +38,16 @@ impl Conv1D {
 
     /// Store the weight in `f` (from a float weight; inference only).
     pub fn set_format(&mut self, f: WeightFormat) -> Result<()> {
-        match f {
-            WeightFormat::F32 => Ok(()),
-            WeightFormat::Q8 => self.quantize_q8(),
-            other => {
-                if self.scale.is_some() {
-                    bail!("the weights are already int8: reload the model to change their dtype");
-                }
-                self.w = self.w.to_dtype(other.float_dtype())?;
-                Ok(())
-            }
+        if f == WeightFormat::Q8 {
+            return self.quantize_q8();
         }
+        if self.scale.is_some() {
+            bail!("the weights are already int8: reload the model to change their dtype");
+        }
+        if self.w.dtype() != f.float_dtype() {
+            self.w = self.w.to_dtype(f.float_dtype())?;
+        }
+        Ok(())
     }
 
     /// Store the weight as int8 with per-output scales (inference only).
@@ -208,8 +207,12 @@ impl Transformer {
                 mlp_fc: Conv1D::new(w, cfg.mlp_width, cfg.init_std, lv.pp("mlp").pp("c_fc"))?,
                 mlp_proj: Conv1D::new(cfg.mlp_width, w, cfg.init_std, lv.pp("mlp").pp("c_proj"))?,
             };
-            for c in layer.dense_mut() {
-                c.set_format(cfg.weights)?;
+            // f32 means "as the source gives them": a half-precision source stays half, and
+            // training variables are never replaced by converted copies.
+            if cfg.weights != WeightFormat::F32 {
+                for c in layer.dense_mut() {
+                    c.set_format(cfg.weights)?;
+                }
             }
             layers.push(layer);
         }
