@@ -156,11 +156,7 @@ fn seek(cache: &mut PriorCache, pos: usize, batch: usize, dev: &Device) -> Resul
 /// The preset's random prior with its dense weights in `f` (the same values for every format:
 /// half precision rounds them, q8 quantises the f32 ones).
 fn build(cfg: &PriorConfig, f: WeightFormat, dev: &Device) -> Result<Prior> {
-    let vb = random_vb(1, f.float_dtype(), dev);
-    if f == WeightFormat::Q8 {
-        return Prior::new_as(cfg, vb, f);
-    }
-    Prior::new(cfg, vb)
+    Prior::new_as(cfg, random_vb(1, f.float_dtype(), dev), f)
 }
 
 /// Logits of `steps` teacher-forced sampling steps (batch 1) of `prior` and of the same model

@@ -8,7 +8,6 @@ use jukebox::bench::{
     VqvaeBenchOpts, PRIOR_PRESETS,
 };
 use jukebox::config::VqvaeConfig;
-use jukebox::prior::WeightFormat;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -184,7 +183,7 @@ pub fn run(a: Args) -> Result<()> {
     let formats = a
         .dtype
         .iter()
-        .map(|s| WeightFormat::parse(s).map_err(|e| anyhow::anyhow!("--dtype: {e}")))
+        .map(|s| super::weight_format(s))
         .collect::<Result<Vec<_>>>()?;
     if a.batch.is_empty() || a.batch.contains(&0) {
         bail!("--batch needs sizes >= 1, got {:?}", a.batch);

@@ -146,12 +146,12 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// `--device`: `cpu`, `cuda` (device 0) or `cuda:N`; CUDA needs a build with `--features cuda`.
 /// `--dtype`: the priors' dense weight storage.
 pub fn weight_format(name: &str) -> Result<jukebox::prior::WeightFormat> {
     jukebox::prior::WeightFormat::parse(name).map_err(|e| anyhow::anyhow!("--dtype: {e}"))
 }
 
+/// `--device`: `cpu`, `cuda` (device 0) or `cuda:N`; CUDA needs a build with `--features cuda`.
 pub fn device(name: &str) -> Result<candle_core::Device> {
     use anyhow::{bail, Context};
     let ordinal = match name {

@@ -16,19 +16,16 @@ pub enum WeightFormat {
 }
 
 impl WeightFormat {
-    pub const NAMES: [&'static str; 4] = ["f32", "f16", "bf16", "q8"];
+    pub const ALL: [Self; 4] = [Self::F32, Self::F16, Self::BF16, Self::Q8];
 
     pub fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "f32" => Self::F32,
-            "f16" => Self::F16,
-            "bf16" => Self::BF16,
-            "q8" => Self::Q8,
-            other => bail!(
-                "weight dtype `{other}` is not one of {}",
-                Self::NAMES.join(", ")
+        match Self::ALL.into_iter().find(|f| f.name() == s) {
+            Some(f) => Ok(f),
+            None => bail!(
+                "weight dtype `{s}` is not one of {}",
+                Self::ALL.map(Self::name).join(", ")
             ),
-        })
+        }
     }
 
     pub fn name(self) -> &'static str {

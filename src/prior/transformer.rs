@@ -36,25 +36,20 @@ impl Conv1D {
         Ok(Self { w, b, scale: None })
     }
 
-    /// Store the weight in `f` (from a float weight; inference only).
+    /// Store the weight in `f`: a float dtype, or int8 with per-output scales (from a float
+    /// weight; inference only).
     pub fn set_format(&mut self, f: WeightFormat) -> Result<()> {
-        if f == WeightFormat::Q8 {
-            return self.quantize_q8();
-        }
         if self.scale.is_some() {
+            if f == WeightFormat::Q8 {
+                return Ok(());
+            }
             bail!("the weights are already int8: reload the model to change their dtype");
         }
-        if self.w.dtype() != f.float_dtype() {
-            self.w = self.w.to_dtype(f.float_dtype())?;
-        }
-        Ok(())
-    }
-
-    /// Store the weight as int8 with per-output scales (inference only).
-    pub fn quantize_q8(&mut self) -> Result<()> {
-        if self.scale.is_none() {
+        if f == WeightFormat::Q8 {
             let (q, s) = ops::q8::quantize_cols(&self.w)?;
             (self.w, self.scale) = (q, Some(s));
+        } else if self.w.dtype() != f.float_dtype() {
+            self.w = self.w.to_dtype(f.float_dtype())?;
         }
         Ok(())
     }
@@ -147,6 +142,13 @@ impl Layer {
         v.extend(self.c_enc_kv.as_mut());
         v
     }
+
+    /// Every dense weight of the layer in `f` ([`Conv1D::set_format`]).
+    fn set_format(&mut self, f: WeightFormat) -> Result<()> {
+        self.dense_mut()
+            .into_iter()
+            .try_for_each(|c| c.set_format(f))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -210,9 +212,7 @@ impl Transformer {
             // f32 means "as the source gives them": a half-precision source stays half, and
             // training variables are never replaced by converted copies.
             if cfg.weights != WeightFormat::F32 {
-                for c in layer.dense_mut() {
-                    c.set_format(cfg.weights)?;
-                }
+                layer.set_format(cfg.weights)?;
             }
             layers.push(layer);
         }
@@ -226,9 +226,7 @@ impl Transformer {
     /// Every layer's dense weights in `f` (`--dtype`); LayerNorms and biases keep their dtype.
     pub fn set_weight_format(&mut self, f: WeightFormat) -> Result<()> {
         for l in &mut self.layers {
-            for c in l.dense_mut() {
-                c.set_format(f)?;
-            }
+            l.set_format(f)?;
         }
         self.cfg.weights = f;
         Ok(())
