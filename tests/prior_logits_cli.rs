@@ -1,12 +1,12 @@
 //! `jukebox logits` end to end on the fixture model.
 
 use candle_core::{DType, Device, D};
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
-fn write_codes(path: &std::path::Path) {
+fn write_codes(path: &Path) {
     // Level codes from the HF end-to-end fixture, as a codes file (docs/CONVENTIONS.md).
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference/fixtures");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference/fixtures");
     let io = candle_core::safetensors::load(dir.join("e2e_io.safetensors"), &Device::Cpu).unwrap();
     let levels = [
         Some(io["tokens_bottom"].clone()),
@@ -16,24 +16,35 @@ fn write_codes(path: &std::path::Path) {
     jukebox::vqvae::save_codes(path, &levels, 44100, &[8, 32, 128]).unwrap();
 }
 
+/// `jukebox logits --model MODEL --codes CODES ARGS…`.
+fn logits(model: &Path, codes: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jukebox"))
+        .args(["logits", "--model"])
+        .arg(model)
+        .arg("--codes")
+        .arg(codes)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn logits_command_writes_consistent_nll() {
     let tmp = tempfile::tempdir().unwrap();
     let codes = tmp.path().join("codes.safetensors");
     write_codes(&codes);
-    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/reference/fixtures/model");
+    let model =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference/fixtures/model");
     for level in ["top", "1", "bottom"] {
         let out = tmp.path().join(format!("logits_{level}.safetensors"));
-        let o = Command::new(env!("CARGO_BIN_EXE_jukebox"))
-            .args(["logits", "--model"])
-            .arg(&model)
-            .args(["--level", level, "--codes"])
-            .arg(&codes)
-            .args(["--artist", "#3", "--genre", "#2", "--genre", "#5", "-o"])
-            .arg(&out)
-            .output()
-            .unwrap();
+        let out_s = out.to_str().unwrap();
+        let o = logits(
+            &model,
+            &codes,
+            &[
+                "--level", level, "--artist", "#3", "--genre", "#2", "--genre", "#5", "-o", out_s,
+            ],
+        );
         let stdout = String::from_utf8_lossy(&o.stdout);
         assert!(
             o.status.success(),
@@ -90,15 +101,18 @@ fn logits_command_writes_consistent_nll() {
     // `--dtype q8`: the same logits to about a percent (int8 weights), not the same bits.
     let run = |dtype: &str| {
         let out = tmp.path().join(format!("logits_{dtype}.safetensors"));
-        let o = Command::new(env!("CARGO_BIN_EXE_jukebox"))
-            .args(["logits", "--model"])
-            .arg(&model)
-            .args(["--codes"])
-            .arg(&codes)
-            .args(["--artist", "#3", "--dtype", dtype, "-o"])
-            .arg(&out)
-            .output()
-            .unwrap();
+        let o = logits(
+            &model,
+            &codes,
+            &[
+                "--artist",
+                "#3",
+                "--dtype",
+                dtype,
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         candle_core::safetensors::load(&out, &Device::Cpu).unwrap()["logits"].clone()
     };
@@ -112,28 +126,14 @@ fn logits_command_writes_consistent_nll() {
         rel > 1e-6 && rel < 0.05,
         "q8 vs f32 logits: relative RMS {rel}"
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_jukebox"))
-        .args(["logits", "--model"])
-        .arg(&model)
-        .args(["--codes"])
-        .arg(&codes)
-        .args(["--dtype", "int4"])
-        .output()
-        .unwrap();
+    let o = logits(&model, &codes, &["--dtype", "int4"]);
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && e.contains("--dtype") && e.contains("q8"),
         "{e}"
     );
     // Unknown names are errors with a hint; out-of-range levels too.
-    let o = Command::new(env!("CARGO_BIN_EXE_jukebox"))
-        .args(["logits", "--model"])
-        .arg(&model)
-        .args(["--codes"])
-        .arg(&codes)
-        .args(["--artist", "nobody"])
-        .output()
-        .unwrap();
+    let o = logits(&model, &codes, &["--artist", "nobody"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("#12"));
 }
