@@ -258,4 +258,62 @@ fn train_resume_and_assemble_end_to_end() {
         .unwrap()
         .len();
     assert!(s16 < s32 * 6 / 10, "f16 storage {s16} vs f32 {s32}");
+
+    // Decoder-only fine-tuning of the assembled model's VQ-VAE, then a model directory with
+    // the new decoders and the same priors (taken from the model directory itself).
+    let shipped = tmp.path().join("model_true");
+    let dec = tmp.path().join("vq_dec");
+    let mut d = vq_opts(&corpus, &dec);
+    d.config.finetune.decoders_only = true;
+    d.config.train.steps = 2;
+    let e = train_vqvae(&d).unwrap_err().to_string();
+    assert!(e.contains("--init"), "{e}");
+    d.init = Some(shipped.clone());
+    assert_eq!(train_vqvae(&d).unwrap().steps_done, 2);
+    let mut bad = vq_cfg();
+    bad.finetune.levels = vec![0];
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(e.contains("decoders_only"), "{e}");
+    let md_dec = tmp.path().join("model_dec");
+    assemble(&AssembleOpts {
+        vqvae: dec.clone(),
+        priors: vec![shipped.clone(); 3],
+        out: md_dec.clone(),
+        f16: true,
+        hop_fraction: vec![0.5, 0.5, 0.125],
+    })
+    .unwrap();
+    let load = |dir: &Path| {
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap()
+    };
+    let (old, new) = (load(&shipped), load(&md_dec));
+    assert_eq!(old.len(), new.len());
+    let mut moved = vec![];
+    for (k, t) in &old {
+        let a: Vec<f32> = t
+            .to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let b: Vec<f32> = new[k]
+            .to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(t.dtype(), new[k].dtype(), "{k}");
+        if a != b {
+            moved.push(k.clone());
+        }
+    }
+    assert!(!moved.is_empty(), "the decoders did not move");
+    assert!(
+        moved.iter().all(|k| k.starts_with("vqvae.decoders.")),
+        "only decoder weights may change: {moved:?}"
+    );
+    let md = ModelDir::open(&md_dec).unwrap();
+    assert_eq!(md.config, ModelDir::open(&shipped).unwrap().config);
 }

@@ -288,3 +288,76 @@ fn shift_level_weights_scale_each_level() {
     let e = make(vec![1.0, -1.0, 1.0]).err().unwrap().to_string();
     assert!(e.contains(">= 0"), "{e}");
 }
+
+/// Every model tensor of the trainer by name, as f32 values.
+fn snapshot(tr: &VqTrainer) -> std::collections::HashMap<String, Vec<f32>> {
+    tr.weights()
+        .unwrap()
+        .into_iter()
+        .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect()
+}
+
+#[test]
+fn decoder_only_fine_tuning_keeps_every_code_and_trains_only_the_chosen_decoders() {
+    let mut tr = trainer(3e-3);
+    for s in 0..3 {
+        tr.train_step(&batch(s, 2, 256), s).unwrap();
+    }
+    let probe = batch(7, 2, 256);
+    let codes = |tr: &VqTrainer, l: usize| -> Vec<u32> {
+        tr.model
+            .encode(&probe, l)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    let before = snapshot(&tr);
+    let codes_before: Vec<Vec<u32>> = (0..3).map(|l| codes(&tr, l)).collect();
+    tr.freeze_codes(&[0, 2]).unwrap();
+    assert!(tr
+        .opt
+        .vars()
+        .all(|(n, _)| n.starts_with("decoders.0.") || n.starts_with("decoders.2.")));
+    for s in 3..6 {
+        let st = tr.train_step(&batch(s, 2, 256), s).unwrap();
+        // Level 1 is not run: no loss parts are logged for it; levels 0 and 2 are.
+        let v = st.values();
+        assert!(!v.contains_key("recons_l1"), "{v:?}");
+        assert!(v["recons_l0"].is_finite() && v["recons_l2"].is_finite());
+        assert!(st.loss.is_finite());
+    }
+    let after = snapshot(&tr);
+    let mut changed = std::collections::BTreeSet::new();
+    for (k, v) in &before {
+        let same = after[k] == *v;
+        let trained = k.starts_with("decoders.0.") || k.starts_with("decoders.2.");
+        if trained {
+            if !same {
+                changed.insert(&k[..10]);
+            }
+        } else {
+            assert!(same, "{k} changed under decoder-only fine-tuning");
+        }
+    }
+    assert_eq!(
+        changed.into_iter().collect::<Vec<_>>(),
+        ["decoders.0", "decoders.2"],
+        "both chosen decoders must move"
+    );
+    for (l, c) in codes_before.iter().enumerate() {
+        assert_eq!(&codes(&tr, l), c, "level {l}'s codes changed");
+    }
+}
+
+#[test]
+fn decoder_only_fine_tuning_refuses_what_would_change_codes() {
+    let mut tr = trainer_with_shift(1.0);
+    let e = tr.freeze_codes(&[]).unwrap_err().to_string();
+    assert!(e.contains("shift_consistency"), "{e}");
+    let mut tr = trainer(1e-3);
+    let e = tr.freeze_codes(&[3]).unwrap_err().to_string();
+    assert!(e.contains("no level 3"), "{e}");
+}

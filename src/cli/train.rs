@@ -86,13 +86,13 @@ pub struct AssembleArgs {
     /// The VQ-VAE: a `train vqvae` output (its latest export) or any model directory.
     #[arg(long)]
     pub vqvae: PathBuf,
-    /// The bottom upsampler (level 0): a `train prior --level bottom` output.
+    /// The bottom upsampler (level 0): a `train prior --level bottom` output, or a model directory (its level 0 prior).
     #[arg(long)]
     pub bottom: PathBuf,
-    /// The middle upsampler (level 1): a `train prior --level middle` output.
+    /// The middle upsampler (level 1): a `train prior --level middle` output, or a model directory (its level 1 prior).
     #[arg(long)]
     pub middle: PathBuf,
-    /// The top prior (level 2): a `train prior --level top` output.
+    /// The top prior (level 2): a `train prior --level top` output, or a model directory (its level 2 prior).
     #[arg(long)]
     pub top: PathBuf,
     /// Model directory to write (config.json, model.safetensors, labels/).

@@ -39,7 +39,7 @@ pub fn assemble(opts: &AssembleOpts) -> Result<Assembled> {
     let mut weights: Vec<(Component, HashMap<String, Tensor>)> = vec![(Component::Vqvae, vq_w)];
     let mut vocab: Option<(Vocab, PathBuf)> = None;
     for (level, dir) in opts.priors.iter().enumerate() {
-        let (cfg, w) = component::read(dir, &dev)?;
+        let (cfg, w) = read_prior(dir, level, &dev)?;
         let ComponentConfig::Prior { prior, vqvae, .. } = cfg else {
             bail!(
                 "{} holds a VQ-VAE where the level-{level} prior was expected",
@@ -127,6 +127,37 @@ pub fn assemble(opts: &AssembleOpts) -> Result<Assembled> {
         parameters,
         bytes,
     })
+}
+
+/// A prior from a training output / component dir, or the level-`level` prior of a model
+/// directory (so that a new VQ-VAE decoder can be assembled with a shipped model's priors).
+fn read_prior(
+    dir: &Path,
+    level: usize,
+    dev: &Device,
+) -> Result<(ComponentConfig, HashMap<String, Tensor>)> {
+    if component::find(dir).is_some() {
+        return component::read(dir, dev);
+    }
+    let md = crate::checkpoint::ModelDir::open(dir).with_context(|| {
+        format!(
+            "{} is neither a `train prior` output nor a model directory",
+            dir.display()
+        )
+    })?;
+    let prior = md
+        .config
+        .priors
+        .get(level)
+        .with_context(|| format!("{} has no level-{level} prior", dir.display()))?
+        .clone();
+    let w = component::component_tensors(&md, Component::Prior(level), dev)?;
+    let cfg = ComponentConfig::Prior {
+        prior: Box::new(prior),
+        vqvae: md.config.vqvae.clone(),
+        steps: 0,
+    };
+    Ok((cfg, w))
 }
 
 /// Convenience: the prior dirs of a training folder laid out as `ROOT/{bottom,middle,top}`.

@@ -104,6 +104,26 @@ pub struct VqvaeRunConfig {
     pub loss: VqLossConfig,
     #[serde(default)]
     pub optim: OptimConfig,
+    /// Decoder-only fine-tuning (absent in ordinary runs).
+    #[serde(default, skip_serializing_if = "Finetune::is_off")]
+    pub finetune: Finetune,
+}
+
+/// `[finetune]` of a VQ-VAE run: train the decoders of a trained VQ-VAE (`--init`) while its
+/// encoders and codebooks stay fixed, so that the codes, and every prior trained on them, stay
+/// valid: a better decoder for a shipped model without retraining its priors.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Finetune {
+    pub decoders_only: bool,
+    /// The levels whose decoders train (empty: every level); the others are not run.
+    pub levels: Vec<usize>,
+}
+
+impl Finetune {
+    pub fn is_off(&self) -> bool {
+        !self.decoders_only && self.levels.is_empty()
+    }
 }
 
 /// `jukebox train prior` config. `model.labels` sizes are replaced by the corpus vocabulary and
@@ -158,6 +178,7 @@ impl VqvaeRunConfig {
                     lr_warmup: 100,
                     ..OptimConfig::default()
                 },
+                finetune: Finetune::default(),
             },
             "tiny" => Self {
                 model: VqvaeConfig {
@@ -188,6 +209,7 @@ impl VqvaeRunConfig {
                     lr_warmup: 5,
                     ..OptimConfig::default()
                 },
+                finetune: Finetune::default(),
             },
             _ => return Err(preset_err(name)),
         };
@@ -215,6 +237,23 @@ impl VqvaeRunConfig {
             .any(|&(n, h, w)| n == 0 || h == 0 || w == 0 || w > n)
         {
             bail!("loss.multispec entries must be (n_fft, hop, window) with 0 < window <= n_fft");
+        }
+        if !self.finetune.levels.is_empty() && !self.finetune.decoders_only {
+            bail!("[finetune] levels needs decoders_only = true");
+        }
+        if let Some(l) = self
+            .finetune
+            .levels
+            .iter()
+            .find(|&&l| l >= self.model.levels)
+        {
+            bail!(
+                "[finetune] levels: the VQ-VAE has no level {l} (levels 0 to {})",
+                self.model.levels - 1
+            );
+        }
+        if self.finetune.decoders_only && self.loss.shift_consistency > 0.0 {
+            bail!("[finetune] decoders_only keeps every code as it is: set [loss] shift_consistency = 0");
         }
         Ok(())
     }

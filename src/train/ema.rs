@@ -215,6 +215,22 @@ impl EmaCodebook {
         })
     }
 
+    /// Stats of `codes` for a codebook that is not being updated (decoder-only fine-tuning):
+    /// no restarts and no change.
+    pub fn frozen_stats(&self, codes: &[u32]) -> CodebookStats {
+        let (ppl, used) = self.code_stats(codes);
+        CodebookStats {
+            entropy: ppl.max(1.0).ln(),
+            used_curr: used,
+            usage: self
+                .k_elem
+                .iter()
+                .filter(|&&e| e as f64 >= self.threshold)
+                .count(),
+            dk: 0.0,
+        }
+    }
+
     /// Batch statistics of a set of codes without updating anything (validation).
     pub fn code_stats(&self, codes: &[u32]) -> (f64, usize) {
         let mut h = vec![0f64; self.bins];

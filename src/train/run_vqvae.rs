@@ -153,6 +153,14 @@ pub fn train_vqvae(opts: &VqvaeOpts) -> Result<Outcome> {
         .collect::<Result<_>>()?;
     let bw = Bandwidth::compute(bw_windows.iter().map(|w| w.as_slice()))?;
     let mut tr = VqTrainer::new(&cfg.model, &cfg.loss, &cfg.optim, bw, t.seed, &dev)?;
+    if cfg.finetune.decoders_only {
+        if !opts.resume && opts.init.is_none() {
+            bail!(
+                "[finetune] decoders_only trains the decoders of a trained VQ-VAE: pass --init DIR"
+            );
+        }
+        tr.freeze_codes(&cfg.finetune.levels)?;
+    }
 
     let start = if opts.resume {
         let dir = ckpt::latest(&opts.out)?;

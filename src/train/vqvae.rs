@@ -103,9 +103,16 @@ impl VqStep {
             ("grad_norm".to_string(), self.opt.grad_norm),
         ]);
         for l in 0..self.recons.len() {
-            v.insert(format!("recons_l{l}"), self.recons[l]);
-            v.insert(format!("spectral_l{l}"), self.spectral[l]);
-            v.insert(format!("commit_l{l}"), self.commit[l]);
+            // NaN: a level left out of decoder-only fine-tuning (no loss computed).
+            for (name, x) in [
+                ("recons", self.recons[l]),
+                ("spectral", self.spectral[l]),
+                ("commit", self.commit[l]),
+            ] {
+                if !x.is_nan() {
+                    v.insert(format!("{name}_l{l}"), x);
+                }
+            }
             if let Some(x) = self.shift.get(l) {
                 v.insert(format!("shift_l{l}"), *x);
             }
@@ -181,6 +188,8 @@ pub struct VqTrainer {
     ms: MultiSpec,
     pub seed: u64,
     pub device: Device,
+    /// Decoder-only fine-tuning ([`Self::freeze_codes`]): the levels whose decoders train.
+    frozen: Option<Vec<usize>>,
 }
 
 fn codebook_key(l: usize) -> String {
@@ -246,7 +255,52 @@ impl VqTrainer {
             ms,
             seed,
             device: device.clone(),
+            frozen: None,
         })
+    }
+
+    /// Train only the decoders of `levels` (every level when empty) from now on: the encoders
+    /// and codebooks stay as loaded, so every code the model gives stays the same and priors
+    /// trained on those codes stay valid. The optimiser is rebuilt over those decoders alone;
+    /// call this before [`Self::restore`]. The commitment and shift terms have no trainable
+    /// input here and are left out of the loss (commitment is still reported).
+    pub fn freeze_codes(&mut self, levels: &[usize]) -> Result<()> {
+        if self.loss_cfg.shift_consistency > 0.0 {
+            candle_core::bail!(
+                "decoder-only fine-tuning keeps the codes: set [loss] shift_consistency = 0"
+            );
+        }
+        let levels: Vec<usize> = if levels.is_empty() {
+            (0..self.cfg.levels).collect()
+        } else {
+            levels.to_vec()
+        };
+        if let Some(l) = levels.iter().find(|&&l| l >= self.cfg.levels) {
+            candle_core::bail!(
+                "[finetune] levels: the VQ-VAE has no level {l} (it has {})",
+                self.cfg.levels
+            );
+        }
+        let prefixes: Vec<String> = levels.iter().map(|l| format!("decoders.{l}.")).collect();
+        let vars: Vec<(String, Var)> = {
+            let data = self
+                .varmap
+                .data()
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+            data.iter()
+                .filter(|(k, _)| prefixes.iter().any(|p| k.starts_with(p)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        self.opt = Adam::new(vars, self.opt.cfg.clone())?;
+        self.frozen = Some(levels);
+        Ok(())
+    }
+
+    /// Whether level `l`'s loss is computed this step (every level unless fine-tuning others).
+    fn trains_level(&self, l: usize) -> bool {
+        self.frozen.as_ref().is_none_or(|ls| ls.contains(&l))
     }
 
     fn set_codebook_var(&self, l: usize) -> Result<()> {
@@ -343,8 +397,22 @@ impl VqTrainer {
         let mut total: Option<Tensor> = None;
         let mut parts = VqParts::default();
         let shifted = self.shifted_batch(x, step)?;
+        let frozen = self.frozen.is_some();
         for l in 0..levels {
-            let (z, zd, _codes, stats) = self.forward_level(x, l, step, true)?;
+            if !self.trains_level(l) {
+                for v in [&mut parts.recons, &mut parts.spectral, &mut parts.commit] {
+                    v.push(f64::NAN);
+                }
+                parts.codebook.push(self.codebooks[l].frozen_stats(&[]));
+                continue;
+            }
+            let (z, zd, codes, stats) = self.forward_level(x, l, step, !frozen)?;
+            // Frozen codes: no gradient reaches the encoder, so none is traced through it.
+            let z = if frozen { z.detach() } else { z };
+            let stats = match stats {
+                Some(s) => Some(s),
+                None => Some(self.codebooks[l].frozen_stats(&codes.to_vec1::<u32>()?)),
+            };
             let c = commit_loss(&z, &zd)?;
             let shift_term = match &shifted {
                 Some((xs, s)) => {
@@ -358,10 +426,12 @@ impl VqTrainer {
                 }
                 None => None,
             };
-            let x_hat = self
-                .model
-                .decoder(l)?
-                .forward(&straight_through(&z, &zd)?)?;
+            let q = if frozen {
+                zd.clone()
+            } else {
+                straight_through(&z, &zd)?
+            };
+            let x_hat = self.model.decoder(l)?.forward(&q)?;
             let r = lmix(
                 x,
                 &x_hat,
@@ -371,7 +441,10 @@ impl VqTrainer {
                 self.loss_cfg.linf_k,
             )?;
             let s = self.ms.loss(&target, &x_hat, self.bw.spec)?;
-            let mut lv = ((&r + (&s * self.loss_cfg.multispectral)?)? + (&c * self.cfg.commit)?)?;
+            let mut lv = (&r + (&s * self.loss_cfg.multispectral)?)?;
+            if !frozen {
+                lv = (lv + (&c * self.cfg.commit)?)?;
+            }
             if let Some(t) = shift_term {
                 let w = self
                     .loss_cfg
