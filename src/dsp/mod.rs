@@ -180,12 +180,31 @@ pub fn mel_filterbank(sr: u32, n_fft: usize, n_mels: usize, fmin: f64, fmax: f64
         .collect()
 }
 
-/// Apply a filterbank to each frame of a (power or magnitude) spectrogram.
+/// Apply a filterbank to each frame of a (power or magnitude) spectrogram. Each filter is summed
+/// over its nonzero span only (a mel filter covers a few bins of ~1 000): the same terms in the
+/// same order as the dense product, since the skipped terms are exact zeros, at a fraction of
+/// the cost (the dense product was two thirds of a study's metrics time).
 pub fn apply_filterbank(spec: &[Vec<f32>], bank: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    let spans: Vec<(usize, usize)> = bank
+        .iter()
+        .map(|f| match f.iter().position(|&w| w != 0.0) {
+            Some(lo) => (lo, f.iter().rposition(|&w| w != 0.0).map_or(lo, |h| h + 1)),
+            None => (0, 0),
+        })
+        .collect();
     spec.iter()
         .map(|frame| {
             bank.iter()
-                .map(|filt| filt.iter().zip(frame).map(|(w, p)| w * p).sum())
+                .zip(&spans)
+                .map(|(filt, &(lo, hi))| {
+                    let hi = hi.min(frame.len());
+                    let lo = lo.min(hi);
+                    filt[lo..hi]
+                        .iter()
+                        .zip(&frame[lo..hi])
+                        .map(|(w, p)| w * p)
+                        .sum()
+                })
                 .collect()
         })
         .collect()
@@ -272,6 +291,41 @@ mod tests {
         let s = stft_mag(&[0.5; 10], 512, 128, 512);
         assert_eq!(s.len(), 1);
         assert!(s[0][0] > 0.0);
+    }
+
+    #[test]
+    fn sparse_filterbank_equals_the_dense_product_bit_for_bit() {
+        let bank = mel_filterbank(44100, 2048, 40, 0.0, 22050.0);
+        let mut x = 0x9e3779b9u32;
+        let spec: Vec<Vec<f32>> = (0..5)
+            .map(|_| {
+                (0..1025)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        (x % 10_000) as f32 * 1e-3
+                    })
+                    .collect()
+            })
+            .collect();
+        let dense: Vec<Vec<f32>> = spec
+            .iter()
+            .map(|fr| {
+                bank.iter()
+                    .map(|f| f.iter().zip(fr).map(|(w, p)| w * p).sum::<f32>())
+                    .collect()
+            })
+            .collect();
+        let sparse = apply_filterbank(&spec, &bank);
+        assert_eq!(sparse.len(), 5);
+        for (a, b) in sparse.iter().flatten().zip(dense.iter().flatten()) {
+            assert_eq!(a.to_bits(), b.to_bits());
+        }
+        assert!(sparse[0].iter().all(|v| *v > 0.0));
+        // A frame shorter than the filters sums what it has, as the dense zip did.
+        let short = apply_filterbank(&[vec![1.0; 10]], &bank);
+        assert_eq!(short[0].len(), 40);
     }
 
     #[test]

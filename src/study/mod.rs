@@ -28,6 +28,7 @@ pub use runner::{CellRunner, FakeRunner, LevelOutcome, PromptRecon, SampleOutcom
 
 use anyhow::{bail, Context, Result};
 use metrics::PromptRef;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use store::{ItemRecord, Layout};
@@ -370,9 +371,11 @@ pub fn run_study(
                 g.index
             );
         }
-        for o in &outs {
-            write_item(&work, plan, o, &prompt_ref)?;
-        }
+        // Items are independent files; their metrics (STFTs, onsets, spectrogram images) are
+        // the study's main serial work otherwise.
+        outs.par_iter()
+            .map(|o| write_item(&work, plan, o, &prompt_ref))
+            .collect::<Result<Vec<()>>>()?;
         store::mark_done(&work, g)?;
         summary.groups_run += 1;
     }
