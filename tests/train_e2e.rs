@@ -288,24 +288,18 @@ fn train_resume_and_assemble_end_to_end() {
     };
     let (old, new) = (load(&shipped), load(&md_dec));
     assert_eq!(old.len(), new.len());
+    let values = |t: &Tensor| -> Vec<f32> {
+        t.to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
     let mut moved = vec![];
     for (k, t) in &old {
-        let a: Vec<f32> = t
-            .to_dtype(DType::F32)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let b: Vec<f32> = new[k]
-            .to_dtype(DType::F32)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
         assert_eq!(t.dtype(), new[k].dtype(), "{k}");
-        if a != b {
+        if values(t) != values(&new[k]) {
             moved.push(k.clone());
         }
     }

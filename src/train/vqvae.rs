@@ -192,6 +192,19 @@ pub struct VqTrainer {
     frozen: Option<Vec<usize>>,
 }
 
+/// The variables of `varmap` whose names pass `keep`, for the optimiser.
+fn named_vars(varmap: &VarMap, keep: impl Fn(&str) -> bool) -> Result<Vec<(String, Var)>> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+    Ok(data
+        .iter()
+        .filter(|(k, _)| keep(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect())
+}
+
 fn codebook_key(l: usize) -> String {
     format!("bottleneck.level_blocks.{l}.k")
 }
@@ -224,17 +237,10 @@ impl VqTrainer {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let model = VqVae::new(cfg, vb)?;
         init_varmap(&varmap, seed, 1.0)?;
-        let vars: Vec<(String, Var)> = {
-            let data = varmap
-                .data()
-                .lock()
-                .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
-            data.iter()
-                .filter(|(k, _)| !k.starts_with("bottleneck."))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        };
-        let opt = Adam::new(vars, optim.clone())?;
+        let opt = Adam::new(
+            named_vars(&varmap, |k| !k.starts_with("bottleneck."))?,
+            optim.clone(),
+        )?;
         let codebooks = (0..cfg.levels)
             .map(|_| EmaCodebook::new(cfg.l_bins, cfg.emb_width, cfg.l_mu))
             .collect();
@@ -282,17 +288,7 @@ impl VqTrainer {
             );
         }
         let prefixes: Vec<String> = levels.iter().map(|l| format!("decoders.{l}.")).collect();
-        let vars: Vec<(String, Var)> = {
-            let data = self
-                .varmap
-                .data()
-                .lock()
-                .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
-            data.iter()
-                .filter(|(k, _)| prefixes.iter().any(|p| k.starts_with(p)))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        };
+        let vars = named_vars(&self.varmap, |k| prefixes.iter().any(|p| k.starts_with(p)))?;
         self.opt = Adam::new(vars, self.opt.cfg.clone())?;
         self.frozen = Some(levels);
         Ok(())
