@@ -237,6 +237,61 @@ fn chunked_equals_unchunked(cfg: &VqvaeConfig) {
     }
 }
 
+/// A batch whose rows share a long prefix decodes the prefix once and equals the plain decode;
+/// rows without a common prefix take the plain path, bit for bit.
+#[test]
+fn shared_prefix_decode_equals_the_plain_decode() {
+    let cfg = VqvaeConfig {
+        downs_t: vec![1, 1, 1],
+        emb_width: 8,
+        l_bins: 16,
+        width: 8,
+        depth: 2,
+        multipliers: vec![1, 1, 1],
+        ..VqvaeConfig::official()
+    };
+    let (_vm, m) = random_model(&cfg, DType::F32);
+    for l in 0..3 {
+        let r = m.decoder(l).expect("dec").radius_tokens;
+        let (n, t, shared) = (3, 12 * r + 7, 10 * r);
+        let v: Vec<u32> = (0..n * t)
+            .map(|i| {
+                let (row, j) = (i / t, i % t);
+                let salt = if j < shared { 0 } else { row * 7 };
+                ((j * 5 + salt + j / 3) % 16) as u32
+            })
+            .collect();
+        let codes = Tensor::from_vec(v, (n, t), &Device::Cpu).expect("codes");
+        let plain = m.decode(&codes, l).expect("plain");
+        let fast = m.decode_shared_prefix(&codes, l).expect("shared");
+        assert_eq!(fast.dims(), plain.dims());
+        let err = max_abs(&fast, &plain);
+        assert!(
+            err < 1e-5,
+            "level {l}: shared-prefix decode differs by {err:e}"
+        );
+        // The rows really differ after the prefix (the test would not see a wrong splice
+        // otherwise), and one row alone, or rows differing from the start, take the plain path.
+        let tail = |y: &Tensor, i: usize| {
+            y.get(i)
+                .expect("row")
+                .narrow(0, shared * m.hop_length(l), 8)
+                .expect("tail")
+                .to_vec1::<f32>()
+                .expect("v")
+        };
+        assert_ne!(tail(&plain, 0), tail(&plain, 1));
+        let one = codes.narrow(0, 1, 1).expect("row");
+        assert_eq!(
+            m.decode_shared_prefix(&one, l)
+                .expect("one")
+                .to_vec2::<f32>()
+                .expect("v"),
+            m.decode(&one, l).expect("one").to_vec2::<f32>().expect("v")
+        );
+    }
+}
+
 #[test]
 fn quantiser_uses_expanded_distance_and_first_index_on_ties() {
     // Codes 1 and 3 are equal: the first must win. Code 0 is far.

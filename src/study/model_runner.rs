@@ -131,7 +131,8 @@ impl ModelRunner {
             (n, rows[0].len()),
             &dev,
         )?;
-        let audio = vq.decode(&t, level)?.to_dtype(DType::F32)?;
+        // A primed group's rows all begin with the prompt's codes: decode those once.
+        let audio = vq.decode_shared_prefix(&t, level)?.to_dtype(DType::F32)?;
         progress(&format!(
             "  level {level}: scored in {scored:.1} s, decoded in {:.1} s",
             t0.elapsed().as_secs_f64()
