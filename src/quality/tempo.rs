@@ -101,7 +101,7 @@ fn decode_rows(vq: &VqVae, rows: &[Vec<i64>], level: usize, dev: &Device) -> Res
     let t = rows.first().map_or(0, Vec::len);
     let flat: Vec<i64> = rows.iter().flatten().copied().collect();
     let audio = vq
-        .decode(&Tensor::from_vec(flat, (n, t), dev)?, level)
+        .decode_shared_prefix(&Tensor::from_vec(flat, (n, t), dev)?, level)
         .with_context(|| format!("decoding level-{level} codes"))?
         .to_dtype(DType::F32)?;
     (0..n)

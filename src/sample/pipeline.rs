@@ -150,7 +150,8 @@ pub fn write_level_audio(
     if rows.is_empty() || rows[0].is_empty() {
         return Ok(());
     }
-    let audio = vq.decode(&to_tensor(rows, dev)?, level)?;
+    // Primed items all begin with the prompt's codes: decode those once.
+    let audio = vq.decode_shared_prefix(&to_tensor(rows, dev)?, level)?;
     let sr = vq.config().sample_rate;
     for (i, path) in names.iter().enumerate() {
         let a = audio.get(i)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
