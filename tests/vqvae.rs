@@ -241,16 +241,7 @@ fn chunked_equals_unchunked(cfg: &VqvaeConfig) {
 /// rows without a common prefix take the plain path, bit for bit.
 #[test]
 fn shared_prefix_decode_equals_the_plain_decode() {
-    let cfg = VqvaeConfig {
-        downs_t: vec![1, 1, 1],
-        emb_width: 8,
-        l_bins: 16,
-        width: 8,
-        depth: 2,
-        multipliers: vec![1, 1, 1],
-        ..VqvaeConfig::official()
-    };
-    let (_vm, m) = random_model(&cfg, DType::F32);
+    let (_vm, m) = random_model(&tiny_cfg(), DType::F32);
     for l in 0..3 {
         let r = m.decoder(l).expect("dec").radius_tokens;
         let (n, t, shared) = (3, 12 * r + 7, 10 * r);

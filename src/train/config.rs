@@ -238,22 +238,10 @@ impl VqvaeRunConfig {
         {
             bail!("loss.multispec entries must be (n_fft, hop, window) with 0 < window <= n_fft");
         }
+        // The level range and the shift term are checked where they take effect
+        // (`VqTrainer::freeze_codes`), before the first step.
         if !self.finetune.levels.is_empty() && !self.finetune.decoders_only {
             bail!("[finetune] levels needs decoders_only = true");
-        }
-        if let Some(l) = self
-            .finetune
-            .levels
-            .iter()
-            .find(|&&l| l >= self.model.levels)
-        {
-            bail!(
-                "[finetune] levels: the VQ-VAE has no level {l} (levels 0 to {})",
-                self.model.levels - 1
-            );
-        }
-        if self.finetune.decoders_only && self.loss.shift_consistency > 0.0 {
-            bail!("[finetune] decoders_only keeps every code as it is: set [loss] shift_consistency = 0");
         }
         Ok(())
     }

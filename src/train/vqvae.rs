@@ -273,7 +273,7 @@ impl VqTrainer {
     pub fn freeze_codes(&mut self, levels: &[usize]) -> Result<()> {
         if self.loss_cfg.shift_consistency > 0.0 {
             candle_core::bail!(
-                "decoder-only fine-tuning keeps the codes: set [loss] shift_consistency = 0"
+                "[finetune] decoders_only keeps every code as it is: set [loss] shift_consistency = 0"
             );
         }
         let levels: Vec<usize> = if levels.is_empty() {
@@ -405,9 +405,11 @@ impl VqTrainer {
             let (z, zd, codes, stats) = self.forward_level(x, l, step, !frozen)?;
             // Frozen codes: no gradient reaches the encoder, so none is traced through it.
             let z = if frozen { z.detach() } else { z };
+            // A training pass updates the codebook and returns its stats; frozen, they are
+            // this batch's codes against the codebook as it stands.
             let stats = match stats {
-                Some(s) => Some(s),
-                None => Some(self.codebooks[l].frozen_stats(&codes.to_vec1::<u32>()?)),
+                Some(s) => s,
+                None => self.codebooks[l].frozen_stats(&codes.to_vec1::<u32>()?),
             };
             let c = commit_loss(&z, &zd)?;
             let shift_term = match &shifted {
@@ -453,9 +455,7 @@ impl VqTrainer {
             parts.recons.push(r.to_scalar::<f32>()? as f64);
             parts.spectral.push(s.to_scalar::<f32>()? as f64);
             parts.commit.push(c.to_scalar::<f32>()? as f64);
-            parts
-                .codebook
-                .push(stats.ok_or_else(|| candle_core::Error::Msg("no codebook stats".into()))?);
+            parts.codebook.push(stats);
             total = Some(match total {
                 None => lv,
                 Some(t) => (t + lv)?,
