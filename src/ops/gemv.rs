@@ -121,14 +121,17 @@ unsafe fn axpy_rows_avx2<T: Wt>(
             }
         }
         // Software prefetch two row groups ahead: the loop keeps too few cache lines in
-        // flight on its own (f16 weights ran at a quarter of the copy bandwidth).
+        // flight on its own (f16 weights ran at a quarter of the copy bandwidth). Into L2
+        // (T1), not L1: the lines two groups ahead (16–128 KB) would not stay in L1 anyway,
+        // and on the project's EPYC T1 made mid-prior steps 1.1–1.3× (f32) and 1.4–1.6×
+        // (f16, bf16) faster than T0 (bench/RESULTS.md, 2026-12-07).
         let pf = r + 8 + 4 <= rows;
         let line = (64 / std::mem::size_of::<T>()).max(8);
         let mut j = 0;
         while j < n8 {
             if pf && j % line == 0 {
                 for q in 8..12 {
-                    _mm_prefetch::<_MM_HINT_T0>(wp.add((r + q) * n + j) as *const i8);
+                    _mm_prefetch::<_MM_HINT_T1>(wp.add((r + q) * n + j) as *const i8);
                 }
             }
             let w0 = T::load8(wp.add(r * n + j));

@@ -48,9 +48,10 @@ pub(crate) unsafe fn axpy_rows<T: Wt, const M: usize>(
         let pf = r + 12 <= rows;
         let mut j = 0;
         while j < n16 {
+            // Two row groups ahead, into L2: see the AVX2 kernel.
             if pf && j % line == 0 {
                 for q in 8..12 {
-                    _mm_prefetch::<_MM_HINT_T0>(wp.add((r + q) * n + j) as *const i8);
+                    _mm_prefetch::<_MM_HINT_T1>(wp.add((r + q) * n + j) as *const i8);
                 }
             }
             let w0 = T::load16(wp.add(r * n + j));
