@@ -18,6 +18,19 @@ pub trait Wt: Copy + Send + Sync + 'static {
     /// `p` must point at 16 readable elements and the CPU must have AVX-512F.
     #[cfg(target_arch = "x86_64")]
     unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512;
+    /// Whether [`Wt::load32_eo`] exists: a whole cache line widened as its even and its odd
+    /// columns (bf16, where that takes one instruction per 16 columns instead of two).
+    const EVEN_ODD: bool = false;
+    /// Thirty-two consecutive elements widened to f32: (columns 0, 2, …, 30; 1, 3, …, 31).
+    ///
+    /// # Safety
+    /// `p` must point at 32 readable elements, the CPU must have AVX-512F, and `EVEN_ODD`.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load32_eo(
+        _p: *const Self,
+    ) -> (std::arch::x86_64::__m512, std::arch::x86_64::__m512) {
+        unreachable!("load32_eo without EVEN_ODD")
+    }
 }
 
 impl Wt for f32 {
@@ -75,6 +88,19 @@ impl Wt for bf16 {
         use std::arch::x86_64::*;
         let h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p as *const __m256i));
         _mm512_castsi512_ps(_mm512_slli_epi32(h, 16))
+    }
+    const EVEN_ODD: bool = true;
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load32_eo(p: *const Self) -> (std::arch::x86_64::__m512, std::arch::x86_64::__m512) {
+        use std::arch::x86_64::*;
+        // Each 32-bit lane holds columns 2i (low half) and 2i + 1 (high half).
+        let v = _mm512_loadu_si512(p as *const __m512i);
+        let hi = _mm512_set1_epi32(0xFFFF_0000u32 as i32);
+        (
+            _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)),
+            _mm512_castsi512_ps(_mm512_and_si512(v, hi)),
+        )
     }
 }
 
