@@ -54,6 +54,14 @@ fn models() -> Vec<(&'static str, PriorConfig)> {
         ("dense", base(0, 2, 16, None)),
         ("upsampler", upsampler),
         ("wide", wide),
+        // One head (as the bundled upsamplers): attention split over (row, head) pairs.
+        (
+            "one-head",
+            PriorConfig {
+                heads: 1,
+                ..base(2, 3, 24, Some(4))
+            },
+        ),
     ]
 }
 

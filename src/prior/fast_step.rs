@@ -264,8 +264,10 @@ fn cols(nn: usize, t: usize, nt: usize) -> std::ops::Range<usize> {
     nn * t / nt..nn * (t + 1) / nt
 }
 
-/// Heads `t, t + nt, …` of one layer: reduce their q, k, v, store k and v at this position,
-/// attend, and write the heads' output columns of `o`.
+/// (Batch row, head) pairs `t, t + nt, …` of one layer (pair i = row i / heads, head
+/// i % heads): reduce their q, k, v, store k and v at this position, attend, and write the
+/// head's output columns of the row in `o`. Split by pairs, not heads, so that a one-head
+/// prior (the bundled upsamplers) keeps every thread busy.
 fn attend_heads(st: &Step, l: &LayerW, t: usize, nt: usize) {
     let (s, n, hs) = (st.s, st.n, st.heads);
     let d = s / hs;
@@ -273,29 +275,28 @@ fn attend_heads(st: &Step, l: &LayerW, t: usize, nt: usize) {
     let parts = used_parts(st.w);
     let mut q = vec![0f32; d];
     let mut scores = Vec::new();
-    for hh in (t..hs).step_by(nt) {
-        for b in 0..n {
-            let base = ((b * hs + hh) * l.cap + p % l.cap) * d;
-            // SAFETY: this head's cache rows are touched by this thread only.
-            let (kc, vc) = unsafe { (l.k.mut_at(base, d), l.v.mut_at(base, d)) };
-            for c in 0..d {
-                q[c] = reduced(st, parts, w3, &l.p.attn_b, b, hh * d + c);
-                kc[c] = reduced(st, parts, w3, &l.p.attn_b, b, s + hh * d + c);
-                vc[c] = reduced(st, parts, w3, &l.p.attn_b, b, 2 * s + hh * d + c);
-            }
-            // SAFETY: head hh's columns of row b are written by this thread only.
-            let out = unsafe { st.o.mut_at(b * s + hh * d, d) };
-            out.fill(0.0);
-            let Some((k0, k1, stride)) = key_range(l.kind, p, st.block_ctx) else {
-                continue;
-            };
-            let row0 = (b * hs + hh) * l.cap;
-            // SAFETY: this head's cache rows are touched by this thread only.
-            let key = |kp: usize| unsafe { l.k.at((row0 + kp % l.cap) * d, d) };
-            let val = |kp: usize| unsafe { l.v.at((row0 + kp % l.cap) * d, d) };
-            let keys = (k0..k1).step_by(stride);
-            attend_one(&q, keys, key, val, st.scale, &mut scores, out);
+    for i in (t..n * hs).step_by(nt) {
+        let (b, hh) = (i / hs, i % hs);
+        let base = ((b * hs + hh) * l.cap + p % l.cap) * d;
+        // SAFETY: this pair's cache rows are touched by this thread only.
+        let (kc, vc) = unsafe { (l.k.mut_at(base, d), l.v.mut_at(base, d)) };
+        for c in 0..d {
+            q[c] = reduced(st, parts, w3, &l.p.attn_b, b, hh * d + c);
+            kc[c] = reduced(st, parts, w3, &l.p.attn_b, b, s + hh * d + c);
+            vc[c] = reduced(st, parts, w3, &l.p.attn_b, b, 2 * s + hh * d + c);
         }
+        // SAFETY: head hh's columns of row b are written by this thread only.
+        let out = unsafe { st.o.mut_at(b * s + hh * d, d) };
+        out.fill(0.0);
+        let Some((k0, k1, stride)) = key_range(l.kind, p, st.block_ctx) else {
+            continue;
+        };
+        let row0 = (b * hs + hh) * l.cap;
+        // SAFETY: this pair's cache rows are touched by this thread only.
+        let key = |kp: usize| unsafe { l.k.at((row0 + kp % l.cap) * d, d) };
+        let val = |kp: usize| unsafe { l.v.at((row0 + kp % l.cap) * d, d) };
+        let keys = (k0..k1).step_by(stride);
+        attend_one(&q, keys, key, val, st.scale, &mut scores, out);
     }
 }
 

@@ -73,6 +73,7 @@ pub struct StepEntropy {
     pub token_bits: f32,
 }
 
+#[cfg(test)]
 fn entropy_bits(logits: &[f32]) -> f32 {
     entropy_and_token_bits(logits, None).0
 }
@@ -166,12 +167,31 @@ fn argmax(l: &[f32]) -> usize {
 
 /// Draw one token from `logits` with uniform `u` ∈ [0, 1) by inverse CDF over the softmax.
 pub fn draw(filtered: &[f32], u: f64) -> usize {
+    draw_and_entropy(filtered, u).0
+}
+
+/// [`draw`] and the entropy of softmax(`filtered`) ([`entropy_bits`]'s value, bit for bit)
+/// from one pass of exponentials: both take `exp(x − max)` of the same entries, and the
+/// zeros that the entropy skips add nothing to the draw's sum.
+fn draw_and_entropy(filtered: &[f32], u: f64) -> (usize, f32) {
     let m = filtered.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     if !m.is_finite() {
-        return 0;
+        return (0, 0.0);
     }
-    let e: Vec<f64> = filtered.iter().map(|&x| ((x - m) as f64).exp()).collect();
-    let z: f64 = e.iter().sum();
+    let (mut z, mut s) = (0f64, 0f64);
+    let e: Vec<f64> = filtered
+        .iter()
+        .map(|&x| {
+            let d = (x - m) as f64;
+            let e = d.exp();
+            if e > 0.0 {
+                z += e;
+                s += e * d;
+            }
+            e
+        })
+        .collect();
+    let h = (z.log2() - s / (z * std::f64::consts::LN_2)) as f32;
     let target = u * z;
     let mut cum = 0.0;
     let mut last_nonzero = 0;
@@ -180,23 +200,23 @@ pub fn draw(filtered: &[f32], u: f64) -> usize {
             last_nonzero = i;
             cum += p;
             if cum > target {
-                return i;
+                return (i, h);
             }
         }
     }
-    last_nonzero
+    (last_nonzero, h)
 }
 
 /// One full sampling step for one item: returns the token and the entropies.
 pub fn sample_token(logits: &[f32], opts: &SampleOpts, u: f64) -> (usize, StepEntropy) {
     let f = filter_logits(logits, opts.temp, opts.top_k, opts.top_p);
-    let tok = draw(&f, u);
+    let (tok, filtered_bits) = draw_and_entropy(&f, u);
     let (raw_bits, token_bits) = entropy_and_token_bits(logits, Some(tok));
     (
         tok,
         StepEntropy {
             raw_bits,
-            filtered_bits: entropy_bits(&f),
+            filtered_bits,
             token_bits,
         },
     )
@@ -367,6 +387,54 @@ mod tests {
         let (tok, s) = sample_token(&l, &SampleOpts::default(), 0.9);
         assert_eq!(tok, 1);
         assert!((s.token_bits - (4.0f32 / 3.0).log2()).abs() < 1e-6);
+    }
+
+    /// The shared pass gives `draw`'s token and `entropy_bits`' value bit for bit, with
+    /// filtered (−∞) entries and at draws on both sides of each cumulative boundary.
+    #[test]
+    fn draw_and_entropy_match_the_separate_passes() {
+        for seed in 0..40u64 {
+            let l: Vec<f32> = (0..37u64)
+                .map(|i| {
+                    let v = uniform(seed, 1, 0, i);
+                    if v < 0.2 {
+                        f32::NEG_INFINITY
+                    } else {
+                        (v * 9.0 - 4.0) as f32
+                    }
+                })
+                .collect();
+            for k in 0..50u64 {
+                let u = uniform(seed, 2, 0, k);
+                let (tok, h) = draw_and_entropy(&l, u);
+                let (m, _) = l.iter().enumerate().fold((0, f32::NEG_INFINITY), |a, (i, &x)| {
+                    if x > a.1 {
+                        (i, x)
+                    } else {
+                        a
+                    }
+                });
+                assert!(l[tok].is_finite() && l[m].is_finite());
+                // The reference: the draw over exps summed by Iterator::sum, as before.
+                let mx = l[m];
+                let e: Vec<f64> = l.iter().map(|&x| ((x - mx) as f64).exp()).collect();
+                let z: f64 = e.iter().sum();
+                let mut cum = 0.0;
+                let mut want = 0;
+                for (i, &p) in e.iter().enumerate() {
+                    if p > 0.0 {
+                        want = i;
+                        cum += p;
+                        if cum > u * z {
+                            break;
+                        }
+                    }
+                }
+                assert_eq!(tok, want, "seed {seed} u {u}");
+                assert_eq!(h.to_bits(), entropy_bits(&l).to_bits());
+            }
+        }
+        assert_eq!(draw_and_entropy(&[f32::NEG_INFINITY; 3], 0.5), (0, 0.0));
     }
 
     #[test]
