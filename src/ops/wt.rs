@@ -26,9 +26,7 @@ pub trait Wt: Copy + Send + Sync + 'static {
     /// # Safety
     /// `p` must point at 32 readable elements, the CPU must have AVX-512F, and `EVEN_ODD`.
     #[cfg(target_arch = "x86_64")]
-    unsafe fn load32_eo(
-        _p: *const Self,
-    ) -> (std::arch::x86_64::__m512, std::arch::x86_64::__m512) {
+    unsafe fn load32_eo(_p: *const Self) -> (std::arch::x86_64::__m512, std::arch::x86_64::__m512) {
         unreachable!("load32_eo without EVEN_ODD")
     }
 }

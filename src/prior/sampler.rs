@@ -407,13 +407,19 @@ mod tests {
             for k in 0..50u64 {
                 let u = uniform(seed, 2, 0, k);
                 let (tok, h) = draw_and_entropy(&l, u);
-                let (m, _) = l.iter().enumerate().fold((0, f32::NEG_INFINITY), |a, (i, &x)| {
-                    if x > a.1 {
-                        (i, x)
-                    } else {
-                        a
-                    }
-                });
+                let (m, _) = l
+                    .iter()
+                    .enumerate()
+                    .fold(
+                        (0, f32::NEG_INFINITY),
+                        |a, (i, &x)| {
+                            if x > a.1 {
+                                (i, x)
+                            } else {
+                                a
+                            }
+                        },
+                    );
                 assert!(l[tok].is_finite() && l[m].is_finite());
                 // The reference: the draw over exps summed by Iterator::sum, as before.
                 let mx = l[m];
