@@ -4,6 +4,7 @@
 //! unless every operand is on the CPU, `x` is f32 and nothing is tracked for gradients.
 
 use candle_core::{DType, Device, Result, Tensor};
+use rayon::prelude::*;
 
 fn plain_f32(x: &Tensor) -> bool {
     matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 && !x.track_op()
@@ -25,9 +26,19 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Option
         return Ok(None);
     }
     let mut y: Vec<f32> = x.flatten_all()?.to_vec1()?;
-    layer_norm_rows(&mut y, &wv, &bv, eps as f32);
+    // Rows in parallel chunks (a scoring pass normalises thousands): each row's arithmetic
+    // is the same, so the bits do not depend on the split.
+    y.par_chunks_mut(n * rows_per_task(n))
+        .for_each(|c| layer_norm_rows(c, &wv, &bv, eps as f32));
     Tensor::from_vec(y, x.dims(), &Device::Cpu).map(Some)
 }
+
+/// Rows of `n` elements per parallel task: about 64 K elements, at least one row.
+fn rows_per_task(n: usize) -> usize {
+    (PAR_CHUNK / n).max(1)
+}
+
+const PAR_CHUNK: usize = 1 << 16;
 
 /// LayerNorm of every row (of `w.len()` elements) of `y`, in place: the arithmetic of
 /// [`layer_norm`], shared with the persistent sampling step.
@@ -54,9 +65,11 @@ pub fn quick_gelu(x: &Tensor) -> Result<Option<Tensor>> {
         return Ok(None);
     }
     let mut y: Vec<f32> = x.flatten_all()?.to_vec1()?;
-    for v in y.iter_mut() {
-        *v = quick_gelu_f32(*v);
-    }
+    y.par_chunks_mut(PAR_CHUNK).for_each(|c| {
+        for v in c {
+            *v = quick_gelu_f32(*v);
+        }
+    });
     Tensor::from_vec(y, x.dims(), &Device::Cpu).map(Some)
 }
 
@@ -97,5 +110,33 @@ mod tests {
         assert!(max_err(&got, &want) < 1e-5);
         let xv = candle_core::Var::from_tensor(&x).unwrap();
         assert!(quick_gelu(xv.as_tensor()).unwrap().is_none());
+    }
+
+    /// Inputs of several parallel chunks (and a ragged last one) give the serial loops' bits.
+    #[test]
+    fn ops_fused_parallel_chunks_match_the_serial_loops() {
+        let x = (rand(&[3, 1001, 96], 5, 3.0) + 0.5).unwrap();
+        let (w, b) = (rand(&[96], 6, 1.0), rand(&[96], 7, 1.0));
+        let got: Vec<f32> = layer_norm(&x, &w, &b, 1e-5)
+            .unwrap()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let mut want: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+        let wv: Vec<f32> = w.to_vec1().unwrap();
+        let bv: Vec<f32> = b.to_vec1().unwrap();
+        layer_norm_rows(&mut want, &wv, &bv, 1e-5);
+        assert!(want.len() > 3 * PAR_CHUNK && got == want);
+        let got: Vec<f32> = quick_gelu(&x)
+            .unwrap()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(got.iter().zip(&xs).all(|(g, &v)| *g == quick_gelu_f32(v)));
     }
 }
