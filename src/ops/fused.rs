@@ -117,26 +117,13 @@ mod tests {
     fn ops_fused_parallel_chunks_match_the_serial_loops() {
         let x = (rand(&[3, 1001, 96], 5, 3.0) + 0.5).unwrap();
         let (w, b) = (rand(&[96], 6, 1.0), rand(&[96], 7, 1.0));
-        let got: Vec<f32> = layer_norm(&x, &w, &b, 1e-5)
-            .unwrap()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let mut want: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
-        let wv: Vec<f32> = w.to_vec1().unwrap();
-        let bv: Vec<f32> = b.to_vec1().unwrap();
-        layer_norm_rows(&mut want, &wv, &bv, 1e-5);
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let got = flat(&layer_norm(&x, &w, &b, 1e-5).unwrap().unwrap());
+        let mut want = flat(&x);
+        layer_norm_rows(&mut want, &flat(&w), &flat(&b), 1e-5);
         assert!(want.len() > 3 * PAR_CHUNK && got == want);
-        let got: Vec<f32> = quick_gelu(&x)
-            .unwrap()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+        let got = flat(&quick_gelu(&x).unwrap().unwrap());
+        let xs = flat(&x);
         assert!(got.iter().zip(&xs).all(|(g, &v)| *g == quick_gelu_f32(v)));
     }
 }

@@ -53,6 +53,15 @@ pub(crate) unsafe fn axpy_rows<T: Wt, const M: usize>(
             }
         }
         let pf = r + 12 <= rows;
+        // y[p..p + 16] += the four rows' 16 widened weights times their multipliers, in the
+        // AVX2 kernel's order (two chains), for one batch row.
+        let acc = |am: &[__m512; 4], p: *mut f32, w: [__m512; 4]| {
+            let s0 = _mm512_fmadd_ps(am[0], w[0], _mm512_loadu_ps(p));
+            let s1 = _mm512_mul_ps(am[1], w[1]);
+            let s0 = _mm512_fmadd_ps(am[2], w[2], s0);
+            let s1 = _mm512_fmadd_ps(am[3], w[3], s1);
+            _mm512_storeu_ps(p, _mm512_add_ps(s0, s1));
+        };
         let mut j = 0;
         while j < n32 {
             if pf {
@@ -65,16 +74,8 @@ pub(crate) unsafe fn axpy_rows<T: Wt, const M: usize>(
             let (e2, o2) = T::load32_eo(wp.add((r + 2) * n + j));
             let (e3, o3) = T::load32_eo(wp.add((r + 3) * n + j));
             for (mi, am) in a.iter().enumerate() {
-                for (p, w0, w1, w2, w3) in [
-                    (yp.add(mi * n + j), e0, e1, e2, e3),
-                    (yp.add(mi * n + j + 16), o0, o1, o2, o3),
-                ] {
-                    let s0 = _mm512_fmadd_ps(am[0], w0, _mm512_loadu_ps(p));
-                    let s1 = _mm512_mul_ps(am[1], w1);
-                    let s0 = _mm512_fmadd_ps(am[2], w2, s0);
-                    let s1 = _mm512_fmadd_ps(am[3], w3, s1);
-                    _mm512_storeu_ps(p, _mm512_add_ps(s0, s1));
-                }
+                acc(am, yp.add(mi * n + j), [e0, e1, e2, e3]);
+                acc(am, yp.add(mi * n + j + 16), [o0, o1, o2, o3]);
             }
             j += 32;
         }
@@ -90,12 +91,7 @@ pub(crate) unsafe fn axpy_rows<T: Wt, const M: usize>(
             let w2 = T::load16(wp.add((r + 2) * n + j));
             let w3 = T::load16(wp.add((r + 3) * n + j));
             for (mi, am) in a.iter().enumerate() {
-                let p = yp.add(mi * n + j);
-                let s0 = _mm512_fmadd_ps(am[0], w0, _mm512_loadu_ps(p));
-                let s1 = _mm512_mul_ps(am[1], w1);
-                let s0 = _mm512_fmadd_ps(am[2], w2, s0);
-                let s1 = _mm512_fmadd_ps(am[3], w3, s1);
-                _mm512_storeu_ps(p, _mm512_add_ps(s0, s1));
+                acc(am, yp.add(mi * n + j), [w0, w1, w2, w3]);
             }
             j += 16;
         }

@@ -78,16 +78,14 @@ fn entropy_bits(logits: &[f32]) -> f32 {
     entropy_and_token_bits(logits, None).0
 }
 
-/// Entropy of softmax(`logits`) and, for `tok`, −log2 of its probability (NaN without it or
-/// when no logit is finite), from one pass of exponentials.
-fn entropy_and_token_bits(logits: &[f32], tok: Option<usize>) -> (f32, f32) {
+/// One pass of exponentials over `logits`: `each(e_i)` with e_i = exp(x_i − m) for every entry
+/// in order, and (m, z = Σ e_i, s = Σ e_i (x_i − m)) over the entries with e_i > 0. `None`
+/// when no logit is finite.
+fn exp_pass(logits: &[f32], mut each: impl FnMut(f64)) -> Option<(f32, f64, f64)> {
     let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     if !m.is_finite() {
-        return (0.0, f32::NAN);
+        return None;
     }
-    // −log2 q_i = log2 z − (x_i − m)/ln 2 with q_i = e_i/z, so H = log2 z − Σ e_i (x_i − m) / (z ln 2):
-    // one exponential per entry and no logarithm (a log2 per entry was a tenth of a batch-16
-    // sampling step on the bundled model).
     let (mut z, mut s) = (0f64, 0f64);
     for &x in logits {
         let d = (x - m) as f64;
@@ -96,12 +94,28 @@ fn entropy_and_token_bits(logits: &[f32], tok: Option<usize>) -> (f32, f32) {
             z += e;
             s += e * d;
         }
+        each(e);
     }
-    let h = z.log2() - s / (z * std::f64::consts::LN_2);
+    Some((m, z, s))
+}
+
+/// Entropy in bits from [`exp_pass`]'s sums. −log2 q_i = log2 z − (x_i − m)/ln 2 with
+/// q_i = e_i/z, so H = log2 z − Σ e_i (x_i − m) / (z ln 2): one exponential per entry and no
+/// logarithm (a log2 per entry was a tenth of a batch-16 sampling step on the bundled model).
+fn entropy_from_sums(z: f64, s: f64) -> f64 {
+    z.log2() - s / (z * std::f64::consts::LN_2)
+}
+
+/// Entropy of softmax(`logits`) and, for `tok`, −log2 of its probability (NaN without it or
+/// when no logit is finite), from one pass of exponentials.
+fn entropy_and_token_bits(logits: &[f32], tok: Option<usize>) -> (f32, f32) {
+    let Some((m, z, s)) = exp_pass(logits, |_| {}) else {
+        return (0.0, f32::NAN);
+    };
     let t = tok.map_or(f64::NAN, |t| {
         (z.ln() - (logits[t] - m) as f64) / std::f64::consts::LN_2
     });
-    (h as f32, t as f32)
+    (entropy_from_sums(z, s) as f32, t as f32)
 }
 
 /// Temperature then top-k / top-p filtering (official `filter_logits`): removed entries
@@ -170,28 +184,15 @@ pub fn draw(filtered: &[f32], u: f64) -> usize {
     draw_and_entropy(filtered, u).0
 }
 
-/// [`draw`] and the entropy of softmax(`filtered`) ([`entropy_bits`]'s value, bit for bit)
-/// from one pass of exponentials: both take `exp(x − max)` of the same entries, and the
-/// zeros that the entropy skips add nothing to the draw's sum.
+/// [`draw`] and the entropy of softmax(`filtered`) (as [`entropy_and_token_bits`] gives it,
+/// bit for bit) from one [`exp_pass`]: the zeros that the entropy's sums skip add nothing to
+/// the draw's.
 fn draw_and_entropy(filtered: &[f32], u: f64) -> (usize, f32) {
-    let m = filtered.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    if !m.is_finite() {
+    let mut e = Vec::with_capacity(filtered.len());
+    let Some((_, z, s)) = exp_pass(filtered, |v| e.push(v)) else {
         return (0, 0.0);
-    }
-    let (mut z, mut s) = (0f64, 0f64);
-    let e: Vec<f64> = filtered
-        .iter()
-        .map(|&x| {
-            let d = (x - m) as f64;
-            let e = d.exp();
-            if e > 0.0 {
-                z += e;
-                s += e * d;
-            }
-            e
-        })
-        .collect();
-    let h = (z.log2() - s / (z * std::f64::consts::LN_2)) as f32;
+    };
+    let h = entropy_from_sums(z, s) as f32;
     let target = u * z;
     let mut cum = 0.0;
     let mut last_nonzero = 0;
@@ -407,22 +408,9 @@ mod tests {
             for k in 0..50u64 {
                 let u = uniform(seed, 2, 0, k);
                 let (tok, h) = draw_and_entropy(&l, u);
-                let (m, _) = l
-                    .iter()
-                    .enumerate()
-                    .fold(
-                        (0, f32::NEG_INFINITY),
-                        |a, (i, &x)| {
-                            if x > a.1 {
-                                (i, x)
-                            } else {
-                                a
-                            }
-                        },
-                    );
-                assert!(l[tok].is_finite() && l[m].is_finite());
+                let mx = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                assert!(l[tok].is_finite() && mx.is_finite());
                 // The reference: the draw over exps summed by Iterator::sum, as before.
-                let mx = l[m];
                 let e: Vec<f64> = l.iter().map(|&x| ((x - mx) as f64).exp()).collect();
                 let z: f64 = e.iter().sum();
                 let mut cum = 0.0;
