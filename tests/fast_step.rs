@@ -9,7 +9,7 @@ mod prior_support;
 use candle_core::{DType, Device, Tensor};
 use jukebox::config::PriorConfig;
 use jukebox::prior::{self, fast_step, Prior, SampleOpts, WeightFormat};
-use prior_support::{build, labels, max_diff, scale, small_conditioner};
+use prior_support::{build, conditioning, labels, max_diff, scale, small_conditioner};
 use std::collections::BTreeSet;
 
 fn base(attn_order: usize, depth: usize, n_ctx: usize, blocks: Option<usize>) -> PriorConfig {
@@ -63,25 +63,6 @@ fn models() -> Vec<(&'static str, PriorConfig)> {
             },
         ),
     ]
-}
-
-fn conditioning(prior: &Prior, n: usize) -> prior::Conditioning {
-    let g = prior.cfg.labels.as_ref().unwrap().max_genres;
-    let rows: Vec<Vec<i64>> = (0..n as i64)
-        .map(|i| {
-            let len = (prior.cfg.n_ctx * prior.cfg.raw_to_tokens) as i64;
-            let mut r = vec![3 * 44100, 44100 / 2, len, i % 5, (i * 3 + 1) % 7];
-            r.extend(std::iter::repeat_n(-1, g - 1));
-            r
-        })
-        .collect();
-    let y = Tensor::new(rows, &Device::Cpu).unwrap();
-    let l = prior.z_cond_len();
-    let z = (l > 0).then(|| {
-        let v: Vec<i64> = (0..n * l).map(|i| (i * 5 % 11) as i64).collect();
-        Tensor::from_vec(v, (n, l), &Device::Cpu).unwrap()
-    });
-    prior.conditioning(Some(&y), z.as_ref()).unwrap()
 }
 
 /// A window sampled with a prime: (tokens, logits, fast steps taken).

@@ -35,12 +35,7 @@ pub(crate) fn weights(
         let qi = &q[i * d..(i + 1) * d];
         let mut m = f32::NEG_INFINITY;
         for j in 0..kmax {
-            let s = qi
-                .iter()
-                .zip(&k[j * d..(j + 1) * d])
-                .map(|(a, b)| a * b)
-                .sum::<f32>()
-                * scale;
+            let s = crate::ops::fused::dot(qi, &k[j * d..(j + 1) * d]) * scale;
             row[j] = s;
             m = m.max(s);
         }
@@ -254,19 +249,10 @@ impl QkvAttnOp {
             }
         }
     }
-}
 
-impl CustomOp1 for QkvAttnOp {
-    fn name(&self) -> &'static str {
-        "qkv-attention-train"
-    }
-
-    fn cpu_fwd(&self, st: &CpuStorage, lay: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (b, l, s3) = lay.shape().dims3()?;
-        let Some((lo, hi)) = lay.contiguous_offsets() else {
-            candle_core::bail!("qkv attention: input is not contiguous");
-        };
-        let c = &st.as_slice::<f32>()?[lo..hi];
+    /// The forward pass on `c` (b, l, s3) as a slice: the output (b, l, s3 / 3). Also the
+    /// inference path of the teacher-forced prior pass (`prior::fast_forward`).
+    pub(crate) fn forward_slice(&self, c: &[f32], b: usize, l: usize, s3: usize) -> Vec<f32> {
         let (s, d) = (s3 / 3, s3 / 3 / self.heads);
         let (_, len, causal) = self.shape(l);
         let mut o = vec![0f32; b * l * s];
@@ -290,7 +276,23 @@ impl CustomOp1 for QkvAttnOp {
                 }
             }
         });
-        Ok((CpuStorage::F32(o), Shape::from((b, l, s))))
+        o
+    }
+}
+
+impl CustomOp1 for QkvAttnOp {
+    fn name(&self) -> &'static str {
+        "qkv-attention-train"
+    }
+
+    fn cpu_fwd(&self, st: &CpuStorage, lay: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, l, s3) = lay.shape().dims3()?;
+        let Some((lo, hi)) = lay.contiguous_offsets() else {
+            candle_core::bail!("qkv attention: input is not contiguous");
+        };
+        let c = &st.as_slice::<f32>()?[lo..hi];
+        let o = self.forward_slice(c, b, l, s3);
+        Ok((CpuStorage::F32(o), Shape::from((b, l, s3 / 3))))
     }
 
     fn bwd(&self, c: &Tensor, _o: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {

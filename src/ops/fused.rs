@@ -26,11 +26,16 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Option
         return Ok(None);
     }
     let mut y: Vec<f32> = x.flatten_all()?.to_vec1()?;
-    // Rows in parallel chunks (a scoring pass normalises thousands): each row's arithmetic
-    // is the same, so the bits do not depend on the split.
-    y.par_chunks_mut(n * rows_per_task(n))
-        .for_each(|c| layer_norm_rows(c, &wv, &bv, eps as f32));
+    layer_norm_par(&mut y, &wv, &bv, eps as f32);
     Tensor::from_vec(y, x.dims(), &Device::Cpu).map(Some)
+}
+
+/// [`layer_norm_rows`] with the rows in parallel chunks (a scoring pass normalises
+/// thousands): each row's arithmetic is the same, so the bits do not depend on the split.
+pub(crate) fn layer_norm_par(y: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
+    let n = w.len();
+    y.par_chunks_mut(n * rows_per_task(n))
+        .for_each(|c| layer_norm_rows(c, w, b, eps));
 }
 
 /// Rows of `n` elements per parallel task: about 64 K elements, at least one row.
@@ -41,17 +46,111 @@ fn rows_per_task(n: usize) -> usize {
 const PAR_CHUNK: usize = 1 << 16;
 
 /// LayerNorm of every row (of `w.len()` elements) of `y`, in place: the arithmetic of
-/// [`layer_norm`], shared with the persistent sampling step.
+/// [`layer_norm`], shared with the persistent sampling step. Sums run in 16 lanes (a serial
+/// f32 chain does not vectorise; the lanes made a scoring pass's LayerNorms ~8× faster), so
+/// the bits depend only on the row length, never on the split or the thread count.
 pub(crate) fn layer_norm_rows(y: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
-    let inv_n = 1.0 / w.len() as f32;
-    for row in y.chunks_exact_mut(w.len()) {
-        let mean = row.iter().sum::<f32>() * inv_n;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() * inv_n;
-        let denom = (var + eps).sqrt();
+    let n = w.len();
+    let inv_n = 1.0 / n as f32;
+    for row in y.chunks_exact_mut(n) {
+        let mean = lane_sum(row, |v| v) * inv_n;
+        let var = lane_sum(row, |v| (v - mean) * (v - mean)) * inv_n;
+        let r = 1.0 / (var + eps).sqrt();
         for ((v, &wi), &bi) in row.iter_mut().zip(w).zip(b) {
-            *v = (*v - mean) / denom * wi + bi;
+            *v = (*v - mean) * r * wi + bi;
         }
     }
+}
+
+/// `Σ a·b` in 16 lanes ([`lane_sum`]'s order).
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const L: usize = 16;
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; L];
+    let (mut ca, mut cb) = (a.chunks_exact(L), b.chunks_exact(L));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for i in 0..L {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    for ((a, &x), &y) in acc.iter_mut().zip(ca.remainder()).zip(cb.remainder()) {
+        *a += x * y;
+    }
+    fold_lanes(acc)
+}
+
+/// The 16 lanes added in a fixed tree.
+#[inline(always)]
+fn fold_lanes(mut acc: [f32; 16]) -> f32 {
+    let mut w = 16;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            acc[i] += acc[i + w];
+        }
+    }
+    acc[0]
+}
+
+/// `Σ f(x)` over `x` in 16 interleaved lanes, then the lanes in a fixed tree.
+#[inline(always)]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    const L: usize = 16;
+    let mut acc = [0f32; L];
+    let mut chunks = x.chunks_exact(L);
+    for c in &mut chunks {
+        for i in 0..L {
+            acc[i] += f(c[i]);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += f(v);
+    }
+    fold_lanes(acc)
+}
+
+/// Negative log-likelihood in bits of each row of `logits` (rows × `v`, contiguous, CPU f32,
+/// untracked) at its target: `(log Σ exp(x − max) + max − x_t) / ln 2`, rows in parallel.
+/// `Ok(None)` where it does not apply (the caller composes candle ops instead).
+pub fn nll_bits(logits: &Tensor, targets: &Tensor) -> Result<Option<Tensor>> {
+    if !plain_f32(logits) || targets.track_op() {
+        return Ok(None);
+    }
+    let v = match logits.dims().last() {
+        Some(&v) if v > 0 => v,
+        _ => return Ok(None),
+    };
+    let t: Vec<u32> = targets.flatten_all()?.to_dtype(DType::U32)?.to_vec1()?;
+    let x = logits.flatten_all()?;
+    let x = x.storage_and_layout();
+    let (candle_core::Storage::Cpu(st), lay) = (&*x.0, x.1) else {
+        return Ok(None);
+    };
+    let Some((lo, hi)) = lay.contiguous_offsets() else {
+        return Ok(None);
+    };
+    let x = &st.as_slice::<f32>()?[lo..hi];
+    if x.len() != t.len() * v {
+        candle_core::bail!("nll_bits: {} targets for {} rows", t.len(), x.len() / v);
+    }
+    if let Some(&bad) = t.iter().find(|&&i| i as usize >= v) {
+        candle_core::bail!("nll_bits: target {bad} is outside 0..{v}");
+    }
+    let mut out = vec![0f32; t.len()];
+    let rows = rows_per_task(v);
+    out.par_chunks_mut(rows)
+        .zip(x.par_chunks(rows * v))
+        .zip(t.par_chunks(rows))
+        .for_each(|((o, x), t)| {
+            for ((o, row), &ti) in o.iter_mut().zip(x.chunks_exact(v)).zip(t) {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &a| m.max(a));
+                let lse = lane_sum(row, |a| (a - max).exp()).ln() + max;
+                *o = (lse - row[ti as usize]) / std::f32::consts::LN_2;
+            }
+        });
+    Tensor::from_vec(out, targets.dims(), &Device::Cpu).map(Some)
 }
 
 /// `z · σ(1.702 z)` of one value (see [`quick_gelu`]).
@@ -65,12 +164,17 @@ pub fn quick_gelu(x: &Tensor) -> Result<Option<Tensor>> {
         return Ok(None);
     }
     let mut y: Vec<f32> = x.flatten_all()?.to_vec1()?;
+    quick_gelu_par(&mut y);
+    Tensor::from_vec(y, x.dims(), &Device::Cpu).map(Some)
+}
+
+/// [`quick_gelu_f32`] of every element, in place, in parallel chunks.
+pub(crate) fn quick_gelu_par(y: &mut [f32]) {
     y.par_chunks_mut(PAR_CHUNK).for_each(|c| {
         for v in c {
             *v = quick_gelu_f32(*v);
         }
     });
-    Tensor::from_vec(y, x.dims(), &Device::Cpu).map(Some)
 }
 
 #[cfg(test)]

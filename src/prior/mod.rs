@@ -15,6 +15,7 @@ pub mod cache;
 mod chunk_attn;
 pub mod conditioner;
 pub mod encoder;
+pub mod fast_forward;
 pub mod fast_step;
 pub mod format;
 pub mod label_cond;
@@ -443,12 +444,32 @@ impl Prior {
         record: Option<&mut Record>,
         record_attn: &[usize],
     ) -> Result<(Tensor, Tensor)> {
+        self.forward_seq_from(seq, cond, record, record_attn, 0)
+    }
+
+    /// [`Prior::forward_seq`] with logits for positions `from..L` only.
+    fn forward_seq_from(
+        &self,
+        seq: &Tensor,
+        cond: &Conditioning,
+        record: Option<&mut Record>,
+        record_attn: &[usize],
+        from: usize,
+    ) -> Result<(Tensor, Tensor)> {
         let x = self.embed(seq, cond)?;
-        let h = self
-            .transformer
-            .forward(&x, cond.encoder_kv.as_ref(), record, record_attn)?;
-        let l = seq.dim(1)?;
-        Ok((self.head(&h, cond.x_cond_range(0, l)?)?, x))
+        let fast = match (&record, record_attn) {
+            (None, []) => fast_forward::forward(&self.transformer, &x)?,
+            _ => None,
+        };
+        let h = match fast {
+            Some(h) => h,
+            None => self
+                .transformer
+                .forward(&x, cond.encoder_kv.as_ref(), record, record_attn)?,
+        };
+        let len = seq.dim(1)? - from;
+        let h = h.narrow(1, from, len)?;
+        Ok((self.head(&h, cond.x_cond_range(from, len)?)?, x))
     }
 
     /// The raw sequence for music tokens (N, T): lyric prefix ++ (tokens + shift) for merged
@@ -467,10 +488,20 @@ impl Prior {
 
     /// Teacher-forced logits of the music tokens (N, T) → (N, T, vocab) (music rows only).
     pub fn forward_cond(&self, tokens: &Tensor, cond: &Conditioning) -> Result<Tensor> {
+        self.forward_cond_from(tokens, cond, 0)
+    }
+
+    /// [`Prior::forward_cond`] for the music positions `from..T` only (N, T − from, vocab):
+    /// a scoring window that counts only its new tokens skips the output head for the rest.
+    pub fn forward_cond_from(
+        &self,
+        tokens: &Tensor,
+        cond: &Conditioning,
+        from: usize,
+    ) -> Result<Tensor> {
         let seq = self.raw_sequence(tokens, cond)?;
-        let (logits, _) = self.forward_seq(&seq, cond, None, &[])?;
         let p = self.lyric_prefix_len();
-        logits.narrow(1, p, tokens.dim(1)?)
+        Ok(self.forward_seq_from(&seq, cond, None, &[], p + from)?.0)
     }
 
     /// Teacher-forced logits (N, T, vocab) of music tokens (N, T) with labels `y` and, for
@@ -630,6 +661,9 @@ pub fn nll_bits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     } else {
         logits.to_dtype(DType::F32)?
     };
+    if let Some(bits) = crate::ops::fused::nll_bits(&logits, targets)? {
+        return Ok(bits);
+    }
     let v = logits.dim(D::Minus1)?;
     check_ids(targets, v, "target")?;
     let max = logits.max_keepdim(D::Minus1)?.detach();

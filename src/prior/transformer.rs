@@ -337,7 +337,7 @@ fn qkv_attention_fast(
         AttnKind::PrevBlock => Pattern::PrevBlock,
         _ => return Ok(None),
     };
-    if !c.track_op() || !ops::train_fast() || !ops::fused_train::applicable(&[c]) {
+    if !ops::train_fast() || !ops::fused_train::applicable(&[c]) {
         return Ok(None);
     }
     let (_, l, s3) = c.dims3()?;

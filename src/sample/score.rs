@@ -56,15 +56,16 @@ pub fn score_rows(
             .collect();
         let toks = Tensor::from_vec(toks, (k * n, w.end - w.start), dev)?;
         let y_opt = prior.cfg.labels.is_some().then_some(&y);
-        let logits = prior
-            .forward(&toks, y_opt, z.as_ref())
-            .with_context(|| format!("scoring window {}..{}", w.start, w.end))?;
-        let targets = (toks.to_dtype(DType::I64)? + prior.music_shift() as f64)?;
-        let bits = nll_bits(&logits, &targets)?;
+        // Only the window's new tokens count: the head and the bits skip the others.
         let first = have.max(w.start) - w.start;
         let len = w.end - w.start - first;
-        let part = bits
-            .narrow(1, first, len)?
+        let cond = prior.conditioning(y_opt, z.as_ref())?;
+        let logits = prior
+            .forward_cond_from(&toks, &cond, first)
+            .with_context(|| format!("scoring window {}..{}", w.start, w.end))?;
+        let targets =
+            (toks.narrow(1, first, len)?.to_dtype(DType::I64)? + prior.music_shift() as f64)?;
+        let part = nll_bits(&logits, &targets)?
             .sum(1)?
             .to_dtype(DType::F64)?
             .to_vec1::<f64>()?;

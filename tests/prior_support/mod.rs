@@ -5,7 +5,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use jukebox::config::{ConditionerConfig, LabelConfig, PriorConfig};
-use jukebox::prior::Prior;
+use jukebox::prior::{Conditioning, Prior};
 use std::collections::HashMap;
 
 pub fn labels(timing: bool) -> LabelConfig {
@@ -77,4 +77,24 @@ pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 /// Largest absolute value (the logit scale tolerances are relative to).
 pub fn scale(t: &Tensor) -> f32 {
     t.abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+}
+
+/// Labels (and, for an upsampler, level-above codes) for `n` rows, each row different.
+pub fn conditioning(prior: &Prior, n: usize) -> Conditioning {
+    let g = prior.cfg.labels.as_ref().unwrap().max_genres;
+    let rows: Vec<Vec<i64>> = (0..n as i64)
+        .map(|i| {
+            let len = (prior.cfg.n_ctx * prior.cfg.raw_to_tokens) as i64;
+            let mut r = vec![3 * 44100, 44100 / 2, len, i % 5, (i * 3 + 1) % 7];
+            r.extend(std::iter::repeat_n(-1, g - 1));
+            r
+        })
+        .collect();
+    let y = Tensor::new(rows, &Device::Cpu).unwrap();
+    let l = prior.z_cond_len();
+    let z = (l > 0).then(|| {
+        let v: Vec<i64> = (0..n * l).map(|i| (i * 5 % 11) as i64).collect();
+        Tensor::from_vec(v, (n, l), &Device::Cpu).unwrap()
+    });
+    prior.conditioning(Some(&y), z.as_ref()).unwrap()
 }
