@@ -91,10 +91,7 @@ pub(crate) fn backward(
         let mut dot = 0f32;
         for j in 0..l {
             let dp = if pr[j] != 0.0 {
-                ga.iter()
-                    .zip(&v[j * d..(j + 1) * d])
-                    .map(|(x, y)| x * y)
-                    .sum()
+                crate::ops::fused::dot(ga, &v[j * d..(j + 1) * d])
             } else {
                 0.0
             };

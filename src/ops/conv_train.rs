@@ -92,27 +92,15 @@ pub(crate) fn weight_grad_raw(
     out
 }
 
-/// Sum of a slice in 16 interleaved partial sums (vectorisable, unlike a serial f32 sum, and
-/// in a fixed order).
-pub(crate) fn lane_sum(v: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let mut chunks = v.chunks_exact(16);
-    for c in &mut chunks {
-        for (a, x) in acc.iter_mut().zip(c) {
-            *a += x;
-        }
-    }
-    let tail: f32 = chunks.remainder().iter().sum();
-    acc.iter().sum::<f32>() + tail
-}
-
 /// Σ over items and time of `dy` (n, c, t) per channel.
 fn bias_grad(dy: &[f32], n: usize, c: usize, t: usize) -> Vec<f32> {
     (0..c)
         .into_par_iter()
         .map(|ch| {
             (0..n)
-                .map(|item| lane_sum(&dy[(item * c + ch) * t..(item * c + ch + 1) * t]))
+                .map(|item| {
+                    crate::ops::fused::sum(&dy[(item * c + ch) * t..(item * c + ch + 1) * t])
+                })
                 .sum()
         })
         .collect()

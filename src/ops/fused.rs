@@ -62,6 +62,22 @@ pub(crate) fn layer_norm_rows(y: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
     }
 }
 
+/// `−log softmax(row)[t]` in nats: `log Σ exp(x − max) + max − x_t`.
+#[inline]
+pub(crate) fn row_nll(row: &[f32], t: usize) -> f32 {
+    let max = row_max(row);
+    lane_sum(row, |a| (a - max).exp()).ln() + max - row[t]
+}
+
+pub(crate) fn row_max(row: &[f32]) -> f32 {
+    row.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// `Σ v` in 16 lanes ([`lane_sum`]).
+pub(crate) fn sum(v: &[f32]) -> f32 {
+    lane_sum(v, |x| x)
+}
+
 /// `Σ a·b` in 16 lanes ([`lane_sum`]'s order).
 #[inline(always)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -96,7 +112,7 @@ fn fold_lanes(mut acc: [f32; 16]) -> f32 {
 
 /// `Σ f(x)` over `x` in 16 interleaved lanes, then the lanes in a fixed tree.
 #[inline(always)]
-fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+pub(crate) fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     const L: usize = 16;
     let mut acc = [0f32; L];
     let mut chunks = x.chunks_exact(L);
@@ -145,9 +161,7 @@ pub fn nll_bits(logits: &Tensor, targets: &Tensor) -> Result<Option<Tensor>> {
         .zip(t.par_chunks(rows))
         .for_each(|((o, x), t)| {
             for ((o, row), &ti) in o.iter_mut().zip(x.chunks_exact(v)).zip(t) {
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, &a| m.max(a));
-                let lse = lane_sum(row, |a| (a - max).exp()).ln() + max;
-                *o = (lse - row[ti as usize]) / std::f32::consts::LN_2;
+                *o = row_nll(row, ti as usize) / std::f32::consts::LN_2;
             }
         });
     Tensor::from_vec(out, targets.dims(), &Device::Cpu).map(Some)

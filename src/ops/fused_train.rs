@@ -14,6 +14,7 @@
 use super::attn_train as attn;
 pub use super::custom::applicable;
 use super::custom::{column_sums, data, slice, tensor as cpu, with_data};
+use super::fused;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -34,8 +35,8 @@ pub struct LayerNormOp {
 /// (mean, 1/sqrt(var + eps)) of a row.
 fn row_stats(row: &[f32], eps: f32) -> (f32, f32) {
     let inv_n = 1.0 / row.len() as f32;
-    let mean = row.iter().sum::<f32>() * inv_n;
-    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() * inv_n;
+    let mean = fused::sum(row) * inv_n;
+    let var = fused::lane_sum(row, |v| (v - mean) * (v - mean)) * inv_n;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
@@ -297,11 +298,7 @@ impl CustomOp2 for CrossEntropyOp {
         let nll: Vec<f32> = z
             .par_chunks(v)
             .zip(t.par_iter())
-            .map(|(row, &t)| {
-                let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let lse = row.iter().map(|x| (x - m).exp()).sum::<f32>().ln() + m;
-                lse - row[t as usize]
-            })
+            .map(|(row, &t)| fused::row_nll(row, t as usize))
             .collect();
         Ok((CpuStorage::F32(nll), Shape::from(n)))
     }
@@ -322,8 +319,8 @@ impl CustomOp2 for CrossEntropyOp {
                 .zip(zs.par_chunks(v))
                 .enumerate()
                 .for_each(|(i, (d, row))| {
-                    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let s: f32 = row.iter().map(|x| (x - m).exp()).sum();
+                    let m = fused::row_max(row);
+                    let s = fused::lane_sum(row, |x| (x - m).exp());
                     for (d, &x) in d.iter_mut().zip(row) {
                         *d = gs[i] * (x - m).exp() / s;
                     }

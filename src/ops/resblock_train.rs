@@ -170,7 +170,7 @@ impl CustomOp2 for ResBlockOp {
                                 );
                             }
                             for (co, s) in db2.iter_mut().enumerate() {
-                                *s += r * super::conv_train::lane_sum(&dyi[co * l..co * l + nt]);
+                                *s += r * super::fused::sum(&dyi[co * l..co * l + nt]);
                             }
                             for (d, &v) in dh.iter_mut().zip(hpre.iter()) {
                                 *d = if v > 0.0 { *d } else { 0.0 };
@@ -196,7 +196,7 @@ impl CustomOp2 for ResBlockOp {
                                 }
                             }
                             for (hh, s) in db1.iter_mut().enumerate() {
-                                *s += super::conv_train::lane_sum(&dh[hh * nt..(hh + 1) * nt]);
+                                *s += super::fused::sum(&dh[hh * nt..(hh + 1) * nt]);
                             }
                         }
                         acc
