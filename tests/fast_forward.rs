@@ -8,30 +8,8 @@
 mod prior_support;
 
 use candle_core::{DType, Device, Tensor};
-use jukebox::config::PriorConfig;
 use jukebox::prior::{fast_forward, nll_bits, Prior};
-use prior_support::{build, conditioning, labels, max_diff, scale, small_conditioner};
-
-fn base(attn_order: usize, depth: usize, n_ctx: usize, blocks: Option<usize>) -> PriorConfig {
-    PriorConfig {
-        level: 2,
-        n_ctx,
-        width: 32,
-        depth,
-        heads: 2,
-        blocks,
-        attn_order,
-        bins: 23,
-        m_attn: 0.5,
-        m_mlp: 1.0,
-        merged_decoder: false,
-        labels: Some(labels(true)),
-        cond: None,
-        lyrics: None,
-        raw_to_tokens: 128,
-        alignment: None,
-    }
-}
+use prior_support::{build, conditioning, max_diff, models, scale};
 
 fn tokens(prior: &Prior, n: usize, len: usize) -> Tensor {
     let v: Vec<i64> = (0..n * len)
@@ -54,36 +32,21 @@ fn logits(prior: &Prior, len: usize, fast: bool) -> (Tensor, usize) {
 
 #[test]
 fn fast_teacher_forced_pass_matches_the_graph_path() {
-    let upsampler = PriorConfig {
-        level: 0,
-        labels: Some(labels(false)),
-        cond: Some(small_conditioner()),
-        raw_to_tokens: 8,
-        ..base(2, 3, 24, Some(4))
-    };
-    let wide = PriorConfig {
-        width: 256,
-        heads: 4,
-        m_attn: 1.0,
-        merged_decoder: true,
-        ..base(2, 3, 32, Some(4))
-    };
-    let one_head = PriorConfig {
-        heads: 1,
-        ..base(2, 3, 24, Some(4))
-    };
-    // (name, config, weight dtype, sequence length, whether the fast path takes it)
-    let cases = [
-        ("factorised", base(2, 6, 24, Some(4)), DType::F32, 24, true),
-        ("upsampler", upsampler, DType::F32, 24, true),
-        ("wide", wide, DType::F32, 32, true),
-        ("one-head", one_head.clone(), DType::F32, 24, true),
-        // A sequence shorter than the window, still whole blocks (block_ctx 6).
-        ("short", one_head.clone(), DType::F32, 12, true),
-        ("partial block", one_head.clone(), DType::F32, 14, false),
-        ("dense", base(0, 2, 16, None), DType::F32, 16, false),
-        ("f16 weights", one_head, DType::F16, 24, false),
-    ];
+    // (name, config, weight dtype, sequence length, whether the fast path takes it): every
+    // test model over its whole window (dense attention is not taken), then a one-head model
+    // over two whole blocks, a partial block, and with f16 weights.
+    let mut cases: Vec<_> = models()
+        .into_iter()
+        .map(|(name, cfg)| {
+            let l = cfg.n_ctx;
+            (name, cfg, DType::F32, l, name != "dense")
+        })
+        .collect();
+    let one_head = models().remove(4).1;
+    assert_eq!(one_head.heads, 1);
+    cases.push(("short", one_head.clone(), DType::F32, 12, true));
+    cases.push(("partial block", one_head.clone(), DType::F32, 14, false));
+    cases.push(("f16 weights", one_head, DType::F16, 24, false));
     for (name, cfg, dtype, len, takes) in cases {
         let prior = build(&cfg, 3, dtype);
         let (want, slow) = logits(&prior, len, false);

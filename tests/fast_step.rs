@@ -9,61 +9,8 @@ mod prior_support;
 use candle_core::{DType, Device, Tensor};
 use jukebox::config::PriorConfig;
 use jukebox::prior::{self, fast_step, Prior, SampleOpts, WeightFormat};
-use prior_support::{build, conditioning, labels, max_diff, scale, small_conditioner};
+use prior_support::{build, conditioning, max_diff, models, scale};
 use std::collections::BTreeSet;
-
-fn base(attn_order: usize, depth: usize, n_ctx: usize, blocks: Option<usize>) -> PriorConfig {
-    PriorConfig {
-        level: 2,
-        n_ctx,
-        width: 32,
-        depth,
-        heads: 2,
-        blocks,
-        attn_order,
-        bins: 23,
-        m_attn: 0.5,
-        m_mlp: 1.0,
-        merged_decoder: false,
-        labels: Some(labels(true)),
-        cond: None,
-        lyrics: None,
-        raw_to_tokens: 128,
-        alignment: None,
-    }
-}
-
-fn models() -> Vec<(&'static str, PriorConfig)> {
-    let upsampler = PriorConfig {
-        level: 0,
-        labels: Some(labels(false)),
-        cond: Some(small_conditioner()),
-        raw_to_tokens: 8,
-        ..base(2, 3, 24, Some(4))
-    };
-    // 256 × 768 attention weights: split over the threads (`gemv::row_parts`).
-    let wide = PriorConfig {
-        width: 256,
-        heads: 4,
-        m_attn: 1.0,
-        merged_decoder: true,
-        ..base(2, 3, 32, Some(4))
-    };
-    vec![
-        ("factorised", base(2, 6, 24, Some(4))),
-        ("dense", base(0, 2, 16, None)),
-        ("upsampler", upsampler),
-        ("wide", wide),
-        // One head (as the bundled upsamplers): attention split over (row, head) pairs.
-        (
-            "one-head",
-            PriorConfig {
-                heads: 1,
-                ..base(2, 3, 24, Some(4))
-            },
-        ),
-    ]
-}
 
 /// A window sampled with a prime: (tokens, logits, fast steps taken).
 fn sample(prior: &Prior, n: usize, n_prime: usize, fast: bool) -> (Vec<Vec<i64>>, Tensor, usize) {

@@ -98,3 +98,57 @@ pub fn conditioning(prior: &Prior, n: usize) -> Conditioning {
     });
     prior.conditioning(Some(&y), z.as_ref()).unwrap()
 }
+
+/// A small labelled top-level prior (width 32, 23 bins) with the given attention layout.
+pub fn base(attn_order: usize, depth: usize, n_ctx: usize, blocks: Option<usize>) -> PriorConfig {
+    PriorConfig {
+        level: 2,
+        n_ctx,
+        width: 32,
+        depth,
+        heads: 2,
+        blocks,
+        attn_order,
+        bins: 23,
+        m_attn: 0.5,
+        m_mlp: 1.0,
+        merged_decoder: false,
+        labels: Some(labels(true)),
+        cond: None,
+        lyrics: None,
+        raw_to_tokens: 128,
+        alignment: None,
+    }
+}
+
+/// The fast paths' test models: factorised (block, transpose, previous-block layers), dense,
+/// an upsampler (conditioning added before a tied head), a wide one (256 × 768 attention
+/// weights, split over the threads by `gemv::row_parts`) and a one-head one (as the bundled
+/// upsamplers: attention split over (row, head) pairs).
+pub fn models() -> Vec<(&'static str, PriorConfig)> {
+    let upsampler = PriorConfig {
+        level: 0,
+        labels: Some(labels(false)),
+        cond: Some(small_conditioner()),
+        raw_to_tokens: 8,
+        ..base(2, 3, 24, Some(4))
+    };
+    let wide = PriorConfig {
+        width: 256,
+        heads: 4,
+        m_attn: 1.0,
+        merged_decoder: true,
+        ..base(2, 3, 32, Some(4))
+    };
+    let one_head = PriorConfig {
+        heads: 1,
+        ..base(2, 3, 24, Some(4))
+    };
+    vec![
+        ("factorised", base(2, 6, 24, Some(4))),
+        ("dense", base(0, 2, 16, None)),
+        ("upsampler", upsampler),
+        ("wide", wide),
+        ("one-head", one_head),
+    ]
+}
