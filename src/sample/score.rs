@@ -59,10 +59,11 @@ pub fn score_rows(
         // Only the window's new tokens count: the head and the bits skip the others.
         let first = have.max(w.start) - w.start;
         let len = w.end - w.start - first;
-        let cond = prior.conditioning(y_opt, z.as_ref())?;
+        let at = || format!("scoring window {}..{}", w.start, w.end);
+        let cond = prior.conditioning(y_opt, z.as_ref()).with_context(at)?;
         let logits = prior
             .forward_cond_from(&toks, &cond, first)
-            .with_context(|| format!("scoring window {}..{}", w.start, w.end))?;
+            .with_context(at)?;
         let targets =
             (toks.narrow(1, first, len)?.to_dtype(DType::I64)? + prior.music_shift() as f64)?;
         let part = nll_bits(&logits, &targets)?
