@@ -13,7 +13,7 @@
 //! - previous-block: queries of block g attend to all keys of block g − 1 (block 0 to zeros,
 //!   which gives exactly zero output and no gradient).
 
-use super::custom::SharedOut;
+use super::custom::{slice, SharedOut};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -284,11 +284,7 @@ impl CustomOp1 for QkvAttnOp {
 
     fn cpu_fwd(&self, st: &CpuStorage, lay: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, l, s3) = lay.shape().dims3()?;
-        let Some((lo, hi)) = lay.contiguous_offsets() else {
-            candle_core::bail!("qkv attention: input is not contiguous");
-        };
-        let c = &st.as_slice::<f32>()?[lo..hi];
-        let o = self.forward_slice(c, b, l, s3);
+        let o = self.forward_slice(slice(st, lay, "qkv attention")?, b, l, s3);
         Ok((CpuStorage::F32(o), Shape::from((b, l, s3 / 3))))
     }
 

@@ -139,31 +139,25 @@ pub fn nll_bits(logits: &Tensor, targets: &Tensor) -> Result<Option<Tensor>> {
         _ => return Ok(None),
     };
     let t: Vec<u32> = targets.flatten_all()?.to_dtype(DType::U32)?.to_vec1()?;
-    let x = logits.flatten_all()?;
-    let x = x.storage_and_layout();
-    let (candle_core::Storage::Cpu(st), lay) = (&*x.0, x.1) else {
-        return Ok(None);
-    };
-    let Some((lo, hi)) = lay.contiguous_offsets() else {
-        return Ok(None);
-    };
-    let x = &st.as_slice::<f32>()?[lo..hi];
-    if x.len() != t.len() * v {
-        candle_core::bail!("nll_bits: {} targets for {} rows", t.len(), x.len() / v);
-    }
-    if let Some(&bad) = t.iter().find(|&&i| i as usize >= v) {
-        candle_core::bail!("nll_bits: target {bad} is outside 0..{v}");
-    }
-    let mut out = vec![0f32; t.len()];
-    let rows = rows_per_task(v);
-    out.par_chunks_mut(rows)
-        .zip(x.par_chunks(rows * v))
-        .zip(t.par_chunks(rows))
-        .for_each(|((o, x), t)| {
-            for ((o, row), &ti) in o.iter_mut().zip(x.chunks_exact(v)).zip(t) {
-                *o = row_nll(row, ti as usize) / std::f32::consts::LN_2;
-            }
-        });
+    let out = super::custom::with_data(logits, |x| {
+        if x.len() != t.len() * v {
+            candle_core::bail!("nll_bits: {} targets for {} rows", t.len(), x.len() / v);
+        }
+        if let Some(&bad) = t.iter().find(|&&i| i as usize >= v) {
+            candle_core::bail!("nll_bits: target {bad} is outside 0..{v}");
+        }
+        let mut out = vec![0f32; t.len()];
+        let rows = rows_per_task(v);
+        out.par_chunks_mut(rows)
+            .zip(x.par_chunks(rows * v))
+            .zip(t.par_chunks(rows))
+            .for_each(|((o, x), t)| {
+                for ((o, row), &ti) in o.iter_mut().zip(x.chunks_exact(v)).zip(t) {
+                    *o = row_nll(row, ti as usize) / std::f32::consts::LN_2;
+                }
+            });
+        Ok(out)
+    })?;
     Tensor::from_vec(out, targets.dims(), &Device::Cpu).map(Some)
 }
 

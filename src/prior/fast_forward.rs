@@ -14,7 +14,8 @@ use super::transformer::{Conv1D, Ln, Transformer};
 use crate::ops::attn_train::{Pattern, QkvAttnOp};
 use crate::ops::conv::sgemm;
 use crate::ops::fused;
-use candle_core::{DType, Device, Layout, Result, Storage, StorageRef, Tensor};
+use crate::ops::gemv::{self, WSlice};
+use candle_core::{DType, Device, Layout, Result, StorageRef, Tensor};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -114,10 +115,10 @@ fn dense_into(dst: &mut [f32], a: &[f32], w: &[f32], bias: &[f32], k: usize, acc
         });
 }
 
+/// The f32 elements behind a read guard (`None` for any other storage).
 fn slice<'a>((st, l): &'a (StorageRef<'a>, &'a Layout)) -> Option<&'a [f32]> {
-    let (a, b) = l.contiguous_offsets()?;
-    match &**st {
-        Storage::Cpu(c) => c.as_slice::<f32>().ok().map(|v| &v[a..b]),
+    match gemv::slice_of(st, l)? {
+        WSlice::F32(v) => Some(v),
         _ => None,
     }
 }

@@ -322,8 +322,10 @@ impl Transformer {
     }
 }
 
-/// Training on the CPU: the factorised patterns straight from `c` (B, L, 3S) as one custom op
-/// ([`ops::attn_train::QkvAttnOp`]); `None` where it does not apply.
+/// CPU f32: the factorised patterns straight from `c` (B, L, 3S) as one custom op
+/// ([`ops::attn_train::QkvAttnOp`]), for training and for the inference passes that
+/// `prior::fast_forward` does not take (recorded passes, half or int8 weights); `None` where
+/// it does not apply.
 fn qkv_attention_fast(
     kind: AttnKind,
     c: &Tensor,
