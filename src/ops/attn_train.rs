@@ -39,11 +39,10 @@ pub(crate) fn weights(
             row[j] = s;
             m = m.max(s);
         }
-        let mut z = 0f32;
         for v in &mut row[..kmax] {
-            *v = (*v - m).exp();
-            z += *v;
+            *v = crate::ops::fused::exp(*v - m);
         }
+        let z = crate::ops::fused::sum(&row[..kmax]);
         for v in &mut row[..kmax] {
             *v /= z;
         }

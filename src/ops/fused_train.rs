@@ -143,7 +143,7 @@ impl CustomOp3 for LayerNormOp {
 pub struct QuickGeluOp;
 
 fn sigmoid(v: f32) -> f32 {
-    1.0 / (1.0 + (-1.702 * v).exp())
+    1.0 / (1.0 + fused::exp(-1.702 * v))
 }
 
 impl CustomOp1 for QuickGeluOp {
@@ -320,9 +320,12 @@ impl CustomOp2 for CrossEntropyOp {
                 .enumerate()
                 .for_each(|(i, (d, row))| {
                     let m = fused::row_max(row);
-                    let s = fused::lane_sum(row, |x| (x - m).exp());
                     for (d, &x) in d.iter_mut().zip(row) {
-                        *d = gs[i] * (x - m).exp() / s;
+                        *d = fused::exp(x - m);
+                    }
+                    let k = gs[i] / fused::sum(d);
+                    for d in d.iter_mut() {
+                        *d *= k;
                     }
                     d[ts[i] as usize] -= gs[i];
                 });
