@@ -18,6 +18,7 @@
 //! the training seed and validation fraction (defaults 0 and 0.1, as `train.toml`), per corpus:
 //! the VQ-VAE's corpus for reconstruction, the priors' corpus for bits per token.
 
+pub mod bag;
 pub mod bits;
 pub mod heldout;
 pub mod labels;

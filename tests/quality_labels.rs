@@ -214,10 +214,18 @@ fn heldout_genre_accuracy_scores_every_heldout_file() {
     }
     assert!(a.accuracy(false) >= 0.0 && a.accuracy(false) <= 1.0);
     assert!((a.chance() - 1.0 / a.n_genres as f64).abs() < 1e-12);
+    // The bag of codes was fitted on every genre's training clips and picked for every file.
+    assert_eq!(a.bag_tokens.len(), a.n_genres);
+    assert_eq!(a.bag_clips, labels::BAG_CLIPS);
+    for f in &a.files {
+        assert!(!f.bag_whole.is_empty() && f.bag_whole != "-", "{f:?}");
+        assert!(!f.bag_early.is_empty() && f.bag_early != "-", "{f:?}");
+    }
     let text = labels_markdown(&r);
     for needle in [
         "| **top-1 genre accuracy** |",
         "| baseline: chance",
+        "| baseline: bag of codes",
         "| `audio/",
         "Note: the model has no genre `#999`",
     ] {

@@ -12,12 +12,15 @@
 //!   top-level codes, against no label; best and worst label, the spread worst − best, and the
 //!   rank of the genre the prompt is known to be.
 //! - **Held-out genre accuracy**: for every held-out file of the priors' corpus, the genre with
-//!   the fewest bits is compared with the file's genre; chance is 1/#genres.
+//!   the fewest bits is compared with the file's genre; chance is 1/#genres, and the trivial
+//!   baseline a bag of codes ([`GenreBag`]: each genre's training-code histogram, order
+//!   ignored) classifying the same tokens.
 //!
 //! Labels are built as `rank-labels` builds them ([`rank::candidates`], [`RankRequest`]) and
 //! scored teacher-forced in the windows of [`score_sequence`] (the scorer `rank-labels` and
 //! `logits` use), so the whole-window figure equals what `rank-labels` prints for the same codes.
 
+use super::bag::GenreBag;
 use super::heldout::{self, SplitInfo};
 use crate::checkpoint::ModelDir;
 use crate::dataset::Corpus;
@@ -181,6 +184,11 @@ pub struct FileRow {
     pub best_early: String,
     pub hit_whole: bool,
     pub hit_early: bool,
+    /// The bag-of-codes baseline's pick on the same tokens (whole windows, first tokens).
+    pub bag_whole: String,
+    pub bag_early: String,
+    pub bag_hit_whole: bool,
+    pub bag_hit_early: bool,
 }
 
 /// Held-out genre accuracy.
@@ -193,6 +201,9 @@ pub struct Accuracy {
     pub files: Vec<FileRow>,
     /// Held-out files left out, with why (no genre of the model, too short, over the limit).
     pub left_out: Vec<String>,
+    /// The bag-of-codes baseline: training clips per genre, and (genre, training tokens).
+    pub bag_clips: usize,
+    pub bag_tokens: Vec<(String, usize)>,
 }
 
 impl Accuracy {
@@ -204,6 +215,21 @@ impl Accuracy {
     }
     pub fn accuracy(&self, early: bool) -> f64 {
         self.hits(early) as f64 / self.files.len().max(1) as f64
+    }
+    pub fn bag_hits(&self, early: bool) -> usize {
+        self.files
+            .iter()
+            .filter(|f| {
+                if early {
+                    f.bag_hit_early
+                } else {
+                    f.bag_hit_whole
+                }
+            })
+            .count()
+    }
+    pub fn bag_accuracy(&self, early: bool) -> f64 {
+        self.bag_hits(early) as f64 / self.files.len().max(1) as f64
     }
     /// Chance of a top-1 hit for a label picked at random: the mean over files of
     /// (#file genres the model has) / #genres (1/#genres when each file has one genre).
@@ -565,8 +591,13 @@ impl Scorer<'_> {
     ) -> Result<Section<Accuracy>> {
         let corpus =
             Corpus::open(dir).with_context(|| format!("opening the corpus {}", dir.display()))?;
-        let (_, valid, split) = heldout::split(&corpus, opts.split_seed, opts.valid_fraction);
+        let (train, valid, split) = heldout::split(&corpus, opts.split_seed, opts.valid_fraction);
         let max_len = opts.windows_per_file.max(1) * self.pcfg.n_ctx * self.top_hop;
+        let bag = self.fit_bag(&corpus, &train, progress)?;
+        let name_of = |id: Option<i64>| {
+            id.and_then(|id| self.genres.iter().find(|g| g.id == id))
+                .map_or_else(|| "-".to_string(), |g| g.name.clone())
+        };
         let mut files = Vec::new();
         let mut left_out = Vec::new();
         progress(&format!(
@@ -609,6 +640,9 @@ impl Scorer<'_> {
             let s = spread(self.prior, self.lab, &req, offset, &tokens, self.early)
                 .with_context(|| format!("scoring genres on {}", it.rel))?;
             let (bw, be) = (s.best(false).unwrap(), s.best(true).unwrap());
+            let all: Vec<usize> = (0..tokens.len()).collect();
+            let first = early_positions(tokens.len(), self.pcfg.n_ctx, self.early);
+            let (gw, ge) = (bag.best(&tokens, &all), bag.best(&tokens, &first));
             files.push(FileRow {
                 rel: it.rel.clone(),
                 genres: it.genres.clone(),
@@ -618,6 +652,10 @@ impl Scorer<'_> {
                 best_early: be.name.clone(),
                 hit_whole: true_ids.contains(&bw.id),
                 hit_early: true_ids.contains(&be.id),
+                bag_whole: name_of(gw),
+                bag_early: name_of(ge),
+                bag_hit_whole: gw.is_some_and(|g| true_ids.contains(&g)),
+                bag_hit_early: ge.is_some_and(|g| true_ids.contains(&g)),
             });
         }
         Ok(if files.is_empty() {
@@ -634,10 +672,51 @@ impl Scorer<'_> {
                 windows_per_file: opts.windows_per_file.max(1),
                 files,
                 left_out,
+                bag_clips: BAG_CLIPS,
+                bag_tokens: self
+                    .genres
+                    .iter()
+                    .map(|g| g.name.clone())
+                    .zip(bag.tokens.iter().copied())
+                    .collect(),
             })
         })
     }
+
+    /// The bag-of-codes baseline: the top-level codes of [`BAG_CLIPS`] one-window clips per
+    /// genre, spread over that genre's training files.
+    fn fit_bag(
+        &self,
+        corpus: &Corpus,
+        train: &[usize],
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<GenreBag> {
+        progress(&format!(
+            "labels: encoding {BAG_CLIPS} training clips per genre for the bag-of-codes baseline"
+        ));
+        let len = self.pcfg.n_ctx * self.top_hop;
+        let mut codes = Vec::with_capacity(self.genres.len());
+        for g in self.genres {
+            let items: Vec<usize> = train
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    item_genre_ids(self.ids, &corpus.items[i], self.genres).contains(&g.id)
+                })
+                .collect();
+            let mut c = Vec::new();
+            for clip in heldout::clips(corpus, &items, BAG_CLIPS, len, self.top_hop)? {
+                c.extend(self.encode(&clip.samples)?);
+            }
+            codes.push(c);
+        }
+        let ids: Vec<i64> = self.genres.iter().map(|g| g.id).collect();
+        Ok(GenreBag::new(&ids, &codes, self.pcfg.bins))
+    }
 }
+
+/// Training clips per genre (one top-level window each) for the bag-of-codes baseline.
+pub const BAG_CLIPS: usize = 16;
 
 /// The song length and offset labels of a file scored from its start, clamped into the prior's
 /// range as training clamps them (the timing embedding asserts the range).
