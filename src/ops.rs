@@ -9,7 +9,7 @@ use candle_core::{DType, Result, Tensor, D};
 pub mod attn_train;
 pub mod conv;
 pub mod conv_train;
-mod custom;
+pub(crate) mod custom;
 pub mod fused;
 pub mod fused_train;
 pub mod gemv;
