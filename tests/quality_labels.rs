@@ -90,6 +90,7 @@ fn prompt_spread_matches_rank_labels_and_a_missing_corpus_is_skipped() {
         panic!("prompt section skipped: {:?}", r.prompt)
     };
     assert_eq!((p.level, p.n_ctx), (2, 64));
+    assert!(p.bag.is_none(), "no corpus, no bag of codes");
     assert_eq!(p.tokens, 66_150 / 128);
     assert_eq!(p.windows, 9);
     // 8 whole windows × 16 early positions; the last window (at 452) scores only 512..516, its
@@ -199,6 +200,18 @@ fn heldout_genre_accuracy_scores_every_heldout_file() {
     let p = r.prompt.measured().unwrap();
     assert!(p.artists.is_none());
     assert!(p.expected.is_none() && p.expected_note.is_some());
+    // With a corpus the prompt is also ranked by the bag of codes, every genre of the model,
+    // beside its pooled histogram ("no label").
+    let bag = p
+        .bag
+        .as_ref()
+        .expect("a bag-of-codes ranking with a corpus");
+    assert_eq!(bag.scored.len(), p.genres.scored.len());
+    let (lo, hi) = (
+        bag.best(false).unwrap().whole,
+        bag.worst(false).unwrap().whole,
+    );
+    assert!(lo <= hi && bag.baseline.whole.is_finite(), "{bag:?}");
     // 0.15 s = 51 tokens: one window shorter than n_ctx, its first 16 tokens early.
     assert_eq!((p.windows, p.early_positions), (1, 16));
     let Section::Measured(a) = &r.accuracy else {
@@ -226,6 +239,7 @@ fn heldout_genre_accuracy_scores_every_heldout_file() {
         "| **top-1 genre accuracy** |",
         "| baseline: chance",
         "| baseline: bag of codes",
+        "| baseline: bag of codes (each genre's training-code histogram), best genre |",
         "| `audio/",
         "Note: the model has no genre `#999`",
     ] {

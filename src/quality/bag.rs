@@ -9,8 +9,30 @@
 pub struct GenreBag {
     /// (genre id, add-one smoothed log2 probabilities of each code).
     genres: Vec<(i64, Vec<f64>)>,
+    /// All genres' codes in one histogram: the bag's "no label".
+    pooled: Vec<f64>,
     /// Training tokens counted per genre.
     pub tokens: Vec<usize>,
+}
+
+/// Add-one smoothed log2 probabilities of a code histogram.
+fn log_probs<'a>(codes: impl Iterator<Item = &'a i64>, bins: usize) -> Vec<f64> {
+    let mut h = vec![1f64; bins];
+    for &t in codes {
+        h[(t.max(0) as usize).min(bins - 1)] += 1.0;
+    }
+    let total: f64 = h.iter().sum();
+    h.iter().map(|&n| (n / total).log2()).collect()
+}
+
+/// Mean bits of `tokens[p]` over `positions` under log probabilities `lp`.
+fn mean_bits(lp: &[f64], tokens: &[i64], positions: &[usize]) -> f64 {
+    let bins = lp.len();
+    let s: f64 = positions
+        .iter()
+        .map(|&p| -lp[(tokens[p].max(0) as usize).min(bins - 1)])
+        .sum();
+    s / positions.len().max(1) as f64
 }
 
 impl GenreBag {
@@ -20,34 +42,25 @@ impl GenreBag {
         let genres = ids
             .iter()
             .zip(codes)
-            .map(|(&id, c)| {
-                let mut h = vec![1f64; bins];
-                for &t in c {
-                    h[(t.max(0) as usize).min(bins - 1)] += 1.0;
-                }
-                let total: f64 = h.iter().sum();
-                (id, h.iter().map(|&n| (n / total).log2()).collect())
-            })
+            .map(|(&id, c)| (id, log_probs(c.iter(), bins)))
             .collect();
         Self {
             genres,
+            pooled: log_probs(codes.iter().flatten(), bins),
             tokens: codes.iter().map(Vec::len).collect(),
         }
     }
 
+    /// Mean bits per token of `tokens[p]` for `p` in `positions` under all genres' codes pooled.
+    pub fn pooled_bits(&self, tokens: &[i64], positions: &[usize]) -> f64 {
+        mean_bits(&self.pooled, tokens, positions)
+    }
+
     /// Mean bits per token of `tokens[p]` for `p` in `positions` under each genre, in order.
     pub fn bits(&self, tokens: &[i64], positions: &[usize]) -> Vec<(i64, f64)> {
-        let n = positions.len().max(1) as f64;
         self.genres
             .iter()
-            .map(|(id, lp)| {
-                let bins = lp.len();
-                let s: f64 = positions
-                    .iter()
-                    .map(|&p| -lp[(tokens[p].max(0) as usize).min(bins - 1)])
-                    .sum();
-                (*id, s / n)
-            })
+            .map(|(id, lp)| (*id, mean_bits(lp, tokens, positions)))
             .collect()
     }
 
@@ -88,5 +101,7 @@ mod tests {
         let bits = bag.bits(&file, &[0]);
         assert!((bits[0].1 + (101.0f64 / 408.0).log2()).abs() < 1e-12);
         assert!((bits[1].1 + (1.0f64 / 108.0).log2()).abs() < 1e-12);
+        // Pooled: code 1 is 100 of the 500 training tokens, + 1 of 8 smoothing counts.
+        assert!((bag.pooled_bits(&file, &[0]) + (101.0f64 / 508.0).log2()).abs() < 1e-12);
     }
 }

@@ -31,7 +31,7 @@ use crate::prior::{score_sequence, Prior, SAMPLE_RATE};
 use crate::vqvae::VqVae;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Tokens at the start of each window that the early-token figures average.
 pub const EARLY: usize = 16;
@@ -152,6 +152,9 @@ pub struct PromptSpread {
     pub expected: Option<(i64, String)>,
     /// Why an asked-for expected genre is not ranked.
     pub expected_note: Option<String>,
+    /// The bag-of-codes baseline's genre ranking of the same tokens (its "no label": all
+    /// genres' codes pooled); `None` without a corpus to fit it on.
+    pub bag: Option<Spread>,
 }
 
 impl PromptSpread {
@@ -447,14 +450,27 @@ pub fn measure(
         dev,
     };
 
-    let prompt = sc.prompt_spread(opts, min_s, progress)?;
-    let accuracy = match &opts.corpus {
+    let fitted = match &opts.corpus {
+        None => None,
+        Some(dir) => {
+            let corpus = Corpus::open(dir)
+                .with_context(|| format!("opening the corpus {}", dir.display()))?;
+            let (train, valid, split) =
+                heldout::split(&corpus, opts.split_seed, opts.valid_fraction);
+            let bag = sc.fit_bag(&corpus, &train, progress)?;
+            Some((corpus, valid, split, bag))
+        }
+    };
+    let prompt = sc.prompt_spread(opts, min_s, fitted.as_ref().map(|f| &f.3), progress)?;
+    let accuracy = match &fitted {
         None => Section::Skipped(
             "no corpus given (`--corpus`/`--prior-corpus`): the held-out files and their genres \
              come from the priors' training corpus"
                 .to_string(),
         ),
-        Some(dir) => sc.heldout_accuracy(opts, dir, progress)?,
+        Some((corpus, valid, split, bag)) => {
+            sc.heldout_accuracy(opts, corpus, valid, split.clone(), bag, progress)?
+        }
     };
     Ok(LabelResult { prompt, accuracy })
 }
@@ -494,6 +510,7 @@ impl Scorer<'_> {
         &self,
         opts: &LabelOpts,
         min_s: f64,
+        bag: Option<&GenreBag>,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Section<PromptSpread>> {
         let audio = crate::audio::load(&opts.prompt)
@@ -565,6 +582,7 @@ impl Scorer<'_> {
                 },
             };
             let n_ctx = self.pcfg.n_ctx;
+            let bag = bag.map(|b| self.bag_spread(b, &tokens));
             Section::Measured(PromptSpread {
                 prompt: opts.prompt.display().to_string(),
                 level: self.level,
@@ -578,22 +596,51 @@ impl Scorer<'_> {
                 artists,
                 expected,
                 expected_note,
+                bag,
             })
         })
+    }
+
+    /// The bag of codes' genre bits on `tokens`, over all of them and over the early positions
+    /// of the prior's windows, as a [`Spread`] beside the prior's.
+    fn bag_spread(&self, bag: &GenreBag, tokens: &[i64]) -> Spread {
+        let all: Vec<usize> = (0..tokens.len()).collect();
+        let first = early_positions(tokens.len(), self.pcfg.n_ctx, self.early);
+        let (whole, early) = (bag.bits(tokens, &all), bag.bits(tokens, &first));
+        Spread {
+            field: Field::Genre,
+            baseline: LabelScore {
+                id: 0,
+                name: "all genres pooled".into(),
+                whole: bag.pooled_bits(tokens, &all),
+                early: bag.pooled_bits(tokens, &first),
+            },
+            scored: self
+                .genres
+                .iter()
+                .zip(whole.iter().zip(&early))
+                .map(|(g, (w, e))| LabelScore {
+                    id: g.id,
+                    name: g.name.clone(),
+                    whole: w.1,
+                    early: e.1,
+                })
+                .collect(),
+        }
     }
 
     /// Top-1 genre accuracy of the ranking on held-out files of `dir`.
     fn heldout_accuracy(
         &self,
         opts: &LabelOpts,
-        dir: &Path,
+        corpus: &Corpus,
+        valid: &[usize],
+        split: SplitInfo,
+        bag: &GenreBag,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Section<Accuracy>> {
-        let corpus =
-            Corpus::open(dir).with_context(|| format!("opening the corpus {}", dir.display()))?;
-        let (train, valid, split) = heldout::split(&corpus, opts.split_seed, opts.valid_fraction);
+        let dir = &corpus.dir;
         let max_len = opts.windows_per_file.max(1) * self.pcfg.n_ctx * self.top_hop;
-        let bag = self.fit_bag(&corpus, &train, progress)?;
         let name_of = |id: Option<i64>| {
             id.and_then(|id| self.genres.iter().find(|g| g.id == id))
                 .map_or_else(|| "-".to_string(), |g| g.name.clone())
