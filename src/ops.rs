@@ -17,7 +17,7 @@ mod gemv512;
 pub mod q8;
 pub mod resblock_train;
 #[cfg(test)]
-mod test_util;
+pub(crate) mod test_util;
 mod wt;
 
 /// LayerNorm over the last dimension, computed in f32 (or f64) whatever the input dtype,

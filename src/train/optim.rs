@@ -451,15 +451,9 @@ mod tests {
     fn fused_update_matches_the_composed_ops_bit_for_bit() -> Result<()> {
         let dev = Device::Cpu;
         let vals = |n: usize, seed: u64| -> Vec<f32> {
-            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            (0..n)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    (x >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
-                })
-                .collect()
+            crate::ops::test_util::rand_scaled(&[n], seed, 2.0)
+                .to_vec1::<f32>()
+                .unwrap()
         };
         let sizes = [(3usize, 1usize), (CHUNK + 77, 1), (8, 5)];
         let run = |fused: bool| -> Result<Vec<Vec<f32>>> {
