@@ -60,6 +60,9 @@ impl CustomOp3 for LayerNormOp {
             slice(s3, l3, "layer_norm")?,
         );
         let n = w.len();
+        if n == 0 || x.len() % n != 0 || b.len() != n {
+            candle_core::bail!("layer_norm: input rows do not match the weight's {n}");
+        }
         let rpt = rows_per_task(n);
         // SAFETY: x is whole rows of n, so the row loop writes every element of y.
         let y = unsafe {
@@ -91,6 +94,9 @@ impl CustomOp3 for LayerNormOp {
         let n = wv.len();
         let (dx, dw, db) = with_data(x, |xs| {
             with_data(g, |gs| {
+                if gs.len() != xs.len() || xs.len() % n != 0 {
+                    candle_core::bail!("layer_norm backward: gradient does not match the input");
+                }
                 let rows = xs.len() / n;
                 let per = rows.div_ceil(CHUNKS).max(1);
                 let mut parts: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
@@ -180,8 +186,11 @@ impl CustomOp1 for QuickGeluOp {
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
         let dx = with_data(x, |xs| {
             with_data(g, |gs| {
-                // SAFETY: equal chunks of dx, xs and gs (g has x's shape), so every element of
-                // dx is written.
+                if gs.len() != xs.len() {
+                    candle_core::bail!("quick_gelu backward: gradient does not match the input");
+                }
+                // SAFETY: equal chunks of dx, xs and gs (checked above), so every element of dx
+                // is written.
                 let dx = unsafe {
                     uninit_with(xs.len(), |dx| {
                         dx.par_chunks_mut(16384)
@@ -418,6 +427,9 @@ impl CustomOp3 for DenseOp {
             slice(s3, l3, "dense")?,
         );
         let (n_in, n_out) = l2.shape().dims2()?;
+        if n_in == 0 || x.len() % n_in != 0 || b.len() != n_out || w.len() != n_in * n_out {
+            candle_core::bail!("dense: input, weight ({n_in} × {n_out}) and bias do not match");
+        }
         let rows = x.len() / n_in;
         let rpt = rows_per_task(n_out);
         // SAFETY: every row of y is first filled with the bias (in parallel: serially it was
@@ -466,6 +478,9 @@ impl CustomOp3 for DenseOp {
         let (dx, dw, db) = with_data(x, |xs| {
             with_data(g, |gs| {
                 let rows = xs.len() / n_in;
+                if gs.len() != rows * n_out || ws.len() != n_in * n_out {
+                    candle_core::bail!("dense backward: gradient or weight does not match");
+                }
                 // SAFETY: dx = g (rows × n_out) · wᵀ (n_out × n_in); dw = xᵀ (n_in × rows) ·
                 // g (rows × n_out); strides as laid out above. Neither GEMM reads its
                 // destination, and each writes all of it, so no zero fill is needed.
