@@ -39,11 +39,24 @@ pub(crate) unsafe fn uninit_with(
     n: usize,
     init: impl FnOnce(&mut [std::mem::MaybeUninit<f32>]),
 ) -> Vec<f32> {
+    // SAFETY: passed on to the caller.
+    unsafe { uninit_then(n, init).0 }
+}
+
+/// [`uninit_with`] for an `init` that also returns something (per-chunk partial sums, or
+/// further buffers written in the same pass).
+///
+/// # Safety
+/// As [`uninit_with`]: `init` must write all `n` elements.
+pub(crate) unsafe fn uninit_then<R>(
+    n: usize,
+    init: impl FnOnce(&mut [std::mem::MaybeUninit<f32>]) -> R,
+) -> (Vec<f32>, R) {
     let mut v = Vec::with_capacity(n);
-    init(&mut v.spare_capacity_mut()[..n]);
+    let r = init(&mut v.spare_capacity_mut()[..n]);
     // SAFETY: the caller wrote all n elements.
     unsafe { v.set_len(n) };
-    v
+    (v, r)
 }
 
 /// A CPU f32 tensor of `shape` from `v`.

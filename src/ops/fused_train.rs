@@ -13,7 +13,7 @@
 
 use super::attn_train as attn;
 pub use super::custom::applicable;
-use super::custom::{column_sums, data, slice, tensor as cpu, uninit_with, with_data};
+use super::custom::{column_sums, data, slice, tensor as cpu, uninit_then, uninit_with, with_data};
 use super::fused;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -99,12 +99,10 @@ impl CustomOp3 for LayerNormOp {
                 }
                 let rows = xs.len() / n;
                 let per = rows.div_ceil(CHUNKS).max(1);
-                let mut parts: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
                 // SAFETY: xs is whole rows of n, so the row loop writes every element of dx.
-                let dx = unsafe {
-                    uninit_with(xs.len(), |dx| {
-                        parts = dx
-                            .par_chunks_mut(n * per)
+                let (dx, parts) = unsafe {
+                    uninit_then(xs.len(), |dx| {
+                        dx.par_chunks_mut(n * per)
                             .zip(xs.par_chunks(n * per).zip(gs.par_chunks(n * per)))
                             .map(|(dxc, (xc, gc))| {
                                 let (mut dw, mut db) = (vec![0f32; n], vec![0f32; n]);
@@ -132,7 +130,7 @@ impl CustomOp3 for LayerNormOp {
                                 }
                                 (dw, db)
                             })
-                            .collect();
+                            .collect::<Vec<(Vec<f32>, Vec<f32>)>>()
                     })
                 };
                 let (mut dw, mut db) = (vec![0f32; n], vec![0f32; n]);

@@ -210,26 +210,23 @@ pub struct Accuracy {
 }
 
 impl Accuracy {
+    fn count(&self, hit: impl Fn(&FileRow) -> bool) -> usize {
+        self.files.iter().filter(|f| hit(f)).count()
+    }
     pub fn hits(&self, early: bool) -> usize {
-        self.files
-            .iter()
-            .filter(|f| if early { f.hit_early } else { f.hit_whole })
-            .count()
+        self.count(|f| if early { f.hit_early } else { f.hit_whole })
     }
     pub fn accuracy(&self, early: bool) -> f64 {
         self.hits(early) as f64 / self.files.len().max(1) as f64
     }
     pub fn bag_hits(&self, early: bool) -> usize {
-        self.files
-            .iter()
-            .filter(|f| {
-                if early {
-                    f.bag_hit_early
-                } else {
-                    f.bag_hit_whole
-                }
-            })
-            .count()
+        self.count(|f| {
+            if early {
+                f.bag_hit_early
+            } else {
+                f.bag_hit_whole
+            }
+        })
     }
     pub fn bag_accuracy(&self, early: bool) -> f64 {
         self.bag_hits(early) as f64 / self.files.len().max(1) as f64
@@ -641,10 +638,6 @@ impl Scorer<'_> {
     ) -> Result<Section<Accuracy>> {
         let dir = &corpus.dir;
         let max_len = opts.windows_per_file.max(1) * self.pcfg.n_ctx * self.top_hop;
-        let name_of = |id: Option<i64>| {
-            id.and_then(|id| self.genres.iter().find(|g| g.id == id))
-                .map_or_else(|| "-".to_string(), |g| g.name.clone())
-        };
         let mut files = Vec::new();
         let mut left_out = Vec::new();
         progress(&format!(
@@ -687,9 +680,8 @@ impl Scorer<'_> {
             let s = spread(self.prior, self.lab, &req, offset, &tokens, self.early)
                 .with_context(|| format!("scoring genres on {}", it.rel))?;
             let (bw, be) = (s.best(false).unwrap(), s.best(true).unwrap());
-            let all: Vec<usize> = (0..tokens.len()).collect();
-            let first = early_positions(tokens.len(), self.pcfg.n_ctx, self.early);
-            let (gw, ge) = (bag.best(&tokens, &all), bag.best(&tokens, &first));
+            let b = self.bag_spread(bag, &tokens);
+            let (gw, ge) = (b.best(false).unwrap(), b.best(true).unwrap());
             files.push(FileRow {
                 rel: it.rel.clone(),
                 genres: it.genres.clone(),
@@ -699,10 +691,10 @@ impl Scorer<'_> {
                 best_early: be.name.clone(),
                 hit_whole: true_ids.contains(&bw.id),
                 hit_early: true_ids.contains(&be.id),
-                bag_whole: name_of(gw),
-                bag_early: name_of(ge),
-                bag_hit_whole: gw.is_some_and(|g| true_ids.contains(&g)),
-                bag_hit_early: ge.is_some_and(|g| true_ids.contains(&g)),
+                bag_whole: gw.name.clone(),
+                bag_early: ge.name.clone(),
+                bag_hit_whole: true_ids.contains(&gw.id),
+                bag_hit_early: true_ids.contains(&ge.id),
             });
         }
         Ok(if files.is_empty() {

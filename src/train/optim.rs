@@ -1,7 +1,7 @@
 //! Adam(W) over named variables, with the official Jukebox learning-rate schedule and global
 //! gradient-norm clipping. candle ships AdamW without schedules or clipping, so this is our own.
 
-use crate::ops::custom::{uninit_with, with_data};
+use crate::ops::custom::{uninit_then, uninit_with, with_data};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use rayon::prelude::*;
@@ -160,8 +160,7 @@ fn sum_sq(g: &Tensor) -> Result<f64> {
 fn fused_update(slot: &mut Slot, g: &Tensor, c: Step) -> Result<()> {
     let n = slot.var.elem_count();
     let shape = slot.var.shape().clone();
-    let (mut v_new, mut t_new) = (Vec::new(), Vec::new());
-    let m_new = with_data(g, |gs| {
+    let (m_new, (v_new, t_new)) = with_data(g, |gs| {
         with_data(&slot.m, |ms| {
             with_data(&slot.v, |vs| {
                 with_data(slot.var.as_tensor(), |ts| {
@@ -171,9 +170,9 @@ fn fused_update(slot: &mut Slot, g: &Tensor, c: Step) -> Result<()> {
                     // SAFETY: the four inputs and three outputs are cut into the same chunks
                     // of n elements, and every element of each output is written.
                     Ok(unsafe {
-                        uninit_with(n, |mo| {
-                            v_new = uninit_with(n, |vo| {
-                                t_new = uninit_with(n, |to| {
+                        uninit_then(n, |mo| {
+                            uninit_then(n, |vo| {
+                                uninit_with(n, |to| {
                                     mo.par_chunks_mut(CHUNK)
                                         .zip(vo.par_chunks_mut(CHUNK))
                                         .zip(to.par_chunks_mut(CHUNK))
@@ -232,8 +231,9 @@ impl Adam {
         self.fused = on;
     }
 
-    fn use_fused(&self, var: &Var, g: &Tensor) -> bool {
-        self.fused && crate::ops::train_fast() && fusable(var, g)
+    /// Whether this step takes the fused update for the variables it applies to.
+    fn fused_now(&self) -> bool {
+        self.fused && crate::ops::train_fast()
     }
 
     /// Number of trained scalars.
@@ -252,9 +252,10 @@ impl Adam {
     /// Global L2 norm of the gradients of our variables (missing gradients count as zero).
     pub fn grad_norm(&self, grads: &GradStore) -> Result<f64> {
         let mut sq = 0f64;
+        let fused = self.fused_now();
         for s in &self.slots {
             if let Some(g) = grads.get(s.var.as_tensor()) {
-                if self.use_fused(&s.var, g) {
+                if fused && fusable(&s.var, g) {
                     sq += sum_sq(g)?;
                     continue;
                 }
@@ -300,7 +301,7 @@ impl Adam {
             weight_decay: (self.cfg.weight_decay > 0.0).then_some(self.cfg.weight_decay as f32),
             lr: lr as f32,
         };
-        let fused = self.fused && crate::ops::train_fast();
+        let fused = self.fused_now();
         for s in self.slots.iter_mut() {
             let Some(g) = grads.get(s.var.as_tensor()) else {
                 continue;
