@@ -367,7 +367,8 @@ pub fn init_threads() {
 /// 0 unless set; candle spins 25 000 times first): the prior's step runs most of its work in
 /// our own rayon ops between candle's, and a spinning candle worker took 4.6 % of the step's
 /// samples from them (`perf`). Measured alternating on an idle 2-core machine: prior 7 219 →
-/// 8 200 tokens/s (three rounds), the VQ-VAE unchanged (0.94 either way).
+/// 8 200 tokens/s (three rounds), the VQ-VAE unchanged (0.94 either way); commands and raw
+/// figures in `bench/RESULTS.md`, "Serial work off the calling thread".
 ///
 /// It also keeps freed blocks in the heap (glibc `M_MMAP_THRESHOLD` at its 32 MiB maximum and
 /// `M_TRIM_THRESHOLD` at 1 GiB): by default every tensor above 128 KiB–32 MiB is a fresh `mmap`
