@@ -170,7 +170,21 @@ struct Trained {
 /// The tiny top prior trained once on the synthetic corpus (shared by the tests of this file).
 fn trained() -> &'static Trained {
     static T: OnceLock<Trained> = OnceLock::new();
-    T.get_or_init(|| {
+    T.get_or_init(|| train(0.0))
+}
+
+/// The same, trained with the label-contrast term (weight 1, margin CONTRAST_MARGIN).
+fn trained_contrast() -> &'static Trained {
+    static T: OnceLock<Trained> = OnceLock::new();
+    T.get_or_init(|| train(1.0))
+}
+
+/// Bits per token a wrong genre must cost above the true one under the contrast term: more than
+/// the first token alone can give over N_CTX tokens, so the later tokens must carry it too.
+const CONTRAST_MARGIN: f64 = 2.0;
+
+fn train(contrast: f64) -> Trained {
+    {
         let vq = VqvaeRunConfig::preset("tiny").unwrap().model;
         assert_eq!(vq.hop_lengths()[2], HOP);
         let mut rc = PriorRunConfig::preset("tiny", 2, &vq).unwrap();
@@ -200,6 +214,8 @@ fn trained() -> &'static Trained {
             &Device::Cpu,
         )
         .unwrap();
+        tr.label_contrast = contrast;
+        tr.label_margin = CONTRAST_MARGIN;
         let data = PriorData::new(&tracks(&cyc), 2, &vq.hop_lengths(), false).unwrap();
         let t0 = Instant::now();
         let (mut first, mut last) = (f64::NAN, f64::NAN);
@@ -229,7 +245,7 @@ fn trained() -> &'static Trained {
             first_bits: first,
             last_bits: last,
         }
-    })
+    }
 }
 
 fn labeller(prior: &Prior) -> (Arc<IdSet>, Labeller) {
@@ -613,5 +629,82 @@ fn samples_follow_their_genre() {
     assert!(
         picked[1..].iter().all(|&k| k >= n_none / (8 * GENRES)),
         "without a label the samples should spread over every genre's pattern: {picked:?}"
+    );
+}
+
+/// Mean bits per token under a wrong genre minus under the true one (artist unknown, as
+/// `rank-labels` scores), over the fresh windows and every wrong genre: (first token, rest).
+fn wrong_minus_true(t: &Trained) -> (f64, f64) {
+    let prior = &t.prior;
+    let dev = prior.device().clone();
+    let (_, lab) = labeller(prior);
+    let wins = eval_windows(&t.cycles);
+    let (mut metas, mut toks) = (vec![], vec![]);
+    for w in &wins {
+        for g in std::iter::once(w.genre).chain((1..=GENRES).filter(|&g| g != w.genre)) {
+            metas.push(meta(0, g));
+            toks.extend(w.tokens.iter().map(|&x| x as i64));
+        }
+    }
+    let y = y_rows(&lab, &metas, &dev);
+    let tokens = Tensor::from_vec(toks, (metas.len(), N_CTX), &dev).unwrap();
+    let out = score_sequence(
+        prior,
+        &tokens,
+        &mut |_| Ok(Some(y.clone())),
+        None,
+        false,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let nll: Vec<Vec<f32>> = out
+        .nll_bits
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    let (mut head, mut rest) = (vec![], vec![]);
+    for rows in nll.chunks(GENRES) {
+        let tru = bits_of(&rows[0]);
+        for r in &rows[1..] {
+            let b = bits_of(r);
+            head.push(b.head - tru.head);
+            rest.push(b.rest - tru.rest);
+        }
+    }
+    (mean(&head), mean(&rest))
+}
+
+/// The label-contrast term (`train.label_contrast`) makes a wrong genre cost bits at every
+/// position, not only where the context cannot yet tell the genre: trained without it, the
+/// tokens after the first cost about the same under any genre (the context predicts them);
+/// with it, they cost more under a wrong genre, by enough that the window's mean gap reaches
+/// the margin. Fails if the contrast rows are built with the true genre (no gap is trained) or
+/// the hinge's sign is flipped.
+#[test]
+fn label_contrast_makes_a_wrong_genre_cost_at_every_position() {
+    let (plain_head, plain_rest) = wrong_minus_true(trained());
+    let c = trained_contrast();
+    let (head, rest) = wrong_minus_true(c);
+    eprintln!(
+        "label_pathway: wrong − true genre, bits/token (first token | rest): plain {plain_head:.2} | \
+         {plain_rest:.2}; with label contrast {head:.2} | {rest:.2} (trained in {:.1} s)",
+        c.train_s
+    );
+    let whole = (head * HEAD as f64 + rest * (N_CTX - HEAD) as f64) / N_CTX as f64;
+    assert!(
+        whole > 0.8 * CONTRAST_MARGIN,
+        "with the contrast term the mean gap is {whole:.2} bits/token, margin {CONTRAST_MARGIN}"
+    );
+    assert!(
+        rest > 1.0 && rest > plain_rest + 1.0,
+        "after the first token a wrong genre costs {rest:.2} bits/token with the contrast term, \
+         {plain_rest:.2} without"
+    );
+    // The contrast does not buy its gap by losing the true genre's own likelihood.
+    assert!(
+        c.last_bits < 0.5,
+        "training bits/token with the contrast term {:.3}",
+        c.last_bits
     );
 }

@@ -222,6 +222,54 @@ fn train_resume_and_assemble_end_to_end() {
     train_prior(&f).unwrap();
     assert_eq!(model_bytes(&ft), model_bytes(&dirs[2]));
 
+    // The label-contrast term through the whole command: logged in training and on held-out
+    // windows (the corpus has two genres, so every window has a wrong one), and resumed bit for
+    // bit after an interruption (its wrong genres are counter-based draws too).
+    let contrast = |out: &Path| {
+        let mut c = prior_opts(&corpus, &a, out, 2);
+        c.init = Some(dirs[2].clone());
+        c.config.train.label_contrast = 1.0;
+        c.config.train.label_margin = 0.5;
+        c.config.train.log_every = 1;
+        c
+    };
+    let (ca, cb) = (tmp.path().join("contrast_a"), tmp.path().join("contrast_b"));
+    let oc = train_prior(&contrast(&ca)).unwrap();
+    let gap = oc.last_valid["valid_label_gap"];
+    assert!(gap.is_finite(), "valid_label_gap {gap}");
+    let log = std::fs::read_to_string(ca.join("train_log.csv")).unwrap();
+    let header: Vec<&str> = log.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (cl, lg) = (col("contrast_loss"), col("label_gap"));
+    let train_rows: Vec<Vec<&str>> = log
+        .lines()
+        .filter(|l| l.contains(",train,"))
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(train_rows.len(), 4, "{log}");
+    // A step whose windows all lost their genres to dropout has no pair and logs no gap.
+    let mut with_pairs = 0;
+    for r in &train_rows {
+        if let (Ok(l), Ok(g)) = (r[cl].parse::<f64>(), r[lg].parse::<f64>()) {
+            // The mean of max(0, margin − gap) (weight 1) is at least margin − the mean gap.
+            assert!(l >= 0.0 && l + 1e-6 >= 0.5 - g, "contrast {l}, gap {g}");
+            with_pairs += 1;
+        }
+    }
+    assert!(with_pairs >= 2, "{log}");
+    let mut cc = contrast(&cb);
+    cc.stop_after = Some(2);
+    assert!(train_prior(&cc).unwrap().interrupted);
+    cc.stop_after = None;
+    cc.resume = true;
+    train_prior(&cc).unwrap();
+    assert_eq!(
+        model_bytes(&ca),
+        model_bytes(&cb),
+        "resumed contrast run differs"
+    );
+    assert_eq!(log_without_timing(&ca), log_without_timing(&cb));
+
     // Assemble and load back through the model-directory reader.
     for f16 in [false, true] {
         let md_dir = tmp.path().join(format!("model_{f16}"));

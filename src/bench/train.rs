@@ -187,6 +187,7 @@ pub fn random_prior_batch(cfg: &PriorRunConfig, step: u64, dev: &Device) -> Resu
         y,
         z_cond,
         mask: Tensor::ones((b, n), candle_core::DType::F32, dev)?,
+        contrast: Vec::new(),
     })
 }
 

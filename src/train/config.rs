@@ -36,6 +36,12 @@ pub struct LoopConfig {
     /// Priors: share of windows with only the artist or only the genres set to 0 (half each),
     /// so that a genre with an unknown artist (what `rank-labels` scores) is trained too.
     pub label_dropout_single: f64,
+    /// Priors: weight of the label-contrast term (0: off). Each window whose genres are kept
+    /// is scored again under a genre it is not, and a wrong genre is asked to cost at least
+    /// `label_margin` bits per token more (`train::labels`).
+    pub label_contrast: f64,
+    /// Priors: that margin, in bits per token.
+    pub label_margin: f64,
     /// Priors: the official `init_scale`.
     pub init_scale: f64,
 }
@@ -56,6 +62,8 @@ impl Default for LoopConfig {
             bandwidth_windows: 64,
             label_dropout: 0.15,
             label_dropout_single: 0.0,
+            label_contrast: 0.0,
+            label_margin: 0.25,
             init_scale: 1.0,
         }
     }
@@ -84,6 +92,14 @@ impl LoopConfig {
             bail!(
                 "train.label_dropout must be in [0, 1], got {}",
                 self.label_dropout
+            );
+        }
+        let ok = |x: f64| x >= 0.0 && x.is_finite();
+        if !ok(self.label_contrast) || !ok(self.label_margin) {
+            bail!(
+                "train.label_contrast and train.label_margin must be finite and >= 0, got {} and {}",
+                self.label_contrast,
+                self.label_margin
             );
         }
         if self.valid_every == 0 || self.ckpt_every == 0 || self.log_every == 0 {

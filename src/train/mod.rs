@@ -61,6 +61,7 @@ pub mod data;
 pub mod driver;
 pub mod ema;
 pub mod init;
+pub mod labels;
 pub mod log;
 pub mod loss;
 pub mod optim;

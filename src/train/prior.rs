@@ -4,6 +4,7 @@
 use super::ckpt::{Checkpoint, LoopState};
 use super::data::{Pool, Track, WindowPos};
 use super::init::init_varmap;
+use super::labels::{contrast_loss, genre_set, row_bits, wrong_genre, LabelDrop, Pair};
 use super::optim::{Adam, OptimConfig, StepInfo};
 use super::rng::{CounterRng, Stream};
 use crate::config::PriorConfig;
@@ -87,46 +88,6 @@ impl PriorData {
     }
 }
 
-/// Which labels a training window loses to dropout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LabelDrop {
-    None,
-    /// Artist and genres (the "no label" condition).
-    Both,
-    /// The artist only: trains "genre, unknown artist", which `rank-labels` scores.
-    Artist,
-    /// The genres only.
-    Genre,
-}
-
-impl LabelDrop {
-    /// Both with probability `both`, else one of them (evenly) with probability `single`. The
-    /// first draw alone decides `Both`, as before `single` existed, so runs with `single` 0 are
-    /// unchanged.
-    pub fn draw(rng: &mut CounterRng, both: f64, single: f64) -> Self {
-        let u = rng.uniform();
-        if u < both {
-            Self::Both
-        } else if u < both + single {
-            if rng.uniform() < 0.5 {
-                Self::Artist
-            } else {
-                Self::Genre
-            }
-        } else {
-            Self::None
-        }
-    }
-
-    fn artist(self) -> bool {
-        matches!(self, Self::Both | Self::Artist)
-    }
-
-    fn genres(self) -> bool {
-        matches!(self, Self::Both | Self::Genre)
-    }
-}
-
 /// One batch of prior windows.
 pub struct PriorBatch {
     pub tokens: Tensor,
@@ -134,27 +95,45 @@ pub struct PriorBatch {
     pub z_cond: Option<Tensor>,
     /// 1 for real tokens, 0 for padding past the end of a short track (B, T) f32.
     pub mask: Tensor,
+    /// Label-contrast pairs; their wrong-genre rows come after the batch's own rows.
+    pub contrast: Vec<Pair>,
+}
+
+/// Cross-entropy in bits of every token, flattened: logits (B, T, V), targets (B, T) → (B·T,).
+pub fn token_bits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let v = logits.dim(D::Minus1)?;
+    let n = logits.elem_count() / v;
+    let z = logits.to_dtype(DType::F32)?.reshape((n, v))?;
+    let t = targets.to_dtype(DType::U32)?.reshape(n)?;
+    // The fused op where it applies, else the scorer's own `nll_bits`, so training and scoring
+    // measure the same thing.
+    if crate::ops::train_fast() && crate::ops::fused_train::applicable(&[&z]) {
+        z.contiguous()?
+            .apply_op2(&t, crate::ops::fused_train::CrossEntropyOp)?
+            / std::f64::consts::LN_2
+    } else {
+        crate::prior::nll_bits(&z, &t)
+    }
 }
 
 /// Mean masked cross-entropy in bits per token; logits (B, T, V), targets (B, T), mask (B, T).
 pub fn masked_bits(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<(Tensor, f64)> {
-    let v = logits.dim(D::Minus1)?;
-    let n = logits.elem_count() / v;
-    let z = logits.to_dtype(DType::F32)?.reshape((n, v))?;
-    let t = targets.to_dtype(DType::U32)?.reshape((n, 1))?;
-    // Per-token bits: the fused op where it applies, else the scorer's own `nll_bits`, so
-    // training and scoring measure the same thing.
-    let nll_bits = if crate::ops::train_fast() && crate::ops::fused_train::applicable(&[&z]) {
-        (z.contiguous()?
-            .apply_op2(&t.reshape(n)?, crate::ops::fused_train::CrossEntropyOp)?
-            / std::f64::consts::LN_2)?
-    } else {
-        crate::prior::nll_bits(&z, &t.reshape(n)?)?
-    };
+    let nll_bits = token_bits(logits, targets)?;
+    let n = nll_bits.elem_count();
     let m = mask.to_dtype(DType::F32)?.reshape(n)?;
     let count = m.sum_all()?.to_scalar::<f32>()? as f64;
     let bits = ((nll_bits * &m)?.sum_all()? / count.max(1.0))?;
     Ok((bits, count))
+}
+
+/// What [`PriorTrainer::loss_terms`] computes.
+pub struct LossTerms {
+    /// Mean bits per real token of the batch's own rows, differentiable.
+    pub bits: Tensor,
+    /// Real tokens among those rows.
+    pub count: f64,
+    /// The label-contrast term (differentiable) and the mean wrong − true gap, with pairs.
+    pub contrast: Option<(Tensor, f64)>,
 }
 
 /// The prior with its optimiser.
@@ -169,6 +148,9 @@ pub struct PriorTrainer {
     pub label_dropout: f64,
     /// Share of windows with only the artist or only the genres dropped (half each).
     pub label_dropout_single: f64,
+    /// Weight of the label-contrast term (0: off) and its margin in bits per token.
+    pub label_contrast: f64,
+    pub label_margin: f64,
     pub device: Device,
 }
 
@@ -178,17 +160,25 @@ pub struct PriorStep {
     pub bits: f64,
     pub dropped: usize,
     pub opt: StepInfo,
+    /// The label-contrast term and the mean wrong − true gap in bits per token, when on.
+    pub contrast: Option<(f64, f64)>,
 }
 
 impl PriorStep {
     pub fn values(&self) -> BTreeMap<String, f64> {
-        BTreeMap::from([
+        let mut v = BTreeMap::from([
             ("loss".to_string(), self.bits),
             ("bits_per_token".to_string(), self.bits),
             ("label_dropped".to_string(), self.dropped as f64),
             ("lr".to_string(), self.opt.lr),
             ("grad_norm".to_string(), self.opt.grad_norm),
-        ])
+        ]);
+        if let Some((term, gap)) = self.contrast {
+            v.insert("loss".to_string(), self.bits + term);
+            v.insert("contrast_loss".to_string(), term);
+            v.insert("label_gap".to_string(), gap);
+        }
+        v
     }
 }
 
@@ -200,6 +190,8 @@ pub fn log_columns() -> Vec<String> {
         "label_dropped",
         "lr",
         "grad_norm",
+        "contrast_loss",
+        "label_gap",
         "step_s",
         "valid_bits_per_token",
         "valid_tokens",
@@ -246,12 +238,21 @@ impl PriorTrainer {
             init_scale,
             label_dropout,
             label_dropout_single: 0.0,
+            label_contrast: 0.0,
+            label_margin: 0.25,
             device: device.clone(),
         })
     }
 
-    /// Label columns of the window `w`, with dropout when `drop`.
-    fn y_row(&self, data: &PriorData, w: WindowPos, drop: LabelDrop) -> Vec<i64> {
+    /// Label columns of the window `w`, with dropout when `drop`; `genres` replaces the
+    /// track's own genres (label contrast).
+    fn y_row(
+        &self,
+        data: &PriorData,
+        w: WindowPos,
+        drop: LabelDrop,
+        genres: Option<&[u32]>,
+    ) -> Vec<i64> {
         let Some(lab) = &self.cfg.labels else {
             return vec![];
         };
@@ -277,6 +278,7 @@ impl PriorTrainer {
                 (tr.artist as usize).min(lab.n_artists.saturating_sub(1)) as i64
             },
         ];
+        let own = genres.unwrap_or(&tr.genres);
         for g in 0..lab.max_genres {
             let id = if drop.genres() {
                 if g == 0 {
@@ -285,7 +287,7 @@ impl PriorTrainer {
                     -1
                 }
             } else {
-                match tr.genres.get(g) {
+                match own.get(g) {
                     Some(&x) => (x as usize).min(lab.n_genres.saturating_sub(1)) as i64,
                     None if g == 0 => 0,
                     None => -1,
@@ -318,16 +320,34 @@ impl PriorTrainer {
         windows: &[WindowPos],
         drop: &[LabelDrop],
     ) -> Result<PriorBatch> {
-        let (b, n) = (windows.len(), self.cfg.n_ctx);
+        self.batch_contrast(data, windows, drop, &[])
+    }
+
+    /// [`Self::batch_with`], then one row per `(item, genre)` of `wrong`: item's window and
+    /// labels with that genre alone, paired with the item for the label-contrast term.
+    pub fn batch_contrast(
+        &self,
+        data: &PriorData,
+        windows: &[WindowPos],
+        drop: &[LabelDrop],
+        wrong: &[(usize, u32)],
+    ) -> Result<PriorBatch> {
+        let rows: Vec<(usize, Option<u32>)> = (0..windows.len())
+            .map(|i| (i, None))
+            .chain(wrong.iter().map(|&(i, g)| (i, Some(g))))
+            .collect();
+        let (b, n) = (rows.len(), self.cfg.n_ctx);
         let mut toks = Vec::with_capacity(b * n);
         let mut mask = Vec::with_capacity(b * n);
         let mut ys = Vec::new();
         let mut zc = Vec::new();
-        for (i, &w) in windows.iter().enumerate() {
+        for &(i, genre) in &rows {
+            let w = windows[i];
             let len = data.pool.tracks[w.track].len;
             toks.extend(data.pool.slice(w, n).into_iter().map(|x| x as i64));
             mask.extend((0..n).map(|j| if w.start + j < len { 1f32 } else { 0.0 }));
-            ys.extend(self.y_row(data, w, drop.get(i).copied().unwrap_or(LabelDrop::None)));
+            let d = drop.get(i).copied().unwrap_or(LabelDrop::None);
+            ys.extend(self.y_row(data, w, d, genre.as_ref().map(std::slice::from_ref)));
             if self.cfg.cond.is_some() {
                 let up = &data.upper[w.track];
                 let (s, m) = (w.start / data.ratio, n / data.ratio);
@@ -350,6 +370,12 @@ impl PriorTrainer {
             y,
             z_cond,
             mask: Tensor::from_vec(mask, (b, n), dev)?,
+            contrast: (0..wrong.len())
+                .map(|k| Pair {
+                    truth: wrong[k].0,
+                    wrong: windows.len() + k,
+                })
+                .collect(),
         })
     }
 
@@ -375,11 +401,34 @@ impl PriorTrainer {
             })
             .collect();
         let n_drop = drop.iter().filter(|d| **d == LabelDrop::Both).count();
-        Ok((self.batch_with(data, &windows, &drop)?, n_drop))
+        let mut wrong = Vec::new();
+        if self.label_contrast > 0.0 {
+            let genres = genre_set(data.pool.tracks.iter().map(|t| t.genres.as_slice()));
+            for (i, w) in windows.iter().enumerate() {
+                let mut rng = CounterRng::new(
+                    self.seed,
+                    Stream::Contrast,
+                    lvl * 1_000_003 + i as u64,
+                    step,
+                );
+                let own = &data.pool.tracks[w.track].genres;
+                if !drop[i].genres() {
+                    wrong.extend(wrong_genre(&mut rng, &genres, own).map(|g| (i, g)));
+                }
+            }
+        }
+        Ok((self.batch_contrast(data, &windows, &drop, &wrong)?, n_drop))
     }
 
     /// Mean bits per real token of a batch, differentiable; also the token count.
     pub fn loss(&self, b: &PriorBatch) -> Result<(Tensor, f64)> {
+        let t = self.loss_terms(b)?;
+        Ok((t.bits, t.count))
+    }
+
+    /// Mean bits per real token of the batch's own rows, plus the label-contrast term when the
+    /// batch has pairs (then also the term and the mean gap, for the log).
+    pub fn loss_terms(&self, b: &PriorBatch) -> Result<LossTerms> {
         let logits = self
             .model
             .forward(&b.tokens, b.y.as_ref(), b.z_cond.as_ref())?;
@@ -389,15 +438,52 @@ impl PriorTrainer {
         } else {
             b.tokens.clone()
         };
-        masked_bits(&logits, &targets, &b.mask)
+        if b.contrast.is_empty() {
+            let (bits, count) = masked_bits(&logits, &targets, &b.mask)?;
+            return Ok(LossTerms {
+                bits,
+                count,
+                contrast: None,
+            });
+        }
+        let (rows, t) = b.tokens.dims2()?;
+        let own = rows - b.contrast.len();
+        let per_token = token_bits(&logits, &targets)?.reshape((rows, t))?;
+        let mask = b.mask.to_dtype(DType::F32)?;
+        let m = mask.narrow(0, 0, own)?;
+        let count = m.sum_all()?.to_scalar::<f32>()? as f64;
+        let bits = ((per_token.narrow(0, 0, own)? * &m)?.sum_all()? / count.max(1.0))?;
+        let rb = row_bits(&per_token, &mask)?;
+        let (term, gap) = contrast_loss(&rb, &b.contrast, self.label_margin, self.label_contrast)?;
+        Ok(LossTerms {
+            bits,
+            count,
+            contrast: Some((term, gap)),
+        })
     }
 
     pub fn train_step(&mut self, b: &PriorBatch, dropped: usize, step: u64) -> Result<PriorStep> {
-        let (loss, _) = self.loss(b)?;
+        let LossTerms {
+            bits: loss,
+            contrast,
+            ..
+        } = self.loss_terms(b)?;
         let bits = loss.to_scalar::<f32>()? as f64;
-        let grads = loss.backward()?;
+        let (total, contrast) = match contrast {
+            Some((term, gap)) => {
+                let v = term.to_scalar::<f32>()? as f64;
+                ((loss + term)?, Some((v, gap)))
+            }
+            None => (loss, None),
+        };
+        let grads = total.backward()?;
         let opt = self.opt.step(&grads, step)?;
-        Ok(PriorStep { bits, dropped, opt })
+        Ok(PriorStep {
+            bits,
+            dropped,
+            opt,
+            contrast,
+        })
     }
 
     /// Token-weighted bits per token over validation batches (no label dropout).
@@ -497,59 +583,5 @@ impl PriorTrainer {
         self.opt.load_state(ck.state.adam_t, &ck.optimizer)?;
         self.seed = ck.state.seed;
         Ok(ck.state.step)
-    }
-}
-
-#[cfg(test)]
-mod label_drop_tests {
-    use super::*;
-
-    fn draws(both: f64, single: f64) -> Vec<LabelDrop> {
-        (0..4000u64)
-            .map(|s| {
-                let mut rng = CounterRng::new(7, Stream::LabelDrop, s, 3);
-                LabelDrop::draw(&mut rng, both, single)
-            })
-            .collect()
-    }
-
-    /// Without single-label dropout the draws are the joint dropout of before (the same
-    /// windows, so existing runs resume identically); with it, artist-only and genre-only
-    /// windows appear at the requested rate.
-    #[test]
-    fn single_label_dropout_rates_and_compatibility() {
-        let old: Vec<bool> = (0..4000u64)
-            .map(|s| CounterRng::new(7, Stream::LabelDrop, s, 3).uniform() < 0.15)
-            .collect();
-        let joint = draws(0.15, 0.0);
-        assert!(joint
-            .iter()
-            .all(|d| matches!(d, LabelDrop::None | LabelDrop::Both)));
-        assert_eq!(
-            old,
-            joint
-                .iter()
-                .map(|d| *d == LabelDrop::Both)
-                .collect::<Vec<_>>()
-        );
-        let mixed = draws(0.15, 0.3);
-        let share = |k: LabelDrop| mixed.iter().filter(|d| **d == k).count() as f64 / 4000.0;
-        for (k, want) in [
-            (LabelDrop::Both, 0.15),
-            (LabelDrop::Artist, 0.15),
-            (LabelDrop::Genre, 0.15),
-        ] {
-            assert!(
-                (share(k) - want).abs() < 0.025,
-                "{k:?}: {} vs {want}",
-                share(k)
-            );
-        }
-        // The same windows are fully dropped as without single dropout.
-        for (m, j) in mixed.iter().zip(&joint) {
-            assert_eq!(*m == LabelDrop::Both, *j == LabelDrop::Both);
-        }
-        assert!(LabelDrop::Artist.artist() && !LabelDrop::Artist.genres());
-        assert!(LabelDrop::Genre.genres() && !LabelDrop::Genre.artist());
     }
 }

@@ -16,6 +16,7 @@ pub enum Stream {
     Init = 6,
     Valid = 7,
     Shift = 8,
+    Contrast = 9,
 }
 
 /// A small deterministic generator seeded from (seed, stream, key, step).

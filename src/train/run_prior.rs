@@ -5,6 +5,7 @@ use super::ckpt::{self, write_safetensors};
 use super::component::{self, ComponentConfig};
 use super::config::PriorRunConfig;
 use super::driver::{self, Job, LoopOpts, Outcome};
+use super::labels;
 use super::log::Logger;
 use super::prior::{log_columns, CodeTrack, PriorBatch, PriorData, PriorTrainer};
 use super::run_vqvae::{prepare_out, split_items, RUN_CONFIG};
@@ -165,6 +166,8 @@ struct PriorJob {
     tr: PriorTrainer,
     data: PriorData,
     valid: Vec<PriorBatch>,
+    /// Label-contrast pairs on held-out windows (only when the term is on).
+    valid_gap: Vec<PriorBatch>,
     batch_size: usize,
     baseline: f64,
     vqvae: VqvaeConfig,
@@ -179,11 +182,16 @@ impl Job for PriorJob {
 
     fn validate(&mut self, _step: u64) -> Result<BTreeMap<String, f64>> {
         let (bits, n) = self.tr.evaluate(&self.valid)?;
-        Ok(BTreeMap::from([
+        let mut v = BTreeMap::from([
             ("valid_bits_per_token".to_string(), bits),
             ("valid_tokens".to_string(), n),
             ("baseline_unigram_bits".to_string(), self.baseline),
-        ]))
+        ]);
+        if !self.valid_gap.is_empty() {
+            let gap = labels::mean_gap(&self.tr, &self.valid_gap)?;
+            v.insert("valid_label_gap".to_string(), gap);
+        }
+        Ok(v)
     }
 
     fn checkpoint(&self, step: u64) -> Result<ckpt::Checkpoint> {
@@ -320,6 +328,8 @@ pub fn train_prior(opts: &PriorOpts) -> Result<Outcome> {
         &dev,
     )?;
     tr.label_dropout_single = t.label_dropout_single;
+    tr.label_contrast = t.label_contrast;
+    tr.label_margin = t.label_margin;
     let start = if opts.resume {
         let dir = ckpt::latest(&opts.out)?;
         let s = tr
@@ -341,10 +351,16 @@ pub fn train_prior(opts: &PriorOpts) -> Result<Outcome> {
         0
     };
     let valid = tr.valid_batches(&vdata, t.valid_windows, t.batch_size)?;
+    let valid_gap = if tr.label_contrast > 0.0 {
+        labels::valid_batches(&tr, &vdata, t.valid_windows, t.batch_size)?
+    } else {
+        Vec::new()
+    };
     let mut job = PriorJob {
         tr,
         data,
         valid,
+        valid_gap,
         batch_size: t.batch_size,
         baseline,
         vqvae: vq_cfg,
@@ -378,5 +394,6 @@ pub fn train_prior(opts: &PriorOpts) -> Result<Outcome> {
 fn log_columns_with_baseline() -> Vec<String> {
     let mut c = log_columns();
     c.push("baseline_unigram_bits".into());
+    c.push("valid_label_gap".into());
     c
 }
