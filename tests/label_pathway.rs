@@ -182,6 +182,8 @@ fn trained_contrast() -> &'static Trained {
 /// Bits per token a wrong genre must cost above the true one under the contrast term: more than
 /// the first token alone can give over N_CTX tokens, so the later tokens must carry it too.
 const CONTRAST_MARGIN: f64 = 2.0;
+/// `label_dropout_single` of the contrast run: half of it drops the artist alone.
+const CONTRAST_SINGLE_DROPOUT: f64 = 0.6;
 
 fn train(contrast: f64) -> Trained {
     {
@@ -215,6 +217,10 @@ fn train(contrast: f64) -> Trained {
         )
         .unwrap();
         tr.label_contrast = contrast;
+        if contrast > 0.0 {
+            // Pairs come from windows whose artist alone was dropped.
+            tr.label_dropout_single = CONTRAST_SINGLE_DROPOUT;
+        }
         tr.label_margin = CONTRAST_MARGIN;
         let data = PriorData::new(&tracks(&cyc), 2, &vq.hop_lengths(), false).unwrap();
         let t0 = Instant::now();

@@ -36,9 +36,9 @@ pub struct LoopConfig {
     /// Priors: share of windows with only the artist or only the genres set to 0 (half each),
     /// so that a genre with an unknown artist (what `rank-labels` scores) is trained too.
     pub label_dropout_single: f64,
-    /// Priors: weight of the label-contrast term (0: off). Each window whose genres are kept
-    /// is scored again under a genre it is not, and a wrong genre is asked to cost at least
-    /// `label_margin` bits per token more (`train::labels`).
+    /// Priors: weight of the label-contrast term (0: off). Each window whose artist alone was
+    /// dropped (`label_dropout_single`) is scored again under a genre it is not, and a wrong
+    /// genre is asked to cost at least `label_margin` bits per token more (`train::labels`).
     pub label_contrast: f64,
     /// Priors: that margin, in bits per token.
     pub label_margin: f64,

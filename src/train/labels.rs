@@ -6,8 +6,9 @@
 //! its genre label does, because in training the two always agree; so a plain likelihood loss
 //! gives the label weight on a handful of tokens per window, and `rank-labels` cannot tell the
 //! genres apart (models/default/TRAINING.md, "Why the labels seem to do nothing"). This term
-//! scores each window whose genres are kept a second time under a genre it is not, and asks the
-//! wrong genre to cost at least `label_margin` bits per token more than the true one:
+//! scores each window labelled as `rank-labels` scores genres (genres kept, artist dropped by
+//! `label_dropout_single`) a second time under a genre it is not, and asks the wrong genre to
+//! cost at least `label_margin` bits per token more than the true one:
 //! `weight · mean_pairs relu(margin − (bits_wrong − bits_true))`, bits being the window's mean
 //! bits per real token. The gap it trains is exactly what `rank-labels` compares.
 

@@ -412,7 +412,10 @@ impl PriorTrainer {
                     step,
                 );
                 let own = &data.pool.tracks[w.track].genres;
-                if !drop[i].genres() {
+                // Only where the window is labelled as `rank-labels` scores a genre (artist
+                // unknown): with the artist known, many wrong genres are told by the artist
+                // alone (a composer never labelled `rock`), without reading the codes.
+                if drop[i] == LabelDrop::Artist {
                     wrong.extend(wrong_genre(&mut rng, &genres, own).map(|g| (i, g)));
                 }
             }
