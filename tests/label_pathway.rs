@@ -285,6 +285,31 @@ fn y_rows(lab: &Labeller, metas: &[Meta], dev: &Device) -> Tensor {
     Tensor::from_vec(flat, (metas.len(), lab.y_len()), dev).unwrap()
 }
 
+/// Teacher-forced bits of every position of one window per item (`tokens` row-major, N_CTX
+/// each), under each item's labels: (items, N_CTX).
+fn score_rows(prior: &Prior, lab: &Labeller, metas: &[Meta], tokens: Vec<i64>) -> Vec<Vec<f32>> {
+    let dev = prior.device().clone();
+    let y = y_rows(lab, metas, &dev);
+    let tokens = Tensor::from_vec(tokens, (metas.len(), N_CTX), &dev).unwrap();
+    let out = score_sequence(
+        prior,
+        &tokens,
+        &mut |start| {
+            assert_eq!(start, 0, "one window per item");
+            Ok(Some(y.clone()))
+        },
+        None,
+        false,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    out.nll_bits
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_vec2()
+        .unwrap()
+}
+
 fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
@@ -342,7 +367,6 @@ fn training_is_quick_and_reaches_a_loss_only_labels_allow() {
 fn true_genre_costs_far_fewer_bits_than_wrong_or_no_label() {
     let t = trained();
     let prior = &t.prior;
-    let dev = prior.device().clone();
     let (_, lab) = labeller(prior);
     let wins = eval_windows(&t.cycles);
     // Items per window: true label, no label, then every wrong genre.
@@ -359,27 +383,7 @@ fn true_genre_costs_far_fewer_bits_than_wrong_or_no_label() {
             toks.extend(w.tokens.iter().map(|&x| x as i64));
         }
     }
-    let n = metas.len();
-    let y = y_rows(&lab, &metas, &dev);
-    let tokens = Tensor::from_vec(toks, (n, N_CTX), &dev).unwrap();
-    let out = score_sequence(
-        prior,
-        &tokens,
-        &mut |start| {
-            assert_eq!(start, 0, "one window per item");
-            Ok(Some(y.clone()))
-        },
-        None,
-        false,
-        &mut |_, _| {},
-    )
-    .unwrap();
-    let nll: Vec<Vec<f32>> = out
-        .nll_bits
-        .to_dtype(DType::F32)
-        .unwrap()
-        .to_vec2()
-        .unwrap();
+    let nll = score_rows(prior, &lab, &metas, toks);
 
     // Per-position sums by kind: true genre, no label, wrong genres.
     let mut pos = vec![vec![0f64; N_CTX]; 3];
@@ -642,7 +646,6 @@ fn samples_follow_their_genre() {
 /// `rank-labels` scores), over the fresh windows and every wrong genre: (first token, rest).
 fn wrong_minus_true(t: &Trained) -> (f64, f64) {
     let prior = &t.prior;
-    let dev = prior.device().clone();
     let (_, lab) = labeller(prior);
     let wins = eval_windows(&t.cycles);
     let (mut metas, mut toks) = (vec![], vec![]);
@@ -652,23 +655,7 @@ fn wrong_minus_true(t: &Trained) -> (f64, f64) {
             toks.extend(w.tokens.iter().map(|&x| x as i64));
         }
     }
-    let y = y_rows(&lab, &metas, &dev);
-    let tokens = Tensor::from_vec(toks, (metas.len(), N_CTX), &dev).unwrap();
-    let out = score_sequence(
-        prior,
-        &tokens,
-        &mut |_| Ok(Some(y.clone())),
-        None,
-        false,
-        &mut |_, _| {},
-    )
-    .unwrap();
-    let nll: Vec<Vec<f32>> = out
-        .nll_bits
-        .to_dtype(DType::F32)
-        .unwrap()
-        .to_vec2()
-        .unwrap();
+    let nll = score_rows(prior, &lab, &metas, toks);
     let (mut head, mut rest) = (vec![], vec![]);
     for rows in nll.chunks(GENRES) {
         let tru = bits_of(&rows[0]);

@@ -12,8 +12,7 @@
 //! `weight · mean_pairs relu(margin − (bits_wrong − bits_true))`, bits being the window's mean
 //! bits per real token. The gap it trains is exactly what `rank-labels` compares.
 
-use super::prior::{PriorBatch, PriorData, PriorTrainer};
-use super::rng::{CounterRng, Stream};
+use super::rng::CounterRng;
 use candle_core::{DType, Result, Tensor, D};
 
 /// Which labels a training window loses to dropout.
@@ -113,45 +112,6 @@ pub fn contrast_loss(
     Ok(((hinge * weight)?, mean_gap))
 }
 
-/// Held-out batches for [`mean_gap`]: `windows` fixed windows of `data`, each scored with the
-/// artist unknown (as `rank-labels` scores genres) under its own genres and one wrong genre.
-pub fn valid_batches(
-    tr: &PriorTrainer,
-    data: &PriorData,
-    windows: usize,
-    batch_size: usize,
-) -> Result<Vec<PriorBatch>> {
-    // The wrong genres come from every track, so a held-out set of few genres still has some.
-    let genres = genre_set(data.pool.tracks.iter().map(|t| t.genres.as_slice()));
-    let pos = data.pool.fixed(windows, tr.cfg.n_ctx, data.ratio);
-    let mut out = Vec::new();
-    for (c, chunk) in pos.chunks(batch_size.max(1)).enumerate() {
-        let mut wrong = Vec::new();
-        for (i, w) in chunk.iter().enumerate() {
-            let mut rng = CounterRng::new(tr.seed, Stream::Contrast, i as u64, u64::MAX - c as u64);
-            let own = &data.pool.tracks[w.track].genres;
-            wrong.extend(wrong_genre(&mut rng, &genres, own).map(|g| (i, g)));
-        }
-        if !wrong.is_empty() {
-            let drop = vec![LabelDrop::Artist; chunk.len()];
-            out.push(tr.batch_contrast(data, chunk, &drop, &wrong)?);
-        }
-    }
-    Ok(out)
-}
-
-/// Mean wrong − true gap in bits per token over [`valid_batches`] (NaN when there are none).
-pub fn mean_gap(tr: &PriorTrainer, batches: &[PriorBatch]) -> Result<f64> {
-    let (mut sum, mut n) = (0f64, 0usize);
-    for b in batches {
-        if let Some((_, gap)) = tr.loss_terms(b)?.contrast {
-            sum += gap * b.contrast.len() as f64;
-            n += b.contrast.len();
-        }
-    }
-    Ok(if n == 0 { f64::NAN } else { sum / n as f64 })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +185,7 @@ mod tests {
 #[cfg(test)]
 mod label_drop_tests {
     use super::*;
+    use crate::train::rng::Stream;
 
     fn draws(both: f64, single: f64) -> Vec<LabelDrop> {
         (0..4000u64)

@@ -5,9 +5,10 @@ use super::ckpt::{self, write_safetensors};
 use super::component::{self, ComponentConfig};
 use super::config::PriorRunConfig;
 use super::driver::{self, Job, LoopOpts, Outcome};
-use super::labels;
+use super::labels::{self, LabelDrop};
 use super::log::Logger;
 use super::prior::{log_columns, CodeTrack, PriorBatch, PriorData, PriorTrainer};
+use super::rng::{CounterRng, Stream};
 use super::run_vqvae::{prepare_out, split_items, RUN_CONFIG};
 use crate::config::VqvaeConfig;
 use crate::dataset::{Corpus, Item, Vocab};
@@ -188,7 +189,7 @@ impl Job for PriorJob {
             ("baseline_unigram_bits".to_string(), self.baseline),
         ]);
         if !self.valid_gap.is_empty() {
-            let gap = labels::mean_gap(&self.tr, &self.valid_gap)?;
+            let gap = mean_gap(&self.tr, &self.valid_gap)?;
             v.insert("valid_label_gap".to_string(), gap);
         }
         Ok(v)
@@ -352,7 +353,7 @@ pub fn train_prior(opts: &PriorOpts) -> Result<Outcome> {
     };
     let valid = tr.valid_batches(&vdata, t.valid_windows, t.batch_size)?;
     let valid_gap = if tr.label_contrast > 0.0 {
-        labels::valid_batches(&tr, &vdata, t.valid_windows, t.batch_size)?
+        valid_gap_batches(&tr, &vdata, t.valid_windows, t.batch_size)?
     } else {
         Vec::new()
     };
@@ -396,4 +397,43 @@ fn log_columns_with_baseline() -> Vec<String> {
     c.push("baseline_unigram_bits".into());
     c.push("valid_label_gap".into());
     c
+}
+
+/// Held-out batches for [`mean_gap`]: `windows` fixed windows of `data`, each scored with the
+/// artist unknown (as `rank-labels` scores genres) under its own genres and one wrong genre.
+fn valid_gap_batches(
+    tr: &PriorTrainer,
+    data: &PriorData,
+    windows: usize,
+    batch_size: usize,
+) -> Result<Vec<PriorBatch>> {
+    // The wrong genres come from every track, so a held-out set of few genres still has some.
+    let genres = labels::genre_set(data.pool.tracks.iter().map(|t| t.genres.as_slice()));
+    let pos = data.pool.fixed(windows, tr.cfg.n_ctx, data.ratio);
+    let mut out = Vec::new();
+    for (c, chunk) in pos.chunks(batch_size.max(1)).enumerate() {
+        let mut wrong = Vec::new();
+        for (i, w) in chunk.iter().enumerate() {
+            let mut rng = CounterRng::new(tr.seed, Stream::Contrast, i as u64, u64::MAX - c as u64);
+            let own = &data.pool.tracks[w.track].genres;
+            wrong.extend(labels::wrong_genre(&mut rng, &genres, own).map(|g| (i, g)));
+        }
+        if !wrong.is_empty() {
+            let drop = vec![LabelDrop::Artist; chunk.len()];
+            out.push(tr.batch_contrast(data, chunk, &drop, &wrong)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Mean wrong − true gap in bits per token over [`valid_gap_batches`] (NaN when there are none).
+fn mean_gap(tr: &PriorTrainer, batches: &[PriorBatch]) -> Result<f64> {
+    let (mut sum, mut n) = (0f64, 0usize);
+    for b in batches {
+        if let Some((_, gap)) = tr.loss_terms(b)?.contrast {
+            sum += gap * b.contrast.len() as f64;
+            n += b.contrast.len();
+        }
+    }
+    Ok(if n == 0 { f64::NAN } else { sum / n as f64 })
 }
