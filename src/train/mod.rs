@@ -45,6 +45,10 @@
 //! get artist 0 and genres [0, -1, ...] so that a no-label control means something;
 //! `label_dropout_single` (default 0) drops only the artist or only the genres in a further share,
 //! so that a genre with an unknown artist (what `rank-labels` scores) is trained too.
+//! `label_contrast` (default 0: off) and `label_margin` (0.25 bits/token) score each window whose
+//! artist alone was dropped a second time under a wrong genre and ask that genre to cost the
+//! margin more (`labels`; logged as `label_gap`, held out as `valid_label_gap`). Not in the
+//! official code: it makes a label carry information past a window's first tokens.
 //!
 //! # Shift-consistent codes (VQ-VAE, not in the official code)
 //! `[loss] shift_consistency` (default 0: off) adds a term that pulls each level's latents of the
