@@ -13,7 +13,9 @@
 //! * teacher-forced bits ([`score_sequence`]) on fresh windows: under the true genre far fewer
 //!   bits than under a wrong genre or no label (id 0), above all on the first token;
 //! * [`rank_labels`] (the `jukebox rank-labels` path) puts the true genre first for every window;
-//! * ancestral samples ([`sample_window`], KV-cached, temperature 1) follow their genre's pattern.
+//! * ancestral samples ([`sample_window`], KV-cached, temperature 1) follow their genre's pattern;
+//! * a second prior trained with the label-contrast term (`train.label_contrast`) makes a wrong
+//!   genre cost bits after the first token too, where the plain prior's context alone decides.
 //!
 //! The corpus: 4 genres, each cycling through its own 8 of the tiny VQ-VAE's 32 codes in a
 //! scrambled order (genre g plays only its codes, in its order). Every (genre, artist 1..=3)
