@@ -233,13 +233,24 @@ fn heldout_genre_accuracy_scores_every_heldout_file() {
     for f in &a.files {
         assert!(!f.bag_whole.is_empty() && f.bag_whole != "-", "{f:?}");
         assert!(!f.bag_early.is_empty() && f.bag_early != "-", "{f:?}");
+        // A hit is rank 1 and a miss a later rank, for the prior and the bag alike.
+        for (k, hit) in [f.hit_whole, f.hit_early, f.bag_hit_whole, f.bag_hit_early]
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(f.rank[k] == 1, hit, "{f:?}");
+            assert!((1..=a.n_genres).contains(&f.rank[k]), "{f:?}");
+        }
     }
+    assert!((a.chance_rank() - (a.n_genres as f64 + 1.0) / 2.0).abs() < 1e-12);
     let text = labels_markdown(&r);
     for needle in [
         "| **top-1 genre accuracy** |",
         "| baseline: chance",
         "| baseline: bag of codes",
         "| baseline: bag of codes (each genre's training-code histogram), best genre |",
+        "| mean rank of the file's genre (1 = first of",
+        "| baseline: chance, mean rank |",
         "| `audio/",
         "Note: the model has no genre `#999`",
     ] {

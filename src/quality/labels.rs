@@ -192,6 +192,9 @@ pub struct FileRow {
     pub bag_early: String,
     pub bag_hit_whole: bool,
     pub bag_hit_early: bool,
+    /// 1-based rank of the best-ranked of the file's genres: the prior's (whole windows, first
+    /// tokens), then the bag's. Finer than a hit: it moves before the top pick does.
+    pub rank: [usize; 4],
 }
 
 /// Held-out genre accuracy.
@@ -230,6 +233,23 @@ impl Accuracy {
     }
     pub fn bag_accuracy(&self, early: bool) -> f64 {
         self.bag_hits(early) as f64 / self.files.len().max(1) as f64
+    }
+    /// Mean over files of the rank of the file's genre: the prior's, or the bag's when `bag`.
+    pub fn mean_rank(&self, early: bool, bag: bool) -> f64 {
+        let k = usize::from(early) + 2 * usize::from(bag);
+        let sum: usize = self.files.iter().map(|f| f.rank[k]).sum();
+        sum as f64 / self.files.len().max(1) as f64
+    }
+    /// The mean rank a random ordering gives: for a file with g of the n genres, the best of g
+    /// random ranks averages (n + 1) / (g + 1).
+    pub fn chance_rank(&self) -> f64 {
+        let n = self.n_genres as f64;
+        let sum: f64 = self
+            .files
+            .iter()
+            .map(|f| (n + 1.0) / (f.genre_ids.len() as f64 + 1.0))
+            .sum();
+        sum / self.files.len().max(1) as f64
     }
     /// Chance of a top-1 hit for a label picked at random: the mean over files of
     /// (#file genres the model has) / #genres (1/#genres when each file has one genre).
@@ -682,6 +702,13 @@ impl Scorer<'_> {
             let (bw, be) = (s.best(false).unwrap(), s.best(true).unwrap());
             let b = self.bag_spread(bag, &tokens);
             let (gw, ge) = (b.best(false).unwrap(), b.best(true).unwrap());
+            let rank = |sp: &Spread, early: bool| {
+                true_ids
+                    .iter()
+                    .filter_map(|&id| sp.rank_of(id, early))
+                    .min()
+                    .unwrap_or(self.genres.len())
+            };
             files.push(FileRow {
                 rel: it.rel.clone(),
                 genres: it.genres.clone(),
@@ -695,6 +722,12 @@ impl Scorer<'_> {
                 bag_early: ge.name.clone(),
                 bag_hit_whole: true_ids.contains(&gw.id),
                 bag_hit_early: true_ids.contains(&ge.id),
+                rank: [
+                    rank(&s, false),
+                    rank(&s, true),
+                    rank(&b, false),
+                    rank(&b, true),
+                ],
             });
         }
         Ok(if files.is_empty() {
@@ -810,6 +843,49 @@ mod tests {
         // A hand-made ramp: positions 0, 1, 8, 9, 16, 17 → (0+1+8+9+16+17)/6.
         let ramp: Vec<f32> = (0..24).map(|i| i as f32).collect();
         assert!((early_mean(&ramp, n_ctx, 2) - 51.0 / 6.0).abs() < 1e-12);
+    }
+
+    /// Mean ranks average the per-file ranks; chance is (n + 1) / (g + 1) per file.
+    #[test]
+    fn mean_and_chance_ranks() {
+        let row = |ids: Vec<i64>, rank: [usize; 4]| FileRow {
+            rel: String::new(),
+            genres: vec![],
+            genre_ids: ids,
+            tokens: 1,
+            best_whole: String::new(),
+            best_early: String::new(),
+            hit_whole: rank[0] == 1,
+            hit_early: rank[1] == 1,
+            bag_whole: String::new(),
+            bag_early: String::new(),
+            bag_hit_whole: rank[2] == 1,
+            bag_hit_early: rank[3] == 1,
+            rank,
+        };
+        let a = Accuracy {
+            split: SplitInfo {
+                corpus: String::new(),
+                seed: 0,
+                valid_fraction: 0.1,
+                train_files: 1,
+                valid_files: 2,
+                held_out: true,
+            },
+            n_genres: 5,
+            early: 16,
+            windows_per_file: 1,
+            files: vec![row(vec![1], [1, 2, 3, 4]), row(vec![2, 3], [4, 1, 2, 5])],
+            left_out: vec![],
+            bag_clips: 1,
+            bag_tokens: vec![],
+        };
+        assert_eq!(a.mean_rank(false, false), 2.5);
+        assert_eq!(a.mean_rank(true, false), 1.5);
+        assert_eq!(a.mean_rank(false, true), 2.5);
+        assert_eq!(a.mean_rank(true, true), 4.5);
+        // One genre of 5: 3; two of 5: 2.
+        assert!((a.chance_rank() - 2.5).abs() < 1e-12);
     }
 
     #[test]

@@ -377,7 +377,10 @@ pub fn labels_markdown(l: &LabelResult) -> String {
                 "Each held-out file of `{}` (the priors' split: seed {}, fraction {}{}) is encoded \
                  from its start, at most {} window(s), and every genre of the model is scored on \
                  its top-level codes (artist `unknown`, the file's own timing labels). A hit: the \
-                 genre with the fewest bits is one of the file's genres. Baselines: chance, a \
+                 genre with the fewest bits is one of the file's genres. The mean rank (1 = \
+                 fewest bits, the best-ranked of the file's genres) is finer: it moves before the \
+                 top pick does; a random order gives (n + 1) / (g + 1) for g of n genres. \
+                 Baselines: chance, a \
                  genre picked at random ({} genres); and a bag of codes, the trivial classifier \
                  that ignores order and context: each genre's histogram of top-level codes from \
                  {} one-window clips of its training files ({}; add-one smoothed), the file \
@@ -432,6 +435,25 @@ pub fn labels_markdown(l: &LabelResult) -> String {
                 a.bag_hits(true),
                 a.files.len(),
                 pct(a.bag_accuracy(true))
+            );
+            let _ = writeln!(
+                s,
+                "| mean rank of the file's genre (1 = first of {}) | {:.2} | {:.2} |",
+                a.n_genres,
+                a.mean_rank(false, false),
+                a.mean_rank(true, false)
+            );
+            let _ = writeln!(
+                s,
+                "| baseline: chance, mean rank | {:.2} | {:.2} |",
+                a.chance_rank(),
+                a.chance_rank()
+            );
+            let _ = writeln!(
+                s,
+                "| baseline: bag of codes, mean rank | {:.2} | {:.2} |",
+                a.mean_rank(false, true),
+                a.mean_rank(true, true)
             );
             let _ = writeln!(
                 s,
