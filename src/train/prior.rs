@@ -37,6 +37,9 @@ pub struct PriorData {
     pub ratio: usize,
     /// Audio samples per token at `level`.
     pub hop: usize,
+    /// The tracks' distinct genre ids, sorted, without "unknown" 0: the wrong genres of the
+    /// label-contrast term are drawn from these.
+    pub genres: Vec<u32>,
 }
 
 impl PriorData {
@@ -84,6 +87,7 @@ impl PriorData {
             upper,
             ratio,
             hop: hops[level],
+            genres: genre_set(tracks.iter().map(|t| t.genres.as_slice())),
         })
     }
 }
@@ -118,12 +122,17 @@ pub fn token_bits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 
 /// Mean masked cross-entropy in bits per token; logits (B, T, V), targets (B, T), mask (B, T).
 pub fn masked_bits(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<(Tensor, f64)> {
-    let nll_bits = token_bits(logits, targets)?;
-    let n = nll_bits.elem_count();
+    masked_mean(&token_bits(logits, targets)?, mask)
+}
+
+/// Mean of `bits` over the positions where `mask` is 1 (same element count, any shape), and how
+/// many there are.
+fn masked_mean(bits: &Tensor, mask: &Tensor) -> Result<(Tensor, f64)> {
+    let n = bits.elem_count();
     let m = mask.to_dtype(DType::F32)?.reshape(n)?;
     let count = m.sum_all()?.to_scalar::<f32>()? as f64;
-    let bits = ((nll_bits * &m)?.sum_all()? / count.max(1.0))?;
-    Ok((bits, count))
+    let mean = ((bits.reshape(n)? * &m)?.sum_all()? / count.max(1.0))?;
+    Ok((mean, count))
 }
 
 /// What [`PriorTrainer::loss_terms`] computes.
@@ -403,7 +412,6 @@ impl PriorTrainer {
         let n_drop = drop.iter().filter(|d| **d == LabelDrop::Both).count();
         let mut wrong = Vec::new();
         if self.label_contrast > 0.0 {
-            let genres = genre_set(data.pool.tracks.iter().map(|t| t.genres.as_slice()));
             for (i, w) in windows.iter().enumerate() {
                 let mut rng = CounterRng::new(
                     self.seed,
@@ -416,7 +424,7 @@ impl PriorTrainer {
                 // unknown): with the artist known, many wrong genres are told by the artist
                 // alone (a composer never labelled `rock`), without reading the codes.
                 if drop[i] == LabelDrop::Artist {
-                    wrong.extend(wrong_genre(&mut rng, &genres, own).map(|g| (i, g)));
+                    wrong.extend(wrong_genre(&mut rng, &data.genres, own).map(|g| (i, g)));
                 }
             }
         }
@@ -452,11 +460,8 @@ impl PriorTrainer {
         let (rows, t) = b.tokens.dims2()?;
         let own = rows - b.contrast.len();
         let per_token = token_bits(&logits, &targets)?.reshape((rows, t))?;
-        let mask = b.mask.to_dtype(DType::F32)?;
-        let m = mask.narrow(0, 0, own)?;
-        let count = m.sum_all()?.to_scalar::<f32>()? as f64;
-        let bits = ((per_token.narrow(0, 0, own)? * &m)?.sum_all()? / count.max(1.0))?;
-        let rb = row_bits(&per_token, &mask)?;
+        let (bits, count) = masked_mean(&per_token.narrow(0, 0, own)?, &b.mask.narrow(0, 0, own)?)?;
+        let rb = row_bits(&per_token, &b.mask)?;
         let (term, gap) = contrast_loss(&rb, &b.contrast, self.label_margin, self.label_contrast)?;
         Ok(LossTerms {
             bits,

@@ -353,7 +353,7 @@ pub fn train_prior(opts: &PriorOpts) -> Result<Outcome> {
     };
     let valid = tr.valid_batches(&vdata, t.valid_windows, t.batch_size)?;
     let valid_gap = if tr.label_contrast > 0.0 {
-        valid_gap_batches(&tr, &vdata, t.valid_windows, t.batch_size)?
+        valid_gap_batches(&tr, &vdata, &data.genres, t.valid_windows, t.batch_size)?
     } else {
         Vec::new()
     };
@@ -400,15 +400,15 @@ fn log_columns_with_baseline() -> Vec<String> {
 }
 
 /// Held-out batches for [`mean_gap`]: `windows` fixed windows of `data`, each scored with the
-/// artist unknown (as `rank-labels` scores genres) under its own genres and one wrong genre.
+/// artist unknown (as `rank-labels` scores genres) under its own genres and one wrong genre of
+/// `genres` (the training data's, as in training, so a held-out set of few genres has some).
 fn valid_gap_batches(
     tr: &PriorTrainer,
     data: &PriorData,
+    genres: &[u32],
     windows: usize,
     batch_size: usize,
 ) -> Result<Vec<PriorBatch>> {
-    // The wrong genres come from every track, so a held-out set of few genres still has some.
-    let genres = labels::genre_set(data.pool.tracks.iter().map(|t| t.genres.as_slice()));
     let pos = data.pool.fixed(windows, tr.cfg.n_ctx, data.ratio);
     let mut out = Vec::new();
     for (c, chunk) in pos.chunks(batch_size.max(1)).enumerate() {
@@ -416,7 +416,7 @@ fn valid_gap_batches(
         for (i, w) in chunk.iter().enumerate() {
             let mut rng = CounterRng::new(tr.seed, Stream::Contrast, i as u64, u64::MAX - c as u64);
             let own = &data.pool.tracks[w.track].genres;
-            wrong.extend(labels::wrong_genre(&mut rng, &genres, own).map(|g| (i, g)));
+            wrong.extend(labels::wrong_genre(&mut rng, genres, own).map(|g| (i, g)));
         }
         if !wrong.is_empty() {
             let drop = vec![LabelDrop::Artist; chunk.len()];
