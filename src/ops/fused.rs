@@ -194,9 +194,11 @@ pub fn nll_bits(logits: &Tensor, targets: &Tensor) -> Result<Option<Tensor>> {
     Tensor::from_vec(out, targets.dims(), &Device::Cpu).map(Some)
 }
 
-/// `z · σ(1.702 z)` of one value (see [`quick_gelu`]).
+/// `z · σ(1.702 z)` of one value (see [`quick_gelu`]), through [`exp`] so that loops over it
+/// vectorise (libm's scalar `expf` was a tenth of a bf16 prefill).
+#[inline(always)]
 pub(crate) fn quick_gelu_f32(v: f32) -> f32 {
-    v * (1.0 / (1.0 + (-1.702 * v).exp()))
+    v * (1.0 / (1.0 + exp(-1.702 * v)))
 }
 
 /// `z · σ(1.702 z)` elementwise.

@@ -174,6 +174,28 @@ fn with_slice<R>(t: &Tensor, f: impl FnOnce(WSlice<'_>) -> Result<R>) -> Result<
     }
 }
 
+/// `f(x, w)` on the elements of an f32 tensor and a bf16 one, read in place; None where either
+/// is not a contiguous CPU tensor of that dtype (or `f` declines).
+pub(crate) fn with_f32_bf16<R>(
+    x: &Tensor,
+    w: &Tensor,
+    f: impl FnOnce(&[f32], &[bf16]) -> Option<R>,
+) -> Result<Option<R>> {
+    let r = with_slice(x, |xs| {
+        let WSlice::F32(xs) = xs else {
+            return Ok(None);
+        };
+        let r = with_slice(w, |ws| {
+            Ok(match ws {
+                WSlice::BF16(ws) => f(xs, ws),
+                _ => None,
+            })
+        })?;
+        Ok(r.flatten())
+    })?;
+    Ok(r.flatten())
+}
+
 /// The elements a contiguous layout covers in a CPU f32/f16/bf16 storage.
 pub(crate) fn slice_of<'a>(st: &'a Storage, l: &Layout) -> Option<WSlice<'a>> {
     let (a, b) = l.contiguous_offsets()?;

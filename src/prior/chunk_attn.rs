@@ -8,6 +8,7 @@
 //! 0), up to the order of the sums.
 
 use super::attention::{score_scale, AttnGeom, AttnKind};
+use crate::ops::fused;
 use crate::ops::gemv::{self, WSlice};
 use candle_core::{Layout, Result, StorageRef, Tensor};
 use rayon::prelude::*;
@@ -36,17 +37,17 @@ pub(crate) fn attend_one<'a>(
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
+    // Dot products and the normaliser sum in 16 lanes, and the exponential is
+    // `fused::exp`: serial f32 sums and libm's scalar `expf` do not vectorise.
     scores.clear();
     for kp in keys.clone() {
-        let dot: f32 = q.iter().zip(key(kp)).map(|(a, b)| a * b).sum();
-        scores.push(dot * scale);
+        scores.push(fused::dot(q, key(kp)) * scale);
     }
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
+    let max = fused::row_max(scores);
     for v in scores.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
+        *v = fused::exp(*v - max);
     }
+    let sum = fused::sum(scores);
     out.fill(0.0);
     for (kp, &e) in keys.zip(scores.iter()) {
         let pw = e / sum;

@@ -59,6 +59,10 @@ impl Conv1D {
         if let Some(y) = ops::gemv::dense_small(x, &self.w, self.scale.as_ref(), &self.b)? {
             return Ok(y);
         }
+        // Larger products with bf16 weights on AMX tiles, where the CPU has them.
+        if let Some(y) = ops::amx::dense(x, &self.w, &self.b)? {
+            return Ok(y);
+        }
         let dt = x.dtype();
         // Larger products (prefill, teacher forcing) dequantise int8 weights per call.
         let w = if let Some(s) = &self.scale {
@@ -74,6 +78,30 @@ impl Conv1D {
             self.b.to_dtype(dt)?
         };
         ops::dense(x, &w, &b)
+    }
+}
+
+impl Conv1D {
+    /// `res + (x · w + b)`: on AMX tiles the product starts from the residual, so the add is no
+    /// separate pass over the output.
+    pub fn forward_add(&self, x: &Tensor, res: &Tensor) -> Result<Tensor> {
+        if self.scale.is_none() {
+            if let Some(y) = ops::amx::dense_ep(x, &self.w, &self.b, ops::amx::Epilogue::Add(res))?
+            {
+                return Ok(y);
+            }
+        }
+        res + self.forward(x)?
+    }
+
+    /// `quick_gelu(x · w + b)`, the GELU applied on AMX tiles' output blocks while in cache.
+    pub fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
+        if self.scale.is_none() {
+            if let Some(y) = ops::amx::dense_ep(x, &self.w, &self.b, ops::amx::Epilogue::Gelu)? {
+                return Ok(y);
+            }
+        }
+        ops::quick_gelu(&self.forward(x)?)
     }
 }
 
@@ -254,15 +282,14 @@ impl Transformer {
         let mut h = x.clone();
         for (d, layer) in self.layers.iter().enumerate() {
             let want = record_attn.contains(&d);
-            let (a, w) = layer.attn_full(
+            let (o, w) = layer.attn_full(
                 &layer.ln_0.forward(&h)?,
                 encoder_kv,
                 &self.geom,
                 self.cfg.heads,
             )?;
-            let ha = (&h + &a)?;
-            let m = layer.mlp(&layer.ln_1.forward(&ha)?)?;
-            h = (ha + m)?;
+            let ha = layer.c_proj.forward_add(&o, &h)?;
+            h = layer.mlp_add(&layer.ln_1.forward(&ha)?, &ha)?;
             if let Some(r) = record.as_deref_mut() {
                 r.layer_outputs.push(h.clone());
                 if want {
@@ -305,7 +332,7 @@ impl Transformer {
         cache.restore_tensors()?;
         let mut h = x.clone();
         for (layer, lc) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            let a = layer.attn_cached(
+            let o = layer.attn_cached(
                 &layer.ln_0.forward(&h)?,
                 t0,
                 lc,
@@ -313,9 +340,8 @@ impl Transformer {
                 &self.geom,
                 self.cfg.heads,
             )?;
-            let ha = (&h + &a)?;
-            let m = layer.mlp(&layer.ln_1.forward(&ha)?)?;
-            h = (ha + m)?;
+            let ha = layer.c_proj.forward_add(&o, &h)?;
+            h = layer.mlp_add(&layer.ln_1.forward(&ha)?, &ha)?;
         }
         cache.pos = t0 + c;
         Ok(h)
@@ -364,9 +390,10 @@ fn split_qkv(c: &Tensor, s: usize) -> Result<(Tensor, Tensor, Tensor)> {
 }
 
 impl Layer {
-    fn mlp(&self, x: &Tensor) -> Result<Tensor> {
+    /// `res + mlp(x)`.
+    fn mlp_add(&self, x: &Tensor, res: &Tensor) -> Result<Tensor> {
         self.mlp_proj
-            .forward(&ops::quick_gelu(&self.mlp_fc.forward(x)?)?)
+            .forward_add(&self.mlp_fc.forward_gelu(x)?, res)
     }
 
     fn enc_kv(&self, encoder_kv: Option<&Tensor>, s: usize) -> Result<(Tensor, Tensor)> {
@@ -397,7 +424,8 @@ impl Layer {
             let (q, k, v) = split_qkv(&c, s)?;
             attention::self_attention_full(self.kind, g, &q, &k, &v, heads)?
         };
-        Ok((self.c_proj.forward(&o)?, w))
+        // The caller projects (`c_proj.forward_add`, with the residual).
+        Ok((o, w))
     }
 
     fn attn_cached(
@@ -444,6 +472,7 @@ impl Layer {
             debug_assert_eq!(o.dims3()?, (b, n, s));
             o
         };
-        self.c_proj.forward(&o)
+        // The caller projects (`c_proj.forward_add`, with the residual).
+        Ok(o)
     }
 }
