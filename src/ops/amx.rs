@@ -95,12 +95,28 @@ pub enum Epilogue<'a> {
 /// than [`super::gemv::MAX_ROWS`] rows (fewer go through the GEMV), on the CPU and without
 /// gradients. None where it does not apply: take the general path then.
 pub fn dense(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
-    dense_ep(x, w, b, Epilogue::None)
+    dense_ep(x, w, b, None, Epilogue::None)
+}
+
+/// A LayerNorm applied to each row of `x` as it is packed (its gain, bias and eps): the
+/// normalised activations are never written out. The same arithmetic as
+/// [`super::fused::layer_norm_rows`], then the bf16 rounding.
+#[derive(Clone, Copy)]
+pub struct RowNorm<'a> {
+    pub w: &'a Tensor,
+    pub b: &'a Tensor,
+    pub eps: f32,
 }
 
 /// [`dense`] followed by `ep`. None where it does not apply (also where the residual is not a
 /// contiguous f32 CPU tensor of the output's shape).
-pub fn dense_ep(x: &Tensor, w: &Tensor, b: &Tensor, ep: Epilogue) -> Result<Option<Tensor>> {
+pub fn dense_ep(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    ln: Option<RowNorm>,
+    ep: Epilogue,
+) -> Result<Option<Tensor>> {
     if !enabled()
         || !matches!(x.device(), Device::Cpu)
         || x.dtype() != DType::F32
@@ -133,6 +149,18 @@ pub fn dense_ep(x: &Tensor, w: &Tensor, b: &Tensor, ep: Epilogue) -> Result<Opti
         }
         _ => None,
     };
+    let ln = match ln {
+        Some(l) if l.w.dims() == [k] && l.b.dims() == [k] => Some((
+            l.w.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+            l.b.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+            l.eps,
+        )),
+        Some(_) => return Ok(None),
+        None => None,
+    };
+    let ln = ln
+        .as_ref()
+        .map(|(w, b, e)| (w.as_slice(), b.as_slice(), *e));
     let x = x.contiguous()?;
     let w = w.contiguous()?;
     let bias = b.to_dtype(DType::F32)?.to_vec1::<f32>()?;
@@ -146,13 +174,13 @@ pub fn dense_ep(x: &Tensor, w: &Tensor, b: &Tensor, ep: Epilogue) -> Result<Opti
                 let (st, l) = r.storage_and_layout();
                 match super::gemv::slice_of(&st, l)? {
                     super::gemv::WSlice::F32(r) => {
-                        Some(matmul_bias_ep(xs, m, k, ws, n, &bias, Ep::Add(r)))
+                        Some(product_of(xs, m, k, ws, n, &bias, ln, Ep::Add(r)))
                     }
                     _ => None,
                 }
             }
-            (None, Epilogue::Gelu) => Some(matmul_bias_ep(xs, m, k, ws, n, &bias, Ep::Gelu)),
-            (None, _) => Some(matmul_bias_ep(xs, m, k, ws, n, &bias, Ep::None)),
+            (None, Epilogue::Gelu) => Some(product_of(xs, m, k, ws, n, &bias, ln, Ep::Gelu)),
+            (None, _) => Some(product_of(xs, m, k, ws, n, &bias, ln, Ep::None)),
         }
     })?;
     let Some(y) = y else {
@@ -184,6 +212,23 @@ pub fn matmul_bias_ep(
     bias: &[f32],
     ep: Ep,
 ) -> Vec<f32> {
+    product_of(x, m, k, w, n, bias, None, ep)
+}
+
+/// A row LayerNorm's gain, bias and eps, on slices.
+type Norm<'a> = Option<(&'a [f32], &'a [f32], f32)>;
+
+#[allow(clippy::too_many_arguments)]
+fn product_of(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[bf16],
+    n: usize,
+    bias: &[f32],
+    ln: Norm,
+    ep: Ep,
+) -> Vec<f32> {
     if let Ep::Add(r) = ep {
         assert_eq!(r.len(), m * n, "residual of the wrong size");
     }
@@ -201,7 +246,7 @@ pub fn matmul_bias_ep(
     SCRATCH.with_borrow_mut(|(a, bt)| {
         a.resize(a.len().max(mp * kp), 0);
         bt.resize(bt.len().max(kp / 2 * np), 0);
-        pack_a(&mut a[..mp * kp], x, m, k, kp);
+        pack_a(&mut a[..mp * kp], x, m, k, kp, ln);
         pack_b(&mut bt[..kp / 2 * np], w, k, n, kp, np);
         product(
             &a[..mp * kp],
@@ -304,27 +349,36 @@ impl<T> SendPtr<T> {
 /// `x` rounded to bf16 as A tiles: [row group of 16][k step of 32][16 rows × 32], each tile
 /// 1 KiB contiguous. Padding columns (k..kp) are zero; padding rows (m..mp) are left as they
 /// are: their products are dropped.
-fn pack_a(a: &mut [u16], x: &[f32], m: usize, k: usize, kp: usize) {
-    a.par_chunks_mut(16 * kp).enumerate().for_each(|(g, grp)| {
-        for r in 0..16.min(m.saturating_sub(g * 16)) {
-            let row = g * 16 + r;
-            let src = &x[row * k..(row + 1) * k];
-            for s in 0..kp / 32 {
-                let dst: &mut [u16; 32] = (&mut grp[s * 512 + r * 32..][..32]).try_into().unwrap();
-                if let Some(v) = src.get(s * 32..s * 32 + 32) {
-                    let v: &[f32; 32] = v.try_into().unwrap();
-                    for (d, v) in dst.iter_mut().zip(v) {
-                        *d = to_bf16_bits(*v);
-                    }
-                } else {
-                    dst.fill(0);
-                    for (d, v) in dst.iter_mut().zip(&src[s * 32..]) {
-                        *d = to_bf16_bits(*v);
+fn pack_a(a: &mut [u16], x: &[f32], m: usize, k: usize, kp: usize, ln: Norm) {
+    a.par_chunks_mut(16 * kp)
+        .enumerate()
+        .for_each_init(Vec::new, |buf, (g, grp)| {
+            for r in 0..16.min(m.saturating_sub(g * 16)) {
+                let row = g * 16 + r;
+                let mut src = &x[row * k..(row + 1) * k];
+                if let Some((w, b, eps)) = ln {
+                    buf.clear();
+                    buf.extend_from_slice(src);
+                    super::fused::layer_norm_rows(buf, w, b, eps);
+                    src = buf;
+                }
+                for s in 0..kp / 32 {
+                    let dst: &mut [u16; 32] =
+                        (&mut grp[s * 512 + r * 32..][..32]).try_into().unwrap();
+                    if let Some(v) = src.get(s * 32..s * 32 + 32) {
+                        let v: &[f32; 32] = v.try_into().unwrap();
+                        for (d, v) in dst.iter_mut().zip(v) {
+                            *d = to_bf16_bits(*v);
+                        }
+                    } else {
+                        dst.fill(0);
+                        for (d, v) in dst.iter_mut().zip(&src[s * 32..]) {
+                            *d = to_bf16_bits(*v);
+                        }
                     }
                 }
             }
-        }
-    });
+        });
 }
 
 /// `v` rounded to bf16, nearest even (NaN stays NaN): `half::bf16::from_f32`'s result, in a

@@ -86,7 +86,8 @@ impl Conv1D {
     /// separate pass over the output.
     pub fn forward_add(&self, x: &Tensor, res: &Tensor) -> Result<Tensor> {
         if self.scale.is_none() {
-            if let Some(y) = ops::amx::dense_ep(x, &self.w, &self.b, ops::amx::Epilogue::Add(res))?
+            if let Some(y) =
+                ops::amx::dense_ep(x, &self.w, &self.b, None, ops::amx::Epilogue::Add(res))?
             {
                 return Ok(y);
             }
@@ -94,14 +95,27 @@ impl Conv1D {
         res + self.forward(x)?
     }
 
-    /// `quick_gelu(x · w + b)`, the GELU applied on AMX tiles' output blocks while in cache.
-    pub fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
+    /// `quick_gelu(ln(x) · w + b)`: on AMX tiles the LayerNorm runs as the rows are packed
+    /// and the GELU on each output block while it is in cache.
+    pub fn forward_ln_gelu(&self, x: &Tensor, ln: &Ln) -> Result<Tensor> {
         if self.scale.is_none() {
-            if let Some(y) = ops::amx::dense_ep(x, &self.w, &self.b, ops::amx::Epilogue::Gelu)? {
+            let ep = ops::amx::Epilogue::Gelu;
+            if let Some(y) = ops::amx::dense_ep(x, &self.w, &self.b, Some(ln.row_norm()), ep)? {
                 return Ok(y);
             }
         }
-        ops::quick_gelu(&self.forward(x)?)
+        ops::quick_gelu(&self.forward(&ln.forward(x)?)?)
+    }
+
+    /// `ln(x) · w + b`, the LayerNorm applied as the rows are packed on AMX tiles.
+    pub fn forward_ln(&self, x: &Tensor, ln: &Ln) -> Result<Tensor> {
+        if self.scale.is_none() {
+            let ep = ops::amx::Epilogue::None;
+            if let Some(y) = ops::amx::dense_ep(x, &self.w, &self.b, Some(ln.row_norm()), ep)? {
+                return Ok(y);
+            }
+        }
+        self.forward(&ln.forward(x)?)
     }
 }
 
@@ -122,6 +136,14 @@ impl Ln {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         ops::layer_norm(x, &self.w, &self.b, 1e-5)
+    }
+
+    fn row_norm(&self) -> ops::amx::RowNorm<'_> {
+        ops::amx::RowNorm {
+            w: &self.w,
+            b: &self.b,
+            eps: 1e-5,
+        }
     }
 }
 
@@ -282,14 +304,9 @@ impl Transformer {
         let mut h = x.clone();
         for (d, layer) in self.layers.iter().enumerate() {
             let want = record_attn.contains(&d);
-            let (o, w) = layer.attn_full(
-                &layer.ln_0.forward(&h)?,
-                encoder_kv,
-                &self.geom,
-                self.cfg.heads,
-            )?;
+            let (o, w) = layer.attn_full(&h, encoder_kv, &self.geom, self.cfg.heads)?;
             let ha = layer.c_proj.forward_add(&o, &h)?;
-            h = layer.mlp_add(&layer.ln_1.forward(&ha)?, &ha)?;
+            h = layer.mlp_block(&ha)?;
             if let Some(r) = record.as_deref_mut() {
                 r.layer_outputs.push(h.clone());
                 if want {
@@ -332,16 +349,9 @@ impl Transformer {
         cache.restore_tensors()?;
         let mut h = x.clone();
         for (layer, lc) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            let o = layer.attn_cached(
-                &layer.ln_0.forward(&h)?,
-                t0,
-                lc,
-                encoder_kv,
-                &self.geom,
-                self.cfg.heads,
-            )?;
+            let o = layer.attn_cached(&h, t0, lc, encoder_kv, &self.geom, self.cfg.heads)?;
             let ha = layer.c_proj.forward_add(&o, &h)?;
-            h = layer.mlp_add(&layer.ln_1.forward(&ha)?, &ha)?;
+            h = layer.mlp_block(&ha)?;
         }
         cache.pos = t0 + c;
         Ok(h)
@@ -390,10 +400,10 @@ fn split_qkv(c: &Tensor, s: usize) -> Result<(Tensor, Tensor, Tensor)> {
 }
 
 impl Layer {
-    /// `res + mlp(x)`.
-    fn mlp_add(&self, x: &Tensor, res: &Tensor) -> Result<Tensor> {
-        self.mlp_proj
-            .forward_add(&self.mlp_fc.forward_gelu(x)?, res)
+    /// `res + mlp(ln_1(res))`.
+    fn mlp_block(&self, res: &Tensor) -> Result<Tensor> {
+        let f = self.mlp_fc.forward_ln_gelu(res, &self.ln_1)?;
+        self.mlp_proj.forward_add(&f, res)
     }
 
     fn enc_kv(&self, encoder_kv: Option<&Tensor>, s: usize) -> Result<(Tensor, Tensor)> {
@@ -404,6 +414,8 @@ impl Layer {
         Ok((kv.narrow(2, 0, s)?, kv.narrow(2, s, s)?))
     }
 
+    /// Attention of `ln_0(h)` before the output projection (the caller applies `c_proj` with
+    /// the residual).
     fn attn_full(
         &self,
         h: &Tensor,
@@ -411,7 +423,7 @@ impl Layer {
         g: &AttnGeom,
         heads: usize,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let c = self.c_attn.forward(h)?;
+        let c = self.c_attn.forward_ln(h, &self.ln_0)?;
         let (o, w) = if self.kind == AttnKind::Cross {
             let s = c.dim(2)?;
             let (k, v) = self.enc_kv(encoder_kv, s)?;
@@ -428,6 +440,7 @@ impl Layer {
         Ok((o, w))
     }
 
+    /// [`Layer::attn_full`] for positions t0.. against the KV cache.
     fn attn_cached(
         &self,
         h: &Tensor,
@@ -437,7 +450,7 @@ impl Layer {
         g: &AttnGeom,
         heads: usize,
     ) -> Result<Tensor> {
-        let c = self.c_attn.forward(h)?;
+        let c = self.c_attn.forward_ln(h, &self.ln_0)?;
         let (b, n, _) = c.dims3()?;
         let o = if self.kind == AttnKind::Cross {
             let s = c.dim(2)?;
