@@ -41,7 +41,8 @@ pub struct Args {
     /// Seconds of audio per VQ-VAE pass.
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
-    /// Weight storage dtypes for the priors (compute is f32): f32, f16, bf16, or q8 (int8
+    /// Weight storage dtypes for the priors (compute is f32, but for bf16 prefill on a CPU
+    /// with AMX: bf16 products, f32 sums): f32, f16, bf16, or q8 (int8
     /// dense weights with a scale per output; its logits error against f32 is reported).
     #[arg(long, value_delimiter = ',', default_value = "f32")]
     pub dtype: Vec<String>,

@@ -297,9 +297,11 @@ fn product(
                 Ep::Add(r) => {
                     // The block starts as residual + bias.
                     for row in r0..r1 {
-                        let dst = cp.get().add(row * np + c0);
-                        for (j, col) in (c0..c1).enumerate() {
-                            *dst.add(j) = r[row * n + col] + bias_p[col];
+                        let dst =
+                            std::slice::from_raw_parts_mut(cp.get().add(row * np + c0), c1 - c0);
+                        let src = &r[row * n + c0..row * n + c1];
+                        for ((d, r), b) in dst.iter_mut().zip(src).zip(&bias_p[c0..c1]) {
+                            *d = r + b;
                         }
                     }
                     true
@@ -407,12 +409,23 @@ fn pack_b(b: &mut [u32], w: &[bf16], k: usize, n: usize, kp: usize, np: usize) {
         let (lo, hi) = (row(2 * p), row(2 * p + 1));
         for g in 0..groups {
             let mut t = [0u32; 16];
-            for (j, t) in t.iter_mut().enumerate() {
-                let col = g * 16 + j;
-                if col < n {
-                    let l = lo.map_or(0, |r| r[col].to_bits() as u32);
-                    let h = hi.map_or(0, |r| r[col].to_bits() as u32);
-                    *t = l | h << 16;
+            let c0 = g * 16;
+            match (lo, hi) {
+                // Both rows and all 16 columns: the common case, in a form that vectorises.
+                (Some(l), Some(h)) if c0 + 16 <= n => {
+                    for ((t, l), h) in t.iter_mut().zip(&l[c0..c0 + 16]).zip(&h[c0..c0 + 16]) {
+                        *t = l.to_bits() as u32 | (h.to_bits() as u32) << 16;
+                    }
+                }
+                _ => {
+                    for (j, t) in t.iter_mut().enumerate() {
+                        let col = c0 + j;
+                        if col < n {
+                            let l = lo.map_or(0, |r| r[col].to_bits() as u32);
+                            let h = hi.map_or(0, |r| r[col].to_bits() as u32);
+                            *t = l | h << 16;
+                        }
+                    }
                 }
             }
             // SAFETY: (g, p) addresses 16 u32 inside the (pairs × np) buffer; each p writes

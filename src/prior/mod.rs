@@ -582,6 +582,40 @@ impl Prior {
         cond: &Conditioning,
         tokens: &Tensor,
     ) -> Result<Tensor> {
+        match self.prefill_inner(cache, cond, tokens, true)? {
+            Some(l) => Ok(l),
+            None => bail!("prefill computed no logits"),
+        }
+    }
+
+    /// [`Prior::prefill_chunked`] without the logits: only the cache is filled (sampling's
+    /// next step computes the logits it needs), which skips the output head over every
+    /// prompt position, a few percent of a prefill.
+    pub fn fill_cache(
+        &self,
+        cache: &mut PriorCache,
+        cond: &Conditioning,
+        tokens: &Tensor,
+        chunk: usize,
+    ) -> Result<()> {
+        let c = tokens.dim(1)?;
+        let chunk = chunk.max(1);
+        let mut s = 0;
+        while s < c {
+            let len = chunk.min(c - s);
+            self.prefill_inner(cache, cond, &tokens.narrow(1, s, len)?, false)?;
+            s += len;
+        }
+        Ok(())
+    }
+
+    fn prefill_inner(
+        &self,
+        cache: &mut PriorCache,
+        cond: &Conditioning,
+        tokens: &Tensor,
+        logits: bool,
+    ) -> Result<Option<Tensor>> {
         let (n, c) = tokens.dims2()?;
         if n != cache.batch() || c == 0 {
             bail!(
@@ -609,7 +643,10 @@ impl Prior {
                 .squeeze(1)?
                 .to_dtype(DType::I64)?,
         );
-        self.head(&h, cond.x_cond_range(t0, c)?)
+        if !logits {
+            return Ok(None);
+        }
+        self.head(&h, cond.x_cond_range(t0, c)?).map(Some)
     }
 
     /// [`Prior::prefill`] in chunks of `chunk` tokens; returns all logits (N, c, vocab).

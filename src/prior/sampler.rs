@@ -277,9 +277,10 @@ pub fn sample_window(
     let mut logits_rows: Vec<Tensor> = vec![];
     let mut raw_cols: Vec<Tensor> = vec![];
     if let Some(rp) = &raw_prime {
-        let l = prior.prefill_chunked(&mut cache, cond, rp, opts.chunk_size)?;
         if opts.keep_logits {
-            logits_rows.push(l);
+            logits_rows.push(prior.prefill_chunked(&mut cache, cond, rp, opts.chunk_size)?);
+        } else {
+            prior.fill_cache(&mut cache, cond, rp, opts.chunk_size)?;
         }
         raw_cols.push(rp.clone());
     }
