@@ -14,7 +14,8 @@
 use candle_core::{DType, Device, Result, Tensor};
 use half::bf16;
 use rayon::prelude::*;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Rows (tokens) per task: its A block (`MC` rows × K bf16) stays in L2 while the task walks
 /// the output columns.
@@ -79,6 +80,52 @@ fn detect() -> bool {
     false
 }
 
+/// A weight's packed B tiles, kept between the products of one prefill (a prompt in chunks of
+/// 32 tokens would otherwise repack every weight for every 32 rows). Clones share it. Freed by
+/// [`PackCache::release`]; all caches together hold at most [`CACHE_BUDGET`] bytes, beyond
+/// which weights are packed per call as without a cache.
+#[derive(Debug, Clone, Default)]
+pub struct PackCache(Arc<Mutex<Option<Arc<Vec<u32>>>>>);
+
+/// Bytes all [`PackCache`]s may hold at once (the packed copy is as large as the bf16 weight).
+pub const CACHE_BUDGET: usize = 4 << 30;
+static CACHED: AtomicUsize = AtomicUsize::new(0);
+
+impl PackCache {
+    /// Free the packed copy (the weight is packed again on its next AMX product).
+    pub fn release(&self) {
+        if let Some(v) = self.0.lock().ok().and_then(|mut g| g.take()) {
+            CACHED.fetch_sub(v.len() * 4, Ordering::Relaxed);
+        }
+    }
+
+    /// The packed tiles of `w` (k, n): the kept copy, or packed now (and kept within the
+    /// budget).
+    fn get_or_pack(&self, w: &[bf16], k: usize, n: usize) -> Arc<Vec<u32>> {
+        let (kp, np) = (k.next_multiple_of(32), n.next_multiple_of(32));
+        let len = kp / 2 * np;
+        if let Some(v) = self.0.lock().ok().and_then(|g| g.clone()) {
+            if v.len() == len {
+                return v;
+            }
+        }
+        let mut b = vec![0u32; len];
+        pack_b(&mut b, w, k, n, kp, np);
+        let b = Arc::new(b);
+        let bytes = len * 4;
+        if CACHED.fetch_add(bytes, Ordering::Relaxed) + bytes <= CACHE_BUDGET {
+            if let Ok(mut g) = self.0.lock() {
+                if let Some(old) = g.replace(b.clone()) {
+                    CACHED.fetch_sub(old.len() * 4, Ordering::Relaxed);
+                }
+                return b;
+            }
+        }
+        CACHED.fetch_sub(bytes, Ordering::Relaxed);
+        b
+    }
+}
+
 /// What is done to each output block while it is still in cache: the transformer's residual
 /// adds and its GELU, which would otherwise be separate passes over the whole product.
 #[derive(Clone, Copy)]
@@ -95,7 +142,7 @@ pub enum Epilogue<'a> {
 /// than [`super::gemv::MAX_ROWS`] rows (fewer go through the GEMV), on the CPU and without
 /// gradients. None where it does not apply: take the general path then.
 pub fn dense(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
-    dense_ep(x, w, b, None, Epilogue::None)
+    dense_ep(x, w, b, None, Epilogue::None, None)
 }
 
 /// A LayerNorm applied to each row of `x` as it is packed (its gain, bias and eps): the
@@ -116,6 +163,7 @@ pub fn dense_ep(
     b: &Tensor,
     ln: Option<RowNorm>,
     ep: Epilogue,
+    cache: Option<&PackCache>,
 ) -> Result<Option<Tensor>> {
     if !enabled()
         || !matches!(x.device(), Device::Cpu)
@@ -169,18 +217,20 @@ pub fn dense_ep(
         if xs.len() != m * k || ws.len() != k * n {
             return None;
         }
+        let packed = cache.map(|c| c.get_or_pack(ws, k, n));
+        let bt = packed.as_ref().map(|v| v.as_slice());
         match (&res, ep) {
             (Some(r), _) => {
                 let (st, l) = r.storage_and_layout();
                 match super::gemv::slice_of(&st, l)? {
                     super::gemv::WSlice::F32(r) => {
-                        Some(product_of(xs, m, k, ws, n, &bias, ln, Ep::Add(r)))
+                        Some(product_of(xs, m, k, ws, n, bt, &bias, ln, Ep::Add(r)))
                     }
                     _ => None,
                 }
             }
-            (None, Epilogue::Gelu) => Some(product_of(xs, m, k, ws, n, &bias, ln, Ep::Gelu)),
-            (None, _) => Some(product_of(xs, m, k, ws, n, &bias, ln, Ep::None)),
+            (None, Epilogue::Gelu) => Some(product_of(xs, m, k, ws, n, bt, &bias, ln, Ep::Gelu)),
+            (None, _) => Some(product_of(xs, m, k, ws, n, bt, &bias, ln, Ep::None)),
         }
     })?;
     let Some(y) = y else {
@@ -212,7 +262,7 @@ pub fn matmul_bias_ep(
     bias: &[f32],
     ep: Ep,
 ) -> Vec<f32> {
-    product_of(x, m, k, w, n, bias, None, ep)
+    product_of(x, m, k, w, n, None, bias, None, ep)
 }
 
 /// A row LayerNorm's gain, bias and eps, on slices.
@@ -225,6 +275,7 @@ fn product_of(
     k: usize,
     w: &[bf16],
     n: usize,
+    packed: Option<&[u32]>,
     bias: &[f32],
     ln: Norm,
     ep: Ep,
@@ -245,18 +296,16 @@ fn product_of(
     }
     SCRATCH.with_borrow_mut(|(a, bt)| {
         a.resize(a.len().max(mp * kp), 0);
-        bt.resize(bt.len().max(kp / 2 * np), 0);
         pack_a(&mut a[..mp * kp], x, m, k, kp, ln);
-        pack_b(&mut bt[..kp / 2 * np], w, k, n, kp, np);
-        product(
-            &a[..mp * kp],
-            &bt[..kp / 2 * np],
-            bias,
-            (m, mp),
-            kp,
-            (n, np),
-            ep,
-        )
+        let bt = match packed {
+            Some(p) => p,
+            None => {
+                bt.resize(bt.len().max(kp / 2 * np), 0);
+                pack_b(&mut bt[..kp / 2 * np], w, k, n, kp, np);
+                &bt[..kp / 2 * np]
+            }
+        };
+        product(&a[..mp * kp], bt, bias, (m, mp), kp, (n, np), ep)
     })
 }
 
@@ -639,6 +688,30 @@ mod tests {
             assert!(err < 2e-5, "({m}, {k}, {n}): residual add off by {err}");
             assert!(plain.iter().zip(&add).any(|(p, a)| (p - a).abs() > 1.0));
         }
+    }
+
+    /// The cache hands out the same packed copy until released, and it equals a fresh
+    /// packing (padded shape: k 40 → 64, n 20 → 32). Runs without AMX too.
+    #[test]
+    fn pack_cache_keeps_its_copy_until_released() {
+        let (k, n) = (40, 20);
+        let w: Vec<bf16> = data(k * n, 12).into_iter().map(bf16::from_f32).collect();
+        let c = PackCache::default();
+        let a = c.get_or_pack(&w, k, n);
+        assert!(Arc::ptr_eq(&a, &c.get_or_pack(&w, k, n)));
+        let mut fresh = vec![0u32; 32 * 32];
+        pack_b(&mut fresh, &w, k, n, 64, 32);
+        assert_eq!(*a, fresh);
+        // Pairs of rows: row 2p in the low half, 2p + 1 in the high half, column j of group 0.
+        assert_eq!(
+            fresh[16 + 3],
+            w[2 * n + 3].to_bits() as u32 | (w[3 * n + 3].to_bits() as u32) << 16
+        );
+        c.release();
+        let d = c.get_or_pack(&w, k, n);
+        assert!(!Arc::ptr_eq(&a, &d));
+        assert_eq!(*a, *d);
+        c.release();
     }
 
     #[test]

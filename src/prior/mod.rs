@@ -601,12 +601,16 @@ impl Prior {
         let c = tokens.dim(1)?;
         let chunk = chunk.max(1);
         let mut s = 0;
-        while s < c {
-            let len = chunk.min(c - s);
-            self.prefill_inner(cache, cond, &tokens.narrow(1, s, len)?, false)?;
-            s += len;
-        }
-        Ok(())
+        let run = (|| -> Result<()> {
+            while s < c {
+                let len = chunk.min(c - s);
+                self.prefill_inner(cache, cond, &tokens.narrow(1, s, len)?, false)?;
+                s += len;
+            }
+            Ok(())
+        })();
+        self.transformer.release_packed();
+        run
     }
 
     fn prefill_inner(
@@ -661,11 +665,16 @@ impl Prior {
         let chunk = chunk.max(1);
         let mut out = Vec::with_capacity(c.div_ceil(chunk));
         let mut s = 0;
-        while s < c {
-            let len = chunk.min(c - s);
-            out.push(self.prefill(cache, cond, &tokens.narrow(1, s, len)?)?);
-            s += len;
-        }
+        let run = (|| -> Result<()> {
+            while s < c {
+                let len = chunk.min(c - s);
+                out.push(self.prefill(cache, cond, &tokens.narrow(1, s, len)?)?);
+                s += len;
+            }
+            Ok(())
+        })();
+        self.transformer.release_packed();
+        run?;
         Tensor::cat(&out, 1)
     }
 

@@ -20,6 +20,8 @@ pub struct Conv1D {
     pub b: Tensor,
     /// Per-output scales when `w` holds int8 values.
     pub scale: Option<Tensor>,
+    /// `w` packed for AMX tiles while a prefill runs (`ops::amx::PackCache`).
+    pub(crate) packed: ops::amx::PackCache,
 }
 
 impl Conv1D {
@@ -33,12 +35,19 @@ impl Conv1D {
             },
         )?;
         let b = vb.get_with_hints(n_out, "b", Init::Const(0.0))?;
-        Ok(Self { w, b, scale: None })
+        Ok(Self {
+            w,
+            b,
+            scale: None,
+            packed: Default::default(),
+        })
     }
 
     /// Store the weight in `f`: a float dtype, or int8 with per-output scales (from a float
     /// weight; inference only).
     pub fn set_format(&mut self, f: WeightFormat) -> Result<()> {
+        self.packed.release();
+        self.packed = Default::default();
         if self.scale.is_some() {
             if f == WeightFormat::Q8 {
                 return Ok(());
@@ -86,9 +95,14 @@ impl Conv1D {
     /// separate pass over the output.
     pub fn forward_add(&self, x: &Tensor, res: &Tensor) -> Result<Tensor> {
         if self.scale.is_none() {
-            if let Some(y) =
-                ops::amx::dense_ep(x, &self.w, &self.b, None, ops::amx::Epilogue::Add(res))?
-            {
+            if let Some(y) = ops::amx::dense_ep(
+                x,
+                &self.w,
+                &self.b,
+                None,
+                ops::amx::Epilogue::Add(res),
+                Some(&self.packed),
+            )? {
                 return Ok(y);
             }
         }
@@ -100,7 +114,14 @@ impl Conv1D {
     pub fn forward_ln_gelu(&self, x: &Tensor, ln: &Ln) -> Result<Tensor> {
         if self.scale.is_none() {
             let ep = ops::amx::Epilogue::Gelu;
-            if let Some(y) = ops::amx::dense_ep(x, &self.w, &self.b, Some(ln.row_norm()), ep)? {
+            if let Some(y) = ops::amx::dense_ep(
+                x,
+                &self.w,
+                &self.b,
+                Some(ln.row_norm()),
+                ep,
+                Some(&self.packed),
+            )? {
                 return Ok(y);
             }
         }
@@ -111,7 +132,14 @@ impl Conv1D {
     pub fn forward_ln(&self, x: &Tensor, ln: &Ln) -> Result<Tensor> {
         if self.scale.is_none() {
             let ep = ops::amx::Epilogue::None;
-            if let Some(y) = ops::amx::dense_ep(x, &self.w, &self.b, Some(ln.row_norm()), ep)? {
+            if let Some(y) = ops::amx::dense_ep(
+                x,
+                &self.w,
+                &self.b,
+                Some(ln.row_norm()),
+                ep,
+                Some(&self.packed),
+            )? {
                 return Ok(y);
             }
         }
@@ -191,6 +219,16 @@ impl Layer {
         ];
         v.extend(self.c_enc_kv.as_mut());
         v
+    }
+
+    /// Free the AMX-packed copies of the layer's weights.
+    fn release_packed(&self) {
+        for c in [&self.c_attn, &self.c_proj, &self.mlp_fc, &self.mlp_proj] {
+            c.packed.release();
+        }
+        if let Some(c) = &self.c_enc_kv {
+            c.packed.release();
+        }
     }
 
     /// Every dense weight of the layer in `f` ([`Conv1D::set_format`]).
@@ -320,7 +358,15 @@ impl Transformer {
                 }
             }
         }
+        // A whole window is one product per weight: nothing to keep the packed copies for.
+        self.release_packed();
         Ok(h)
+    }
+
+    /// Free the weights' AMX-packed copies ([`Conv1D::forward_ln`] keeps them between the
+    /// chunks of a prefill).
+    pub(crate) fn release_packed(&self) {
+        self.layers.iter().for_each(Layer::release_packed);
     }
 
     /// Run positions `t0..t0+c` (t0 = `cache.pos`) of `x` (B, c, W) against the KV cache and
