@@ -93,9 +93,10 @@ pub struct RunArgs {
     /// Most cells in one batch group [default: 16].
     #[arg(long)]
     pub max_batch: Option<usize>,
-    /// How the priors hold their dense weights: f32 [default], f16, bf16 or q8 (int8 with a
-    /// scale per output: a quarter of the memory, faster at small batches; logits within
-    /// about 1-2 % RMS of f32). Recorded in the plan; changes the takes.
+    /// How the priors hold their dense weights: f32 [default], f16, bf16 (on a CPU with AMX,
+    /// prefills and scoring run on its tiles) or q8 (int8 with a scale per output: a quarter
+    /// of the memory, faster at small batches; logits within about 1-2 % RMS of f32).
+    /// Recorded in the plan; changes the takes.
     #[arg(long)]
     pub dtype: Option<String>,
     /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).

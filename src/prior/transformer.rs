@@ -91,59 +91,40 @@ impl Conv1D {
 }
 
 impl Conv1D {
+    /// The product on AMX tiles (`ops::amx`) with `ln` applied to the rows as they are packed
+    /// and `ep` to the output blocks; None where that path does not apply.
+    fn amx(&self, x: &Tensor, ln: Option<&Ln>, ep: ops::amx::Epilogue) -> Result<Option<Tensor>> {
+        if self.scale.is_some() {
+            return Ok(None);
+        }
+        let ln = ln.map(Ln::row_norm);
+        ops::amx::dense_ep(x, &self.w, &self.b, ln, ep, Some(&self.packed))
+    }
+
     /// `res + (x · w + b)`: on AMX tiles the product starts from the residual, so the add is no
     /// separate pass over the output.
     pub fn forward_add(&self, x: &Tensor, res: &Tensor) -> Result<Tensor> {
-        if self.scale.is_none() {
-            if let Some(y) = ops::amx::dense_ep(
-                x,
-                &self.w,
-                &self.b,
-                None,
-                ops::amx::Epilogue::Add(res),
-                Some(&self.packed),
-            )? {
-                return Ok(y);
-            }
+        match self.amx(x, None, ops::amx::Epilogue::Add(res))? {
+            Some(y) => Ok(y),
+            None => res + self.forward(x)?,
         }
-        res + self.forward(x)?
     }
 
     /// `quick_gelu(ln(x) · w + b)`: on AMX tiles the LayerNorm runs as the rows are packed
     /// and the GELU on each output block while it is in cache.
     pub fn forward_ln_gelu(&self, x: &Tensor, ln: &Ln) -> Result<Tensor> {
-        if self.scale.is_none() {
-            let ep = ops::amx::Epilogue::Gelu;
-            if let Some(y) = ops::amx::dense_ep(
-                x,
-                &self.w,
-                &self.b,
-                Some(ln.row_norm()),
-                ep,
-                Some(&self.packed),
-            )? {
-                return Ok(y);
-            }
+        match self.amx(x, Some(ln), ops::amx::Epilogue::Gelu)? {
+            Some(y) => Ok(y),
+            None => ops::quick_gelu(&self.forward(&ln.forward(x)?)?),
         }
-        ops::quick_gelu(&self.forward(&ln.forward(x)?)?)
     }
 
     /// `ln(x) · w + b`, the LayerNorm applied as the rows are packed on AMX tiles.
     pub fn forward_ln(&self, x: &Tensor, ln: &Ln) -> Result<Tensor> {
-        if self.scale.is_none() {
-            let ep = ops::amx::Epilogue::None;
-            if let Some(y) = ops::amx::dense_ep(
-                x,
-                &self.w,
-                &self.b,
-                Some(ln.row_norm()),
-                ep,
-                Some(&self.packed),
-            )? {
-                return Ok(y);
-            }
+        match self.amx(x, Some(ln), ops::amx::Epilogue::None)? {
+            Some(y) => Ok(y),
+            None => self.forward(&ln.forward(x)?),
         }
-        self.forward(&ln.forward(x)?)
     }
 }
 
