@@ -111,6 +111,10 @@ pub struct Measurement {
     /// 1-minute load average when the figure was taken (noise indicator).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load1: Option<f64>,
+    /// Prefill: whether its products ran on AMX tiles (`ops::amx`: bf16 weights on a CPU with
+    /// AMX-BF16), so that a figure says which kernel it measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amx: Option<bool>,
 }
 
 impl Measurement {
@@ -197,6 +201,9 @@ pub fn summary_line(m: &Measurement) -> String {
     }
     if m.kind == "prior_prefill" {
         s += &format!("  {:.2} s", m.wall_s);
+        if m.amx == Some(true) {
+            s += " (AMX tiles)";
+        }
     }
     if let Some(r) = m.roofline_share {
         s += &format!("  roofline {:.0}%", r * 100.0);

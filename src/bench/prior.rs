@@ -365,6 +365,7 @@ fn bench_primed(
     m.wall_s_median = Some(pmed);
     m.tokens_per_s_total = Some((b * prime) as f64 / pbest);
     m.peak_rss = peak;
+    m.amx = Some(f == WeightFormat::BF16 && prior.device().is_cpu() && crate::ops::amx::enabled());
     emit(m);
     let (best, med) = min_median(&mut steps);
     let mut m = Measurement::new("prior_sample", &o.preset, dn);
@@ -483,5 +484,11 @@ mod tests {
             .find(|m| m.fill.as_deref() == Some("prime"))
             .unwrap();
         assert_eq!(primed.pos, Some(16));
+        // Each prefill says whether it ran on AMX tiles: only bf16 weights can, and only where
+        // the path is on.
+        for m in got.iter().filter(|m| m.kind == "prior_prefill") {
+            let want = m.dtype == "bf16" && crate::ops::amx::enabled();
+            assert_eq!(m.amx, Some(want), "{}", m.dtype);
+        }
     }
 }
