@@ -11,6 +11,7 @@
 //! Rust has no stable AMX intrinsics, so the five instructions used are inline assembly.
 //! `JUKEBOX_AMX=0` (or [`set_enabled`]) turns the path off; machines without AMX never take it.
 
+use super::custom::SharedOut;
 use candle_core::{DType, Device, Result, Tensor};
 use half::bf16;
 use rayon::prelude::*;
@@ -85,18 +86,28 @@ fn detect() -> bool {
 /// [`PackCache::release`]; all caches together hold at most [`CACHE_BUDGET`] bytes, beyond
 /// which weights are packed per call as without a cache.
 #[derive(Debug, Clone, Default)]
-pub struct PackCache(Arc<Mutex<Option<Arc<Vec<u32>>>>>);
+pub struct PackCache(Arc<Mutex<Option<Held>>>);
 
 /// Bytes all [`PackCache`]s may hold at once (the packed copy is as large as the bf16 weight).
 pub const CACHE_BUDGET: usize = 4 << 30;
 static CACHED: AtomicUsize = AtomicUsize::new(0);
 
+/// A kept copy, counted in [`CACHED`] from [`PackCache::get_or_pack`] until it is dropped
+/// (released, replaced, or gone with its weight's last `Conv1D`).
+#[derive(Debug)]
+struct Held(Arc<Vec<u32>>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        CACHED.fetch_sub(self.0.len() * 4, Ordering::Relaxed);
+    }
+}
+
 impl PackCache {
     /// Free the packed copy (the weight is packed again on its next AMX product).
     pub fn release(&self) {
-        if let Some(v) = self.0.lock().ok().and_then(|mut g| g.take()) {
-            CACHED.fetch_sub(v.len() * 4, Ordering::Relaxed);
-        }
+        let held = self.0.lock().ok().and_then(|mut g| g.take());
+        drop(held);
     }
 
     /// The packed tiles of `w` (k, n): the kept copy, or packed now (and kept within the
@@ -104,7 +115,12 @@ impl PackCache {
     fn get_or_pack(&self, w: &[bf16], k: usize, n: usize) -> Arc<Vec<u32>> {
         let (kp, np) = (k.next_multiple_of(32), n.next_multiple_of(32));
         let len = kp / 2 * np;
-        if let Some(v) = self.0.lock().ok().and_then(|g| g.clone()) {
+        if let Some(v) = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(|h| h.0.clone()))
+        {
             if v.len() == len {
                 return v;
             }
@@ -113,13 +129,14 @@ impl PackCache {
         pack_b(&mut b, w, k, n, kp, np);
         let b = Arc::new(b);
         let bytes = len * 4;
+        // Counted before it is stored, so that two threads cannot both pass the budget.
         if CACHED.fetch_add(bytes, Ordering::Relaxed) + bytes <= CACHE_BUDGET {
+            let held = Held(b.clone());
             if let Ok(mut g) = self.0.lock() {
-                if let Some(old) = g.replace(b.clone()) {
-                    CACHED.fetch_sub(old.len() * 4, Ordering::Relaxed);
-                }
-                return b;
+                // A copy it replaces is uncounted as it drops.
+                *g = Some(held);
             }
+            return b;
         }
         CACHED.fetch_sub(bytes, Ordering::Relaxed);
         b
@@ -217,21 +234,18 @@ pub fn dense_ep(
         if xs.len() != m * k || ws.len() != k * n {
             return None;
         }
+        let guard = res.as_ref().map(|r| r.storage_and_layout());
+        let ep = match (&guard, ep) {
+            (Some((st, l)), _) => match super::gemv::slice_of(st, l)? {
+                super::gemv::WSlice::F32(r) => Ep::Add(r),
+                _ => return None,
+            },
+            (None, Epilogue::Gelu) => Ep::Gelu,
+            (None, _) => Ep::None,
+        };
         let packed = cache.map(|c| c.get_or_pack(ws, k, n));
         let bt = packed.as_ref().map(|v| v.as_slice());
-        match (&res, ep) {
-            (Some(r), _) => {
-                let (st, l) = r.storage_and_layout();
-                match super::gemv::slice_of(&st, l)? {
-                    super::gemv::WSlice::F32(r) => {
-                        Some(product_of(xs, m, k, ws, n, bt, &bias, ln, Ep::Add(r)))
-                    }
-                    _ => None,
-                }
-            }
-            (None, Epilogue::Gelu) => Some(product_of(xs, m, k, ws, n, bt, &bias, ln, Ep::Gelu)),
-            (None, _) => Some(product_of(xs, m, k, ws, n, bt, &bias, ln, Ep::None)),
-        }
+        Some(product_of(xs, m, k, ws, n, bt, &bias, ln, ep))
     })?;
     let Some(y) = y else {
         return Ok(None);
@@ -335,7 +349,7 @@ fn product(
         .step_by(MC)
         .flat_map(|r| (0..np).step_by(NC).map(move |col| (r, col)))
         .collect();
-    let cp = SendPtr(c.as_mut_ptr());
+    let cp = SharedOut(c.as_mut_ptr());
     tasks.into_par_iter().for_each(|(r0, c0)| {
         let (r1, c1) = ((r0 + MC).min(mp), (c0 + NC).min(np));
         // SAFETY: AMX is supported (asserted above); the tasks' (row, column) rectangles are
@@ -347,7 +361,7 @@ fn product(
                     // The block starts as residual + bias.
                     for row in r0..r1 {
                         let dst =
-                            std::slice::from_raw_parts_mut(cp.get().add(row * np + c0), c1 - c0);
+                            std::slice::from_raw_parts_mut(cp.ptr().add(row * np + c0), c1 - c0);
                         let src = &r[row * n + c0..row * n + c1];
                         for ((d, r), b) in dst.iter_mut().zip(src).zip(&bias_p[c0..c1]) {
                             *d = r + b;
@@ -360,7 +374,7 @@ fn product(
             block(a, bt, &bias_p, cp, kp, np, (r0, r1), (c0, c1), res);
             if let Ep::Gelu = task_ep {
                 for row in r0..r1 {
-                    let y = std::slice::from_raw_parts_mut(cp.get().add(row * np + c0), c1 - c0);
+                    let y = std::slice::from_raw_parts_mut(cp.ptr().add(row * np + c0), c1 - c0);
                     y.iter_mut()
                         .for_each(|v| *v = super::fused::quick_gelu_f32(*v));
                 }
@@ -382,19 +396,6 @@ fn product(
         Ep::Add(r) => y.iter_mut().zip(r).for_each(|(v, r)| *v += r),
     }
     y
-}
-
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-// SAFETY: the tasks write disjoint rectangles of the buffer behind it.
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
-
-impl<T> SendPtr<T> {
-    /// The pointer (a method, so that closures capture the Sync wrapper, not the field).
-    fn get(self) -> *mut T {
-        self.0
-    }
 }
 
 /// `x` rounded to bf16 as A tiles: [row group of 16][k step of 32][16 rows × 32], each tile
@@ -452,7 +453,7 @@ fn to_bf16_bits(v: f32) -> u16 {
 fn pack_b(b: &mut [u32], w: &[bf16], k: usize, n: usize, kp: usize, np: usize) {
     let pairs = kp / 2;
     let groups = np / 16;
-    let bp = SendPtr(b.as_mut_ptr());
+    let bp = SharedOut(b.as_mut_ptr());
     let one = |p: usize| {
         let row = |r: usize| (r < k).then(|| &w[r * n..(r + 1) * n]);
         let (lo, hi) = (row(2 * p), row(2 * p + 1));
@@ -480,7 +481,7 @@ fn pack_b(b: &mut [u32], w: &[bf16], k: usize, n: usize, kp: usize, np: usize) {
             // SAFETY: (g, p) addresses 16 u32 inside the (pairs × np) buffer; each p writes
             // its own rows only.
             unsafe {
-                let dst = bp.get().add((g * pairs + p) * 16);
+                let dst = bp.ptr().add((g * pairs + p) * 16);
                 std::ptr::copy_nonoverlapping(t.as_ptr(), dst, 16);
             }
         }
@@ -514,7 +515,7 @@ unsafe fn block(
     a: &[u16],
     bt: &[u32],
     bias: &[f32],
-    c: SendPtr<f32>,
+    c: SharedOut,
     kp: usize,
     np: usize,
     (r0, r1): (usize, usize),
@@ -533,7 +534,7 @@ unsafe fn block(
         for row in (r0..r1).step_by(32) {
             let a0 = a.as_ptr().add(row / 16 * 16 * kp);
             let a1 = a.as_ptr().add((row / 16 + 1) * 16 * kp);
-            let cp = c.get().add(row * np + col);
+            let cp = c.ptr().add(row * np + col);
             // C tiles start as the bias (a row stride of 0 repeats it on every row) or as
             // what `c` holds, then take `steps` products of (A 16 × 32) · (B 32 × 16) each.
             let (i0, i1, istride) = if from_c {
@@ -590,7 +591,7 @@ unsafe fn block(
     _: &[u16],
     _: &[u32],
     _: &[f32],
-    _: SendPtr<f32>,
+    _: SharedOut,
     _: usize,
     _: usize,
     _: (usize, usize),

@@ -15,6 +15,7 @@
 //! Every entry point returns `Ok(None)` where it does not apply (not CPU f32, or a gradient
 //! is tracked on any operand): the caller then takes the differentiable path.
 
+use super::custom::SharedOut;
 use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
 use rayon::prelude::*;
 
@@ -43,21 +44,6 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<Option
     match &*st {
         Storage::Cpu(CpuStorage::F32(v)) => f(&v[a..b]).map(Some),
         _ => Ok(None),
-    }
-}
-
-/// A pointer that tiles write through at disjoint column ranges.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every tile writes only its own columns of the output (disjoint element sets), and
-// the buffer outlives the parallel loop.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// Through a method, so that closures capture the whole (Sync) wrapper, not the field.
-    fn ptr(self) -> *mut f32 {
-        self.0
     }
 }
 
@@ -251,7 +237,8 @@ pub(crate) fn conv1d_raw(
     let kk = c_in * g.k;
     debug_assert_eq!(wv.len(), c_out * kk);
     let mut out = Vec::<f32>::with_capacity(n * c_out * l_out);
-    let op = OutPtr(out.as_mut_ptr());
+    // Every tile writes only its own columns of the output (disjoint element sets).
+    let op = SharedOut(out.as_mut_ptr());
     for_tiles(n, l_out, kk * TILE, |item, t0, nt, col| {
         let xi = &xs[item * c_in * l..(item + 1) * c_in * l];
         im2col(xi, g, t0, nt, pre_relu, &mut col[..kk * nt]);
@@ -351,7 +338,8 @@ pub(crate) fn res_block_raw(
     let (c, l, h) = (g.c_in, g.l_in, b1v.len());
     let kk = c * g.k;
     let mut out = Vec::<f32>::with_capacity(n * c * l);
-    let op = OutPtr(out.as_mut_ptr());
+    // Every tile writes only its own columns of the output (disjoint element sets).
+    let op = SharedOut(out.as_mut_ptr());
     for_tiles(n, l, (kk + h) * TILE, |item, t0, nt, scratch| {
         let xi = &xs[item * c * l..(item + 1) * c * l];
         let (col, hid) = scratch.split_at_mut(kk * TILE);
@@ -495,7 +483,8 @@ pub(crate) fn conv_transpose1d_raw(
         dil: 1,
     };
     let mut out = Vec::<f32>::with_capacity(n * c_out * l_out);
-    let op = OutPtr(out.as_mut_ptr());
+    // Every tile writes only its own columns of the output (disjoint element sets).
+    let op = SharedOut(out.as_mut_ptr());
     for_tiles(n, q_len, (kk + rows) * TILE, |item, q0, nq, scratch| {
         let xi = &xs[item * c_in * l..(item + 1) * c_in * l];
         let (col, tmp) = scratch.split_at_mut(kk * TILE);

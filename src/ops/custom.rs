@@ -126,15 +126,15 @@ pub(crate) unsafe fn gemm_strided(
 
 /// A pointer that parallel tasks write through at disjoint elements (each op says which).
 #[derive(Clone, Copy)]
-pub(crate) struct SharedOut(pub(crate) *mut f32);
+pub(crate) struct SharedOut<T = f32>(pub(crate) *mut T);
 // SAFETY: users write only element sets that no other task touches, into a buffer that outlives
 // the parallel loop (each use states its partition).
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
+unsafe impl<T> Send for SharedOut<T> {}
+unsafe impl<T> Sync for SharedOut<T> {}
 
-impl SharedOut {
+impl<T> SharedOut<T> {
     /// Through a method, so that closures capture the whole (Sync) wrapper, not the field.
-    pub(crate) fn ptr(self) -> *mut f32 {
+    pub(crate) fn ptr(self) -> *mut T {
         self.0
     }
 }

@@ -92,19 +92,28 @@ impl Conv1D {
 
 impl Conv1D {
     /// The product on AMX tiles (`ops::amx`) with `ln` applied to the rows as they are packed
-    /// and `ep` to the output blocks; None where that path does not apply.
-    fn amx(&self, x: &Tensor, ln: Option<&Ln>, ep: ops::amx::Epilogue) -> Result<Option<Tensor>> {
+    /// and `ep` to the output blocks; None where that path does not apply. `keep`: keep the
+    /// weight's packed tiles for the next chunk of a prefill (`Transformer::release_packed`
+    /// frees them); a teacher-forced pass makes one product per weight and packs per call.
+    fn amx(
+        &self,
+        x: &Tensor,
+        ln: Option<&Ln>,
+        ep: ops::amx::Epilogue,
+        keep: bool,
+    ) -> Result<Option<Tensor>> {
         if self.scale.is_some() {
             return Ok(None);
         }
         let ln = ln.map(Ln::row_norm);
-        ops::amx::dense_ep(x, &self.w, &self.b, ln, ep, Some(&self.packed))
+        let cache = keep.then_some(&self.packed);
+        ops::amx::dense_ep(x, &self.w, &self.b, ln, ep, cache)
     }
 
     /// `res + (x · w + b)`: on AMX tiles the product starts from the residual, so the add is no
-    /// separate pass over the output.
-    pub fn forward_add(&self, x: &Tensor, res: &Tensor) -> Result<Tensor> {
-        match self.amx(x, None, ops::amx::Epilogue::Add(res))? {
+    /// separate pass over the output. `keep` as for the AMX tiles' packed weight.
+    pub fn forward_add(&self, x: &Tensor, res: &Tensor, keep: bool) -> Result<Tensor> {
+        match self.amx(x, None, ops::amx::Epilogue::Add(res), keep)? {
             Some(y) => Ok(y),
             None => res + self.forward(x)?,
         }
@@ -112,16 +121,16 @@ impl Conv1D {
 
     /// `quick_gelu(ln(x) · w + b)`: on AMX tiles the LayerNorm runs as the rows are packed
     /// and the GELU on each output block while it is in cache.
-    pub fn forward_ln_gelu(&self, x: &Tensor, ln: &Ln) -> Result<Tensor> {
-        match self.amx(x, Some(ln), ops::amx::Epilogue::Gelu)? {
+    pub fn forward_ln_gelu(&self, x: &Tensor, ln: &Ln, keep: bool) -> Result<Tensor> {
+        match self.amx(x, Some(ln), ops::amx::Epilogue::Gelu, keep)? {
             Some(y) => Ok(y),
             None => ops::quick_gelu(&self.forward(&ln.forward(x)?)?),
         }
     }
 
     /// `ln(x) · w + b`, the LayerNorm applied as the rows are packed on AMX tiles.
-    pub fn forward_ln(&self, x: &Tensor, ln: &Ln) -> Result<Tensor> {
-        match self.amx(x, Some(ln), ops::amx::Epilogue::None)? {
+    pub fn forward_ln(&self, x: &Tensor, ln: &Ln, keep: bool) -> Result<Tensor> {
+        match self.amx(x, Some(ln), ops::amx::Epilogue::None, keep)? {
             Some(y) => Ok(y),
             None => self.forward(&ln.forward(x)?),
         }
@@ -324,8 +333,8 @@ impl Transformer {
         for (d, layer) in self.layers.iter().enumerate() {
             let want = record_attn.contains(&d);
             let (o, w) = layer.attn_full(&h, encoder_kv, &self.geom, self.cfg.heads)?;
-            let ha = layer.c_proj.forward_add(&o, &h)?;
-            h = layer.mlp_block(&ha)?;
+            let ha = layer.c_proj.forward_add(&o, &h, false)?;
+            h = layer.mlp_block(&ha, false)?;
             if let Some(r) = record.as_deref_mut() {
                 r.layer_outputs.push(h.clone());
                 if want {
@@ -339,8 +348,6 @@ impl Transformer {
                 }
             }
         }
-        // A whole window is one product per weight: nothing to keep the packed copies for.
-        self.release_packed();
         Ok(h)
     }
 
@@ -377,8 +384,8 @@ impl Transformer {
         let mut h = x.clone();
         for (layer, lc) in self.layers.iter().zip(cache.layers.iter_mut()) {
             let o = layer.attn_cached(&h, t0, lc, encoder_kv, &self.geom, self.cfg.heads)?;
-            let ha = layer.c_proj.forward_add(&o, &h)?;
-            h = layer.mlp_block(&ha)?;
+            let ha = layer.c_proj.forward_add(&o, &h, true)?;
+            h = layer.mlp_block(&ha, true)?;
         }
         cache.pos = t0 + c;
         Ok(h)
@@ -427,10 +434,10 @@ fn split_qkv(c: &Tensor, s: usize) -> Result<(Tensor, Tensor, Tensor)> {
 }
 
 impl Layer {
-    /// `res + mlp(ln_1(res))`.
-    fn mlp_block(&self, res: &Tensor) -> Result<Tensor> {
-        let f = self.mlp_fc.forward_ln_gelu(res, &self.ln_1)?;
-        self.mlp_proj.forward_add(&f, res)
+    /// `res + mlp(ln_1(res))`; `keep` as for [`Conv1D::forward_add`].
+    fn mlp_block(&self, res: &Tensor, keep: bool) -> Result<Tensor> {
+        let f = self.mlp_fc.forward_ln_gelu(res, &self.ln_1, keep)?;
+        self.mlp_proj.forward_add(&f, res, keep)
     }
 
     fn enc_kv(&self, encoder_kv: Option<&Tensor>, s: usize) -> Result<(Tensor, Tensor)> {
@@ -450,7 +457,7 @@ impl Layer {
         g: &AttnGeom,
         heads: usize,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let c = self.c_attn.forward_ln(h, &self.ln_0)?;
+        let c = self.c_attn.forward_ln(h, &self.ln_0, false)?;
         let (o, w) = if self.kind == AttnKind::Cross {
             let s = c.dim(2)?;
             let (k, v) = self.enc_kv(encoder_kv, s)?;
@@ -477,7 +484,7 @@ impl Layer {
         g: &AttnGeom,
         heads: usize,
     ) -> Result<Tensor> {
-        let c = self.c_attn.forward_ln(h, &self.ln_0)?;
+        let c = self.c_attn.forward_ln(h, &self.ln_0, true)?;
         let (b, n, _) = c.dims3()?;
         let o = if self.kind == AttnKind::Cross {
             let s = c.dim(2)?;
