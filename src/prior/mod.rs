@@ -598,19 +598,35 @@ impl Prior {
         tokens: &Tensor,
         chunk: usize,
     ) -> Result<()> {
+        self.prefill_chunks(cache, cond, tokens, chunk, false)
+            .map(|_| ())
+    }
+
+    /// The chunks of a prefill, each with its logits where `logits`; the weights' AMX-packed
+    /// copies (kept between chunks) are freed at the end, also on an error.
+    fn prefill_chunks(
+        &self,
+        cache: &mut PriorCache,
+        cond: &Conditioning,
+        tokens: &Tensor,
+        chunk: usize,
+        logits: bool,
+    ) -> Result<Vec<Tensor>> {
         let c = tokens.dim(1)?;
         let chunk = chunk.max(1);
+        let mut out = Vec::with_capacity(c.div_ceil(chunk));
         let mut s = 0;
         let run = (|| -> Result<()> {
             while s < c {
                 let len = chunk.min(c - s);
-                self.prefill_inner(cache, cond, &tokens.narrow(1, s, len)?, false)?;
+                let part = tokens.narrow(1, s, len)?;
+                out.extend(self.prefill_inner(cache, cond, &part, logits)?);
                 s += len;
             }
             Ok(())
         })();
         self.transformer.release_packed();
-        run
+        run.map(|_| out)
     }
 
     fn prefill_inner(
@@ -661,21 +677,7 @@ impl Prior {
         tokens: &Tensor,
         chunk: usize,
     ) -> Result<Tensor> {
-        let c = tokens.dim(1)?;
-        let chunk = chunk.max(1);
-        let mut out = Vec::with_capacity(c.div_ceil(chunk));
-        let mut s = 0;
-        let run = (|| -> Result<()> {
-            while s < c {
-                let len = chunk.min(c - s);
-                out.push(self.prefill(cache, cond, &tokens.narrow(1, s, len)?)?);
-                s += len;
-            }
-            Ok(())
-        })();
-        self.transformer.release_packed();
-        run?;
-        Tensor::cat(&out, 1)
+        Tensor::cat(&self.prefill_chunks(cache, cond, tokens, chunk, true)?, 1)
     }
 
     /// Run the next position: logits (N, vocab) predicting token `cache.pos`. Follow with
