@@ -206,7 +206,11 @@ pub fn summary_line(m: &Measurement) -> String {
         }
     }
     if let Some(r) = m.roofline_share {
-        s += &format!("  roofline {:.0}%", r * 100.0);
+        s += &format!("  roofline {:.0}% of copy", r * 100.0);
+        // A step only reads; on some machines reads stream well below the copy figure.
+        if let Some(rr) = m.roofline_share_read {
+            s += &format!(" ({:.0}% of read)", rr * 100.0);
+        }
     }
     if let Some(c) = m.copy_bytes_per_s {
         s += &format!(
@@ -219,4 +223,33 @@ pub fn summary_line(m: &Measurement) -> String {
         s += &format!("  peak {}", fmt_bytes(p as f64));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sampling line names both roofline shares, the copy one first (the measure).
+    #[test]
+    fn summary_line_gives_both_roofline_shares() {
+        let m = Measurement {
+            kind: "prior_sample".into(),
+            config: "mid".into(),
+            dtype: "f32".into(),
+            steps_per_s: Some(80.0),
+            roofline_share: Some(0.601),
+            roofline_share_read: Some(0.968),
+            ..Default::default()
+        };
+        let line = summary_line(&m);
+        assert!(
+            line.contains("roofline 60% of copy (97% of read)"),
+            "{line}"
+        );
+        let copy_only = Measurement {
+            roofline_share_read: None,
+            ..m
+        };
+        assert!(summary_line(&copy_only).ends_with("roofline 60% of copy"));
+    }
 }
