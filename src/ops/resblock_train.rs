@@ -7,7 +7,7 @@
 //! candle custom ops take at most three operands, so the four parameters travel as one packed
 //! vector `[w1 (H·C·K), b1 (H), w2 (C·H), b2 (C)]` built by a differentiable `cat`.
 
-use super::conv::{conv1d_raw, im2col, res_block_raw, Geo, TILE};
+use super::conv::{conv1d_raw, im2col, prefetch_next_tile, res_block_raw, Geo, TILE};
 use super::conv_train::relu_mask;
 use super::custom::{gemm_strided, slice, tensor, with_data, SharedOut};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
@@ -115,6 +115,9 @@ impl CustomOp2 for ResBlockOp {
                             let dyi = &dys[item * c * l + t0..];
                             let col = &mut col[..ck * nt];
                             im2col(xi, g, t0, nt, true, col);
+                            for row in dys[item * c * l..(item + 1) * c * l].chunks_exact(l) {
+                                prefetch_next_tile(row, t0 + nt, nt);
+                            }
                             let (hpre, hrelu, dh) =
                                 (&mut hpre[..h * nt], &mut hrelu[..h * nt], &mut dh[..h * nt]);
                             for (row, &bb) in hpre.chunks_exact_mut(nt).zip(b1) {
