@@ -44,7 +44,7 @@ for t in torch:
     k = t["kind"]
     if k in ("train_vqvae", "train_prior"):
         # timed optimiser steps (forward, backward, clip, Adam) after the warm-up steps
-        r = rget(kind=k)
+        r = rget(kind=k, dtype="f32")
         if r:
             if k == "train_vqvae":
                 add(f"{k} ({t['config']}) audio s/s", r.get("audio_s_per_wall_s"), t["audio_s_per_wall_s"], 2.0,
@@ -52,6 +52,11 @@ for t in torch:
             else:
                 rt = r.get("tokens_per_s", r.get("tokens_per_s_total"))
                 add(f"{k} ({t['config']}) tokens/s", rt, t["tokens_per_s"], 2.0, train_note(r, t))
+        # --amx-split (TRAIN_SPLIT=1): no target, its products are not f32's numbers
+        r = rget(kind=k, dtype="f32-amx-split")
+        if r and k == "train_vqvae":
+            add(f"{k} ({t['config']}) audio s/s, --amx-split", r.get("audio_s_per_wall_s"),
+                t["audio_s_per_wall_s"], None, "not f32's numbers; " + train_note(r, t))
         continue
     if k.startswith("vqvae_"):
         r = rget(kind=k, config=t["config"])

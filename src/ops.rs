@@ -7,6 +7,7 @@
 use candle_core::{DType, Result, Tensor, D};
 
 pub mod amx;
+pub mod amx_split;
 pub mod attn_train;
 pub mod conv;
 pub mod conv_train;

@@ -276,3 +276,27 @@ fn every_flag_has_help_text() {
         .collect();
     assert!(bare.is_empty(), "flags without help:\n{}", bare.join("\n"));
 }
+
+/// `--amx-split` runs where the CPU has AMX and is refused, by name, where it has not.
+#[test]
+fn amx_split_is_refused_without_amx() {
+    let (ok, text) = jukebox(&[
+        "train",
+        "vqvae",
+        "--preset",
+        "tiny",
+        "--print-config",
+        "--amx-split",
+    ]);
+    if jukebox::ops::amx_split::supported() {
+        assert!(
+            ok && text.contains("--amx-split") && text.contains("[model]"),
+            "{text}"
+        );
+    } else {
+        assert!(
+            !ok && text.contains("--amx-split needs a CPU with AMX-BF16"),
+            "{text}"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 //! cross-entropy) against the graph-op path it replaced, on the `tiny` configs: the same loss and
 //! the same gradients (relative L2 error ≤ 1e-5 per tensor) at the first step, the same losses for
 //! a few optimiser steps, and bit-identical repeats of the fast path (determinism for a seed).
+//! Where the CPU has AMX, the opt-in `--amx-split` products too, against their looser bound.
 //!
 //! One test in its own binary: it flips the process-wide `ops::set_train_fast` switch.
 
@@ -99,14 +100,19 @@ fn prior_run(cfg: &PriorRunConfig, fast: bool) -> (Vec<f64>, Vec<(String, Tensor
     (losses, grads)
 }
 
-fn compare(what: &str, fast: &[(String, Tensor)], graph: &[(String, Tensor)]) {
+/// Asserts every gradient within `tol` (relative L2) of the graph path's; returns the largest
+/// error.
+fn compare(what: &str, fast: &[(String, Tensor)], graph: &[(String, Tensor)], tol: f64) -> f64 {
     assert_eq!(fast.len(), graph.len());
     assert!(!fast.is_empty());
+    let mut worst = 0f64;
     for ((n, a), (m, b)) in fast.iter().zip(graph) {
         assert_eq!(n, m);
         let e = rel_l2(a, b);
-        assert!(e <= 1e-5, "{what} `{n}`: gradient relative error {e:.2e}");
+        assert!(e <= tol, "{what} `{n}`: gradient relative error {e:.2e}");
+        worst = worst.max(e);
     }
+    worst
 }
 
 fn close(what: &str, a: &[f64], b: &[f64]) {
@@ -131,7 +137,7 @@ fn fast_training_path_equals_graph_path_and_is_deterministic() {
         "VQ-VAE fast path not deterministic"
     );
     close("VQ-VAE", &fast.losses, &graph.losses);
-    compare("VQ-VAE", &fast.grads, &graph.grads);
+    let f32_err = compare("VQ-VAE", &fast.grads, &graph.grads, 1e-5);
     assert!(
         fast.losses[3] < fast.losses[0],
         "VQ-VAE loss did not fall: {:?}",
@@ -144,6 +150,31 @@ fn fast_training_path_equals_graph_path_and_is_deterministic() {
     let (lg, gg) = prior_run(&pr, false);
     assert_eq!(lf, la, "prior fast path not deterministic");
     close("prior", &lf, &lg);
-    compare("prior", &gf, &gg);
+    compare("prior", &gf, &gg, 1e-5);
+
+    // The opt-in split-bf16 AMX products (`--amx-split`) do not keep f32's numbers: their
+    // stated bound is looser (~2⁻¹⁷ per product; 4e-3 measured on these gradients, where the
+    // f32 paths agree to 4e-6). They must still be deterministic, be taken, and train.
+    if jukebox::ops::amx_split::set_enabled(true) {
+        let split = vq_run(&vq, true);
+        let again = vq_run(&vq, true);
+        jukebox::ops::amx_split::set_enabled(false);
+        assert_eq!(split.losses, again.losses, "--amx-split not deterministic");
+        let err = compare("VQ-VAE --amx-split", &split.grads, &graph.grads, 2e-2);
+        eprintln!("VQ-VAE gradients vs the graph path: f32 fast path {f32_err:.2e}, --amx-split {err:.2e}");
+        assert!(
+            err > 10.0 * f32_err,
+            "--amx-split changed nothing: was the path taken?"
+        );
+        let e = (split.losses[3] - graph.losses[3]).abs() / graph.losses[3].abs();
+        eprintln!("VQ-VAE loss after 4 steps: --amx-split off by {e:.2e} (relative)");
+        assert!(e < 1e-3, "--amx-split loss after 4 steps off by {e:.2e}");
+        assert!(
+            split.losses[3] < split.losses[0],
+            "--amx-split loss did not fall"
+        );
+    } else {
+        eprintln!("no AMX-BF16 on this CPU: the --amx-split path is not run");
+    }
     jukebox::ops::set_train_fast(true);
 }

@@ -79,6 +79,10 @@ pub struct Args {
     /// Training (VQ-VAE): the recording whose random windows are trained on.
     #[arg(long, default_value = "data/prompts/amen.wav")]
     pub audio: PathBuf,
+    /// Training: convolution products on AMX tiles, operands split into two bf16 parts (as
+    /// `jukebox train --amx-split`; not f32's numbers). Recorded as dtype `f32-amx-split`.
+    #[arg(long)]
+    pub amx_split: bool,
 }
 
 fn write_json(path: &std::path::Path, all: &[Measurement]) -> Result<()> {
@@ -134,7 +138,8 @@ fn run_train(a: &Args, kind: &str, dev: &Device) -> Result<()> {
         path.display(),
         a.warmup
     );
-    let m = if kind == "vqvae" {
+    super::train::set_amx_split(a.amx_split)?;
+    let mut m = if kind == "vqvae" {
         let cfg: VqvaeRunConfig = read_toml(&path)?;
         cfg.model.validate()?;
         let audio_path = jukebox::util::resolve_default(&a.audio.to_string_lossy());
@@ -147,6 +152,9 @@ fn run_train(a: &Args, kind: &str, dev: &Device) -> Result<()> {
         bench_train_prior(&cfg, &o, dev, &mut progress)?
     };
     bar.finish_and_clear();
+    if a.amx_split {
+        m.dtype = "f32-amx-split".into();
+    }
     if let Some(path) = &a.json {
         write_json(path, std::slice::from_ref(&m))?;
     }

@@ -436,7 +436,7 @@ fn pack_a(a: &mut [u16], x: &[f32], m: usize, k: usize, kp: usize, ln: Norm) {
 /// `v` rounded to bf16, nearest even (NaN stays NaN): `half::bf16::from_f32`'s result, in a
 /// form that vectorises.
 #[inline(always)]
-fn to_bf16_bits(v: f32) -> u16 {
+pub(crate) fn to_bf16_bits(v: f32) -> u16 {
     let b = v.to_bits();
     let rounded = (b.wrapping_add(0x7fff + (b >> 16 & 1)) >> 16) as u16;
     let nan = (b >> 16) as u16 | 0x40;
@@ -491,9 +491,9 @@ fn pack_b(b: &mut [u32], w: &[bf16], k: usize, n: usize, kp: usize, np: usize) {
 
 /// The tile shapes: eight tiles of 16 rows × 64 bytes (C: 0–3, A: 4–5, B: 6–7).
 #[repr(C, align(64))]
-struct TileCfg([u8; 64]);
+pub(crate) struct TileCfg(pub(crate) [u8; 64]);
 
-fn tile_cfg() -> TileCfg {
+pub(crate) fn tile_cfg() -> TileCfg {
     let mut c = [0u8; 64];
     c[0] = 1; // palette 1
     for t in 0..8 {

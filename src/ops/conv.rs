@@ -15,7 +15,8 @@
 //! Every entry point returns `Ok(None)` where it does not apply (not CPU f32, or a gradient
 //! is tracked on any operand): the caller then takes the differentiable path.
 
-use super::custom::SharedOut;
+pub(crate) use super::custom::Products;
+use super::custom::{gemm_strided, SharedOut, Weight};
 use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
 use rayon::prelude::*;
 
@@ -48,7 +49,7 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<Option
 }
 
 /// `dst (m × n, row stride ldd) = [dst +] beta · a (m × k, row stride lda) · b (k × n, row
-/// stride ldb)`, single-threaded.
+/// stride ldb)`, single-threaded, on gemm's f32 micro-kernel.
 ///
 /// # Safety
 /// Every pointer must be valid for the extents its dimensions and strides give.
@@ -66,26 +67,17 @@ pub(crate) unsafe fn sgemm(
     ldb: usize,
     beta: f32,
 ) {
-    gemm::gemm(
-        m,
-        n,
-        k,
+    gemm_strided(
+        (m, n, k),
         dst,
-        1,
-        ldd as isize,
+        (1, ldd as isize),
         read_dst,
         a,
-        1,
-        lda as isize,
+        (1, lda as isize),
         b,
-        1,
-        ldb as isize,
-        1.0,
+        (1, ldb as isize),
         beta,
-        false,
-        false,
-        false,
-        gemm::Parallelism::None,
+        Products::F32,
     );
 }
 
@@ -231,7 +223,17 @@ pub fn conv1d(
         dil: dilation,
     };
     let out = with_f32(x, |xs| {
-        Ok(conv1d_raw(xs, n, g, &wv, &bv, l_out, pre_relu, post_relu))
+        Ok(conv1d_raw(
+            xs,
+            n,
+            g,
+            &wv,
+            &bv,
+            l_out,
+            pre_relu,
+            post_relu,
+            Products::F32,
+        ))
     })?;
     match out {
         Some(out) => Tensor::from_vec(out, (n, c_out, l_out), &Device::Cpu).map(Some),
@@ -251,6 +253,7 @@ pub(crate) fn conv1d_raw(
     l_out: usize,
     pre_relu: bool,
     post_relu: bool,
+    prod: Products,
 ) -> Vec<f32> {
     let (c_in, l, c_out) = (g.c_in, g.l_in, bv.len());
     let kk = c_in * g.k;
@@ -258,6 +261,7 @@ pub(crate) fn conv1d_raw(
     let mut out = Vec::<f32>::with_capacity(n * c_out * l_out);
     // Every tile writes only its own columns of the output (disjoint element sets).
     let op = SharedOut(out.as_mut_ptr());
+    let wt = Weight::new(prod, wv, (c_out, kk), (1, kk as isize));
     for_tiles(n, l_out, kk * TILE, |item, t0, nt, col| {
         let xi = &xs[item * c_in * l..(item + 1) * c_in * l];
         im2col(xi, g, t0, nt, pre_relu, &mut col[..kk * nt]);
@@ -270,17 +274,13 @@ pub(crate) fn conv1d_raw(
                     d.add(i).write(bb);
                 }
             }
-            sgemm(
-                c_out,
+            wt.times(
                 nt,
-                kk,
                 dst,
-                l_out,
+                (1, l_out as isize),
                 true,
-                wv.as_ptr(),
-                kk,
                 col.as_ptr(),
-                nt,
+                (1, nt as isize),
                 1.0,
             );
             if post_relu {
@@ -337,6 +337,7 @@ pub fn res_block(
             g,
             (&w1v, &b1v, &w2v, &b2v),
             res_scale as f32,
+            Products::F32,
         ))
     })?;
     match out {
@@ -353,12 +354,17 @@ pub(crate) fn res_block_raw(
     g: Geo,
     (w1v, b1v, w2v, b2v): (&[f32], &[f32], &[f32], &[f32]),
     r: f32,
+    prod: Products,
 ) -> Vec<f32> {
     let (c, l, h) = (g.c_in, g.l_in, b1v.len());
     let kk = c * g.k;
     let mut out = Vec::<f32>::with_capacity(n * c * l);
     // Every tile writes only its own columns of the output (disjoint element sets).
     let op = SharedOut(out.as_mut_ptr());
+    let (w1, w2) = (
+        Weight::new(prod, w1v, (h, kk), (1, kk as isize)),
+        Weight::new(prod, w2v, (c, h), (1, h as isize)),
+    );
     for_tiles(n, l, (kk + h) * TILE, |item, t0, nt, scratch| {
         let xi = &xs[item * c * l..(item + 1) * c * l];
         let (col, hid) = scratch.split_at_mut(kk * TILE);
@@ -370,17 +376,13 @@ pub(crate) fn res_block_raw(
         // SAFETY: the buffers hold the extents given; the output columns t0..t0+nt of
         // this item belong to this tile only.
         unsafe {
-            sgemm(
-                h,
+            w1.times(
                 nt,
-                kk,
                 hid.as_mut_ptr(),
-                nt,
+                (1, nt as isize),
                 true,
-                w1v.as_ptr(),
-                kk,
                 col.as_ptr(),
-                nt,
+                (1, nt as isize),
                 1.0,
             );
             for v in hid.iter_mut() {
@@ -395,7 +397,15 @@ pub(crate) fn res_block_raw(
                     d.add(i).write(xv + rb);
                 }
             }
-            sgemm(c, nt, h, dst, l, true, w2v.as_ptr(), h, hid.as_ptr(), nt, r);
+            w2.times(
+                nt,
+                dst,
+                (1, l as isize),
+                true,
+                hid.as_ptr(),
+                (1, nt as isize),
+                r,
+            );
         }
     });
     // SAFETY: the tiles wrote every element (each column range of every row).
@@ -439,7 +449,17 @@ pub fn conv_transpose1d(
     }
     let out = with_f32(x, |xs| {
         Ok(conv_transpose1d_raw(
-            xs, n, c_in, l, &wv, &bv, k, stride, padding, l_out,
+            xs,
+            n,
+            c_in,
+            l,
+            &wv,
+            &bv,
+            k,
+            stride,
+            padding,
+            l_out,
+            Products::F32,
         ))
     })?;
     match out {
@@ -462,6 +482,7 @@ pub(crate) fn conv_transpose1d_raw(
     stride: usize,
     padding: usize,
     l_out: usize,
+    prod: Products,
 ) -> Vec<f32> {
     let c_out = bv.len();
     let m = k.div_ceil(stride);
@@ -504,6 +525,7 @@ pub(crate) fn conv_transpose1d_raw(
     let mut out = Vec::<f32>::with_capacity(n * c_out * l_out);
     // Every tile writes only its own columns of the output (disjoint element sets).
     let op = SharedOut(out.as_mut_ptr());
+    let wt = Weight::new(prod, &wq, (rows, kk), (1, kk as isize));
     for_tiles(n, q_len, (kk + rows) * TILE, |item, q0, nq, scratch| {
         let xi = &xs[item * c_in * l..(item + 1) * c_in * l];
         let (col, tmp) = scratch.split_at_mut(kk * TILE);
@@ -512,17 +534,13 @@ pub(crate) fn conv_transpose1d_raw(
         // SAFETY: buffer extents as given; output positions (q0..q0+nq)·stride + r − pad
         // are this tile's alone.
         unsafe {
-            sgemm(
-                rows,
+            wt.times(
                 nq,
-                kk,
                 tmp.as_mut_ptr(),
-                nq,
+                (1, nq as isize),
                 false,
-                wq.as_ptr(),
-                kk,
                 col.as_ptr(),
-                nq,
+                (1, nq as isize),
                 1.0,
             );
             for r in 0..stride {

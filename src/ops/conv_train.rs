@@ -19,7 +19,7 @@
 
 use super::conv::{conv1d_raw, conv_transpose1d_raw, im2col, Geo};
 pub use super::custom::applicable;
-use super::custom::{slice, tensor, with_data};
+use super::custom::{gemm_strided, slice, tensor, with_data, Products};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -30,6 +30,7 @@ const CHUNKS: usize = 8;
 
 /// `Σ_items a_item (A × T) · im2col(src_item)ᵀ (T × C·K)` → (A × C·K), with `src` (n, g.c_in,
 /// g.l_in) gathered by `g` for T = `t` output columns (ReLU applied to `src` when `relu`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn weight_grad_raw(
     a: &[f32],
     src: &[f32],
@@ -38,6 +39,7 @@ pub(crate) fn weight_grad_raw(
     t: usize,
     g: Geo,
     relu: bool,
+    prod: Products,
 ) -> Vec<f32> {
     let ck = g.c_in * g.k;
     let tiles = t.div_ceil(TILE);
@@ -57,26 +59,17 @@ pub(crate) fn weight_grad_raw(
                 // SAFETY: acc is rows × ck; ai rows of stride t hold nt columns from t0; col
                 // is ck × nt read transposed (column stride nt, row stride 1).
                 unsafe {
-                    gemm::gemm(
-                        rows,
-                        ck,
-                        nt,
+                    gemm_strided(
+                        (rows, ck, nt),
                         acc.as_mut_ptr(),
-                        1,
-                        ck as isize,
+                        (1, ck as isize),
                         true,
                         ai.as_ptr(),
-                        1,
-                        t as isize,
+                        (1, t as isize),
                         col.as_ptr(),
-                        nt as isize,
-                        1,
+                        (nt as isize, 1),
                         1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
+                        prod,
                     );
                 }
             }
@@ -181,7 +174,17 @@ impl CustomOp3 for Conv1dOp {
         );
         let g = self.geo(c_in, l, k);
         let l_out = (l + 2 * self.padding - self.dilation * (k - 1) - 1) / self.stride + 1;
-        let y = conv1d_raw(x, n, g, w, b, l_out, self.pre_relu, false);
+        let y = conv1d_raw(
+            x,
+            n,
+            g,
+            w,
+            b,
+            l_out,
+            self.pre_relu,
+            false,
+            Products::training(),
+        );
         Ok((CpuStorage::F32(y), Shape::from((n, c_out, l_out))))
     }
 
@@ -198,6 +201,7 @@ impl CustomOp3 for Conv1dOp {
         let l_out = dy.dim(2)?;
         let wv = w.detach().flatten_all()?.to_vec1::<f32>()?;
         let zero = vec![0f32; c_in];
+        let prod = Products::training();
         let (dx, dw, db) = with_data(dy, |dys| {
             let dx = if self.stride == 1 {
                 // dx = conv1d(dy, W'), W'[ci, co, j] = W[co, ci, K−1−j].
@@ -218,7 +222,7 @@ impl CustomOp3 for Conv1dOp {
                     pad: span - self.padding,
                     dil: self.dilation,
                 };
-                conv1d_raw(dys, n, g, &wf, &zero, l, false, false)
+                conv1d_raw(dys, n, g, &wf, &zero, l, false, false, prod)
             } else {
                 // dx = conv_transpose1d(dy, W) with W read as (C_out → C_in).
                 conv_transpose1d_raw(
@@ -232,6 +236,7 @@ impl CustomOp3 for Conv1dOp {
                     self.stride,
                     self.padding,
                     l,
+                    prod,
                 )
             };
             let (dx, dw) = with_data(x, |xs| {
@@ -242,7 +247,7 @@ impl CustomOp3 for Conv1dOp {
                 let g = self.geo(c_in, l, k);
                 Ok((
                     dx,
-                    weight_grad_raw(dys, xs, n, c_out, l_out, g, self.pre_relu),
+                    weight_grad_raw(dys, xs, n, c_out, l_out, g, self.pre_relu, prod),
                 ))
             })?;
             Ok((dx, dw, bias_grad(dys, n, c_out, l_out)))
@@ -284,7 +289,19 @@ impl CustomOp3 for ConvTranspose1dOp {
             slice(s3, l3, "conv_transpose1d")?,
         );
         let l_out = (l - 1) * self.stride + k - 2 * self.padding;
-        let y = conv_transpose1d_raw(x, n, c_in, l, w, b, k, self.stride, self.padding, l_out);
+        let y = conv_transpose1d_raw(
+            x,
+            n,
+            c_in,
+            l,
+            w,
+            b,
+            k,
+            self.stride,
+            self.padding,
+            l_out,
+            Products::training(),
+        );
         Ok((CpuStorage::F32(y), Shape::from((n, c_out, l_out))))
     }
 
@@ -310,9 +327,12 @@ impl CustomOp3 for ConvTranspose1dOp {
             dil: 1,
         };
         let zero = vec![0f32; c_in];
+        let prod = Products::training();
         let (dx, dw, db) = with_data(dy, |dys| {
-            let dx = conv1d_raw(dys, n, g, &wv, &zero, l, false, false);
-            let dw = with_data(x, |xs| Ok(weight_grad_raw(xs, dys, n, c_in, l, g, false)))?;
+            let dx = conv1d_raw(dys, n, g, &wv, &zero, l, false, false, prod);
+            let dw = with_data(x, |xs| {
+                Ok(weight_grad_raw(xs, dys, n, c_in, l, g, false, prod))
+            })?;
             Ok((dx, dw, bias_grad(dys, n, c_out, l_out)))
         })?;
         Ok((
@@ -511,7 +531,7 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap()
-                .install(|| weight_grad_raw(&dy, &x, n, co, l, g, true))
+                .install(|| weight_grad_raw(&dy, &x, n, co, l, g, true, Products::training()))
         };
         let one = run(1);
         assert_eq!(one, run(2));

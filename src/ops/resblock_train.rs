@@ -9,7 +9,7 @@
 
 use super::conv::{conv1d_raw, im2col, prefetch_next_tile, res_block_raw, Geo, TILE};
 use super::conv_train::relu_mask;
-use super::custom::{gemm_strided, slice, tensor, with_data, SharedOut};
+use super::custom::{gemm_strided, slice, tensor, with_data, Products, SharedOut, Weight};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -75,7 +75,8 @@ impl CustomOp2 for ResBlockOp {
         if !self.supports(c, p.len()) {
             candle_core::bail!("res_block: {} packed parameters for {c} channels", p.len());
         }
-        let y = res_block_raw(x, n, self.geo(c, l), self.split(p, c), self.res_scale);
+        let prod = Products::training();
+        let y = res_block_raw(x, n, self.geo(c, l), self.split(p, c), self.res_scale, prod);
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -92,6 +93,11 @@ impl CustomOp2 for ResBlockOp {
         let (w1, b1, w2, _) = self.split(&pv, c);
         let g = self.geo(c, l);
         let ck = c * k;
+        let prod = Products::training();
+        let (w1t, w2t) = (
+            Weight::new(prod, w1, (h, ck), (1, ck as isize)),
+            Weight::new(prod, w2, (h, c), (h as isize, 1)),
+        );
         let (dx, dp) = with_data(x, |xs| {
             with_data(dy, |dys| {
                 // Pass 1, per tile: recompute the hidden layer, accumulate the parameter
@@ -130,17 +136,14 @@ impl CustomOp2 for ResBlockOp {
                             // give (tile nt ≤ TILE columns; dy rows of stride l from t0).
                             unsafe {
                                 // hpre = b1 + W1·col
-                                gemm_strided(
-                                    (h, nt, ck),
+                                w1t.times(
+                                    nt,
                                     hpre.as_mut_ptr(),
                                     (1, nt as isize),
                                     true,
-                                    w1.as_ptr(),
-                                    (1, ck as isize),
                                     col.as_ptr(),
                                     (1, nt as isize),
                                     1.0,
-                                    false,
                                 );
                                 for (d, &v) in hrelu.iter_mut().zip(hpre.iter()) {
                                     *d = v.max(0.0);
@@ -156,20 +159,17 @@ impl CustomOp2 for ResBlockOp {
                                     hrelu.as_ptr(),
                                     (nt as isize, 1),
                                     r,
-                                    false,
+                                    prod,
                                 );
                                 // dh = r·W2ᵀ·dy
-                                gemm_strided(
-                                    (h, nt, c),
+                                w2t.times(
+                                    nt,
                                     dh.as_mut_ptr(),
                                     (1, nt as isize),
                                     false,
-                                    w2.as_ptr(),
-                                    (h as isize, 1),
                                     dyi.as_ptr(),
                                     (1, l as isize),
                                     r,
-                                    false,
                                 );
                             }
                             for (co, s) in db2.iter_mut().enumerate() {
@@ -191,7 +191,7 @@ impl CustomOp2 for ResBlockOp {
                                     col.as_ptr(),
                                     (nt as isize, 1),
                                     1.0,
-                                    false,
+                                    prod,
                                 );
                                 for hh in 0..h {
                                     let dst = out.ptr().add((item * h + hh) * l + t0);
@@ -222,7 +222,7 @@ impl CustomOp2 for ResBlockOp {
                     }
                 }
                 let gd = Geo { c_in: h, ..g };
-                let mut dx = conv1d_raw(&dhid, n, gd, &wf, &vec![0f32; c], l, false, false);
+                let mut dx = conv1d_raw(&dhid, n, gd, &wf, &vec![0f32; c], l, false, false, prod);
                 relu_mask(&mut dx, xs);
                 for (d, &v) in dx.iter_mut().zip(dys) {
                     *d += v;
