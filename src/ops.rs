@@ -16,6 +16,7 @@ pub mod fused;
 pub mod fused_train;
 pub mod gemv;
 mod gemv512;
+mod products;
 pub mod q8;
 pub mod resblock_train;
 #[cfg(test)]

@@ -15,8 +15,9 @@
 //! Every entry point returns `Ok(None)` where it does not apply (not CPU f32, or a gradient
 //! is tracked on any operand): the caller then takes the differentiable path.
 
-pub(crate) use super::custom::Products;
-use super::custom::{gemm_strided, SharedOut, Weight};
+use super::custom::SharedOut;
+pub(crate) use super::products::Products;
+use super::products::{gemm_strided, Weight};
 use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
 use rayon::prelude::*;
 

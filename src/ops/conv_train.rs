@@ -19,7 +19,8 @@
 
 use super::conv::{conv1d_raw, conv_transpose1d_raw, im2col, Geo};
 pub use super::custom::applicable;
-use super::custom::{gemm_strided, slice, tensor, with_data, Products};
+use super::custom::{slice, tensor, with_data};
+use super::products::{gemm_strided, Products};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 

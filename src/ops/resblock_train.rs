@@ -9,7 +9,8 @@
 
 use super::conv::{conv1d_raw, im2col, prefetch_next_tile, res_block_raw, Geo, TILE};
 use super::conv_train::relu_mask;
-use super::custom::{gemm_strided, slice, tensor, with_data, Products, SharedOut, Weight};
+use super::custom::{slice, tensor, with_data, SharedOut};
+use super::products::{gemm_strided, Products, Weight};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
