@@ -604,6 +604,7 @@ unsafe fn block(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::test_util::xorshift_values as data;
 
     /// The f64 product of bf16-rounded x and the bf16 weights, plus the bias.
     fn reference(x: &[f32], m: usize, k: usize, w: &[bf16], n: usize, bias: &[f32]) -> Vec<f32> {
@@ -619,18 +620,6 @@ mod tests {
             }
         }
         y
-    }
-
-    fn data(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-            })
-            .collect()
     }
 
     #[test]

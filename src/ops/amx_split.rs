@@ -314,18 +314,7 @@ unsafe fn kernel(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn data(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::ops::test_util::xorshift_values as data;
 
     /// Against the f64 product, on padded and aligned shapes, every stride pattern the training
     /// convolutions use (row-major, transposed A, transposed B), with and without accumulation.

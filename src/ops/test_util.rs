@@ -38,3 +38,17 @@ pub fn rel_max(a: &Tensor, b: &Tensor) -> f64 {
     let d = f((a - b).unwrap().abs().unwrap().max_all().unwrap());
     d / f(b.abs().unwrap().max_all().unwrap()).max(1e-12)
 }
+
+/// `len` values uniform in [-1, 1) with 24 random bits each (xorshift64 from `seed`): plain
+/// slices for the kernels' tests, the same on every machine.
+pub fn xorshift_values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}

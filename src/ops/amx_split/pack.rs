@@ -318,21 +318,10 @@ unsafe fn pack_b_group(
 mod tests {
     use super::super::supported;
     use super::*;
+    use crate::ops::test_util::xorshift_values as data;
 
     /// Column blocking of the kernel (the packed B is padded to it).
     const B: usize = 32;
-
-    fn data(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-            })
-            .collect()
-    }
 
     /// The vector packings (row-major B, and B with K along memory, which is transposed)
     /// give the scalar packing's bits.
