@@ -277,7 +277,8 @@ fn every_flag_has_help_text() {
     assert!(bare.is_empty(), "flags without help:\n{}", bare.join("\n"));
 }
 
-/// `--amx-split` runs where the CPU has AMX and is refused, by name, where it has not.
+/// `--amx-split` runs where the CPU has AMX and is refused, by name, where it has not or where
+/// the run is not on the CPU.
 #[test]
 fn amx_split_is_refused_without_amx() {
     let (ok, text) = jukebox(&[
@@ -299,4 +300,19 @@ fn amx_split_is_refused_without_amx() {
             "{text}"
         );
     }
+    // It has no meaning off the CPU, and says so rather than being ignored.
+    let (ok, text) = jukebox(&[
+        "train",
+        "vqvae",
+        "--preset",
+        "tiny",
+        "--print-config",
+        "--amx-split",
+        "--device",
+        "cuda",
+    ]);
+    assert!(
+        !ok && text.contains("--amx-split is for training on the CPU"),
+        "{text}"
+    );
 }

@@ -138,7 +138,7 @@ fn run_train(a: &Args, kind: &str, dev: &Device) -> Result<()> {
         path.display(),
         a.warmup
     );
-    super::train::set_amx_split(a.amx_split)?;
+    super::train::set_amx_split(a.amx_split, &a.device)?;
     let mut m = if kind == "vqvae" {
         let cfg: VqvaeRunConfig = read_toml(&path)?;
         cfg.model.validate()?;

@@ -68,8 +68,11 @@ pub struct Common {
 }
 
 /// Turns the split-bf16 AMX products on (`--amx-split`) or leaves them off; an error where the
-/// CPU cannot run them.
-pub(crate) fn set_amx_split(on: bool) -> Result<()> {
+/// CPU cannot run them or the run is not on the CPU.
+pub(crate) fn set_amx_split(on: bool, device: &str) -> Result<()> {
+    if on && device != "cpu" {
+        bail!("--amx-split is for training on the CPU (AMX tiles); leave it out with --device {device}");
+    }
     if jukebox::ops::amx_split::set_enabled(on) != on {
         bail!(
             "--amx-split needs a CPU with AMX-BF16 and AVX512-BF16 (Intel Sapphire Rapids or \
@@ -184,7 +187,7 @@ pub fn run(args: Args) -> Result<()> {
     match args.cmd {
         Cmd::Vqvae(a) => {
             let c = &a.common;
-            set_amx_split(c.amx_split)?;
+            set_amx_split(c.amx_split, &c.device)?;
             let cfg = match &c.config {
                 Some(p) => read_toml::<VqvaeRunConfig>(p)?,
                 None => VqvaeRunConfig::preset(&preset_name(c)?)?,
@@ -211,7 +214,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         Cmd::Prior(a) => {
             let c = &a.common;
-            set_amx_split(c.amx_split)?;
+            set_amx_split(c.amx_split, &c.device)?;
             let vq_cfg = match &a.vqvae {
                 Some(p) => jukebox::train::component::load_vqvae(p, &Device::Cpu)?.0,
                 None if c.print_config => VqvaeRunConfig::preset(&preset_name(c)?)?.model,
