@@ -59,7 +59,7 @@ pub struct Common {
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Convolution products on Intel AMX tiles, each f32 operand split into two bf16 parts
-    /// (CPUs with AMX-BF16): VQ-VAE steps 1.26x faster (a prior's: only its conditioner's
+    /// (CPUs with AMX-BF16): VQ-VAE steps 1.2-1.26x faster (a prior's: only its conditioner's
     /// convolutions), but each product is good to ~2^-17 instead of f32's 2^-24, so gradients
     /// differ from the default path's (up to ~4e-3 relative on a small model) and a run repeats
     /// bit for bit only with the same choice.
