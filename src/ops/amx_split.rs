@@ -15,10 +15,10 @@
 //! micro-kernel and its bits. Each output is summed by one block over the whole K in a fixed
 //! order, so results do not depend on the thread count.
 
+mod pack;
+
 use super::amx::tile_cfg;
 use pack::{pack_a, pack_b};
-
-mod pack;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Off unless [`set_enabled`] turned it on.
@@ -74,19 +74,20 @@ pub(crate) struct PackedA {
 }
 
 impl PackedA {
-    /// Packs `a` (m × k, strides (column, row)).
+    /// Packs `a` (m × k, strides (column, row)) into `buf` (grown as needed).
     ///
     /// # Safety
-    /// `a` valid for the extents its dimensions and strides give.
-    pub(crate) unsafe fn new(
+    /// [`supported`]; `a` valid for the extents its dimensions and strides give.
+    pub(crate) unsafe fn new_in(
+        mut buf: Vec<u16>,
         a: *const f32,
         (m, k): (usize, usize),
         strides: (isize, isize),
     ) -> Self {
         let (mp, kp) = (m.next_multiple_of(B), k.next_multiple_of(32));
-        let mut buf = vec![0u16; mp * kp * 2];
+        buf.resize(buf.len().max(mp * kp * 2), 0);
         if kp > 0 {
-            pack_a(&mut buf, a, (m, k), strides, kp);
+            pack_a(&mut buf[..mp * kp * 2], a, (m, k), strides, kp);
         }
         PackedA { buf, m, k }
     }
@@ -102,25 +103,21 @@ impl PackedA {
 pub(crate) unsafe fn gemm(
     (m, n, k): (usize, usize, usize),
     dst: *mut f32,
-    (dcs, drs): (isize, isize),
+    ds: (isize, isize),
     acc: bool,
     a: *const f32,
-    (acs, ars): (isize, isize),
+    a_s: (isize, isize),
     b: *const f32,
-    (bcs, brs): (isize, isize),
+    b_s: (isize, isize),
     beta: f32,
 ) {
     if m == 0 || n == 0 {
         return;
     }
-    let (mp, kp) = (m.next_multiple_of(B), k.next_multiple_of(32));
-    let mut pa = SCRATCH.with_borrow_mut(|s| std::mem::take(&mut s.a));
-    pa.resize(pa.len().max(mp * kp * 2), 0);
-    if kp > 0 {
-        pack_a(&mut pa[..mp * kp * 2], a, (m, k), (acs, ars), kp);
-    }
-    let packed = PackedA { buf: pa, m, k };
-    gemm_packed(&packed, n, dst, (dcs, drs), acc, b, (bcs, brs), beta);
+    // The per-thread buffer is lent to the packing and taken back.
+    let buf = SCRATCH.with_borrow_mut(|s| std::mem::take(&mut s.a));
+    let packed = PackedA::new_in(buf, a, (m, k), a_s);
+    gemm_packed(&packed, n, dst, ds, acc, b, b_s, beta);
     SCRATCH.with_borrow_mut(|s| s.a = packed.buf);
 }
 

@@ -527,16 +527,19 @@ mod tests {
             pad: 1,
             dil: 1,
         };
-        let run = |threads: usize| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| weight_grad_raw(&dy, &x, n, co, l, g, true, Products::training()))
-        };
-        let one = run(1);
-        assert_eq!(one, run(2));
-        assert_eq!(one, run(3));
-        assert!(one.iter().any(|v| v.abs() > 1.0));
+        // Both kernels (`Split` runs as F32 where the CPU has no AMX).
+        for p in [Products::F32, Products::Split] {
+            let run = |threads: usize| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(|| weight_grad_raw(&dy, &x, n, co, l, g, true, p))
+            };
+            let one = run(1);
+            assert_eq!(one, run(2), "{p:?}");
+            assert_eq!(one, run(3), "{p:?}");
+            assert!(one.iter().any(|v| v.abs() > 1.0));
+        }
     }
 }

@@ -103,8 +103,9 @@ impl<'a> Weight<'a> {
             "weight extents"
         );
         // SAFETY: the extents were checked above; `times` runs the kernel only where supported.
-        let packed = (p == Products::Split && super::amx_split::supported())
-            .then(|| unsafe { super::amx_split::PackedA::new(w.as_ptr(), mk, strides) });
+        let packed = (p == Products::Split && super::amx_split::supported()).then(|| unsafe {
+            super::amx_split::PackedA::new_in(Vec::new(), w.as_ptr(), mk, strides)
+        });
         Weight {
             w,
             mk,

@@ -1,6 +1,7 @@
 //! Splitting f32 operands into (hi, lo) bf16 parts and packing them as AMX tiles: A as rows of
 //! 32 values, B as pairs of rows (the layout `tdpbf16ps` multiplies), with AVX-512 conversions
-//! (`vcvtne2ps2bf16`) and 16 × 16 transposes where the operand's K does not run along rows.
+//! (`vcvtne2ps2bf16`) and a 16 × 16 transpose where B's K runs along memory. On x86_64 the
+//! packing functions use AVX512-BF16 unconditionally: callers hold [`super::supported`].
 
 use super::super::amx::to_bf16_bits;
 
@@ -50,34 +51,6 @@ unsafe fn split_columns(x: *const f32, cs: isize, hi: &mut [u32], lo: &mut [u32]
             hi[16 * p + j] = h0 as u32 | (h1 as u32) << 16;
             lo[16 * p + j] = l0 as u32 | (l1 as u32) << 16;
         }
-    }
-}
-
-/// Transposes 16 × 16 u32 in place.
-fn transpose_tile(t: &mut [u32; 256]) {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F is present; loads and stores stay inside `t`.
-        return unsafe { transpose_tile_avx512(t) };
-    }
-    for r in 0..16 {
-        for c in r + 1..16 {
-            t.swap(r * 16 + c, c * 16 + r);
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn transpose_tile_avx512(t: &mut [u32; 256]) {
-    use avx::*;
-    let mut r = [_mm512_setzero_si512(); 16];
-    for (i, v) in r.iter_mut().enumerate() {
-        *v = _mm512_loadu_si512(t.as_ptr().add(16 * i) as *const _);
-    }
-    transpose16(&mut r);
-    for (i, v) in r.iter().enumerate() {
-        _mm512_storeu_si512(t.as_mut_ptr().add(16 * i) as *mut _, *v);
     }
 }
 
@@ -179,65 +152,24 @@ pub(super) unsafe fn pack_a(
     pa: &mut [u16],
     a: *const f32,
     (m, k): (usize, usize),
-    strides: (isize, isize),
-    kp: usize,
-) {
-    for (g, grp) in pa.chunks_exact_mut(kp / 32 * 1024).enumerate() {
-        pack_a_group(grp, a, g, (m, k), strides, kp);
-    }
-}
-
-/// Row group `g` of [`pack_a`].
-unsafe fn pack_a_group(
-    grp: &mut [u16],
-    a: *const f32,
-    g: usize,
-    (m, k): (usize, usize),
     (cs, rs): (isize, isize),
     kp: usize,
 ) {
     let steps = kp / 32;
-    let mut done = 0;
-    if rs == 1 && g * 16 + 16 <= m {
-        // Rows run along memory (a transposed operand): 16 pairs of k as pair tiles, then a
-        // transpose makes each row's 32 values contiguous.
-        let (mut th, mut tl) = ([0u32; 256], [0u32; 256]);
-        while done < steps && done * 32 + 32 <= k {
-            let base = a.add(g * 16);
-            for p in 0..16 {
-                let kk = (done * 32 + 2 * p) as isize;
-                split_pairs(
-                    base.offset(kk * cs),
-                    base.offset((kk + 1) * cs),
-                    th[p * 16..].as_mut_ptr(),
-                    tl[p * 16..].as_mut_ptr(),
-                );
-            }
-            transpose_tile(&mut th);
-            transpose_tile(&mut tl);
-            let (hi, lo) = grp[done * 1024..done * 1024 + 1024].split_at_mut(512);
-            for (d, v) in hi.chunks_exact_mut(2).zip(&th) {
-                (d[0], d[1]) = (*v as u16, (*v >> 16) as u16);
-            }
-            for (d, v) in lo.chunks_exact_mut(2).zip(&tl) {
-                (d[0], d[1]) = (*v as u16, (*v >> 16) as u16);
-            }
-            done += 1;
-        }
-    }
-    for r in 0..16 {
-        let i = g * 16 + r;
+    for i in 0..pa.len() / (steps * 64) {
+        // Row i's 32 values of k step s start at `at(s)` in its group, its lo part 512 later.
+        let at = |s: usize| (i / 16 * steps + s) * 1024 + i % 16 * 32;
         if i >= m {
-            for s in done..steps {
-                grp[s * 1024 + r * 32..][..32].fill(0);
-                grp[s * 1024 + 512 + r * 32..][..32].fill(0);
+            for s in 0..steps {
+                pa[at(s)..][..32].fill(0);
+                pa[at(s) + 512..][..32].fill(0);
             }
             continue;
         }
         let row = a.offset(i as isize * rs);
-        for s in done..steps {
-            let (hi, lo) = grp[s * 1024..s * 1024 + 1024].split_at_mut(512);
-            let (hi, lo) = (&mut hi[r * 32..r * 32 + 32], &mut lo[r * 32..r * 32 + 32]);
+        for s in 0..steps {
+            let (hi, lo) = pa[at(s)..at(s) + 544].split_at_mut(512);
+            let (hi, lo) = (&mut hi[..32], &mut lo[..32]);
             let k0 = s * 32;
             if cs == 1 && k0 + 32 <= k {
                 split32(row.add(k0), hi.as_mut_ptr(), lo.as_mut_ptr());
@@ -262,20 +194,6 @@ pub(super) unsafe fn pack_b(
     pb: &mut [u32],
     b: *const f32,
     (k, n): (usize, usize),
-    strides: (isize, isize),
-    kp: usize,
-) {
-    for (g, grp) in pb.chunks_exact_mut(kp / 32 * 512).enumerate() {
-        pack_b_group(grp, b, g, (k, n), strides, kp);
-    }
-}
-
-/// Column group `g` of [`pack_b`].
-unsafe fn pack_b_group(
-    grp: &mut [u32],
-    b: *const f32,
-    g: usize,
-    (k, n): (usize, usize),
     (cs, rs): (isize, isize),
     kp: usize,
 ) {
@@ -287,27 +205,29 @@ unsafe fn pack_b_group(
             (0, 0)
         }
     };
-    let j0 = g * 16;
-    for s in 0..steps {
-        let (hi, lo) = grp[s * 512..s * 512 + 512].split_at_mut(256);
-        if rs == 1 && j0 + 16 <= n && s * 32 + 32 <= k {
-            // K runs along memory: each column's 32 values are its 16 pairs, which go down
-            // the tile's column (a transpose).
-            split_columns(b.offset(j0 as isize * cs).add(s * 32), cs, hi, lo);
-            continue;
-        }
-        for p in 0..16 {
-            let k0 = s * 32 + 2 * p;
-            let (hi, lo) = (&mut hi[p * 16..p * 16 + 16], &mut lo[p * 16..p * 16 + 16]);
-            if cs == 1 && j0 + 16 <= n && k0 + 1 < k {
-                let r0 = b.offset(k0 as isize * rs).add(j0);
-                let r1 = b.offset((k0 + 1) as isize * rs).add(j0);
-                split_pairs(r0, r1, hi.as_mut_ptr(), lo.as_mut_ptr());
-            } else {
-                for jj in 0..16 {
-                    let ((h0, l0), (h1, l1)) = (at(k0, j0 + jj), at(k0 + 1, j0 + jj));
-                    hi[jj] = h0 as u32 | (h1 as u32) << 16;
-                    lo[jj] = l0 as u32 | (l1 as u32) << 16;
+    for (g, grp) in pb.chunks_exact_mut(steps * 512).enumerate() {
+        let j0 = g * 16;
+        for s in 0..steps {
+            let (hi, lo) = grp[s * 512..s * 512 + 512].split_at_mut(256);
+            if rs == 1 && j0 + 16 <= n && s * 32 + 32 <= k {
+                // K runs along memory: each column's 32 values are its 16 pairs, which go
+                // down the tile's column (a transpose).
+                split_columns(b.offset(j0 as isize * cs).add(s * 32), cs, hi, lo);
+                continue;
+            }
+            for p in 0..16 {
+                let k0 = s * 32 + 2 * p;
+                let (hi, lo) = (&mut hi[p * 16..p * 16 + 16], &mut lo[p * 16..p * 16 + 16]);
+                if cs == 1 && j0 + 16 <= n && k0 + 1 < k {
+                    let r0 = b.offset(k0 as isize * rs).add(j0);
+                    let r1 = b.offset((k0 + 1) as isize * rs).add(j0);
+                    split_pairs(r0, r1, hi.as_mut_ptr(), lo.as_mut_ptr());
+                } else {
+                    for jj in 0..16 {
+                        let ((h0, l0), (h1, l1)) = (at(k0, j0 + jj), at(k0 + 1, j0 + jj));
+                        hi[jj] = h0 as u32 | (h1 as u32) << 16;
+                        lo[jj] = l0 as u32 | (l1 as u32) << 16;
+                    }
                 }
             }
         }
@@ -362,8 +282,8 @@ mod tests {
                 }
             }
         }
-        // A row-major, and A with its rows along memory (transposed; 40 rows: two whole
-        // groups by the transpose, one padded group by the scalar path).
+        // A row-major (the vector path) and transposed (the element path), 40 rows: two whole
+        // row groups and one padded.
         let a = data(40 * 64, 6);
         for (cs, rs) in [(1isize, 64isize), (40, 1)] {
             let mut pa = vec![0u16; 64 * 64 * 2];
